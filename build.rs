@@ -1,0 +1,102 @@
+//! Build script: locate httpd's development files through `apxs`, compile the C shim,
+//! and generate allow-listed bindings to APR, httpd and mod_proxy.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Ask apxs for one of its query variables (`apxs -q NAME`).
+fn apxs_query(apxs: &str, name: &str) -> String {
+    let out = Command::new(apxs)
+        .args(["-q", name])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{apxs} -q {name}`: {e}; install apache2-dev or set $APXS"));
+    assert!(out.status.success(), "`{apxs} -q {name}` failed");
+    String::from_utf8(out.stdout).expect("apxs output is UTF-8").trim().to_string()
+}
+
+fn find_apxs() -> String {
+    if let Ok(a) = env::var("APXS") {
+        return a;
+    }
+    for cand in ["apxs", "apxs2", "/usr/bin/apxs", "/usr/bin/apxs2"] {
+        if Command::new(cand).args(["-q", "INCLUDEDIR"]).output().map(|o| o.status.success()).unwrap_or(false) {
+            return cand.to_string();
+        }
+    }
+    panic!("apxs not found: install apache2-dev (Debian) or set APXS=/path/to/apxs");
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=APXS");
+    println!("cargo:rerun-if-changed=c_shim");
+    let apxs = find_apxs();
+    let inc = apxs_query(&apxs, "INCLUDEDIR");
+    let apr_inc = apxs_query(&apxs, "APR_INCLUDEDIR");
+    let apu_inc = apxs_query(&apxs, "APU_INCLUDEDIR");
+    // -DLINUX -D_REENTRANT -D_GNU_SOURCE on Debian: the same defines httpd was built with.
+    let cppflags = apxs_query(&apxs, "EXTRA_CPPFLAGS");
+    let defines: Vec<String> = cppflags.split_whitespace().filter(|f| f.starts_with("-D")).map(String::from).collect();
+    let mut incs = vec![inc.clone(), apr_inc.clone()];
+    if !apu_inc.is_empty() && apu_inc != apr_inc {
+        incs.push(apu_inc);
+    }
+
+    let mut cc = cc::Build::new();
+    cc.file("c_shim/mod_proxy_wstunnel.c").warnings(true).flag_if_supported("-Wno-unused-parameter");
+    for i in &incs {
+        cc.include(i);
+    }
+    for d in &defines {
+        let d = d.trim_start_matches("-D");
+        match d.split_once('=') {
+            Some((k, v)) => cc.define(k, v),
+            None => cc.define(d, None),
+        };
+    }
+    cc.compile("wstshim");
+
+    let mut b = bindgen::Builder::default()
+        .header("c_shim/bindings.h")
+        .clang_args(incs.iter().map(|i| format!("-I{i}")))
+        .clang_args(defines.iter().cloned())
+        .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
+        .layout_tests(false)
+        .derive_default(true)
+        .generate_comments(false)
+        .prepend_enum_name(false);
+    for t in [
+        "request_rec", "conn_rec", "server_rec", "module", "command_rec", "cmd_parms", "proxy_worker",
+        "proxy_worker_shared", "proxy_conn_rec", "proxy_server_conf", "proxy_dir_conf", "proxy_tunnel_rec",
+        "apr_uri_t", "apr_bucket_brigade", "apr_table_t", "apr_pool_t", "apr_socket_t", "apr_pollfd_t",
+        "core_server_config",
+    ] {
+        b = b.allowlist_type(t);
+    }
+    for f in [
+        "ap_proxy_acquire_connection", "ap_proxy_determine_connection", "ap_proxy_connect_backend",
+        "ap_proxy_connection_create_ex", "ap_proxy_release_connection", "ap_proxy_create_hdrbrgd",
+        "ap_proxy_pass_brigade", "ap_proxy_canon_netloc", "ap_proxy_canonenc_ex", "ap_proxy_tunnel_create",
+        "ap_proxy_tunnel_run", "ap_proxy_location_reverse_map", "ap_proxyerror", "ap_find_linked_module",
+        "ap_get_conn_socket", "ap_send_interim_response", "ap_scan_vchar_obstext", "ap_rwrite", "ap_rflush",
+        "ap_remove_input_filter_byhandle", "ap_remove_output_filter_byhandle", "ap_set_content_type",
+        "ap_ssl_conn_is_ssl", "ap_log_rerror_", "ap_log_error_", "apr_table_get", "apr_table_set",
+        "apr_table_setn", "apr_table_add", "apr_table_addn", "apr_table_unset", "apr_table_do", "apr_pstrdup", "apr_pstrmemdup",
+        "apr_palloc", "apr_pcalloc", "apr_brigade_create", "apr_brigade_cleanup", "apr_brigade_flatten",
+        "apr_brigade_length", "apr_brigade_write", "apr_brigade_puts", "apr_brigade_destroy",
+        "apr_os_sock_get", "apr_socket_timeout_get", "apr_pool_cleanup_register", "apr_pool_cleanup_null",
+        "apr_strerror", "ap_is_initial_req", "wst_.*",
+    ] {
+        b = b.allowlist_function(f);
+    }
+    for v in [
+        "proxy_module", "AP_MODE_.*", "APR_(NON)?BLOCK_READ", "APR_SUCCESS", "APR_EOF", "APR_EAGAIN",
+        "APLOG_.*", "HTTP_.*", "OK", "DECLINED", "DONE", "MODULE_MAGIC_.*", "PROXYREQ_.*",
+        "PROXY_CANONENC_.*", "AP_CONN_CLOSE", "enc_path", "enc_search", "RSRC_CONF", "ACCESS_CONF",
+    ] {
+        b = b.allowlist_var(v);
+    }
+    let bindings = b.generate().expect("bindgen failed on the httpd headers");
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    bindings.write_to_file(out.join("bindings.rs")).expect("write bindings");
+}

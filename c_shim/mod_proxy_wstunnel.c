@@ -1,0 +1,200 @@
+/*
+ * mod_proxy_wstunnel-rs: the C shim.
+ *
+ * What lives here is what must be C: the directive table (AP_INIT_* macros), hook
+ * registration (APR hook macros and mod_proxy's optional hooks with their ordering),
+ * and thin adapters for httpd macros and inline helpers (config vectors, logging with
+ * this module's index, brigades). Every decision is made in Rust (src/).
+ *
+ * The module record itself is defined in Rust (src/module.rs): rustc's cdylib version
+ * script would hide a C-defined symbol from the dynamic symbol table.
+ */
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_connection.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <apr_optional.h>
+#include <apr_strings.h>
+#include <mod_proxy.h>
+
+#include "shim.h"
+
+APLOG_USE_MODULE(proxy_wstunnel);
+
+const command_rec wst_cmds[] = {
+    AP_INIT_FLAG("ProxyWebsocketFallbackToProxyHttp", wst_rs_cmd_fallback, NULL,
+                 RSRC_CONF | ACCESS_CONF,
+                 "whether to let mod_proxy_http handle the upgrade and tunnelling (On|Off, default On)"),
+    AP_INIT_TAKE1("ProxyWebsocketIdleTimeout", wst_rs_cmd_idle_timeout, NULL, RSRC_CONF,
+                  "close a tunnel idle for this long: seconds, or a number with unit ms|s|mi|h; 0 = never"),
+    {NULL}
+};
+
+static int wst_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
+{
+    return wst_rs_post_config(pconf, plog, ptemp, s);
+}
+
+void wst_register_hooks(apr_pool_t *p)
+{
+    /* Run before mod_proxy_http at the same positions as the stock module, so ws:// and
+     * wss:// are ours when fallback is off. */
+    static const char *const succ[] = { "mod_proxy_http.c", NULL };
+
+    ap_hook_post_config(wst_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    proxy_hook_canon_handler(wst_rs_canon, NULL, succ, APR_HOOK_FIRST);
+    proxy_hook_scheme_handler(wst_rs_handler, NULL, succ, APR_HOOK_FIRST);
+    proxy_hook_check_trans(wst_rs_check_trans, NULL, succ, APR_HOOK_MIDDLE);
+}
+
+int wst_log_r_enabled(const request_rec *r, int level)
+{
+    return APLOG_R_MODULE_IS_LEVEL(r, APLOG_MODULE_INDEX, level);
+}
+
+void wst_log_r(const char *file, int line, int level, apr_status_t status, const request_rec *r,
+               const char *msg)
+{
+    ap_log_rerror_(file, line, APLOG_MODULE_INDEX, level, status, r, "%s", msg);
+}
+
+int wst_log_s_enabled(const server_rec *s, int level)
+{
+    return APLOG_MODULE_IS_LEVEL(s, APLOG_MODULE_INDEX, level);
+}
+
+void wst_log_s(const char *file, int line, int level, apr_status_t status, const server_rec *s,
+               const char *msg)
+{
+    ap_log_error_(file, line, APLOG_MODULE_INDEX, level, status, s, "%s", msg);
+}
+
+void *wst_dir_conf(request_rec *r)
+{
+    return ap_get_module_config(r->per_dir_config, &proxy_wstunnel_module);
+}
+
+void *wst_srv_conf(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &proxy_wstunnel_module);
+}
+
+void *wst_proxy_dir_conf(request_rec *r)
+{
+    return ap_get_module_config(r->per_dir_config, &proxy_module);
+}
+
+apr_status_t wst_conn_read(conn_rec *c, apr_bucket_brigade *bb, char *buf, apr_size_t *len, int block)
+{
+    apr_status_t rv;
+    apr_size_t want = *len;
+
+    *len = 0;
+    rv = ap_get_brigade(c->input_filters, bb, AP_MODE_READBYTES,
+                        block ? APR_BLOCK_READ : APR_NONBLOCK_READ, want);
+    if (rv != APR_SUCCESS) {
+        apr_brigade_cleanup(bb);
+        return rv;
+    }
+    if (APR_BRIGADE_EMPTY(bb)) {
+        return block ? APR_EOF : APR_EAGAIN;
+    }
+    if (APR_BUCKET_IS_EOS(APR_BRIGADE_FIRST(bb))) {
+        apr_brigade_cleanup(bb);
+        return APR_EOF;
+    }
+    *len = want;
+    rv = apr_brigade_flatten(bb, buf, len);
+    apr_brigade_cleanup(bb);
+    if (rv == APR_SUCCESS && *len == 0) {
+        return block ? APR_EOF : APR_EAGAIN;
+    }
+    return rv;
+}
+
+int wst_send_head(request_rec *r, proxy_conn_rec *backend, apr_bucket_brigade *header_bb,
+                  const char *upgrade)
+{
+    apr_brigade_printf(header_bb, NULL, NULL, "Upgrade: %s" CRLF "Connection: Upgrade" CRLF CRLF,
+                       upgrade);
+    return ap_proxy_pass_brigade(backend->connection->bucket_alloc, r, backend,
+                                 backend->connection, header_bb, 1);
+}
+
+void wst_logio_add(conn_rec *c, apr_off_t in, apr_off_t out)
+{
+    APR_OPTIONAL_FN_TYPE(ap_logio_add_bytes_in) *add_in =
+        APR_RETRIEVE_OPTIONAL_FN(ap_logio_add_bytes_in);
+    APR_OPTIONAL_FN_TYPE(ap_logio_add_bytes_out) *add_out =
+        APR_RETRIEVE_OPTIONAL_FN(ap_logio_add_bytes_out);
+    if (add_in && in > 0) {
+        add_in(c, in);
+    }
+    if (add_out && out > 0) {
+        add_out(c, out);
+    }
+}
+
+apr_status_t wst_conn_flush(conn_rec *c)
+{
+    apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    apr_status_t rv;
+
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
+    rv = ap_pass_brigade(c->output_filters, bb);
+    apr_brigade_destroy(bb);
+    return rv;
+}
+
+void wst_enter_tunnel_mode(request_rec *r)
+{
+    conn_rec *c = r->connection;
+
+    /* mod_reqtimeout's body timeout would cut an idle tunnel. */
+    ap_remove_input_filter_byhandle(c->input_filters, "reqtimeout");
+    /* No HTTP framing (chunking, error pages, EOS headers) may reach the upgraded stream. */
+    r->output_filters = r->proto_output_filters = c->output_filters;
+    r->input_filters = r->proto_input_filters = c->input_filters;
+    c->keepalive = AP_CONN_CLOSE;
+}
+
+int wst_conn_fd(conn_rec *c)
+{
+    apr_socket_t *s = ap_get_conn_socket(c);
+    apr_os_sock_t fd;
+
+    if (!s || apr_os_sock_get(&fd, s) != APR_SUCCESS) {
+        return -1;
+    }
+    return fd;
+}
+
+void wst_conn_set_aborted(conn_rec *c)
+{
+    c->aborted = 1;
+}
+
+int wst_run_filtered_tunnel(request_rec *r, conn_rec *backconn, const char *scheme,
+                            apr_interval_time_t timeout)
+{
+    proxy_tunnel_rec *tunnel;
+    apr_status_t rv = ap_proxy_tunnel_create(&tunnel, r, backconn, scheme);
+
+    if (rv != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    /* The tunnel has already received the 101, so anything it relays counts as a reply. */
+    tunnel->replied = 1;
+    /* Our idle timeout: 0 means none (poll forever), unlike mod_proxy's socket-timeout default. */
+    tunnel->timeout = timeout > 0 ? timeout : -1;
+    return ap_proxy_tunnel_run(tunnel);
+}
+
+int wst_encoded_slashes_nodecode(request_rec *r)
+{
+    core_dir_config *d = ap_get_core_module_config(r->per_dir_config);
+    return d->allow_encoded_slashes && !d->decode_encoded_slashes;
+}

@@ -1,0 +1,70 @@
+/*
+ * The C that must be C: declarations shared by the shim and the Rust core.
+ * No decisions are made in C; it registers, adapts macros and forwards.
+ */
+#ifndef WST_SHIM_H
+#define WST_SHIM_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include <mod_proxy.h>
+
+/* ---- implemented in Rust (src/ffi_entry.rs), called by httpd through the shim ---- */
+extern module AP_MODULE_DECLARE_DATA proxy_wstunnel_module;
+void *wst_rs_create_dir_config(apr_pool_t *p, char *dir);
+void *wst_rs_merge_dir_config(apr_pool_t *p, void *base, void *add);
+void *wst_rs_create_server_config(apr_pool_t *p, server_rec *s);
+void *wst_rs_merge_server_config(apr_pool_t *p, void *base, void *add);
+const char *wst_rs_cmd_fallback(cmd_parms *cmd, void *dconf, int flag);
+const char *wst_rs_cmd_idle_timeout(cmd_parms *cmd, void *dconf, const char *arg);
+int wst_rs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s);
+int wst_rs_check_trans(request_rec *r, const char *url);
+int wst_rs_canon(request_rec *r, char *url);
+int wst_rs_handler(request_rec *r, proxy_worker *worker, proxy_server_conf *conf, char *url,
+                   const char *proxyname, apr_port_t proxyport);
+
+/* ---- implemented in C (c_shim/mod_proxy_wstunnel.c), called by Rust ---- */
+/* The directive table and hook registration the Rust module record points at. */
+extern const command_rec wst_cmds[];
+void wst_register_hooks(apr_pool_t *p);
+
+/* Per-module logging: ap_log_rerror/ap_log_error with this module's index (LogLevel proxy_wstunnel:...). */
+int wst_log_r_enabled(const request_rec *r, int level);
+void wst_log_r(const char *file, int line, int level, apr_status_t status, const request_rec *r, const char *msg);
+int wst_log_s_enabled(const server_rec *s, int level);
+void wst_log_s(const char *file, int line, int level, apr_status_t status, const server_rec *s, const char *msg);
+
+/* Module config vectors (ap_get_module_config is a macro). */
+void *wst_dir_conf(request_rec *r);
+void *wst_srv_conf(server_rec *s);
+void *wst_proxy_dir_conf(request_rec *r);
+
+/* Read up to *len bytes from a connection's input filter chain (AP_MODE_READBYTES).
+ * On return *len holds the bytes copied. APR_EOF at end of stream, APR_EAGAIN if nothing now. */
+apr_status_t wst_conn_read(conn_rec *c, apr_bucket_brigade *bb, char *buf, apr_size_t *len, int block);
+
+/* Send the request head brigade plus our Upgrade/Connection lines and the blank line, flushed. */
+int wst_send_head(request_rec *r, proxy_conn_rec *backend, apr_bucket_brigade *header_bb, const char *upgrade);
+
+/* mod_logio's optional counters; no-ops when mod_logio is absent. */
+void wst_logio_add(conn_rec *c, apr_off_t in, apr_off_t out);
+
+/* Flush anything httpd still holds in the client connection's output filters. */
+apr_status_t wst_conn_flush(conn_rec *c);
+
+/* Switch a request to tunnel mode: drop HTTP protocol filters and mod_reqtimeout, no keep-alive. */
+void wst_enter_tunnel_mode(request_rec *r);
+
+/* The socket fd of a connection (core's socket), or -1. */
+int wst_conn_fd(conn_rec *c);
+
+/* conn_rec field accessors that bindgen renders as bitfields. */
+void wst_conn_set_aborted(conn_rec *c);
+
+/* Relay through mod_proxy's own filter-aware tunnel (ends that httpd filters must see, e.g. TLS). */
+int wst_run_filtered_tunnel(request_rec *r, conn_rec *backconn, const char *scheme, apr_interval_time_t timeout);
+
+/* AllowEncodedSlashes NoDecode in effect for this request (core_dir_config bitfields). */
+int wst_encoded_slashes_nodecode(request_rec *r);
+
+#endif

@@ -1,0 +1,198 @@
+//! Canonicalisation of `ws://` and `wss://` URLs into `r->filename`, as the stock module does:
+//! `proxy:ws://host[:port]/path[?query]`, default ports omitted, IPv6 literals bracketed,
+//! path encoded by mod_proxy's own encoder, control characters refused (CVE-2023-25690).
+//!
+//! The netloc parser and the path encoder are mod_proxy's exported functions, so our result is
+//! byte-identical to stock by construction; the decisions around them are plain Rust here.
+
+#[cfg(not(test))]
+use crate::{ffi, httpd::Request};
+#[cfg(not(test))]
+use std::{ffi::CStr, os::raw::c_char};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Ws,
+    Wss,
+}
+
+impl Scheme {
+    /// Recognises `ws:`/`wss:` (any case) at the start of `url`; returns the rest after the colon.
+    pub fn parse(url: &[u8]) -> Option<(Scheme, &[u8])> {
+        let lower = |n: usize| url.get(..n).map(|p| p.to_ascii_lowercase());
+        if lower(4).as_deref() == Some(b"wss:") {
+            Some((Scheme::Wss, &url[4..]))
+        } else if lower(3).as_deref() == Some(b"ws:") {
+            Some((Scheme::Ws, &url[3..]))
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Ws => "ws",
+            Scheme::Wss => "wss",
+        }
+    }
+
+    /// The name mod_proxy's connection functions log with.
+    pub fn proxy_function(self) -> &'static std::ffi::CStr {
+        match self {
+            Scheme::Ws => c"WS",
+            Scheme::Wss => c"WSS",
+        }
+    }
+
+    /// ws uses http's port, wss https's.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Ws => 80,
+            Scheme::Wss => 443,
+        }
+    }
+}
+
+/// True if `s` holds a control character, a space or DEL: what `ap_scan_vchar_obstext`
+/// stops at (VCHAR and obs-text pass).
+pub fn has_ctl_or_space(s: &[u8]) -> bool {
+    s.iter().any(|&b| b <= 0x20 || b == 0x7f)
+}
+
+/// Composes `proxy:scheme://host[:port]/path[?query]`.
+pub fn filename(scheme: Scheme, host: &[u8], port: u16, path: &[u8], query: Option<&[u8]>) -> Vec<u8> {
+    let mut f = Vec::with_capacity(16 + host.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    f.extend_from_slice(b"proxy:");
+    f.extend_from_slice(scheme.as_str().as_bytes());
+    f.extend_from_slice(b"://");
+    if host.contains(&b':') {
+        f.push(b'[');
+        f.extend_from_slice(host);
+        f.push(b']');
+    } else {
+        f.extend_from_slice(host);
+    }
+    if port != scheme.default_port() {
+        f.extend_from_slice(format!(":{port}").as_bytes());
+    }
+    f.push(b'/');
+    f.extend_from_slice(path);
+    if let Some(q) = query {
+        f.push(b'?');
+        f.extend_from_slice(q);
+    }
+    f
+}
+
+/// Why a URL could not be canonicalised.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CanonError {
+    /// Bad netloc or bad %-escape: 400.
+    BadRequest(String),
+    /// Control characters or spaces would reach the backend: 403.
+    Forbidden(&'static str),
+}
+
+/// How the path is taken, from mod_proxy's notes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathMode {
+    /// `nocanon` / `[NE]`: raw, the query is already part of it.
+    Raw,
+    /// `mapping=encoded`: path as is, query from `r->args`.
+    NoEncode,
+    /// Encoded by mod_proxy's encoder; `keep_encoded_slashes` for `AllowEncodedSlashes NoDecode`.
+    Encode { keep_encoded_slashes: bool },
+}
+
+/// Checks the control-character rules on the path and query that will be forwarded.
+pub fn check_forwarded(path_is_raw: bool, path: &[u8], query: Option<&[u8]>) -> Result<(), CanonError> {
+    if path_is_raw && has_ctl_or_space(path) {
+        return Err(CanonError::Forbidden("path"));
+    }
+    if query.is_some_and(has_ctl_or_space) {
+        return Err(CanonError::Forbidden("query string"));
+    }
+    Ok(())
+}
+
+/// Canonicalises `url` (the part after `proxy:`) for request `r`. Returns `r->filename`.
+#[cfg(not(test))]
+pub fn canonicalise(r: &Request, scheme: Scheme, after_scheme: &[u8]) -> Result<Vec<u8>, CanonError> {
+    let pool = r.pool();
+    // ap_proxy_canon_netloc wants a writable C string pointer it advances past the netloc.
+    let copy = pool.strdup_bytes(after_scheme);
+    let mut url: *mut c_char = copy;
+    let mut host: *mut c_char = std::ptr::null_mut();
+    let mut port: ffi::apr_port_t = scheme.default_port();
+    // SAFETY: `url` points to a NUL-terminated pool string; the out-pointers are valid; user
+    // and password are discarded (NULL), as stock does.
+    let err = unsafe {
+        ffi::ap_proxy_canon_netloc(pool.as_ptr(), &mut url, std::ptr::null_mut(), std::ptr::null_mut(), &mut host, &mut port)
+    };
+    if !err.is_null() {
+        // SAFETY: mod_proxy returns a NUL-terminated message from the pool.
+        let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+        return Err(CanonError::BadRequest(msg));
+    }
+    // SAFETY: on success host and url point to NUL-terminated pool strings.
+    let (host, rest) = unsafe { (CStr::from_ptr(host).to_bytes(), CStr::from_ptr(url).to_bytes()) };
+    let mode = if r.has_note("proxy-nocanon") {
+        PathMode::Raw
+    } else if r.has_note("proxy-noencode") {
+        PathMode::NoEncode
+    } else {
+        PathMode::Encode { keep_encoded_slashes: r.encoded_slashes_nodecode() }
+    };
+    let (path, query): (Vec<u8>, Option<&[u8]>) = match mode {
+        PathMode::Raw => (rest.to_vec(), None),
+        PathMode::NoEncode => (rest.to_vec(), r.args()),
+        PathMode::Encode { keep_encoded_slashes } => {
+            let flags = if keep_encoded_slashes { ffi::PROXY_CANONENC_NOENCODEDSLASHENCODING } else { 0 };
+            // SAFETY: `url` is NUL-terminated with `rest.len()` bytes; the result is a pool
+            // string or NULL for a bad %-escape.
+            let enc = unsafe {
+                ffi::ap_proxy_canonenc_ex(pool.as_ptr(), url, rest.len() as i32, ffi::enc_path, flags as i32, r.proxyreq())
+            };
+            if enc.is_null() {
+                return Err(CanonError::BadRequest("bad %-escape in path".into()));
+            }
+            // SAFETY: non-NULL results are NUL-terminated pool strings.
+            (unsafe { CStr::from_ptr(enc) }.to_bytes().to_vec(), r.args())
+        }
+    };
+    check_forwarded(matches!(mode, PathMode::Raw | PathMode::NoEncode), &path, query)?;
+    Ok(filename(scheme, host, port, &path, query))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_are_case_insensitive() {
+        assert_eq!(Scheme::parse(b"WS://h/"), Some((Scheme::Ws, &b"//h/"[..])));
+        assert_eq!(Scheme::parse(b"wSs://h/"), Some((Scheme::Wss, &b"//h/"[..])));
+        assert_eq!(Scheme::parse(b"http://h/"), None);
+        assert_eq!(Scheme::parse(b"ws"), None);
+        assert_eq!(Scheme::parse(b"wsx://"), None);
+    }
+
+    #[test]
+    fn filenames_like_stock() {
+        assert_eq!(filename(Scheme::Ws, b"h", 80, b"a/b", None), b"proxy:ws://h/a/b");
+        assert_eq!(filename(Scheme::Ws, b"h", 443, b"", Some(b"x=1")), b"proxy:ws://h:443/?x=1");
+        assert_eq!(filename(Scheme::Wss, b"h", 443, b"p", None), b"proxy:wss://h/p");
+        assert_eq!(filename(Scheme::Ws, b"::1", 8080, b"p", None), b"proxy:ws://[::1]:8080/p");
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        assert!(has_ctl_or_space(b"a b"));
+        assert!(has_ctl_or_space(b"a\r\nb"));
+        assert!(has_ctl_or_space(b"a\x7f"));
+        assert!(!has_ctl_or_space(b"a%20b\x80\xff"));
+        assert_eq!(check_forwarded(true, b"a\nb", None), Err(CanonError::Forbidden("path")));
+        assert_eq!(check_forwarded(false, b"a\nb", None), Ok(()));
+        assert_eq!(check_forwarded(false, b"a", Some(b"x y")), Err(CanonError::Forbidden("query string")));
+    }
+}

@@ -1,0 +1,405 @@
+//! The request's path through mod_proxy's hooks: check_trans, canon and the scheme handler
+//! (DESIGN §3). The backend's answer is read and validated before anything is tunnelled.
+
+use crate::canon::{self, CanonError, Scheme};
+use crate::ffi;
+use crate::httpd::connection::{is_timeout, Read};
+use crate::httpd::log::{DEBUG, ERR, INFO, TRACE1, TRACE5};
+use crate::httpd::{Connection, Request};
+use crate::response::{self, BodyDecoder, Head, HeadError};
+use crate::rlog;
+use crate::tunnel;
+use crate::upgrade::{self, Decision, Policy};
+use std::ffi::CStr;
+use std::os::raw::c_char;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub const OK: i32 = ffi::OK as i32;
+pub const DECLINED: i32 = ffi::DECLINED;
+pub const DONE: i32 = ffi::DONE;
+
+/// Set in post_config: fallback to mod_proxy_http is possible only when it is loaded.
+pub static CAN_FALLBACK: AtomicBool = AtomicBool::new(false);
+
+/// True when this request belongs to mod_proxy_http (fallback On and mod_proxy_http loaded).
+fn fallback(r: &Request) -> bool {
+    CAN_FALLBACK.load(Ordering::Relaxed) && r.dir_config().fallback_to_proxy_http != 0
+}
+
+/// mod_proxy's check_trans: a ws alias without `Upgrade` does not match, so the next
+/// `ProxyPass` (e.g. an http one) gets the request, or it is served locally.
+pub fn check_trans(r: &Request, url: &[u8]) -> i32 {
+    if fallback(r) || Scheme::parse(url).is_none() {
+        return DECLINED;
+    }
+    if r.header_in("Upgrade").is_none() {
+        rlog!(r, TRACE1, "WST01001: no Upgrade header: ws alias {} does not match", String::from_utf8_lossy(url));
+        return ffi::HTTP_UPGRADE_REQUIRED as i32;
+    }
+    OK
+}
+
+/// mod_proxy's canon_handler for ws:// and wss://.
+pub fn canon(r: &Request, url: &[u8]) -> i32 {
+    if fallback(r) {
+        rlog!(r, TRACE5, "WST01002: canon: leaving {} to mod_proxy_http", String::from_utf8_lossy(url));
+        return DECLINED;
+    }
+    let Some((scheme, rest)) = Scheme::parse(url) else { return DECLINED };
+    match canon::canonicalise(r, scheme, rest) {
+        Ok(filename) => {
+            rlog!(r, TRACE1, "WST01003: canonical URL {}", String::from_utf8_lossy(&filename));
+            r.set_filename(&filename);
+            OK
+        }
+        Err(CanonError::BadRequest(why)) => {
+            rlog!(r, ERR, "WST01004: error parsing URL {}: {}", String::from_utf8_lossy(url), why);
+            ffi::HTTP_BAD_REQUEST as i32
+        }
+        Err(CanonError::Forbidden(what)) => {
+            rlog!(r, ERR, "WST01005: to be forwarded {what} contains control characters or spaces");
+            ffi::HTTP_FORBIDDEN as i32
+        }
+    }
+}
+
+/// The worker's `upgrade=` parameter as stored in shared memory.
+fn worker_upgrade(worker: *mut ffi::proxy_worker) -> String {
+    // SAFETY: mod_proxy hands us a live worker whose shared record holds a NUL-terminated
+    // char[16] (PROXY_STRNCPY always terminates).
+    unsafe {
+        let s = &*(*worker).s;
+        CStr::from_ptr(s.upgrade.as_ptr()).to_string_lossy().into_owned()
+    }
+}
+
+/// Everything the scheme handler receives from mod_proxy.
+pub struct HandlerArgs {
+    pub worker: *mut ffi::proxy_worker,
+    pub conf: *mut ffi::proxy_server_conf,
+    pub url: *mut c_char,
+    pub proxyname: *const c_char,
+    pub proxyport: ffi::apr_port_t,
+}
+
+/// mod_proxy's scheme_handler.
+pub fn handle(r: &Request, args: &HandlerArgs) -> i32 {
+    // SAFETY: mod_proxy passes a NUL-terminated URL in the request pool.
+    let url = unsafe { CStr::from_ptr(args.url) }.to_bytes();
+    if fallback(r) {
+        rlog!(r, TRACE5, "WST01006: handler: leaving {} to mod_proxy_http", String::from_utf8_lossy(url));
+        return DECLINED;
+    }
+    let Some((scheme, _)) = Scheme::parse(url) else {
+        rlog!(r, DEBUG, "WST01007: declining URL {}", String::from_utf8_lossy(url));
+        return DECLINED;
+    };
+    let policy = Policy::from_worker(&worker_upgrade(args.worker));
+    let client_upgrade = r.header_in_str("Upgrade");
+    let offer = match upgrade::decide(&policy, client_upgrade.as_deref(), r.proto_num() < 1001) {
+        Decision::Forward(offer) => offer,
+        Decision::Refuse(why) => {
+            let advertised = policy.advertised();
+            rlog!(
+                r,
+                INFO,
+                "WST01008: require upgrade for URL {} ({}; Upgrade header is {}, expecting {})",
+                String::from_utf8_lossy(url),
+                why,
+                client_upgrade.as_deref().unwrap_or("(none)"),
+                advertised
+            );
+            r.set_err_header("Connection", "Upgrade");
+            r.set_err_header("Upgrade", &advertised);
+            return ffi::HTTP_UPGRADE_REQUIRED as i32;
+        }
+    };
+    let mut backend = match Backend::acquire(r, scheme, args) {
+        Ok(b) => b,
+        Err(status) => return status,
+    };
+    let status = proxy_upgrade(r, &mut backend, scheme, args, &offer);
+    drop(backend);
+    status
+}
+
+/// A backend connection acquired from mod_proxy; always closed (never pooled) on drop.
+struct Backend<'r> {
+    conn: *mut ffi::proxy_conn_rec,
+    scheme: Scheme,
+    r: Request<'r>,
+}
+
+impl<'r> Backend<'r> {
+    fn acquire(r: &Request<'r>, scheme: Scheme, args: &HandlerArgs) -> Result<Self, i32> {
+        let mut conn: *mut ffi::proxy_conn_rec = std::ptr::null_mut();
+        // SAFETY: worker and server are live; mod_proxy fills `conn` on success.
+        let status = unsafe {
+            ffi::ap_proxy_acquire_connection(scheme.proxy_function().as_ptr(), &mut conn, args.worker, r.server())
+        };
+        if status != OK {
+            rlog!(r, ERR, "WST01009: no backend connection available for {} (status {status})", scheme.as_str());
+            return Err(status);
+        }
+        // SAFETY: acquire succeeded, so `conn` is a live proxy_conn_rec we own until release.
+        unsafe {
+            (*conn).set_is_ssl((scheme == Scheme::Wss) as u32);
+            (*conn).set_close(0);
+        }
+        Ok(Backend { conn, scheme, r: *r })
+    }
+
+    fn rec(&self) -> &mut ffi::proxy_conn_rec {
+        // SAFETY: owned by us between acquire and release (Drop); used from this thread only.
+        unsafe { &mut *self.conn }
+    }
+
+    fn connection(&self) -> Option<Connection<'r>> {
+        let c = self.rec().connection;
+        // SAFETY: created by ap_proxy_connection_create_ex and alive until release.
+        (!c.is_null()).then(|| unsafe { Connection::from_raw(c) })
+    }
+}
+
+impl Drop for Backend<'_> {
+    fn drop(&mut self) {
+        // A tunnelled (or refused) connection is never reused for another request.
+        self.rec().set_close(1);
+        // SAFETY: releases the connection we acquired, exactly once.
+        unsafe {
+            ffi::ap_proxy_release_connection(self.scheme.proxy_function().as_ptr(), self.conn, self.r.server());
+        }
+    }
+}
+
+/// Connects, sends the upgrade request, reads the answer, and either tunnels (101) or relays
+/// the answer as an ordinary response.
+fn proxy_upgrade(r: &Request, backend: &mut Backend, scheme: Scheme, args: &HandlerArgs, offer: &str) -> i32 {
+    let pool = r.pool();
+    let uri = pool.alloc(ffi::apr_uri_t::default());
+    let mut locurl: *mut c_char = args.url;
+    let mut portstr = [0 as c_char; 32];
+    // SAFETY: all pointers are live for the call; mod_proxy resolves the backend address and
+    // rewrites `locurl` to the path to request.
+    let status = unsafe {
+        ffi::ap_proxy_determine_connection(
+            pool.as_ptr(),
+            r.as_ptr(),
+            args.conf,
+            args.worker,
+            backend.conn,
+            uri,
+            &mut locurl,
+            args.proxyname,
+            args.proxyport,
+            portstr.as_mut_ptr(),
+            portstr.len() as i32,
+        )
+    };
+    if status != OK {
+        return status;
+    }
+    let func = scheme.proxy_function().as_ptr();
+    // SAFETY: the connection was determined above; mod_proxy connects with the worker's timeouts.
+    if unsafe { ffi::ap_proxy_connect_backend(func, backend.conn, args.worker, r.server()) } != OK {
+        rlog!(r, ERR, "WST01010: failed to make connection to backend: {}", hostname(backend));
+        return ffi::HTTP_SERVICE_UNAVAILABLE as i32;
+    }
+    // SAFETY: creates the backend conn_rec (and mod_ssl's state for wss) for this request.
+    let status = unsafe { ffi::ap_proxy_connection_create_ex(func, backend.conn, r.as_ptr()) };
+    if status != OK {
+        if scheme == Scheme::Wss {
+            rlog!(
+                r,
+                ERR,
+                "WST01011: cannot speak TLS to wss:// backend {}: TLS to backends needs mod_ssl and \
+                 'SSLProxyEngine On' in this server or virtual host",
+                hostname(backend)
+            );
+        } else {
+            rlog!(r, ERR, "WST01012: cannot set up the connection to backend {}", hostname(backend));
+        }
+        return status;
+    }
+    let Some(backconn) = backend.connection() else { return ffi::HTTP_INTERNAL_SERVER_ERROR as i32 };
+
+    let header_bb = backconn.brigade();
+    let (mut old_cl, mut old_te): (*mut c_char, *mut c_char) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: mod_proxy builds the request head (Host, X-Forwarded-*, Via, RequestHeader
+    // edits, hop-by-hop purge) into our brigade.
+    let status = unsafe {
+        ffi::ap_proxy_create_hdrbrgd(
+            pool.as_ptr(),
+            header_bb.as_ptr(),
+            r.as_ptr(),
+            backend.conn,
+            args.worker,
+            args.conf,
+            uri,
+            locurl,
+            portstr.as_mut_ptr(),
+            &mut old_cl,
+            &mut old_te,
+        )
+    };
+    if status != OK {
+        return status;
+    }
+    let offer_c = pool.strdup(offer);
+    // SAFETY: appends our Upgrade/Connection lines and flushes the head to the backend.
+    let status = unsafe { ffi::wst_send_head(r.as_ptr(), backend.conn, header_bb.as_ptr(), offer_c) };
+    if status != OK {
+        rlog!(r, ERR, "WST01013: sending the upgrade request to {} failed (status {status})", hostname(backend));
+        return status;
+    }
+    rlog!(r, DEBUG, "WST01014: asked {} to upgrade to {offer}", hostname(backend));
+
+    let (head, surplus) = match read_head(r, &backconn) {
+        Ok(x) => x,
+        Err(why) => {
+            rlog!(r, ERR, "WST01015: no valid answer to the upgrade request from {}: {why}", hostname(backend));
+            return ffi::HTTP_BAD_GATEWAY as i32;
+        }
+    };
+    if head.status != 101 {
+        rlog!(r, INFO, "WST01016: backend {} refused the upgrade with {}: relaying its answer, no tunnel", hostname(backend), head.status);
+        return relay_refusal(r, &backconn, &head, surplus);
+    }
+    let answered = head.get_all("Upgrade");
+    if !upgrade::accepts_101(offer, answered.as_deref()) {
+        rlog!(
+            r,
+            ERR,
+            "WST01017: backend {} answered 101 with Upgrade: {} (expecting {offer}): not tunnelling",
+            hostname(backend),
+            answered.as_deref().unwrap_or("(none)")
+        );
+        return ffi::HTTP_BAD_GATEWAY as i32;
+    }
+    send_101(r, &head);
+    let idle = r.server_config().idle_timeout_us;
+    tunnel::run(r, backend.rec(), &backconn, surplus, idle, scheme)
+}
+
+fn hostname(backend: &Backend) -> String {
+    // SAFETY: hostname is NULL or a NUL-terminated string in the connection's pool.
+    unsafe { crate::httpd::cstr(backend.rec().hostname) }.map(|s| s.into_owned()).unwrap_or_else(|| "(unknown)".into())
+}
+
+/// Reads the backend's answer head through its input filters (so wss works), skipping
+/// interim answers other than 101. Returns the head and the bytes that followed it.
+fn read_head(r: &Request, backconn: &Connection) -> Result<(Head, Vec<u8>), String> {
+    let bb = backconn.brigade();
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 8192];
+    loop {
+        match response::parse_head(&buf) {
+            Ok((head, len)) => {
+                let rest = buf.split_off(len);
+                if head.status >= 100 && head.status < 200 && head.status != 101 {
+                    rlog!(r, TRACE1, "WST01018: skipping interim {} from backend", head.status);
+                    buf = rest;
+                    continue;
+                }
+                return Ok((head, rest));
+            }
+            Err(HeadError::Incomplete) => {}
+            Err(HeadError::TooLarge) => return Err(format!("response head larger than {} bytes", response::MAX_HEAD)),
+            Err(HeadError::Malformed(why)) => return Err(why.to_string()),
+        }
+        match backconn.read(&bb, &mut chunk, true) {
+            Read::Data(n) => buf.extend_from_slice(&chunk[..n]),
+            Read::Eof | Read::WouldBlock => return Err("connection closed before a complete response head".into()),
+            Read::Error(e) if is_timeout(e) => return Err("timed out waiting for the response".into()),
+            Read::Error(e) => return Err(format!("read error (APR status {e})")),
+        }
+    }
+}
+
+fn connection_tokens(head: &Head) -> Vec<String> {
+    head.get_all("Connection").map(|v| upgrade::tokens(&v).map(str::to_string).collect()).unwrap_or_default()
+}
+
+/// Sends the backend's 101 to the client through httpd, minus hop-by-hop headers.
+fn send_101(r: &Request, head: &Head) {
+    let conn_tokens = connection_tokens(head);
+    for (name, value) in &head.headers {
+        if !response::is_hop_by_hop(name, &conn_tokens) && !name.eq_ignore_ascii_case("Content-Length") {
+            r.add_header_out(name, value);
+        }
+    }
+    r.set_header_out("Upgrade", head.get("Upgrade").unwrap_or("websocket"));
+    r.set_header_out("Connection", "Upgrade");
+    r.set_status(101, Some("101 Switching Protocols"));
+    r.send_interim_response();
+}
+
+/// A refused upgrade: the backend's answer reaches the client as an ordinary HTTP response,
+/// and the client connection stays HTTP (what it sends next is parsed by httpd).
+fn relay_refusal(r: &Request, backconn: &Connection, head: &Head, surplus: Vec<u8>) -> i32 {
+    let framing = match response::framing(head) {
+        Ok(f) => f,
+        Err(_) => {
+            rlog!(r, ERR, "WST01019: backend answer has an invalid body framing");
+            return ffi::HTTP_BAD_GATEWAY as i32;
+        }
+    };
+    let line = if head.reason.is_empty() { None } else { Some(format!("{} {}", head.status, head.reason)) };
+    r.set_status(head.status, line.as_deref());
+    let conn_tokens = connection_tokens(head);
+    let dconf = r.proxy_dir_conf();
+    for (name, value) in &head.headers {
+        if response::is_hop_by_hop(name, &conn_tokens) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("Content-Type") {
+            r.set_content_type(value);
+        } else if name.eq_ignore_ascii_case("Content-Length") {
+            // httpd computes it or chunks; we deliver exactly the decoded body.
+        } else if ["Location", "Content-Location", "URI"].iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            let v = r.pool().strdup(value);
+            // SAFETY: ProxyPassReverse mapping with mod_proxy's own function on pool strings.
+            let mapped = unsafe { ffi::ap_proxy_location_reverse_map(r.as_ptr(), dconf, v) };
+            // SAFETY: returns NULL or a NUL-terminated pool string.
+            let mapped = unsafe { crate::httpd::cstr(mapped) }.map(|s| s.into_owned()).unwrap_or_else(|| value.clone());
+            r.add_header_out(name, &mapped);
+        } else {
+            r.add_header_out(name, value);
+        }
+    }
+    let mut decoder = BodyDecoder::new(framing);
+    let mut out = Vec::new();
+    if let Err(why) = decoder.feed(&surplus, &mut out) {
+        rlog!(r, ERR, "WST01020: bad body from backend: {why}");
+        return ffi::HTTP_BAD_GATEWAY as i32;
+    }
+    let bb = backconn.brigade();
+    let mut chunk = vec![0u8; 16384];
+    while !decoder.is_done() {
+        if !out.is_empty() {
+            if !r.write(&out) {
+                return DONE;
+            }
+            out.clear();
+        }
+        match backconn.read(&bb, &mut chunk, true) {
+            Read::Data(n) => {
+                if let Err(why) = decoder.feed(&chunk[..n], &mut out) {
+                    rlog!(r, ERR, "WST01020: bad body from backend: {why}");
+                    r.connection().set_aborted();
+                    return DONE;
+                }
+            }
+            Read::Eof | Read::WouldBlock if decoder.eof_ok() => break,
+            other => {
+                rlog!(r, ERR, "WST01021: backend answer body ended early ({other:?})");
+                r.connection().set_aborted();
+                return DONE;
+            }
+        }
+    }
+    if !out.is_empty() && !r.write(&out) {
+        return DONE;
+    }
+    OK
+}

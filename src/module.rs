@@ -1,0 +1,204 @@
+//! The module record httpd loads (`LoadModule proxy_wstunnel_module ...`) and every
+//! `extern "C"` entry point. Each entry point catches panics: a panic is logged and fails
+//! only the request (500) or the directive, it never unwinds into C.
+
+use crate::config::{parse_duration_us, DirConfig, ServerConfig};
+use crate::ffi;
+use crate::handler::{self, HandlerArgs, CAN_FALLBACK};
+use crate::httpd::log::{ERR, TRACE1};
+use crate::httpd::{Pool, Request};
+use crate::{rlog, slog};
+use std::cell::UnsafeCell;
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+
+use ffi::wst_register_hooks;
+
+extern "C" {
+    /// The shim's directive table (AP_INIT_* macros), an array ending with a NULL entry.
+    static wst_cmds: ffi::command_rec;
+}
+
+/// httpd writes into the record when it loads it (`module_index`, `next`, ...), so it lives
+/// in writable memory behind an `UnsafeCell`; `repr(transparent)` keeps the C layout so the
+/// exported symbol *is* the `module` struct.
+#[repr(transparent)]
+pub struct ModuleRecord(UnsafeCell<ffi::module>);
+
+// SAFETY: httpd mutates the record only while loading the configuration, single-threaded,
+// before any request thread exists; afterwards it is read-only.
+unsafe impl Sync for ModuleRecord {}
+
+/// The module record. Its name is what `<IfModule mod_proxy_wstunnel.c>`, other modules' hook
+/// ordering and `ap_find_linked_module` match.
+#[no_mangle]
+#[used]
+pub static proxy_wstunnel_module: ModuleRecord = ModuleRecord(UnsafeCell::new(ffi::module {
+    version: ffi::MODULE_MAGIC_NUMBER_MAJOR as c_int,
+    minor_version: ffi::MODULE_MAGIC_NUMBER_MINOR as c_int,
+    module_index: -1,
+    name: c"mod_proxy_wstunnel.c".as_ptr(),
+    dynamic_load_handle: std::ptr::null_mut(),
+    next: std::ptr::null_mut(),
+    magic: ffi::MODULE_MAGIC_COOKIE as _,
+    rewrite_args: None,
+    create_dir_config: Some(wst_rs_create_dir_config),
+    merge_dir_config: Some(wst_rs_merge_dir_config),
+    create_server_config: Some(wst_rs_create_server_config),
+    merge_server_config: Some(wst_rs_merge_server_config),
+    // Only the address of the C shim's static table is taken; httpd reads it.
+    cmds: &raw const wst_cmds,
+    register_hooks: Some(wst_register_hooks),
+    flags: 0,
+}));
+
+/// Runs `f`, turning a panic into `on_panic` after logging it.
+fn guard<T>(what: &str, log: impl FnOnce(&str), on_panic: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            log(&format!("WST00001: internal error in {what}: {msg}; failing this request"));
+            on_panic
+        }
+    }
+}
+
+fn request_guard(r: *mut ffi::request_rec, what: &str, f: impl FnOnce(&Request) -> c_int) -> c_int {
+    // SAFETY: httpd passes a live request to its hooks for the duration of the call.
+    let req = unsafe { Request::from_raw(r) };
+    guard(
+        what,
+        |m| crate::httpd::log::request(file!(), line!(), r, ERR, 0, m),
+        ffi::HTTP_INTERNAL_SERVER_ERROR as c_int,
+        || f(&req),
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_create_dir_config(p: *mut ffi::apr_pool_t, _dir: *mut c_char) -> *mut c_void {
+    // SAFETY: httpd passes the configuration pool.
+    let pool = unsafe { Pool::from_raw(p) };
+    guard("create_dir_config", |_| {}, std::ptr::null_mut(), || pool.alloc(DirConfig::default()).cast())
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_merge_dir_config(p: *mut ffi::apr_pool_t, base: *mut c_void, add: *mut c_void) -> *mut c_void {
+    // SAFETY: as above; base and add are records we created with create_dir_config.
+    let pool = unsafe { Pool::from_raw(p) };
+    guard("merge_dir_config", |_| {}, std::ptr::null_mut(), || {
+        // SAFETY: both are DirConfig records written by Pool::alloc.
+        let (b, a) = unsafe { (&*(base as *const DirConfig), &*(add as *const DirConfig)) };
+        pool.alloc(DirConfig::merge(b, a)).cast()
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_create_server_config(p: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) -> *mut c_void {
+    // SAFETY: httpd passes the configuration pool.
+    let pool = unsafe { Pool::from_raw(p) };
+    guard("create_server_config", |_| {}, std::ptr::null_mut(), || pool.alloc(ServerConfig::default()).cast())
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_merge_server_config(p: *mut ffi::apr_pool_t, base: *mut c_void, add: *mut c_void) -> *mut c_void {
+    // SAFETY: as above.
+    let pool = unsafe { Pool::from_raw(p) };
+    guard("merge_server_config", |_| {}, std::ptr::null_mut(), || {
+        // SAFETY: both are ServerConfig records written by Pool::alloc.
+        let (b, a) = unsafe { (&*(base as *const ServerConfig), &*(add as *const ServerConfig)) };
+        pool.alloc(ServerConfig::merge(b, a)).cast()
+    })
+}
+
+/// A directive error message in the configuration pool (httpd prints it and refuses to start).
+fn cmd_error(cmd: *mut ffi::cmd_parms, msg: &str) -> *const c_char {
+    // SAFETY: cmd->pool is the configuration pool, live while directives are read.
+    unsafe { Pool::from_raw((*cmd).pool) }.strdup(msg)
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_cmd_fallback(cmd: *mut ffi::cmd_parms, dconf: *mut c_void, flag: c_int) -> *const c_char {
+    guard("ProxyWebsocketFallbackToProxyHttp", |_| {}, c"internal error".as_ptr(), || {
+        // SAFETY: httpd passes the per-dir record of the section being read.
+        let d = unsafe { &mut *(dconf as *mut DirConfig) };
+        d.fallback_to_proxy_http = (flag != 0) as i32;
+        d.fallback_set = 1;
+        let _ = cmd;
+        std::ptr::null()
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_cmd_idle_timeout(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
+    guard("ProxyWebsocketIdleTimeout", |_| {}, c"internal error".as_ptr(), || {
+        // SAFETY: httpd passes the directive's argument as a NUL-terminated string.
+        let arg = unsafe { CStr::from_ptr(arg) }.to_string_lossy();
+        match parse_duration_us(&arg) {
+            Ok(us) => {
+                // SAFETY: cmd->server is the server being configured; its record is ours.
+                let s = unsafe { &mut *(ffi::wst_srv_conf((*cmd).server) as *mut ServerConfig) };
+                s.idle_timeout_us = us;
+                s.idle_timeout_set = 1;
+                std::ptr::null()
+            }
+            Err(e) => cmd_error(cmd, &format!("ProxyWebsocketIdleTimeout: {e}")),
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_post_config(
+    _pconf: *mut ffi::apr_pool_t,
+    _plog: *mut ffi::apr_pool_t,
+    _ptemp: *mut ffi::apr_pool_t,
+    s: *mut ffi::server_rec,
+) -> c_int {
+    guard("post_config", |m| crate::httpd::log::server(file!(), line!(), s, ERR, 0, m), ffi::HTTP_INTERNAL_SERVER_ERROR as c_int, || {
+        // SAFETY: looks up a module by name in httpd's loaded-module list.
+        let http = unsafe { !ffi::ap_find_linked_module(c"mod_proxy_http.c".as_ptr()).is_null() };
+        CAN_FALLBACK.store(http, Ordering::Relaxed);
+        slog!(s, TRACE1, "WST00002: mod_proxy_http is {}loaded: fallback {}possible", if http { "" } else { "not " }, if http { "" } else { "im" });
+        handler::OK
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_check_trans(r: *mut ffi::request_rec, url: *const c_char) -> c_int {
+    request_guard(r, "check_trans", |req| {
+        // SAFETY: mod_proxy passes the alias target as a NUL-terminated string.
+        let url = unsafe { CStr::from_ptr(url) }.to_bytes();
+        handler::check_trans(req, url)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_canon(r: *mut ffi::request_rec, url: *mut c_char) -> c_int {
+    request_guard(r, "canon", |req| {
+        // SAFETY: mod_proxy passes the URL (after "proxy:") as a NUL-terminated string.
+        let url = unsafe { CStr::from_ptr(url) }.to_bytes();
+        handler::canon(req, url)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_handler(
+    r: *mut ffi::request_rec,
+    worker: *mut ffi::proxy_worker,
+    conf: *mut ffi::proxy_server_conf,
+    url: *mut c_char,
+    proxyname: *const c_char,
+    proxyport: ffi::apr_port_t,
+) -> c_int {
+    request_guard(r, "scheme handler", |req| {
+        let status = handler::handle(req, &HandlerArgs { worker, conf, url, proxyname, proxyport });
+        rlog!(req, TRACE1, "WST00003: scheme handler returns {status}");
+        status
+    })
+}

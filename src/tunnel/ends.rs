@@ -1,0 +1,122 @@
+//! Choosing the kind of ends, handing httpd's buffered bytes to the relay, and logging the outcome.
+
+use crate::canon::Scheme;
+use crate::ffi;
+use crate::handler::DONE;
+use crate::httpd::connection::Read;
+use crate::httpd::log::{DEBUG, INFO};
+use crate::httpd::{Connection, Request};
+use crate::rlog;
+use super::relay::{self, End, Ends, Limits};
+use std::time::Duration;
+
+/// httpd may hold at most one socket read (8000 bytes) beyond what it parsed; draining more
+/// than this guarantees its buffers are empty before the relay reads the sockets directly.
+const DRAIN_LIMIT: usize = 32 * 1024;
+
+/// Reads what httpd's input filters already buffered for a connection, without blocking.
+fn drain(c: &Connection) -> (Vec<u8>, bool) {
+    let bb = c.brigade();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while out.len() < DRAIN_LIMIT {
+        match c.read(&bb, &mut chunk, false) {
+            Read::Data(n) => out.extend_from_slice(&chunk[..n]),
+            Read::Eof => return (out, true),
+            Read::WouldBlock | Read::Error(_) => break,
+        }
+    }
+    (out, false)
+}
+
+fn is_raw(c: &Connection) -> bool {
+    !c.is_tls() && !c.is_secondary() && c.fd().is_some()
+}
+
+/// Relays between the client and the backend until the tunnel ends. `surplus` are bytes the
+/// backend sent right behind its 101. Returns the handler's status (never an error page:
+/// the 101 is out).
+pub fn run(
+    r: &Request,
+    backend: &mut ffi::proxy_conn_rec,
+    backconn: &Connection,
+    surplus: Vec<u8>,
+    idle_us: i64,
+    scheme: Scheme,
+) -> i32 {
+    let client = r.connection();
+    r.enter_tunnel_mode();
+    let idle = (idle_us > 0).then(|| Duration::from_micros(idle_us as u64));
+    if scheme == Scheme::Ws && is_raw(&client) && is_raw(backconn) {
+        raw(r, &client, backend, backconn, surplus, idle);
+    } else {
+        filtered(r, backconn, surplus, idle_us, scheme);
+    }
+    DONE
+}
+
+fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>) {
+    let (client_pre, client_eof) = drain(client);
+    let (mut backend_pre, backend_eof) = drain(backconn);
+    let mut b2c = surplus;
+    b2c.append(&mut backend_pre);
+    let pre_in = client_pre.len() as u64;
+    // Writes may wait as long as httpd would let a blocking write wait on either side.
+    let mut backend_timeout: ffi::apr_interval_time_t = 0;
+    // SAFETY: the backend socket is live while the backend connection is held.
+    unsafe { ffi::apr_socket_timeout_get(backend.sock, &mut backend_timeout) };
+    // SAFETY: the request's server_rec is live.
+    let server_timeout = unsafe { (*r.server()).timeout };
+    let stall = backend_timeout.max(server_timeout);
+    let limits = Limits { idle, write_stall: (stall > 0).then(|| Duration::from_micros(stall as u64)) };
+    let ends = Ends {
+        client: client.fd().expect("raw ends have a socket"),
+        backend: backconn.fd().expect("raw ends have a socket"),
+        client_pre,
+        client_eof,
+        backend_pre: b2c,
+        backend_eof,
+    };
+    let out = relay::run(ends, limits);
+    // Bytes read from the client through httpd's filters were counted by mod_logio already.
+    client.logio_add(out.client_to_backend.saturating_sub(pre_in), out.backend_to_client);
+    let bytes = format!("{} bytes client to backend, {} bytes backend to client", out.client_to_backend, out.backend_to_client);
+    match &out.end {
+        End::Closed => rlog!(r, DEBUG, "WST02001: tunnel closed by both sides; {bytes}"),
+        End::Failed(side, e) => rlog!(r, DEBUG, "WST02003: tunnel ended: {} connection failed: {e}; {bytes}", side.name()),
+        End::Idle => rlog!(
+            r,
+            INFO,
+            "WST02004: tunnel idle for {:?} (ProxyWebsocketIdleTimeout): closing both sides; {bytes}",
+            idle.unwrap_or_default()
+        ),
+        End::WriteStalled(side) => rlog!(
+            r,
+            INFO,
+            "WST02005: {} took no data for {:?} (Timeout/ProxyTimeout): closing both sides; {bytes}",
+            side.name(),
+            limits.write_stall.unwrap_or_default()
+        ),
+    }
+    if !matches!(out.end, End::Closed) {
+        // Close the client now, without lingering: the tunnel is over on both sides.
+        client.set_aborted();
+    }
+}
+
+fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle_us: i64, scheme: Scheme) {
+    rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
+    if !surplus.is_empty() && !(r.write(&surplus) && r.flush()) {
+        r.connection().set_aborted();
+        return;
+    }
+    let name = std::ffi::CString::new(scheme.as_str().to_ascii_uppercase()).expect("no NUL");
+    // SAFETY: the request and the backend connection are live; mod_proxy's tunnel polls both
+    // and passes bytes through their filter chains until both directions end.
+    let status = unsafe { ffi::wst_run_filtered_tunnel(r.as_ptr(), backconn.as_ptr(), name.as_ptr(), idle_us) };
+    if status == ffi::HTTP_GATEWAY_TIME_OUT as i32 {
+        rlog!(r, INFO, "WST02004: tunnel idle for {}ms (ProxyWebsocketIdleTimeout): closing both sides", idle_us / 1000);
+    } else if status != crate::handler::OK {
+        rlog!(r, DEBUG, "WST02003: tunnel ended with status {status}");
+    }
+}

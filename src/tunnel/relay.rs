@@ -1,0 +1,497 @@
+//! The synchronous relay between two raw sockets: both directions at once, bounded buffers
+//! with back-pressure (a direction stops reading while its buffer is full), half-close
+//! propagated after all earlier bytes, a reset on either side ends the tunnel, and an
+//! optional idle timeout. It runs on the calling thread with poll(2) on non-blocking fds.
+//!
+//! Pure Rust over file descriptors: unit-tested with socket pairs, no httpd needed.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+/// Bytes buffered per direction at most (plus what httpd handed over before the relay).
+pub const BUF_SIZE: usize = 64 * 1024;
+/// Reads per wake-up and direction before the other direction gets its turn.
+const MAX_READS_PER_WAKE: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Backend,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Backend => "backend",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum End {
+    /// Both directions finished with a FIN.
+    Closed,
+    /// A read or write on this side failed (reset, broken pipe, ...).
+    Failed(Side, io::Error),
+    /// No byte in either direction for the idle timeout.
+    Idle,
+    /// A peer did not take any of the bytes pending for it within the write timeout.
+    WriteStalled(Side),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// None: no idle timeout.
+    pub idle: Option<Duration>,
+    /// None: writes may wait forever.
+    pub write_stall: Option<Duration>,
+}
+
+/// What the relay did: bytes each way and why it ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub client_to_backend: u64,
+    pub backend_to_client: u64,
+    pub end: End,
+}
+
+/// One direction: reads `src`, writes `dst`.
+struct Pipe {
+    src: RawFd,
+    dst: RawFd,
+    src_side: Side,
+    dst_side: Side,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof_in: bool,
+    shut_out: bool,
+    moved: u64,
+    last_write: Instant,
+}
+
+impl Pipe {
+    fn new(src: (RawFd, Side), dst: (RawFd, Side), pre: Vec<u8>, eof_in: bool) -> Pipe {
+        let end = pre.len();
+        Pipe {
+            src: src.0,
+            dst: dst.0,
+            src_side: src.1,
+            dst_side: dst.1,
+            buf: pre,
+            start: 0,
+            end,
+            eof_in,
+            shut_out: false,
+            moved: 0,
+            last_write: Instant::now(),
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.end > self.start
+    }
+
+    fn wants_read(&self) -> bool {
+        !self.eof_in && self.end - self.start < BUF_SIZE
+    }
+
+    /// Moves bytes until nothing more can be done without waiting. `readable`/`writable`
+    /// say whether the fds may be ready; they are cleared when a call would block.
+    fn pump(&mut self, mut readable: bool, mut writable: bool, activity: &mut Instant) -> Result<(), End> {
+        let mut reads = 0;
+        loop {
+            let mut progressed = false;
+            if writable && self.pending() {
+                match send(self.dst, &self.buf[self.start..self.end]) {
+                    Ok(n) => {
+                        self.start += n;
+                        self.moved += n as u64;
+                        self.last_write = Instant::now();
+                        *activity = self.last_write;
+                        progressed = true;
+                        if self.start == self.end {
+                            self.start = 0;
+                            self.end = 0;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable = false,
+                    Err(e) => return Err(End::Failed(self.dst_side, e)),
+                }
+            }
+            if readable && self.wants_read() && reads < MAX_READS_PER_WAKE {
+                if self.buf.len() < BUF_SIZE {
+                    self.buf.resize(BUF_SIZE, 0);
+                }
+                if self.end == self.buf.len() {
+                    self.buf.copy_within(self.start..self.end, 0);
+                    self.end -= self.start;
+                    self.start = 0;
+                }
+                reads += 1;
+                match recv(self.src, &mut self.buf[self.end..]) {
+                    Ok(0) => {
+                        self.eof_in = true;
+                        progressed = true;
+                    }
+                    Ok(n) => {
+                        if !self.pending() {
+                            // The write-stall clock starts when bytes start waiting.
+                            self.last_write = Instant::now();
+                        }
+                        self.end += n;
+                        *activity = Instant::now();
+                        progressed = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => readable = false,
+                    Err(e) => return Err(End::Failed(self.src_side, e)),
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if self.eof_in && !self.pending() && !self.shut_out {
+            // Half-close: the peer sees FIN only after every earlier byte.
+            // SAFETY: shutdown(2) on an fd the caller keeps open for the relay's duration.
+            let rc = unsafe { libc::shutdown(self.dst, libc::SHUT_WR) };
+            if rc != 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ENOTCONN) {
+                    return Err(End::Failed(self.dst_side, e));
+                }
+            }
+            self.shut_out = true;
+            // A finished direction keeps no buffer.
+            self.buf = Vec::new();
+        }
+        Ok(())
+    }
+}
+
+fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: `data` is a valid readable slice; MSG_NOSIGNAL turns a closed peer into EPIPE
+    // instead of SIGPIPE.
+    let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOTSOCK) {
+            // SAFETY: as above, for non-socket fds (pipes in tests).
+            let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+            return if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) };
+        }
+        return Err(e);
+    }
+    Ok(n as usize)
+}
+
+fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid writable slice of the given length.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOTSOCK) {
+            // SAFETY: as above.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            return if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) };
+        }
+        return Err(e);
+    }
+    Ok(n as usize)
+}
+
+fn socket_error(fd: RawFd) -> io::Error {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `err`, a valid c_int.
+    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len) };
+    if rc == 0 && err != 0 {
+        io::Error::from_raw_os_error(err)
+    } else {
+        io::Error::from_raw_os_error(libc::ECONNRESET)
+    }
+}
+
+/// Sets O_NONBLOCK on `fd` (the relay never blocks in read/write, only in poll).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an open fd with integer arguments only.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl < 0 || libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Turns on TCP keep-alive so that a vanished peer is eventually noticed.
+pub fn set_keepalive(fd: RawFd) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid pointer to a c_int of the right size; failure (e.g. not
+    // a socket) is harmless and ignored.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// The two ends and what httpd already read from each before the relay took over.
+pub struct Ends {
+    pub client: RawFd,
+    pub backend: RawFd,
+    /// Bytes from the client not yet sent to the backend, and whether the client already ended.
+    pub client_pre: Vec<u8>,
+    pub client_eof: bool,
+    /// Bytes from the backend not yet sent to the client, and whether the backend already ended.
+    pub backend_pre: Vec<u8>,
+    pub backend_eof: bool,
+}
+
+/// Relays until both directions are finished, a side fails, or a timeout fires.
+/// The fds stay owned by the caller; they are switched to non-blocking mode.
+pub fn run(ends: Ends, limits: Limits) -> Outcome {
+    for fd in [ends.client, ends.backend] {
+        if let Err(e) = set_nonblocking(fd) {
+            let side = if fd == ends.client { Side::Client } else { Side::Backend };
+            return Outcome { client_to_backend: 0, backend_to_client: 0, end: End::Failed(side, e) };
+        }
+        set_keepalive(fd);
+    }
+    let mut c2b = Pipe::new((ends.client, Side::Client), (ends.backend, Side::Backend), ends.client_pre, ends.client_eof);
+    let mut b2c = Pipe::new((ends.backend, Side::Backend), (ends.client, Side::Client), ends.backend_pre, ends.backend_eof);
+    let end = relay_loop(&mut c2b, &mut b2c, limits);
+    Outcome { client_to_backend: c2b.moved, backend_to_client: b2c.moved, end }
+}
+
+fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
+    let mut activity = Instant::now();
+    // First pass: everything may be ready (and bytes may already be buffered).
+    let (mut c_in, mut c_out, mut b_in, mut b_out) = (true, true, true, true);
+    loop {
+        if let Err(end) = c2b.pump(c_in, b_out, &mut activity) {
+            return end;
+        }
+        if let Err(end) = b2c.pump(b_in, c_out, &mut activity) {
+            return end;
+        }
+        if c2b.shut_out && b2c.shut_out {
+            return End::Closed;
+        }
+        let ev = |read: bool, write: bool| {
+            (if read { libc::POLLIN } else { 0 }) | (if write { libc::POLLOUT } else { 0 })
+        };
+        let mut fds = [
+            libc::pollfd { fd: c2b.src, events: ev(c2b.wants_read(), b2c.pending()), revents: 0 },
+            libc::pollfd { fd: b2c.src, events: ev(b2c.wants_read(), c2b.pending()), revents: 0 },
+        ];
+        // An fd we neither read nor write is left out: a hang-up on it would otherwise wake
+        // poll forever. Its fate shows on the next read or write.
+        for p in fds.iter_mut() {
+            if p.events == 0 {
+                p.fd = -1;
+            }
+        }
+        let now = Instant::now();
+        let mut deadline: Option<Instant> = limits.idle.map(|d| activity + d);
+        if let Some(stall) = limits.write_stall {
+            for p in [&*c2b, &*b2c] {
+                if p.pending() {
+                    let d = p.last_write + stall;
+                    deadline = Some(deadline.map_or(d, |x| x.min(d)));
+                }
+            }
+        }
+        let timeout_ms: libc::c_int = match deadline {
+            None => -1,
+            Some(d) => d.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as libc::c_int,
+        };
+        // SAFETY: `fds` is a valid array of two pollfd structs for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                (c_in, c_out, b_in, b_out) = (false, false, false, false);
+                continue;
+            }
+            return End::Failed(Side::Client, e);
+        }
+        if n == 0 {
+            let now = Instant::now();
+            if limits.idle.is_some_and(|d| now >= activity + d) {
+                return End::Idle;
+            }
+            if let Some(stall) = limits.write_stall {
+                if c2b.pending() && now >= c2b.last_write + stall {
+                    return End::WriteStalled(Side::Backend);
+                }
+                if b2c.pending() && now >= b2c.last_write + stall {
+                    return End::WriteStalled(Side::Client);
+                }
+            }
+            (c_in, c_out, b_in, b_out) = (false, false, false, false);
+            continue;
+        }
+        // Errors and hang-ups surface through the next read or write on that fd.
+        let bad = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+        let r = |p: &libc::pollfd| p.revents & (libc::POLLIN | bad) != 0;
+        let w = |p: &libc::pollfd| p.revents & (libc::POLLOUT | bad) != 0;
+        if fds[0].revents & libc::POLLNVAL != 0 {
+            return End::Failed(Side::Client, io::Error::from_raw_os_error(libc::EBADF));
+        }
+        if fds[1].revents & libc::POLLNVAL != 0 {
+            return End::Failed(Side::Backend, io::Error::from_raw_os_error(libc::EBADF));
+        }
+        for (p, side) in [(&fds[0], Side::Client), (&fds[1], Side::Backend)] {
+            if p.revents & libc::POLLERR != 0 {
+                return End::Failed(side, socket_error(p.fd));
+            }
+        }
+        (c_in, c_out, b_in, b_out) = (r(&fds[0]), w(&fds[0]), r(&fds[1]), w(&fds[1]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    use std::thread;
+
+    /// Two connected TCP pairs: (test's client end, relay's client end), (relay's backend end, test's backend end).
+    fn pairs() -> ((TcpStream, TcpStream), (TcpStream, TcpStream)) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mk = || {
+            let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (b, _) = l.accept().unwrap();
+            (a, b)
+        };
+        (mk(), mk())
+    }
+
+    fn spawn_relay(client: TcpStream, backend: TcpStream, cpre: &[u8], bpre: &[u8], limits: Limits) -> thread::JoinHandle<Outcome> {
+        let (cpre, bpre) = (cpre.to_vec(), bpre.to_vec());
+        thread::spawn(move || {
+            let out = run(
+                Ends { client: client.as_raw_fd(), backend: backend.as_raw_fd(), client_pre: cpre, client_eof: false, backend_pre: bpre, backend_eof: false },
+                limits,
+            );
+            drop((client, backend));
+            out
+        })
+    }
+
+    #[test]
+    fn prebuffered_bytes_go_first_and_half_close_propagates() {
+        let ((mut cl, rc), (rb, mut be)) = pairs();
+        let h = spawn_relay(rc, rb, b"early-c ", b"early-b ", Limits::default());
+        cl.write_all(b"later-c").unwrap();
+        cl.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        be.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"early-c later-c");
+        // The other direction keeps flowing after the client's FIN.
+        be.write_all(b"later-b").unwrap();
+        be.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        cl.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"early-b later-b");
+        let out = h.join().unwrap();
+        assert!(matches!(out.end, End::Closed), "{:?}", out.end);
+        assert_eq!((out.client_to_backend, out.backend_to_client), (15, 15));
+    }
+
+    #[test]
+    fn both_directions_at_once_never_deadlock() {
+        // Each side writes 8 MiB before reading anything: only independent buffering
+        // in both directions lets this finish.
+        let ((cl, rc), (rb, be)) = pairs();
+        let h = spawn_relay(rc, rb, b"", b"", Limits::default());
+        let data: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
+        let writer = |mut s: TcpStream, d: Vec<u8>| {
+            thread::spawn(move || {
+                s.write_all(&d).unwrap();
+                s.shutdown(Shutdown::Write).unwrap();
+            })
+        };
+        let reader = |mut s: TcpStream| thread::spawn(move || {
+            let mut v = Vec::new();
+            s.read_to_end(&mut v).unwrap();
+            v
+        });
+        let w1 = writer(cl.try_clone().unwrap(), data.clone());
+        let w2 = writer(be.try_clone().unwrap(), data.clone());
+        let r1 = reader(cl);
+        let r2 = reader(be);
+        w1.join().unwrap();
+        w2.join().unwrap();
+        assert!(r1.join().unwrap() == data);
+        assert!(r2.join().unwrap() == data);
+        assert!(matches!(h.join().unwrap().end, End::Closed));
+    }
+
+    #[test]
+    fn reset_on_one_side_ends_the_tunnel_promptly() {
+        let ((cl, rc), (rb, mut be)) = pairs();
+        let h = spawn_relay(rc, rb, b"", b"", Limits::default());
+        // SO_LINGER 0 then close: an RST.
+        let lin = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: valid pointer and size for SO_LINGER.
+        unsafe {
+            libc::setsockopt(cl.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, (&lin as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as u32);
+        }
+        drop(cl);
+        let out = h.join().unwrap();
+        assert!(matches!(out.end, End::Failed(Side::Client, _) | End::Closed), "{:?}", out.end);
+        // The backend sees the end of the stream once the relay's fds are closed.
+        let mut v = Vec::new();
+        be.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        be.read_to_end(&mut v).unwrap();
+    }
+
+    #[test]
+    fn idle_timeout_fires_and_activity_defers_it() {
+        let ((mut cl, rc), (rb, mut be)) = pairs();
+        let limits = Limits { idle: Some(Duration::from_millis(300)), write_stall: None };
+        let t0 = Instant::now();
+        let h = spawn_relay(rc, rb, b"", b"", limits);
+        for _ in 0..4 {
+            thread::sleep(Duration::from_millis(150));
+            cl.write_all(b"x").unwrap();
+            let mut b = [0u8; 1];
+            be.read_exact(&mut b).unwrap();
+        }
+        let out = h.join().unwrap();
+        assert!(matches!(out.end, End::Idle));
+        assert!(t0.elapsed() >= Duration::from_millis(900), "{:?}", t0.elapsed());
+        assert_eq!(out.client_to_backend, 4);
+    }
+
+    #[test]
+    fn a_reader_that_stops_reading_stalls_its_writer_not_memory() {
+        let ((mut cl, rc), (rb, be)) = pairs();
+        let limits = Limits { idle: None, write_stall: Some(Duration::from_millis(500)) };
+        let h = spawn_relay(rc, rb, b"", b"", limits);
+        // The backend never reads; the client can only push what the buffers hold.
+        cl.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut pushed = 0usize;
+        while cl.write_all(&chunk).is_ok() {
+            pushed += chunk.len();
+            if pushed > 256 << 20 {
+                break;
+            }
+        }
+        let out = h.join().unwrap();
+        assert!(matches!(out.end, End::WriteStalled(Side::Backend)), "{:?}", out.end);
+        assert!(pushed < 64 << 20, "pushed {pushed} bytes into a stalled tunnel");
+        drop(be);
+    }
+}
