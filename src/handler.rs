@@ -252,7 +252,7 @@ fn proxy_upgrade(r: &Request, backend: &mut Backend, scheme: Scheme, args: &Hand
         rlog!(r, ERR, "WST01013: sending the upgrade request to {} failed (status {status})", hostname(backend));
         return status;
     }
-    rlog!(r, DEBUG, "WST01014: asked {} to upgrade to {offer}", hostname(backend));
+    rlog!(r, DEBUG, "WST01014: asked {} to upgrade to {offer} for \"{}\"", hostname(backend), r.the_request());
 
     let (head, surplus) = match read_head(r, &backconn) {
         Ok(x) => x,

@@ -1,0 +1,62 @@
+//! Shared helpers for the integration tests: a real WebSocket client (tokio-tungstenite)
+//! talking to a real httpd that loaded our module.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use wskit::{Backend, Config, Httpd};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub fn ws_config() -> WebSocketConfig {
+    let mut c = WebSocketConfig::default();
+    c.max_message_size = Some(64 << 20);
+    c.max_frame_size = Some(64 << 20);
+    c
+}
+
+/// Opens a WebSocket through httpd; returns the stream and the 101 response.
+pub async fn connect(url: &str) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
+    let req = url.into_client_request()?;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), true),
+    )
+    .await
+    .expect("handshake timed out")
+}
+
+/// One message out, its echo back.
+pub async fn echo(ws: &mut Ws, msg: Message) -> Message {
+    ws.send(msg).await.unwrap();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("echo timed out").unwrap().unwrap();
+        if m.is_text() || m.is_binary() || m.is_close() {
+            return m;
+        }
+    }
+}
+
+/// Connects, checks one text round trip, closes; returns the backend's name from the 101.
+pub async fn round_trip(url: &str) -> String {
+    let (mut ws, resp) = connect(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    assert_eq!(resp.status(), 101);
+    let got = echo(&mut ws, Message::text("hello through httpd")).await;
+    assert_eq!(got, Message::text("hello through httpd"));
+    ws.close(None).await.ok();
+    resp.headers().get("x-backend").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+}
+
+/// The HTTP status of a failed WebSocket handshake.
+pub async fn refused_status(url: &str) -> u16 {
+    match connect(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("{url}: unexpected error {e}"),
+        Ok(_) => panic!("{url}: handshake unexpectedly succeeded"),
+    }
+}

@@ -1,0 +1,342 @@
+//! A real WebSocket backend with scripted behaviours, chosen by the request path, so tests can
+//! put the module in front of every kind of answer. It records every request head it receives.
+//!
+//! | path contains       | behaviour |
+//! | ------------------- | --------- |
+//! | (anything else)     | WebSocket echo (tungstenite, RFC 6455), or `200 plain http from NAME` without Upgrade |
+//! | `/status/NNN`       | answers NNN with a body, keep-alive; records later requests on the same connection |
+//! | `/wrong101`         | 101 with `Upgrade: h2c` |
+//! | `/noupgrade101`     | 101 without `Upgrade` |
+//! | `/close`            | closes without answering |
+//! | `/silent`           | never answers |
+//! | `/burst`            | 101 and a text frame in the same write, then echo |
+//! | `/raw-echo`         | 101 for whatever was asked, then echoes raw bytes; FIN after the client's FIN |
+//! | `/raw-count`        | 101, reads to EOF, answers `got N bytes`, closes |
+//! | `/raw-fin-first`    | 101, sends `bye` and FIN, then counts what still arrives (recorded) |
+//! | `/raw-rst`          | 101, waits for one byte, then resets the connection |
+//! | `/raw-hold`         | 101, reads until EOF, records when the EOF came |
+
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+/// Something the backend saw.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A request head, verbatim.
+    Request(String),
+    /// `/raw-fin-first`: bytes received after the backend's own FIN.
+    AfterFin(usize),
+    /// `/raw-hold`: the client side ended.
+    Eof(Instant),
+}
+
+#[derive(Clone)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub name: String,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Backend {
+    /// Starts a backend on a free loopback port, on a runtime thread of its own that lives
+    /// as long as the test process (usable from sync and async tests alike).
+    pub fn start(name: &str) -> Backend {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (ev, nm) = (events.clone(), name.to_string());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).unwrap();
+                loop {
+                    let Ok((sock, _)) = listener.accept().await else { continue };
+                    let (ev, nm) = (ev.clone(), nm.clone());
+                    tokio::spawn(async move {
+                        let _ = serve(sock, ev, nm).await;
+                    });
+                }
+            });
+        });
+        Backend { addr, name: name.to_string(), events }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// The request heads received so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| if let Event::Request(h) = e { Some(h) } else { None })
+            .collect()
+    }
+
+    /// Waits up to `t` for an event matching `f`.
+    pub fn wait_for(&self, t: Duration, f: impl Fn(&Event) -> bool) -> Option<Event> {
+        let end = Instant::now() + t;
+        while Instant::now() < end {
+            if let Some(e) = self.events().into_iter().find(|e| f(e)) {
+                return Some(e);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Reads one request head; returns it and any bytes that followed.
+async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..p + 4]).into_owned();
+            buf.drain(..p + 4);
+            return Some(head);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+pub fn accept_key(key: &str) -> String {
+    use base64::Engine;
+    let mut h = sha1_smol::Sha1::new();
+    h.update(key.as_bytes());
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(h.digest().bytes())
+}
+
+fn switching(head: &str, name: &str) -> String {
+    let proto = header(head, "Upgrade").unwrap_or("websocket");
+    let mut s = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {proto}\r\nConnection: Upgrade\r\nX-Backend: {name}\r\n");
+    if let Some(k) = header(head, "Sec-WebSocket-Key") {
+        s += &format!("Sec-WebSocket-Accept: {}\r\n", accept_key(k));
+    }
+    if let Some(p) = header(head, "Sec-WebSocket-Protocol") {
+        s += &format!("Sec-WebSocket-Protocol: {}\r\n", p.split(',').next().unwrap().trim());
+    }
+    s + "\r\n"
+}
+
+async fn serve(mut sock: TcpStream, ev: Arc<Mutex<Vec<Event>>>, name: String) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let Some(head) = read_head(&mut sock, &mut buf).await else { return Ok(()) };
+    ev.lock().unwrap().push(Event::Request(head.clone()));
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let upgrade = header(&head, "Upgrade").is_some();
+    if let Some(code) = path.split("/status/").nth(1) {
+        let code: u16 = code.get(..3).and_then(|c| c.parse().ok()).unwrap_or(404);
+        let mut extra = String::new();
+        if code == 302 {
+            extra = format!("Location: http://127.0.0.1:{}/elsewhere\r\n", sock.local_addr()?.port());
+        }
+        if code == 426 {
+            extra = "Upgrade: websocket\r\nConnection: Upgrade\r\n".into();
+        }
+        loop {
+            let body = format!("backend {name} says {code}\n");
+            let resp = format!(
+                "HTTP/1.1 {code} Backend Says\r\nContent-Type: text/plain\r\nX-Backend: {name}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(resp.as_bytes()).await?;
+            // Keep the connection open: anything that arrives now would be smuggled.
+            let Some(next) = read_head(&mut sock, &mut buf).await else { return Ok(()) };
+            ev.lock().unwrap().push(Event::Request(next));
+        }
+    }
+    if !upgrade {
+        let body = format!("plain http from {name}\n");
+        let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Backend: {name}\r\n\r\n{body}", body.len());
+        return sock.write_all(resp.as_bytes()).await;
+    }
+    if path.contains("/wrong101") {
+        return sock.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n").await;
+    }
+    if path.contains("/noupgrade101") {
+        return sock.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n").await;
+    }
+    if path.contains("/close") {
+        return Ok(());
+    }
+    if path.contains("/silent") {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return Ok(());
+    }
+    let hello = switching(&head, &name);
+    if path.contains("/raw-") {
+        sock.write_all(hello.as_bytes()).await?;
+        return raw_mode(sock, buf, &path, ev).await;
+    }
+    if path.contains("/burst") {
+        // The 101 and a first frame in one segment.
+        let mut out = hello.into_bytes();
+        out.extend_from_slice(&[0x81, 18]);
+        out.extend_from_slice(b"hello-from-backend");
+        sock.write_all(&out).await?;
+    } else {
+        sock.write_all(hello.as_bytes()).await?;
+    }
+    let mut cfg = WebSocketConfig::default();
+    cfg.max_message_size = Some(64 << 20);
+    cfg.max_frame_size = Some(64 << 20);
+    let stream = PrefixedStream { prefix: buf, inner: sock };
+    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(cfg)).await;
+    echo(ws).await;
+    Ok(())
+}
+
+async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(ws: WebSocketStream<S>) {
+    let (mut tx, mut rx) = ws.split();
+    while let Some(Ok(m)) = rx.next().await {
+        use tokio_tungstenite::tungstenite::Message;
+        match m {
+            Message::Text(_) | Message::Binary(_) => {
+                if tx.send(m).await.is_err() {
+                    return;
+                }
+            }
+            Message::Close(c) => {
+                let _ = tx.send(Message::Close(c)).await;
+                return;
+            }
+            _ => {} // pings are answered by tungstenite itself
+        }
+    }
+}
+
+async fn raw_mode(mut sock: TcpStream, pre: Vec<u8>, path: &str, ev: Arc<Mutex<Vec<Event>>>) -> std::io::Result<()> {
+    let mut total = pre.len();
+    let mut chunk = vec![0u8; 65536];
+    if path.contains("/raw-echo") {
+        sock.write_all(&pre).await?;
+        loop {
+            let n = sock.read(&mut chunk).await?;
+            if n == 0 {
+                return sock.shutdown().await;
+            }
+            sock.write_all(&chunk[..n]).await?;
+        }
+    } else if path.contains("/raw-count") {
+        loop {
+            let n = sock.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        sock.write_all(format!("got {total} bytes").as_bytes()).await?;
+        sock.shutdown().await
+    } else if path.contains("/raw-fin-first") {
+        sock.write_all(b"bye").await?;
+        sock.shutdown().await?;
+        loop {
+            let n = sock.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        ev.lock().unwrap().push(Event::AfterFin(total));
+        Ok(())
+    } else if path.contains("/raw-rst") {
+        if pre.is_empty() {
+            let _ = sock.read(&mut chunk).await?;
+        }
+        let std = sock.into_std()?;
+        let s2 = socket_linger0(std);
+        drop(s2);
+        Ok(())
+    } else {
+        // raw-hold
+        loop {
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        ev.lock().unwrap().push(Event::Eof(Instant::now()));
+        Ok(())
+    }
+}
+
+/// Sets SO_LINGER 0 so that dropping the socket sends an RST.
+pub fn socket_linger0(s: std::net::TcpStream) -> std::net::TcpStream {
+    use std::os::fd::AsRawFd;
+    let lin = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: valid pointer and size for SO_LINGER on an open socket.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&lin as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        );
+    }
+    s
+}
+
+/// A stream that first yields bytes read ahead with the request head.
+pub struct PrefixedStream {
+    prefix: Vec<u8>,
+    inner: TcpStream,
+}
+
+impl tokio::io::AsyncRead for PrefixedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.drain(..n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for PrefixedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

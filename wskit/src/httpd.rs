@@ -1,0 +1,279 @@
+//! A private httpd for one test: its own ServerRoot, config generated from the templates in
+//! `httpd-test-conf/`, free loopback ports, started in the foreground so that we own its PID
+//! and stop exactly it. On stop, its error_log is checked for crashes.
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Lines that mean an httpd child died or our code panicked.
+pub const CRASH_MARKERS: &[&str] = &["Segmentation fault", "exit signal", "WST00001", "panicked"];
+
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap().to_path_buf()
+}
+
+/// The module under test: `$WSTUNNEL_SO`, else the release build of this workspace.
+pub fn our_module() -> PathBuf {
+    std::env::var_os("WSTUNNEL_SO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/release/libmod_proxy_wstunnel.so"))
+}
+
+fn apxs_query(name: &str) -> Option<String> {
+    let apxs = std::env::var("APXS").unwrap_or_else(|_| "apxs".into());
+    let out = Command::new(apxs).args(["-q", name]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// httpd's module directory (where the stock mod_proxy_wstunnel.so lives).
+pub fn module_dir() -> PathBuf {
+    apxs_query("LIBEXECDIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/lib/apache2/modules"))
+}
+
+pub fn stock_module() -> PathBuf {
+    module_dir().join("mod_proxy_wstunnel.so")
+}
+
+pub fn httpd_binary() -> PathBuf {
+    if let Some(h) = std::env::var_os("HTTPD") {
+        return PathBuf::from(h);
+    }
+    for c in ["/usr/sbin/apache2", "/usr/sbin/httpd", "/usr/local/apache2/bin/httpd"] {
+        if Path::new(c).exists() {
+            return PathBuf::from(c);
+        }
+    }
+    PathBuf::from("apache2")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// How to configure one httpd.
+pub struct Config {
+    /// Template file in httpd-test-conf/ for the site part (appended to base.conf.in).
+    pub site: String,
+    /// `@NAME@` substitutions (PORT, SERVERROOT, MODDIR, WSTUNNEL, MPM, ... are preset).
+    pub vars: BTreeMap<String, String>,
+    pub module: PathBuf,
+    pub mpm: String,
+    pub proxy_http: bool,
+    /// Extra ports, available as @PORT1@, @PORT2@, ...
+    pub extra_ports: usize,
+}
+
+impl Config {
+    pub fn new(site: &str) -> Config {
+        Config {
+            site: site.to_string(),
+            vars: BTreeMap::new(),
+            module: our_module(),
+            mpm: std::env::var("WST_MPM").unwrap_or_else(|_| "event".into()),
+            proxy_http: true,
+            extra_ports: 0,
+        }
+    }
+
+    pub fn var(mut self, k: &str, v: impl ToString) -> Self {
+        self.vars.insert(k.to_string(), v.to_string());
+        self
+    }
+
+    pub fn module(mut self, m: PathBuf) -> Self {
+        self.module = m;
+        self
+    }
+
+    pub fn without_proxy_http(mut self) -> Self {
+        self.proxy_http = false;
+        self
+    }
+
+    pub fn ports(mut self, n: usize) -> Self {
+        self.extra_ports = n;
+        self
+    }
+}
+
+pub struct Httpd {
+    pub root: PathBuf,
+    pub port: u16,
+    pub ports: Vec<u16>,
+    child: Option<Child>,
+}
+
+fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("@{k}@"), v);
+    }
+    if let Some(pos) = out.find('@') {
+        let rest = &out[pos + 1..];
+        if let Some(end) = rest.find('@') {
+            let name = &rest[..end];
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+                panic!("template variable @{name}@ has no value");
+            }
+        }
+    }
+    out
+}
+
+fn make_root() -> PathBuf {
+    let base = std::env::var_os("WST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let stamp = format!(
+        "wst-httpd-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    );
+    let root = base.join(stamp);
+    std::fs::create_dir_all(root.join("htdocs/wsonly")).unwrap();
+    std::fs::create_dir_all(root.join("logs")).unwrap();
+    std::fs::write(root.join("htdocs/wsonly/page.txt"), "local file, not proxied\n").unwrap();
+    std::fs::write(root.join("htdocs/index.html"), "local index\n").unwrap();
+    root
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Httpd {
+    pub fn start(cfg: Config) -> Httpd {
+        let root = make_root();
+        // Children run as an unprivileged user when we are root: they must read the tree.
+        let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(&root).status();
+        let port = free_port();
+        let ports: Vec<u16> = (0..cfg.extra_ports).map(|_| free_port()).collect();
+        let mut vars = cfg.vars.clone();
+        let conf_dir = workspace_root().join("httpd-test-conf");
+        vars.insert("SERVERROOT".into(), root.display().to_string());
+        vars.insert("CONFDIR".into(), conf_dir.display().to_string());
+        vars.insert("PORT".into(), port.to_string());
+        for (i, p) in ports.iter().enumerate() {
+            vars.insert(format!("PORT{}", i + 1), p.to_string());
+        }
+        vars.insert("MODDIR".into(), module_dir().display().to_string());
+        vars.insert("WSTUNNEL".into(), cfg.module.display().to_string());
+        vars.insert("MPM".into(), cfg.mpm.clone());
+        vars.insert("PROXY_HTTP".into(), if cfg.proxy_http { "" } else { "#" }.into());
+        vars.insert("USER".into(), if is_root() { "User nobody\nGroup nogroup" } else { "" }.into());
+        vars.entry("LOGLEVEL".into()).or_insert_with(|| "info proxy_wstunnel:debug".into());
+        let base = std::fs::read_to_string(conf_dir.join("base.conf.in")).expect("httpd-test-conf/base.conf.in");
+        let site = std::fs::read_to_string(conf_dir.join(&cfg.site)).unwrap_or_else(|e| panic!("{}: {e}", cfg.site));
+        let conf = substitute(&format!("{base}\n# ---- {} ----\n{site}", cfg.site), &vars);
+        std::fs::write(root.join("httpd.conf"), &conf).unwrap();
+        let child = Command::new(httpd_binary())
+            .arg("-f")
+            .arg(root.join("httpd.conf"))
+            .arg("-DFOREGROUND")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(root.join("logs/stdout")).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(root.join("logs/stderr")).unwrap()))
+            .spawn()
+            .expect("start httpd");
+        let mut h = Httpd { root, port, ports, child: Some(child) };
+        h.wait_ready();
+        h
+    }
+
+    fn wait_ready(&mut self) {
+        let end = Instant::now() + Duration::from_secs(20);
+        let all: Vec<u16> = std::iter::once(self.port).chain(self.ports.iter().copied()).collect();
+        loop {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "httpd exited at start-up ({st}):\n{}\n{}",
+                    std::fs::read_to_string(self.root.join("logs/stderr")).unwrap_or_default(),
+                    self.error_log()
+                );
+            }
+            if all.iter().all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok()) {
+                return;
+            }
+            assert!(Instant::now() < end, "httpd did not listen within 20 s:\n{}", self.error_log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("error_log")).unwrap_or_default()
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("access_log")).unwrap_or_default()
+    }
+
+    /// Waits until the error log contains `needle` (log lines are written asynchronously to
+    /// the test's view of the connection).
+    pub fn wait_log(&self, needle: &str, t: Duration) -> bool {
+        let end = Instant::now() + t;
+        while Instant::now() < end {
+            if self.error_log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends a signal to the httpd parent (e.g. SIGUSR1 for a graceful restart).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the PID of the child process we spawned and still own.
+        unsafe { libc::kill(self.pid() as i32, sig) };
+    }
+
+    /// Stops httpd (SIGTERM to the parent we started), waits for it, and panics if its error
+    /// log shows a crash. Returns the error log.
+    pub fn stop(mut self) -> String {
+        self.terminate();
+        let log = self.error_log();
+        for m in CRASH_MARKERS {
+            assert!(!log.contains(m), "httpd error_log contains '{m}':\n{log}");
+        }
+        if std::env::var_os("WST_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+        log
+    }
+
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signals only the process we spawned.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let end = Instant::now() + Duration::from_secs(15);
+            loop {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if Instant::now() > end {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for Httpd {
+    fn drop(&mut self) {
+        // A test that panicked before stop(): still stop exactly our server.
+        self.terminate();
+    }
+}

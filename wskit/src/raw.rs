@@ -1,0 +1,122 @@
+//! Raw TCP helpers for the cases a WebSocket library would hide: exact bytes on the wire,
+//! handshakes with frames in the same segment, half-closes and resets.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// A WebSocket handshake request.
+pub fn handshake(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// A parsed response head plus whatever bytes came after it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub rest: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Reads one response head (and what came with it).
+pub fn read_response(s: &mut TcpStream) -> Response {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..p + 4]).into_owned();
+            let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+            return Response { status, head, rest: buf[p + 4..].to_vec() };
+        }
+        let n = s.read(&mut chunk).unwrap_or(0);
+        assert!(n > 0, "connection closed before a response head; got {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads a response with a Content-Length body.
+pub fn read_full_response(s: &mut TcpStream) -> (Response, String) {
+    let mut r = read_response(s);
+    let len: usize = r.header("Content-Length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut body = std::mem::take(&mut r.rest);
+    let mut chunk = [0u8; 8192];
+    while body.len() < len {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0);
+        body.extend_from_slice(&chunk[..n]);
+    }
+    (r, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Sends a raw request and reads the whole response (head + Content-Length body).
+pub fn request(port: u16, req: &str) -> (Response, String) {
+    let mut s = connect(port);
+    s.write_all(req.as_bytes()).unwrap();
+    read_full_response(&mut s)
+}
+
+/// A plain GET.
+pub fn get(port: u16, path: &str, extra: &str) -> (Response, String) {
+    request(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n"))
+}
+
+/// A masked client frame (RFC 6455 §5.2) with FIN set.
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut f = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 65536 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// Reads one unmasked server frame with a payload under 126 bytes: (opcode, payload).
+pub fn read_small_frame(s: &mut TcpStream, pre: &mut Vec<u8>) -> (u8, Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if pre.len() >= 2 {
+            let len = (pre[1] & 0x7f) as usize;
+            assert!(len < 126, "small frames only");
+            if pre.len() >= 2 + len {
+                let op = pre[0] & 0x0f;
+                let payload = pre[2..2 + len].to_vec();
+                pre.drain(..2 + len);
+                return (op, payload);
+            }
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before a whole frame");
+        pre.extend_from_slice(&chunk[..n]);
+    }
+}
