@@ -120,3 +120,9 @@ pub fn read_small_frame(s: &mut TcpStream, pre: &mut Vec<u8>) -> (u8, Vec<u8>) {
         pre.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// An upgrade request for an arbitrary protocol (or none: `upgrade` empty omits the header).
+pub fn upgrade_request(path: &str, upgrade: &str, version: &str) -> String {
+    let up = if upgrade.is_empty() { String::new() } else { format!("Upgrade: {upgrade}\r\nConnection: Upgrade\r\n") };
+    format!("GET {path} HTTP/{version}\r\nHost: 127.0.0.1\r\n{up}Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+}
