@@ -219,11 +219,9 @@ async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(ws: WebSo
                     return;
                 }
             }
-            Message::Close(c) => {
-                let _ = tx.send(Message::Close(c)).await;
-                return;
-            }
-            _ => {} // pings are answered by tungstenite itself
+            // tungstenite answers pings and the close handshake itself as it reads; after
+            // a close, reading on drives the reply out and then ends.
+            _ => {}
         }
     }
 }

@@ -277,3 +277,29 @@ impl Drop for Httpd {
         self.terminate();
     }
 }
+
+/// Runs `apache2 -t` on the base configuration plus `site_text`; returns (accepted, output).
+pub fn configtest(site_text: &str) -> (bool, String) {
+    let root = make_root();
+    let conf_dir = workspace_root().join("httpd-test-conf");
+    let site = root.join("site.conf.in");
+    std::fs::write(&site, site_text).unwrap();
+    let mut vars = BTreeMap::new();
+    for (k, v) in [
+        ("SERVERROOT", root.display().to_string()),
+        ("PORT", free_port().to_string()),
+        ("MODDIR", module_dir().display().to_string()),
+        ("WSTUNNEL", our_module().display().to_string()),
+        ("MPM", "event".to_string()),
+        ("PROXY_HTTP", String::new()),
+        ("USER", String::new()),
+        ("LOGLEVEL", "warn".to_string()),
+    ] {
+        vars.insert(k.to_string(), v);
+    }
+    let base = std::fs::read_to_string(conf_dir.join("base.conf.in")).unwrap();
+    std::fs::write(root.join("httpd.conf"), substitute(&format!("{base}\n{site_text}"), &vars)).unwrap();
+    let out = Command::new(httpd_binary()).arg("-t").arg("-f").arg(root.join("httpd.conf")).output().unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
