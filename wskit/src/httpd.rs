@@ -280,6 +280,11 @@ impl Drop for Httpd {
 
 /// Runs `apache2 -t` on the base configuration plus `site_text`; returns (accepted, output).
 pub fn configtest(site_text: &str) -> (bool, String) {
+    configtest_with(&our_module(), site_text)
+}
+
+/// `configtest` with a given module file in the `LoadModule proxy_wstunnel_module` line.
+pub fn configtest_with(module: &Path, site_text: &str) -> (bool, String) {
     let root = make_root();
     let conf_dir = workspace_root().join("httpd-test-conf");
     let site = root.join("site.conf.in");
@@ -289,7 +294,7 @@ pub fn configtest(site_text: &str) -> (bool, String) {
         ("SERVERROOT", root.display().to_string()),
         ("PORT", free_port().to_string()),
         ("MODDIR", module_dir().display().to_string()),
-        ("WSTUNNEL", our_module().display().to_string()),
+        ("WSTUNNEL", module.display().to_string()),
         ("MPM", "event".to_string()),
         ("PROXY_HTTP", String::new()),
         ("USER", String::new()),
