@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 scripts/setup.sh
 cargo test --release --workspace -- --test-threads="${WST_TEST_THREADS:-4}"
 for mpm in worker prefork; do
-    echo "== manual examples and edge table under the $mpm MPM"
-    WST_MPM=$mpm cargo test --release --test manual_examples --test edge_table -- --test-threads=2
+    echo "== manual examples, edge table and lifecycle under the $mpm MPM"
+    WST_MPM=$mpm cargo test --release --test manual_examples --test edge_table --test lifecycle -- --test-threads=2
 done
 echo "== all tests passed"

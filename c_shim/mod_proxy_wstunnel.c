@@ -16,6 +16,7 @@
 #include <http_log.h>
 #include <http_protocol.h>
 #include <http_request.h>
+#include <mpm_common.h>
 #include <apr_optional.h>
 #include <apr_strings.h>
 #include <mod_proxy.h>
@@ -38,6 +39,11 @@ static int wst_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     return wst_rs_post_config(pconf, plog, ptemp, s);
 }
 
+static void wst_child_stopping(apr_pool_t *pchild, int graceful)
+{
+    wst_rs_child_stopping(graceful, ap_graceful_shutdown_timeout);
+}
+
 void wst_register_hooks(apr_pool_t *p)
 {
     /* Run before mod_proxy_http at the same positions as the stock module, so ws:// and
@@ -45,6 +51,7 @@ void wst_register_hooks(apr_pool_t *p)
     static const char *const succ[] = { "mod_proxy_http.c", NULL };
 
     ap_hook_post_config(wst_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_stopping(wst_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
     proxy_hook_canon_handler(wst_rs_canon, NULL, succ, APR_HOOK_FIRST);
     proxy_hook_scheme_handler(wst_rs_handler, NULL, succ, APR_HOOK_FIRST);
     proxy_hook_check_trans(wst_rs_check_trans, NULL, succ, APR_HOOK_MIDDLE);

@@ -18,6 +18,7 @@ void *wst_rs_merge_server_config(apr_pool_t *p, void *base, void *add);
 const char *wst_rs_cmd_fallback(cmd_parms *cmd, void *dconf, int flag);
 const char *wst_rs_cmd_idle_timeout(cmd_parms *cmd, void *dconf, const char *arg);
 int wst_rs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s);
+void wst_rs_child_stopping(int graceful, int graceful_shutdown_timeout);
 int wst_rs_check_trans(request_rec *r, const char *url);
 int wst_rs_canon(request_rec *r, char *url);
 int wst_rs_handler(request_rec *r, proxy_worker *worker, proxy_server_conf *conf, char *url,

@@ -169,6 +169,14 @@ pub extern "C" fn wst_rs_post_config(
     })
 }
 
+/// httpd's child_stopping hook (graceful restart, graceful stop, stop).
+#[no_mangle]
+pub extern "C" fn wst_rs_child_stopping(graceful: c_int, graceful_shutdown_timeout: c_int) {
+    guard("child_stopping", |_| {}, (), || {
+        crate::tunnel::shutdown::child_stopping(graceful != 0, graceful_shutdown_timeout)
+    })
+}
+
 #[no_mangle]
 pub extern "C" fn wst_rs_check_trans(r: *mut ffi::request_rec, url: *const c_char) -> c_int {
     request_guard(r, "check_trans", |req| {

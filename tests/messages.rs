@@ -82,7 +82,7 @@ async fn pipelined_large_messages_both_ways_never_stall() {
         }
     };
     tokio::time::timeout(Duration::from_secs(120), reader).await.expect("tunnel stalled with both directions full");
-    writer.await.unwrap();
+    let _tx = writer.await.unwrap();
     h.stop();
 }
 

@@ -68,7 +68,11 @@ fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn
     // SAFETY: the request's server_rec is live.
     let server_timeout = unsafe { (*r.server()).timeout };
     let stall = backend_timeout.max(server_timeout);
-    let limits = Limits { idle, write_stall: (stall > 0).then(|| Duration::from_micros(stall as u64)) };
+    let limits = Limits {
+        idle,
+        write_stall: (stall > 0).then(|| Duration::from_micros(stall as u64)),
+        stop_fd: super::shutdown::stop_fd(),
+    };
     let ends = Ends {
         client: client.fd().expect("raw ends have a socket"),
         backend: backconn.fd().expect("raw ends have a socket"),
@@ -90,6 +94,7 @@ fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn
             "WST02004: tunnel idle for {:?} (ProxyWebsocketIdleTimeout): closing both sides; {bytes}",
             idle.unwrap_or_default()
         ),
+        End::Shutdown => rlog!(r, INFO, "WST02007: httpd child is stopping: tunnel closed; {bytes}"),
         End::WriteStalled(side) => rlog!(
             r,
             INFO,

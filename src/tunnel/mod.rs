@@ -5,6 +5,7 @@
 //! tunnel. Either way the request thread relays until the tunnel ends.
 
 pub mod relay;
+pub mod shutdown;
 
 #[cfg(not(test))]
 mod ends;

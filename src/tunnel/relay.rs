@@ -39,6 +39,8 @@ pub enum End {
     Idle,
     /// A peer did not take any of the bytes pending for it within the write timeout.
     WriteStalled(Side),
+    /// The process is shutting down.
+    Shutdown,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,6 +49,8 @@ pub struct Limits {
     pub idle: Option<Duration>,
     /// None: writes may wait forever.
     pub write_stall: Option<Duration>,
+    /// Becomes readable when the relay must stop (the httpd child is shutting down).
+    pub stop_fd: Option<RawFd>,
 }
 
 /// What the relay did: bytes each way and why it ended.
@@ -290,10 +294,11 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
         let mut fds = [
             libc::pollfd { fd: c2b.src, events: ev(c2b.wants_read(), b2c.pending()), revents: 0 },
             libc::pollfd { fd: b2c.src, events: ev(b2c.wants_read(), c2b.pending()), revents: 0 },
+            libc::pollfd { fd: limits.stop_fd.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
         ];
         // An fd we neither read nor write is left out: a hang-up on it would otherwise wake
         // poll forever. Its fate shows on the next read or write.
-        for p in fds.iter_mut() {
+        for p in fds[..2].iter_mut() {
             if p.events == 0 {
                 p.fd = -1;
             }
@@ -312,8 +317,8 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
             None => -1,
             Some(d) => d.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as libc::c_int,
         };
-        // SAFETY: `fds` is a valid array of two pollfd structs for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+        // SAFETY: `fds` is a valid array of three pollfd structs for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, timeout_ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -337,6 +342,9 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
             }
             (c_in, c_out, b_in, b_out) = (false, false, false, false);
             continue;
+        }
+        if fds[2].revents != 0 {
+            return End::Shutdown;
         }
         // Errors and hang-ups surface through the next read or write on that fd.
         let bad = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
@@ -457,9 +465,26 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_signal_ends_an_idle_tunnel_at_once() {
+        let ((_cl, rc), (rb, _be)) = pairs();
+        // SAFETY: eventfd with constant flags; closed below.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK) };
+        let h = spawn_relay(rc, rb, b"", b"", Limits { stop_fd: Some(efd), ..Limits::default() });
+        thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        let one = 1u64;
+        // SAFETY: 8-byte write from a valid u64 to our eventfd.
+        unsafe { libc::write(efd, (&one as *const u64).cast(), 8) };
+        assert!(matches!(h.join().unwrap().end, End::Shutdown));
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        // SAFETY: closing the eventfd we created.
+        unsafe { libc::close(efd) };
+    }
+
+    #[test]
     fn idle_timeout_fires_and_activity_defers_it() {
         let ((mut cl, rc), (rb, mut be)) = pairs();
-        let limits = Limits { idle: Some(Duration::from_millis(300)), write_stall: None };
+        let limits = Limits { idle: Some(Duration::from_millis(300)), ..Limits::default() };
         let t0 = Instant::now();
         let h = spawn_relay(rc, rb, b"", b"", limits);
         for _ in 0..4 {
@@ -477,7 +502,7 @@ mod tests {
     #[test]
     fn a_reader_that_stops_reading_stalls_its_writer_not_memory() {
         let ((mut cl, rc), (rb, be)) = pairs();
-        let limits = Limits { idle: None, write_stall: Some(Duration::from_millis(500)) };
+        let limits = Limits { write_stall: Some(Duration::from_millis(500)), ..Limits::default() };
         let h = spawn_relay(rc, rb, b"", b"", limits);
         // The backend never reads; the client can only push what the buffers hold.
         cl.set_write_timeout(Some(Duration::from_secs(2))).unwrap();

@@ -145,7 +145,19 @@ fn is_root() -> bool {
 }
 
 impl Httpd {
+    /// Starts httpd; free ports are picked anew if another process took one in the meantime.
     pub fn start(cfg: Config) -> Httpd {
+        for _ in 0..5 {
+            match Self::try_start(&cfg) {
+                Ok(h) => return h,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("httpd exited at start-up:\n{log}"),
+            }
+        }
+        panic!("httpd could not bind free ports in 5 attempts");
+    }
+
+    fn try_start(cfg: &Config) -> Result<Httpd, String> {
         let root = make_root();
         // Children run as an unprivileged user when we are root: they must read the tree.
         let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(&root).status();
@@ -169,7 +181,11 @@ impl Httpd {
         let site = std::fs::read_to_string(conf_dir.join(&cfg.site)).unwrap_or_else(|e| panic!("{}: {e}", cfg.site));
         let conf = substitute(&format!("{base}\n# ---- {} ----\n{site}", cfg.site), &vars);
         std::fs::write(root.join("httpd.conf"), &conf).unwrap();
+        // A process group of its own: prefork signals its whole process group on shutdown,
+        // which must not include the test runner.
+        use std::os::unix::process::CommandExt;
         let child = Command::new(httpd_binary())
+            .process_group(0)
             .arg("-f")
             .arg(root.join("httpd.conf"))
             .arg("-DFOREGROUND")
@@ -179,23 +195,26 @@ impl Httpd {
             .spawn()
             .expect("start httpd");
         let mut h = Httpd { root, port, ports, child: Some(child) };
-        h.wait_ready();
-        h
+        h.wait_ready()?;
+        Ok(h)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let end = Instant::now() + Duration::from_secs(20);
         let all: Vec<u16> = std::iter::once(self.port).chain(self.ports.iter().copied()).collect();
         loop {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "httpd exited at start-up ({st}):\n{}\n{}",
+                self.child = None;
+                let log = format!(
+                    "({st}):\n{}\n{}",
                     std::fs::read_to_string(self.root.join("logs/stderr")).unwrap_or_default(),
                     self.error_log()
                 );
+                let _ = std::fs::remove_dir_all(&self.root);
+                return Err(log);
             }
             if all.iter().all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok()) {
-                return;
+                return Ok(());
             }
             assert!(Instant::now() < end, "httpd did not listen within 20 s:\n{}", self.error_log());
             std::thread::sleep(Duration::from_millis(20));
@@ -235,6 +254,19 @@ impl Httpd {
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on the PID of the child process we spawned and still own.
         unsafe { libc::kill(self.pid() as i32, sig) };
+    }
+
+    /// Waits for httpd to exit on its own (after a graceful stop); None on timeout.
+    pub fn wait_exit(&mut self, t: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + t;
+        while Instant::now() < end {
+            if let Some(st) = self.child.as_mut()?.try_wait().ok().flatten() {
+                self.child = None;
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Stops httpd (SIGTERM to the parent we started), waits for it, and panics if its error

@@ -1,0 +1,73 @@
+//! Child shutdown as the relay sees it: one eventfd per child process that becomes readable
+//! when the child's tunnels must end. Every synchronous relay polls it, so request threads
+//! blocked in tunnels return at once and the child can exit.
+//!
+//! httpd runs the child_stopping hook once, when a child starts to stop. An ungraceful stop
+//! ends tunnels at once. A graceful restart or stop lets them run for GracefulShutdownTimeout
+//! (less a margin, so the child exits before httpd resorts to signals, which a child whose
+//! threads are all busy never handles); with no timeout (0) they run until they end, as stock.
+
+use once_cell::sync::OnceCell;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Created lazily by the first tunnel, so in the child process, never in httpd's parent
+/// (an fd inherited through fork would be shared by every child).
+static EVENT_FD: OnceCell<RawFd> = OnceCell::new();
+
+fn event_fd() -> Option<RawFd> {
+    EVENT_FD
+        .get_or_try_init(|| {
+            // SAFETY: eventfd(2) with constant flags; the fd lives as long as the process.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+            if fd < 0 {
+                Err(())
+            } else {
+                Ok(fd)
+            }
+        })
+        .ok()
+        .copied()
+}
+
+/// The fd a relay polls for readability to learn that the child is stopping.
+pub fn stop_fd() -> Option<RawFd> {
+    let fd = event_fd()?;
+    if STOPPING.load(Ordering::Acquire) {
+        signal(fd);
+    }
+    Some(fd)
+}
+
+fn signal(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a valid u64 to our eventfd; it stays readable afterwards
+    // because nobody reads it.
+    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+}
+
+/// How long before httpd's deadline tunnels are closed, so that the child exits on its own.
+const MARGIN: Duration = Duration::from_millis(500);
+
+/// httpd's child_stopping hook.
+pub fn child_stopping(graceful: bool, graceful_shutdown_timeout_secs: i32) {
+    if !graceful {
+        stop_now();
+    } else if graceful_shutdown_timeout_secs > 0 {
+        let grace = Duration::from_secs(graceful_shutdown_timeout_secs as u64).saturating_sub(MARGIN);
+        let _ = std::thread::Builder::new().name("wst-drain".into()).spawn(move || {
+            std::thread::sleep(grace);
+            stop_now();
+        });
+    }
+}
+
+/// Ends every tunnel of this process now.
+pub fn stop_now() {
+    STOPPING.store(true, Ordering::Release);
+    if let Some(fd) = EVENT_FD.get() {
+        signal(*fd);
+    }
+}
