@@ -161,6 +161,8 @@ impl Httpd {
         let root = make_root();
         // Children run as an unprivileged user when we are root: they must read the tree.
         let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(&root).status();
+        // ... and write core dumps into it (CoreDumpDirectory), should one crash.
+        let _ = Command::new("chmod").args(["a+w"]).arg(&root).status();
         let port = free_port();
         let ports: Vec<u16> = (0..cfg.extra_ports).map(|_| free_port()).collect();
         let mut vars = cfg.vars.clone();
@@ -283,22 +285,31 @@ impl Httpd {
         log
     }
 
+    /// Graceful stop (SIGWINCH), so that requests in flight finish and the module's drain
+    /// runs; SIGTERM if that takes more than 10 s. An immediate SIGTERM would race httpd's
+    /// own teardown of mod_proxy's connection pools against requests still finishing, a
+    /// stock httpd race that has nothing to do with the module under test.
     fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: signals only the process we spawned.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let end = Instant::now() + Duration::from_secs(15);
-            loop {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
+            let wait = |child: &mut Child, t: Duration| {
+                let end = Instant::now() + t;
+                while Instant::now() < end {
+                    if child.try_wait().ok().flatten().is_some() {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                if Instant::now() > end {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
+                false
+            };
+            for sig in [libc::SIGWINCH, libc::SIGTERM] {
+                // SAFETY: signals only the process we spawned and have not reaped yet.
+                unsafe { libc::kill(child.id() as i32, sig) };
+                if wait(&mut child, Duration::from_secs(10)) {
+                    return;
                 }
-                std::thread::sleep(Duration::from_millis(20));
             }
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
