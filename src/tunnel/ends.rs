@@ -10,23 +10,19 @@ use crate::rlog;
 use super::relay::{self, End, Ends, Limits};
 use std::time::Duration;
 
-/// httpd may hold at most one socket read (8000 bytes) beyond what it parsed; draining more
-/// than this guarantees its buffers are empty before the relay reads the sockets directly.
-const DRAIN_LIMIT: usize = 32 * 1024;
-
-/// Reads what httpd's input filters already buffered for a connection, without blocking.
-fn drain(c: &Connection) -> (Vec<u8>, bool) {
+/// A reader of what httpd's input filters already buffered for a connection (non-blocking).
+/// `read` counts the bytes it delivered.
+fn buffered<'a>(c: &'a Connection<'a>, read: &'a std::cell::Cell<u64>) -> relay::Buffered<'a> {
     let bb = c.brigade();
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 8192];
-    while out.len() < DRAIN_LIMIT {
-        match c.read(&bb, &mut chunk, false) {
-            Read::Data(n) => out.extend_from_slice(&chunk[..n]),
-            Read::Eof => return (out, true),
-            Read::WouldBlock | Read::Error(_) => break,
+    Box::new(move |buf: &mut [u8]| match c.read(&bb, buf, false) {
+        Read::Data(n) => {
+            read.set(read.get() + n as u64);
+            Ok(n)
         }
-    }
-    (out, false)
+        Read::Eof => Ok(0),
+        Read::WouldBlock => Err(std::io::ErrorKind::WouldBlock.into()),
+        Read::Error(e) => Err(std::io::Error::other(format!("APR status {e}"))),
+    })
 }
 
 fn is_raw(c: &Connection) -> bool {
@@ -56,11 +52,8 @@ pub fn run(
 }
 
 fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>) {
-    let (client_pre, client_eof) = drain(client);
-    let (mut backend_pre, backend_eof) = drain(backconn);
-    let mut b2c = surplus;
-    b2c.append(&mut backend_pre);
-    let pre_in = client_pre.len() as u64;
+    let client_filtered = std::cell::Cell::new(0u64);
+    let backend_filtered = std::cell::Cell::new(0u64);
     // Writes may wait as long as httpd would let a blocking write wait on either side.
     let mut backend_timeout: ffi::apr_interval_time_t = 0;
     // SAFETY: the backend socket is live while the backend connection is held.
@@ -76,14 +69,13 @@ fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn
     let ends = Ends {
         client: client.fd().expect("raw ends have a socket"),
         backend: backconn.fd().expect("raw ends have a socket"),
-        client_pre,
-        client_eof,
-        backend_pre: b2c,
-        backend_eof,
+        backend_pre: surplus,
+        client_buffered: Some(buffered(client, &client_filtered)),
+        backend_buffered: Some(buffered(backconn, &backend_filtered)),
     };
     let out = relay::run(ends, limits);
     // Bytes read from the client through httpd's filters were counted by mod_logio already.
-    client.logio_add(out.client_to_backend.saturating_sub(pre_in), out.backend_to_client);
+    client.logio_add(out.client_to_backend.saturating_sub(client_filtered.get()), out.backend_to_client);
     let bytes = format!("{} bytes client to backend, {} bytes backend to client", out.client_to_backend, out.backend_to_client);
     match &out.end {
         End::Closed => rlog!(r, DEBUG, "WST02001: tunnel closed by both sides; {bytes}"),

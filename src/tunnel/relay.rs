@@ -61,8 +61,13 @@ pub struct Outcome {
     pub end: End,
 }
 
-/// One direction: reads `src`, writes `dst`.
-struct Pipe {
+/// Reads bytes that httpd already buffered for a side (through its input filters), without
+/// blocking. `WouldBlock` means httpd holds nothing more: from then on the socket is read.
+pub type Buffered<'a> = Box<dyn FnMut(&mut [u8]) -> io::Result<usize> + 'a>;
+
+/// One direction: reads `src` (first through `buffered`, if any), writes `dst`.
+struct Pipe<'a> {
+    buffered: Option<Buffered<'a>>,
     src: RawFd,
     dst: RawFd,
     src_side: Side,
@@ -76,10 +81,11 @@ struct Pipe {
     last_write: Instant,
 }
 
-impl Pipe {
-    fn new(src: (RawFd, Side), dst: (RawFd, Side), pre: Vec<u8>, eof_in: bool) -> Pipe {
+impl<'a> Pipe<'a> {
+    fn new(src: (RawFd, Side), dst: (RawFd, Side), pre: Vec<u8>, buffered: Option<Buffered<'a>>) -> Pipe<'a> {
         let end = pre.len();
         Pipe {
+            buffered,
             src: src.0,
             dst: dst.0,
             src_side: src.1,
@@ -87,7 +93,7 @@ impl Pipe {
             buf: pre,
             start: 0,
             end,
-            eof_in,
+            eof_in: false,
             shut_out: false,
             moved: 0,
             last_write: Instant::now(),
@@ -100,6 +106,22 @@ impl Pipe {
 
     fn wants_read(&self) -> bool {
         !self.eof_in && self.end - self.start < BUF_SIZE
+    }
+
+    /// Bytes may be waiting in httpd's buffers, where poll cannot see them.
+    fn has_buffered(&self) -> bool {
+        self.buffered.is_some() && self.wants_read()
+    }
+
+    fn read(&mut self) -> io::Result<usize> {
+        let end = self.end;
+        if let Some(f) = self.buffered.as_mut() {
+            match f(&mut self.buf[end..]) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.buffered = None,
+                other => return other,
+            }
+        }
+        recv(self.src, &mut self.buf[end..])
     }
 
     /// Moves bytes until nothing more can be done without waiting. `readable`/`writable`
@@ -135,7 +157,7 @@ impl Pipe {
                     self.start = 0;
                 }
                 reads += 1;
-                match recv(self.src, &mut self.buf[self.end..]) {
+                match self.read() {
                     Ok(0) => {
                         self.eof_in = true;
                         progressed = true;
@@ -247,15 +269,14 @@ pub fn set_keepalive(fd: RawFd) {
 }
 
 /// The two ends and what httpd already read from each before the relay took over.
-pub struct Ends {
+pub struct Ends<'a> {
     pub client: RawFd,
     pub backend: RawFd,
-    /// Bytes from the client not yet sent to the backend, and whether the client already ended.
-    pub client_pre: Vec<u8>,
-    pub client_eof: bool,
-    /// Bytes from the backend not yet sent to the client, and whether the backend already ended.
+    /// Bytes from the backend not yet sent to the client (those that came with its 101).
     pub backend_pre: Vec<u8>,
-    pub backend_eof: bool,
+    /// What httpd buffered on each side, read before the sockets themselves.
+    pub client_buffered: Option<Buffered<'a>>,
+    pub backend_buffered: Option<Buffered<'a>>,
 }
 
 /// Relays until both directions are finished, a side fails, or a timeout fires.
@@ -268,13 +289,14 @@ pub fn run(ends: Ends, limits: Limits) -> Outcome {
         }
         set_keepalive(fd);
     }
-    let mut c2b = Pipe::new((ends.client, Side::Client), (ends.backend, Side::Backend), ends.client_pre, ends.client_eof);
-    let mut b2c = Pipe::new((ends.backend, Side::Backend), (ends.client, Side::Client), ends.backend_pre, ends.backend_eof);
+    let mut c2b = Pipe::new((ends.client, Side::Client), (ends.backend, Side::Backend), Vec::new(), ends.client_buffered);
+    let mut b2c = Pipe::new((ends.backend, Side::Backend), (ends.client, Side::Client), ends.backend_pre, ends.backend_buffered);
     let end = relay_loop(&mut c2b, &mut b2c, limits);
     Outcome { client_to_backend: c2b.moved, backend_to_client: b2c.moved, end }
 }
 
 fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
+    let forced = |p: &Pipe| p.has_buffered();
     let mut activity = Instant::now();
     // First pass: everything may be ready (and bytes may already be buffered).
     let (mut c_in, mut c_out, mut b_in, mut b_out) = (true, true, true, true);
@@ -313,7 +335,9 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
                 }
             }
         }
+        let (c_forced, b_forced) = (forced(c2b), forced(b2c));
         let timeout_ms: libc::c_int = match deadline {
+            _ if c_forced || b_forced => 0,
             None => -1,
             Some(d) => d.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as libc::c_int,
         };
@@ -326,6 +350,10 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
                 continue;
             }
             return End::Failed(Side::Client, e);
+        }
+        if n == 0 && (c_forced || b_forced) {
+            (c_in, c_out, b_in, b_out) = (c_forced, false, b_forced, false);
+            continue;
         }
         if n == 0 {
             let now = Instant::now();
@@ -361,7 +389,7 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
                 return End::Failed(side, socket_error(p.fd));
             }
         }
-        (c_in, c_out, b_in, b_out) = (r(&fds[0]), w(&fds[0]), r(&fds[1]), w(&fds[1]));
+        (c_in, c_out, b_in, b_out) = (r(&fds[0]) || c_forced, w(&fds[0]), r(&fds[1]) || b_forced, w(&fds[1]));
     }
 }
 
@@ -387,8 +415,20 @@ mod tests {
     fn spawn_relay(client: TcpStream, backend: TcpStream, cpre: &[u8], bpre: &[u8], limits: Limits) -> thread::JoinHandle<Outcome> {
         let (cpre, bpre) = (cpre.to_vec(), bpre.to_vec());
         thread::spawn(move || {
+            // The client's early bytes come through a "buffered" source, as from httpd's filters,
+            // handed out in small pieces to exercise the switch to the socket.
+            let mut held = cpre;
+            let src: Buffered = Box::new(move |buf: &mut [u8]| {
+                if held.is_empty() {
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                let n = buf.len().min(held.len()).min(3);
+                buf[..n].copy_from_slice(&held[..n]);
+                held.drain(..n);
+                Ok(n)
+            });
             let out = run(
-                Ends { client: client.as_raw_fd(), backend: backend.as_raw_fd(), client_pre: cpre, client_eof: false, backend_pre: bpre, backend_eof: false },
+                Ends { client: client.as_raw_fd(), backend: backend.as_raw_fd(), backend_pre: bpre, client_buffered: Some(src), backend_buffered: None },
                 limits,
             );
             drop((client, backend));
