@@ -145,17 +145,6 @@ void wst_logio_add(conn_rec *c, apr_off_t in, apr_off_t out)
     }
 }
 
-apr_status_t wst_conn_flush(conn_rec *c)
-{
-    apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
-    apr_status_t rv;
-
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
-    rv = ap_pass_brigade(c->output_filters, bb);
-    apr_brigade_destroy(bb);
-    return rv;
-}
-
 void wst_enter_tunnel_mode(request_rec *r)
 {
     conn_rec *c = r->connection;

@@ -50,9 +50,6 @@ int wst_send_head(request_rec *r, proxy_conn_rec *backend, apr_bucket_brigade *h
 /* mod_logio's optional counters; no-ops when mod_logio is absent. */
 void wst_logio_add(conn_rec *c, apr_off_t in, apr_off_t out);
 
-/* Flush anything httpd still holds in the client connection's output filters. */
-apr_status_t wst_conn_flush(conn_rec *c);
-
 /* Switch a request to tunnel mode: drop HTTP protocol filters and mod_reqtimeout, no keep-alive. */
 void wst_enter_tunnel_mode(request_rec *r);
 

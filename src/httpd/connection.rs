@@ -88,12 +88,6 @@ impl<'c> Connection<'c> {
         }
     }
 
-    /// Flushes what httpd's output filters still hold for this connection.
-    pub fn flush(&self) -> ffi::apr_status_t {
-        // SAFETY: a FLUSH bucket through the connection's own output chain.
-        unsafe { ffi::wst_conn_flush(self.raw) }
-    }
-
     /// Marks the connection aborted: httpd then closes it without lingering or keep-alive.
     pub fn set_aborted(&self) {
         // SAFETY: sets a flag of a live conn_rec from its own thread.

@@ -168,10 +168,6 @@ impl<'r> Request<'r> {
         } as *const c_char;
     }
 
-    pub fn status(&self) -> i32 {
-        self.rec().status
-    }
-
     /// Content type from an untrusted source: never selects a handler (CVE-2024-39884 class).
     pub fn set_content_type(&self, ct: &str) {
         let v = self.pool().strdup(ct);

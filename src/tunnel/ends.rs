@@ -11,12 +11,14 @@ use super::relay::{self, End, Ends, Limits};
 use std::time::Duration;
 
 /// A reader of what httpd's input filters already buffered for a connection (non-blocking).
-/// `read` counts the bytes it delivered.
-fn buffered<'a>(c: &'a Connection<'a>, read: &'a std::cell::Cell<u64>) -> relay::Buffered<'a> {
+/// `counted`, if given, adds up the bytes it delivered.
+fn buffered<'a>(c: &'a Connection<'a>, counted: Option<&'a std::cell::Cell<u64>>) -> relay::Buffered<'a> {
     let bb = c.brigade();
     Box::new(move |buf: &mut [u8]| match c.read(&bb, buf, false) {
         Read::Data(n) => {
-            read.set(read.get() + n as u64);
+            if let Some(total) = counted {
+                total.set(total.get() + n as u64);
+            }
             Ok(n)
         }
         Read::Eof => Ok(0),
@@ -52,8 +54,8 @@ pub fn run(
 }
 
 fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>) {
+    // Bytes read from the client through httpd's filters are counted by mod_logio already.
     let client_filtered = std::cell::Cell::new(0u64);
-    let backend_filtered = std::cell::Cell::new(0u64);
     // Writes may wait as long as httpd would let a blocking write wait on either side.
     let mut backend_timeout: ffi::apr_interval_time_t = 0;
     // SAFETY: the backend socket is live while the backend connection is held.
@@ -70,11 +72,10 @@ fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn
         client: client.fd().expect("raw ends have a socket"),
         backend: backconn.fd().expect("raw ends have a socket"),
         backend_pre: surplus,
-        client_buffered: Some(buffered(client, &client_filtered)),
-        backend_buffered: Some(buffered(backconn, &backend_filtered)),
+        client_buffered: Some(buffered(client, Some(&client_filtered))),
+        backend_buffered: Some(buffered(backconn, None)),
     };
     let out = relay::run(ends, limits);
-    // Bytes read from the client through httpd's filters were counted by mod_logio already.
     client.logio_add(out.client_to_backend.saturating_sub(client_filtered.get()), out.backend_to_client);
     let bytes = format!("{} bytes client to backend, {} bytes backend to client", out.client_to_backend, out.backend_to_client);
     match &out.end {

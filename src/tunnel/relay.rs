@@ -296,7 +296,6 @@ pub fn run(ends: Ends, limits: Limits) -> Outcome {
 }
 
 fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
-    let forced = |p: &Pipe| p.has_buffered();
     let mut activity = Instant::now();
     // First pass: everything may be ready (and bytes may already be buffered).
     let (mut c_in, mut c_out, mut b_in, mut b_out) = (true, true, true, true);
@@ -335,7 +334,7 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
                 }
             }
         }
-        let (c_forced, b_forced) = (forced(c2b), forced(b2c));
+        let (c_forced, b_forced) = (c2b.has_buffered(), b2c.has_buffered());
         let timeout_ms: libc::c_int = match deadline {
             _ if c_forced || b_forced => 0,
             None => -1,
