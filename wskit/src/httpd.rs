@@ -139,6 +139,29 @@ fn make_root() -> PathBuf {
     root
 }
 
+fn conf_dir() -> PathBuf {
+    workspace_root().join("httpd-test-conf")
+}
+
+/// The configuration text: base.conf.in followed by the site part, placeholders filled in.
+fn render(cfg: &Config, root: &Path, port: u16, ports: &[u16], site: &str) -> String {
+    let mut vars = cfg.vars.clone();
+    vars.insert("SERVERROOT".into(), root.display().to_string());
+    vars.insert("CONFDIR".into(), conf_dir().display().to_string());
+    vars.insert("PORT".into(), port.to_string());
+    for (i, p) in ports.iter().enumerate() {
+        vars.insert(format!("PORT{}", i + 1), p.to_string());
+    }
+    vars.insert("MODDIR".into(), module_dir().display().to_string());
+    vars.insert("WSTUNNEL".into(), cfg.module.display().to_string());
+    vars.insert("MPM".into(), cfg.mpm.clone());
+    vars.insert("PROXY_HTTP".into(), if cfg.proxy_http { "" } else { "#" }.into());
+    vars.insert("USER".into(), if is_root() { "User nobody\nGroup nogroup" } else { "" }.into());
+    vars.entry("LOGLEVEL".into()).or_insert_with(|| "info proxy_wstunnel:debug".into());
+    let base = std::fs::read_to_string(conf_dir().join("base.conf.in")).expect("httpd-test-conf/base.conf.in");
+    substitute(&format!("{base}\n# ---- {} ----\n{site}", cfg.site), &vars)
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -165,23 +188,8 @@ impl Httpd {
         let _ = Command::new("chmod").args(["a+w"]).arg(&root).status();
         let port = free_port();
         let ports: Vec<u16> = (0..cfg.extra_ports).map(|_| free_port()).collect();
-        let mut vars = cfg.vars.clone();
-        let conf_dir = workspace_root().join("httpd-test-conf");
-        vars.insert("SERVERROOT".into(), root.display().to_string());
-        vars.insert("CONFDIR".into(), conf_dir.display().to_string());
-        vars.insert("PORT".into(), port.to_string());
-        for (i, p) in ports.iter().enumerate() {
-            vars.insert(format!("PORT{}", i + 1), p.to_string());
-        }
-        vars.insert("MODDIR".into(), module_dir().display().to_string());
-        vars.insert("WSTUNNEL".into(), cfg.module.display().to_string());
-        vars.insert("MPM".into(), cfg.mpm.clone());
-        vars.insert("PROXY_HTTP".into(), if cfg.proxy_http { "" } else { "#" }.into());
-        vars.insert("USER".into(), if is_root() { "User nobody\nGroup nogroup" } else { "" }.into());
-        vars.entry("LOGLEVEL".into()).or_insert_with(|| "info proxy_wstunnel:debug".into());
-        let base = std::fs::read_to_string(conf_dir.join("base.conf.in")).expect("httpd-test-conf/base.conf.in");
-        let site = std::fs::read_to_string(conf_dir.join(&cfg.site)).unwrap_or_else(|e| panic!("{}: {e}", cfg.site));
-        let conf = substitute(&format!("{base}\n# ---- {} ----\n{site}", cfg.site), &vars);
+        let site = std::fs::read_to_string(conf_dir().join(&cfg.site)).unwrap_or_else(|e| panic!("{}: {e}", cfg.site));
+        let conf = render(cfg, &root, port, &ports, &site);
         std::fs::write(root.join("httpd.conf"), &conf).unwrap();
         // A process group of its own: prefork signals its whole process group on shutdown,
         // which must not include the test runner.
@@ -329,24 +337,8 @@ pub fn configtest(site_text: &str) -> (bool, String) {
 /// `configtest` with a given module file in the `LoadModule proxy_wstunnel_module` line.
 pub fn configtest_with(module: &Path, site_text: &str) -> (bool, String) {
     let root = make_root();
-    let conf_dir = workspace_root().join("httpd-test-conf");
-    let site = root.join("site.conf.in");
-    std::fs::write(&site, site_text).unwrap();
-    let mut vars = BTreeMap::new();
-    for (k, v) in [
-        ("SERVERROOT", root.display().to_string()),
-        ("PORT", free_port().to_string()),
-        ("MODDIR", module_dir().display().to_string()),
-        ("WSTUNNEL", module.display().to_string()),
-        ("MPM", "event".to_string()),
-        ("PROXY_HTTP", String::new()),
-        ("USER", String::new()),
-        ("LOGLEVEL", "warn".to_string()),
-    ] {
-        vars.insert(k.to_string(), v);
-    }
-    let base = std::fs::read_to_string(conf_dir.join("base.conf.in")).unwrap();
-    std::fs::write(root.join("httpd.conf"), substitute(&format!("{base}\n{site_text}"), &vars)).unwrap();
+    let cfg = Config::new("(configtest)").module(module.to_path_buf());
+    std::fs::write(root.join("httpd.conf"), render(&cfg, &root, free_port(), &[], site_text)).unwrap();
     let out = Command::new(httpd_binary()).arg("-t").arg("-f").arg(root.join("httpd.conf")).output().unwrap();
     let _ = std::fs::remove_dir_all(&root);
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))

@@ -7,11 +7,16 @@ use std::time::Duration;
 
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
-/// A WebSocket handshake request.
+/// A WebSocket handshake request, with `extra` header lines (each ending in CRLF).
 pub fn handshake(path: &str, extra: &str) -> String {
+    request_head(path, "1.1", "websocket", extra)
+}
+
+/// A GET with an `Upgrade` for `upgrade` (omitted when empty) and a WebSocket key.
+fn request_head(path: &str, version: &str, upgrade: &str, extra: &str) -> String {
+    let up = if upgrade.is_empty() { String::new() } else { format!("Upgrade: {upgrade}\r\nConnection: Upgrade\r\n") };
     format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        "GET {path} HTTP/{version}\r\nHost: 127.0.0.1\r\n{up}Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
 }
 
@@ -123,6 +128,5 @@ pub fn read_small_frame(s: &mut TcpStream, pre: &mut Vec<u8>) -> (u8, Vec<u8>) {
 
 /// An upgrade request for an arbitrary protocol (or none: `upgrade` empty omits the header).
 pub fn upgrade_request(path: &str, upgrade: &str, version: &str) -> String {
-    let up = if upgrade.is_empty() { String::new() } else { format!("Upgrade: {upgrade}\r\nConnection: Upgrade\r\n") };
-    format!("GET {path} HTTP/{version}\r\nHost: 127.0.0.1\r\n{up}Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    request_head(path, version, upgrade, "")
 }
