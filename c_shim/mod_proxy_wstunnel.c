@@ -173,19 +173,23 @@ void wst_conn_set_aborted(conn_rec *c)
     c->aborted = 1;
 }
 
-int wst_run_filtered_tunnel(request_rec *r, conn_rec *backconn, const char *scheme,
-                            apr_interval_time_t timeout)
+proxy_tunnel_rec *wst_filtered_tunnel_create(request_rec *r, conn_rec *backconn, const char *scheme)
 {
     proxy_tunnel_rec *tunnel;
-    apr_status_t rv = ap_proxy_tunnel_create(&tunnel, r, backconn, scheme);
 
-    if (rv != APR_SUCCESS) {
-        return HTTP_INTERNAL_SERVER_ERROR;
+    if (ap_proxy_tunnel_create(&tunnel, r, backconn, scheme) != APR_SUCCESS) {
+        return NULL;
     }
     /* The tunnel has already received the 101, so anything it relays counts as a reply. */
     tunnel->replied = 1;
-    /* Our idle timeout: 0 means none (poll forever), unlike mod_proxy's socket-timeout default. */
-    tunnel->timeout = timeout > 0 ? timeout : -1;
+    return tunnel;
+}
+
+int wst_filtered_tunnel_run(proxy_tunnel_rec *tunnel, apr_interval_time_t slice)
+{
+    /* The tunnel keeps its state (poll events, half-closes) between calls, so the caller
+     * can run it in slices and look at the clock and at child shutdown in between. */
+    tunnel->timeout = slice;
     return ap_proxy_tunnel_run(tunnel);
 }
 

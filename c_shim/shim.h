@@ -59,8 +59,12 @@ int wst_conn_fd(conn_rec *c);
 /* conn_rec field accessors that bindgen renders as bitfields. */
 void wst_conn_set_aborted(conn_rec *c);
 
-/* Relay through mod_proxy's own filter-aware tunnel (ends that httpd filters must see, e.g. TLS). */
-int wst_run_filtered_tunnel(request_rec *r, conn_rec *backconn, const char *scheme, apr_interval_time_t timeout);
+/* mod_proxy's own filter-aware tunnel, for ends whose bytes httpd's filters must see (TLS,
+ * HTTP/2 streams): created once (NULL on failure), then run in slices of `slice` microseconds;
+ * each run returns HTTP_GATEWAY_TIME_OUT after a slice without traffic, OK when both
+ * directions ended, another status on failure. */
+proxy_tunnel_rec *wst_filtered_tunnel_create(request_rec *r, conn_rec *backconn, const char *scheme);
+int wst_filtered_tunnel_run(proxy_tunnel_rec *tunnel, apr_interval_time_t slice);
 
 /* AllowEncodedSlashes NoDecode in effect for this request (core_dir_config bitfields). */
 int wst_encoded_slashes_nodecode(request_rec *r);

@@ -16,10 +16,6 @@ fn echo_server() -> (Backend, Httpd) {
     (b, h)
 }
 
-fn payload(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sizes_from_1_byte_to_16_mib_text_and_binary() {
     let (_b, h) = echo_server();

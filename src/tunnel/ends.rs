@@ -4,11 +4,11 @@ use crate::canon::Scheme;
 use crate::ffi;
 use crate::handler::DONE;
 use crate::httpd::connection::Read;
-use crate::httpd::log::{DEBUG, INFO};
+use crate::httpd::log::{DEBUG, ERR, INFO};
 use crate::httpd::{Connection, Request};
 use crate::rlog;
 use super::relay::{self, End, Ends, Limits};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A reader of what httpd's input filters already buffered for a connection (non-blocking).
 /// `counted`, if given, adds up the bytes it delivered.
@@ -48,7 +48,7 @@ pub fn run(
     if scheme == Scheme::Ws && is_raw(&client) && is_raw(backconn) {
         raw(r, &client, backend, backconn, surplus, idle);
     } else {
-        filtered(r, backconn, surplus, idle_us, scheme);
+        filtered(r, backconn, surplus, idle, scheme);
     }
     DONE
 }
@@ -102,19 +102,52 @@ fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn
     }
 }
 
-fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle_us: i64, scheme: Scheme) {
+/// How long mod_proxy's tunnel runs before we look at the clock and at child shutdown: short
+/// enough for the drain deadline, long enough to cost nothing (one wake-up per slice).
+const SLICE: Duration = Duration::from_millis(250);
+
+fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>, scheme: Scheme) {
     rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
     if !surplus.is_empty() && !(r.write(&surplus) && r.flush()) {
         r.connection().set_aborted();
         return;
     }
     let name = std::ffi::CString::new(scheme.as_str().to_ascii_uppercase()).expect("no NUL");
-    // SAFETY: the request and the backend connection are live; mod_proxy's tunnel polls both
-    // and passes bytes through their filter chains until both directions end.
-    let status = unsafe { ffi::wst_run_filtered_tunnel(r.as_ptr(), backconn.as_ptr(), name.as_ptr(), idle_us) };
-    if status == ffi::HTTP_GATEWAY_TIME_OUT as i32 {
-        rlog!(r, INFO, "WST02004: tunnel idle for {}ms (ProxyWebsocketIdleTimeout): closing both sides", idle_us / 1000);
-    } else if status != crate::handler::OK {
-        rlog!(r, DEBUG, "WST02003: tunnel ended with status {status}");
+    // SAFETY: the request and the backend connection are live for the whole tunnel; the
+    // tunnel is allocated in the request pool.
+    let tunnel = unsafe { ffi::wst_filtered_tunnel_create(r.as_ptr(), backconn.as_ptr(), name.as_ptr()) };
+    if tunnel.is_null() {
+        rlog!(r, ERR, "WST02008: cannot set up the tunnel through httpd's connection filters");
+        r.connection().set_aborted();
+        return;
+    }
+    let mut quiet_since = Instant::now();
+    loop {
+        let started = Instant::now();
+        // SAFETY: `tunnel` was created above for this request, which outlives the loop.
+        let status = unsafe { ffi::wst_filtered_tunnel_run(tunnel, SLICE.as_micros() as ffi::apr_interval_time_t) };
+        let now = Instant::now();
+        if status != ffi::HTTP_GATEWAY_TIME_OUT as i32 {
+            if status != crate::handler::OK {
+                rlog!(r, DEBUG, "WST02003: tunnel ended with status {status}");
+            } else {
+                rlog!(r, DEBUG, "WST02001: tunnel closed by both sides");
+            }
+            return;
+        }
+        // The run ended after a slice without traffic; if it lasted longer, traffic came
+        // before that quiet slice.
+        if now - started > SLICE + SLICE / 2 {
+            quiet_since = now - SLICE;
+        }
+        if super::shutdown::stopping() {
+            rlog!(r, INFO, "WST02007: httpd child is stopping: tunnel closed");
+            r.connection().set_aborted();
+            return;
+        }
+        if let Some(idle) = idle.filter(|d| now - quiet_since >= *d) {
+            rlog!(r, INFO, "WST02004: tunnel idle for {idle:?} (ProxyWebsocketIdleTimeout): closing both sides");
+            return;
+        }
     }
 }

@@ -51,6 +51,11 @@ fn signal(fd: RawFd) {
 /// How long before httpd's deadline tunnels are closed, so that the child exits on its own.
 const MARGIN: Duration = Duration::from_millis(500);
 
+/// Whether tunnels must end now (for relays that cannot poll [`stop_fd`]).
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::Acquire)
+}
+
 /// httpd's child_stopping hook.
 pub fn child_stopping(graceful: bool, graceful_shutdown_timeout_secs: i32) {
     if !graceful {

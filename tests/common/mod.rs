@@ -60,3 +60,29 @@ pub async fn refused_status(url: &str) -> u16 {
         Ok(_) => panic!("{url}: handshake unexpectedly succeeded"),
     }
 }
+
+/// Opens a WebSocket over TLS to httpd (wss://), trusting only the test CA.
+pub async fn connect_tls(url: &str, pki: &wskit::Pki) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
+    let req = url.into_client_request()?;
+    let connector = tokio_tungstenite::Connector::Rustls(pki.client_config(&[b"http/1.1"]));
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio_tungstenite::connect_async_tls_with_config(req, Some(ws_config()), true, Some(connector)),
+    )
+    .await
+    .expect("handshake timed out")
+}
+
+/// A TLS connection to httpd on `port` (SNI `localhost`), for exact bytes over TLS.
+pub async fn tls_stream(port: u16, pki: &wskit::Pki, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(pki.client_config(alpn));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// Payload `i` of `size` bytes: distinct per message so that reordering shows.
+pub fn payload(size: usize, i: u8) -> Vec<u8> {
+    (0..size).map(|j| (j as u8).wrapping_mul(31).wrapping_add(i)).collect()
+}

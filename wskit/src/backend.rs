@@ -47,6 +47,15 @@ impl Backend {
     /// Starts a backend on a free loopback port, on a runtime thread of its own that lives
     /// as long as the test process (usable from sync and async tests alike).
     pub fn start(name: &str) -> Backend {
+        Self::start_with(name, None)
+    }
+
+    /// Starts a `wss://` backend: the same behaviours behind TLS with `identity`'s certificate.
+    pub fn start_tls(name: &str, identity: &crate::tls::Identity) -> Backend {
+        Self::start_with(name, Some(tokio_rustls::TlsAcceptor::from(identity.server_config())))
+    }
+
+    fn start_with(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
@@ -58,9 +67,17 @@ impl Backend {
                 let listener = TcpListener::from_std(std_listener).unwrap();
                 loop {
                     let Ok((sock, _)) = listener.accept().await else { continue };
-                    let (ev, nm) = (ev.clone(), nm.clone());
+                    let (ev, nm, tls) = (ev.clone(), nm.clone(), tls.clone());
                     tokio::spawn(async move {
-                        let _ = serve(sock, ev, nm).await;
+                        match tls {
+                            None => serve(sock, ev, nm).await.ok(),
+                            // A failed handshake (a client that rejected our certificate) is
+                            // simply a connection that never makes a request.
+                            Some(acceptor) => match acceptor.accept(sock).await {
+                                Ok(tls) => serve(tls, ev, nm).await.ok(),
+                                Err(_) => None,
+                            },
+                        };
                     });
                 }
             });
@@ -74,6 +91,11 @@ impl Backend {
 
     pub fn events(&self) -> Vec<Event> {
         self.events.lock().unwrap().clone()
+    }
+
+    /// Forgets what was seen so far.
+    pub fn clear_events(&self) {
+        self.events.lock().unwrap().clear();
     }
 
     /// The request heads received so far.
@@ -105,7 +127,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Reads one request head; returns it and any bytes that followed.
-async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+async fn read_head<S: Conn>(sock: &mut S, buf: &mut Vec<u8>) -> Option<String> {
     loop {
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..p + 4]).into_owned();
@@ -141,7 +163,34 @@ fn switching(head: &str, name: &str) -> String {
     s + "\r\n"
 }
 
-async fn serve(mut sock: TcpStream, ev: Arc<Mutex<Vec<Event>>>, name: String) -> std::io::Result<()> {
+/// A backend connection: plain TCP or TLS over it.
+pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {
+    fn tcp(&self) -> &TcpStream;
+    /// Drops the connection with an RST.
+    fn reset(self);
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+    fn reset(self) {
+        if let Ok(std) = self.into_std() {
+            drop(socket_linger0(std));
+        }
+    }
+}
+
+impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+    fn reset(self) {
+        self.into_inner().0.reset()
+    }
+}
+
+async fn serve<S: Conn>(mut sock: S, ev: Arc<Mutex<Vec<Event>>>, name: String) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let Some(head) = read_head(&mut sock, &mut buf).await else { return Ok(()) };
     ev.lock().unwrap().push(Event::Request(head.clone()));
@@ -151,7 +200,7 @@ async fn serve(mut sock: TcpStream, ev: Arc<Mutex<Vec<Event>>>, name: String) ->
         let code: u16 = code.get(..3).and_then(|c| c.parse().ok()).unwrap_or(404);
         let mut extra = String::new();
         if code == 302 {
-            extra = format!("Location: http://127.0.0.1:{}/elsewhere\r\n", sock.local_addr()?.port());
+            extra = format!("Location: http://127.0.0.1:{}/elsewhere\r\n", sock.tcp().local_addr()?.port());
         }
         if code == 426 {
             extra = "Upgrade: websocket\r\nConnection: Upgrade\r\n".into();
@@ -226,7 +275,7 @@ async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(ws: WebSo
     }
 }
 
-async fn raw_mode(mut sock: TcpStream, pre: Vec<u8>, path: &str, ev: Arc<Mutex<Vec<Event>>>) -> std::io::Result<()> {
+async fn raw_mode<S: Conn>(mut sock: S, pre: Vec<u8>, path: &str, ev: Arc<Mutex<Vec<Event>>>) -> std::io::Result<()> {
     let mut total = pre.len();
     let mut chunk = vec![0u8; 65536];
     if path.contains("/raw-echo") {
@@ -240,7 +289,7 @@ async fn raw_mode(mut sock: TcpStream, pre: Vec<u8>, path: &str, ev: Arc<Mutex<V
         }
     } else if path.contains("/raw-count") {
         loop {
-            let n = sock.read(&mut chunk).await?;
+            let n = read_to_fin(&mut sock, &mut chunk).await?;
             if n == 0 {
                 break;
             }
@@ -252,7 +301,7 @@ async fn raw_mode(mut sock: TcpStream, pre: Vec<u8>, path: &str, ev: Arc<Mutex<V
         sock.write_all(b"bye").await?;
         sock.shutdown().await?;
         loop {
-            let n = sock.read(&mut chunk).await?;
+            let n = read_to_fin(&mut sock, &mut chunk).await?;
             if n == 0 {
                 break;
             }
@@ -264,9 +313,7 @@ async fn raw_mode(mut sock: TcpStream, pre: Vec<u8>, path: &str, ev: Arc<Mutex<V
         if pre.is_empty() {
             let _ = sock.read(&mut chunk).await?;
         }
-        let std = sock.into_std()?;
-        let s2 = socket_linger0(std);
-        drop(s2);
+        sock.reset();
         Ok(())
     } else {
         // raw-hold
@@ -278,6 +325,16 @@ async fn raw_mode(mut sock: TcpStream, pre: Vec<u8>, path: &str, ev: Arc<Mutex<V
         }
         ev.lock().unwrap().push(Event::Eof(Instant::now()));
         Ok(())
+    }
+}
+
+/// A read where a TCP FIN without TLS close_notify counts as the end of the stream: mod_ssl
+/// cannot half-close a TLS connection, so a proxy forwards a client's half-close to a TLS
+/// backend as a bare FIN (as mod_proxy_http does), and servers commonly accept that.
+async fn read_to_fin<S: Conn>(sock: &mut S, buf: &mut [u8]) -> std::io::Result<usize> {
+    match sock.read(buf).await {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+        r => r,
     }
 }
 
@@ -299,12 +356,12 @@ pub fn socket_linger0(s: std::net::TcpStream) -> std::net::TcpStream {
 }
 
 /// A stream that first yields bytes read ahead with the request head.
-pub struct PrefixedStream {
+pub struct PrefixedStream<S> {
     prefix: Vec<u8>,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl tokio::io::AsyncRead for PrefixedStream {
+impl<S: Conn> tokio::io::AsyncRead for PrefixedStream<S> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -320,7 +377,7 @@ impl tokio::io::AsyncRead for PrefixedStream {
     }
 }
 
-impl tokio::io::AsyncWrite for PrefixedStream {
+impl<S: Conn> tokio::io::AsyncWrite for PrefixedStream<S> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,

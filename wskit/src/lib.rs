@@ -1,9 +1,12 @@
 //! Test kit for mod_proxy_wstunnel-rs: a real WebSocket backend with scripted behaviours
-//! ([`backend`]), a private httpd per test ([`httpd`]), and raw HTTP helpers ([`raw`]).
+//! ([`backend`]), a private httpd per test ([`httpd`]), raw HTTP helpers ([`raw`]) and a
+//! private PKI for TLS on both sides ([`tls`]).
 
 pub mod backend;
 pub mod httpd;
 pub mod raw;
+pub mod tls;
 
 pub use backend::Backend;
 pub use httpd::{Config, Httpd};
+pub use tls::Pki;
