@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests of the pure logic, then integration tests that start real
 # httpd servers (event MPM) with the freshly built module, a real WebSocket backend and real
-# clients, then the manual's examples again under the worker and prefork MPMs.
+# clients; then the whole integration suite again under the worker and prefork MPMs.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
 cargo test --release --workspace -- --test-threads="${WST_TEST_THREADS:-4}"
 for mpm in worker prefork; do
-    echo "== manual examples, edge table and lifecycle under the $mpm MPM"
-    WST_MPM=$mpm cargo test --release --test manual_examples --test edge_table --test lifecycle -- --test-threads=2
+    echo "== integration suite under the $mpm MPM"
+    WST_MPM=$mpm cargo test --release --tests -- --test-threads="${WST_TEST_THREADS:-4}"
 done
 echo "== all tests passed"

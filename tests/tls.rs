@@ -23,17 +23,9 @@ struct Env {
     _dir: TempDir,
 }
 
-/// A directory removed at drop.
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn env(fallback: &str) -> Env {
-    let dir = std::env::temp_dir().join(format!("wst-pki-{}-{}", std::process::id(), wskit::httpd::free_port()));
-    let pki = Pki::generate(&dir);
+    let dir = TempDir::new("pki");
+    let pki = Pki::generate(&dir.0);
     let plain = Backend::start("plain");
     let tls = Backend::start_tls("tls", &pki.server);
     let wrong_name = Backend::start_tls("wrong-name", &pki.wrong_name);
@@ -50,7 +42,7 @@ fn env(fallback: &str) -> Env {
             .var("SERVERCERT", pki.server.cert_file.display())
             .var("SERVERKEY", pki.server.key_file.display()),
     );
-    Env { pki, plain, tls, wrong_name, rogue, h, _dir: TempDir(dir) }
+    Env { pki, plain, tls, wrong_name, rogue, h, _dir: dir }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -86,3 +86,20 @@ pub async fn tls_stream(port: u16, pki: &wskit::Pki, alpn: &[&[u8]]) -> tokio_ru
 pub fn payload(size: usize, i: u8) -> Vec<u8> {
     (0..size).map(|j| (j as u8).wrapping_mul(31).wrapping_add(i)).collect()
 }
+
+/// A directory of this test process, removed at drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        TempDir(std::env::temp_dir().join(format!("wst-{what}-{}-{n}", std::process::id())))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

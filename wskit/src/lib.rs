@@ -3,6 +3,7 @@
 //! private PKI for TLS on both sides ([`tls`]).
 
 pub mod backend;
+pub mod h2ws;
 pub mod httpd;
 pub mod raw;
 pub mod tls;

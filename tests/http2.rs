@@ -1,0 +1,89 @@
+//! HTTP/2 front ends: WebSockets over HTTP/2 (RFC 8441 extended CONNECT, mod_http2 with
+//! `H2WebSockets on`), cleartext (h2c prior knowledge) and over TLS (ALPN h2), to ws:// and
+//! wss:// backends. mod_http2 hands each such stream to the proxy as an HTTP/1.1 upgrade
+//! request on a secondary connection; our module tunnels it through httpd's filters.
+//! Runs under every MPM; under prefork mod_http2 keeps out of TLS's ALPN (see below).
+
+mod common;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use wskit::h2ws::{self, H2Outcome};
+use wskit::Pki;
+
+fn mpm() -> String {
+    std::env::var("WST_MPM").unwrap_or_else(|_| "event".into())
+}
+
+async fn open(port: u16, tls: Option<&Pki>, path: &str) -> Result<H2Outcome, String> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let fut = async {
+        match tls {
+            None => h2ws::connect(tcp, &format!("http://localhost:{port}{path}"), ws_config()).await.map_err(|e| e.to_string()),
+            Some(pki) => {
+                let connector = tokio_rustls::TlsConnector::from(pki.client_config(&[b"h2", b"http/1.1"]));
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let s = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+                if s.get_ref().1.alpn_protocol() != Some(b"h2") {
+                    // The server declined HTTP/2: no extended CONNECT on this connection.
+                    return Ok(H2Outcome::NotEnabled);
+                }
+                h2ws::connect(s, &format!("https://localhost:{port}{path}"), ws_config()).await.map_err(|e| e.to_string())
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), fut).await.expect("HTTP/2 WebSocket set-up hung")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websockets_over_http2_front_ends() {
+    let dir = TempDir::new("pki");
+    let pki = Pki::generate(&dir.0);
+    let plain = Backend::start("plain");
+    let tls = Backend::start_tls("tls", &pki.server);
+    let h = Httpd::start(
+        Config::new("h2.conf.in")
+            .ports(1)
+            .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
+            .var("TLSBACKEND", tls.port())
+            .var("CA", pki.ca_file.display())
+            .var("SERVERCERT", pki.server.cert_file.display())
+            .var("SERVERKEY", pki.server.key_file.display()),
+    );
+    let front_ends = [("h2c", h.port, None), ("h2", h.ports[0], Some(&pki))];
+    for (front, port, tls_front) in front_ends {
+        for (path, backend) in [("/ws2/over-h2", &plain), ("/wss2/over-h2", &tls)] {
+            let what = format!("{front} front end, {path}");
+            let outcome = open(port, tls_front, path).await;
+            let mut ws = match outcome {
+                Ok(H2Outcome::Open(ws)) => ws,
+                // mod_http2 does not support prefork ("AH10034"): it still serves h2c prior
+                // knowledge there, but takes itself out of TLS's ALPN, so browsers and this
+                // client stay on HTTP/1.1 over TLS. A clean refusal, as it should be.
+                Ok(H2Outcome::NotEnabled) if front == "h2" && mpm() == "prefork" => continue,
+                Ok(H2Outcome::NotEnabled) => panic!("{what}: server did not enable extended CONNECT"),
+                Ok(H2Outcome::Refused(s, body)) => panic!("{what}: refused with {s}: {body}\n{}", h.error_log()),
+                Err(e) => panic!("{what}: {e}\n{}", h.error_log()),
+            };
+            for m in [Message::text("hello over h2"), Message::binary(payload(1 << 20, 3))] {
+                ws.send(m.clone()).await.unwrap();
+                let got = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("echo hung").unwrap().unwrap();
+                assert!(got == m, "{what}: echo differs");
+            }
+            ws.close(None).await.unwrap();
+            let end = tokio::time::timeout(Duration::from_secs(10), async {
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_close() {
+                        break;
+                    }
+                }
+            });
+            end.await.expect("close handshake hung");
+            assert!(backend.requests().iter().any(|r| r.starts_with("GET /over-h2 HTTP/1.1")), "{what}: {:?}", backend.requests());
+            backend.clear_events();
+        }
+    }
+    let log = h.stop();
+    assert!(log.contains("WST02006"), "HTTP/2 streams must take the filtered path:\n{log}");
+}
