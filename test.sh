@@ -10,4 +10,8 @@ for mpm in worker prefork; do
     echo "== integration suite under the $mpm MPM"
     WST_MPM=$mpm cargo test --release --tests -- --test-threads="${WST_TEST_THREADS:-4}"
 done
+for mpm in event worker prefork; do
+    echo "== Apache::Test suite (tests/apache-test) under the $mpm MPM"
+    WST_MPM=$mpm tests/apache-test/run.sh
+done
 echo "== all tests passed"

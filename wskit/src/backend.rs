@@ -10,6 +10,7 @@
 //! | `/close`            | closes without answering |
 //! | `/silent`           | never answers |
 //! | `/burst`            | 101 and a text frame in the same write, then echo |
+//! | `/whoami`           | 101, a text frame `backend NAME`, then echo |
 //! | `/raw-echo`         | 101 for whatever was asked, then echoes raw bytes; FIN after the client's FIN |
 //! | `/raw-count`        | 101, reads to EOF, answers `got N bytes`, closes |
 //! | `/raw-fin-first`    | 101, sends `bye` and FIN, then counts what still arrives (recorded) |
@@ -245,6 +246,12 @@ async fn serve<S: Conn>(mut sock: S, ev: Arc<Mutex<Vec<Event>>>, name: String) -
         let mut out = hello.into_bytes();
         out.extend_from_slice(&[0x81, 18]);
         out.extend_from_slice(b"hello-from-backend");
+        sock.write_all(&out).await?;
+    } else if path.contains("/whoami") {
+        let mut out = hello.into_bytes();
+        let me = format!("backend {name}");
+        out.extend_from_slice(&[0x81, me.len() as u8]);
+        out.extend_from_slice(me.as_bytes());
         sock.write_all(&out).await?;
     } else {
         sock.write_all(hello.as_bytes()).await?;
