@@ -1,0 +1,124 @@
+//! A real browser: headless Chromium loads a page from the test httpd that opens a ws://
+//! WebSocket (plain front end, ws:// backend) and a wss:// one (TLS front end, wss://
+//! backend) through our module, exchanges a text message and a 1 MiB binary message on each
+//! and closes with 1000. The page reports what it saw to `/report?JSON`, which we read back
+//! from httpd's access log.
+
+mod common;
+use common::*;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use wskit::Pki;
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into())
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Kills the browser's whole process group (it was started as a group leader) at drop.
+struct Browser(std::process::Child);
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group we created for the browser.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn chromium_page_talks_through_ws_and_wss() {
+    let dir = TempDir::new("browser");
+    let pki = Pki::generate(&dir.0.join("pki"));
+    let plain = Backend::start("plain");
+    let tls = Backend::start_tls("tls", &pki.server);
+    let h = Httpd::start(
+        Config::new("browser.conf.in")
+            .ports(1)
+            .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
+            .var("TLSBACKEND", tls.port())
+            .var("CA", pki.ca_file.display())
+            .var("SERVERCERT", pki.server.cert_file.display())
+            .var("SERVERKEY", pki.server.key_file.display()),
+    );
+    let page = std::fs::read_to_string(wskit::httpd::workspace_root().join("tests/browser/page.html")).unwrap();
+    std::fs::write(h.root.join("htdocs/page.html"), page).unwrap();
+    let _ = Command::new("chmod").arg("a+r").arg(h.root.join("htdocs/page.html")).status();
+
+    let url = format!(
+        "http://127.0.0.1:{}/page.html?ws=ws://127.0.0.1:{}/ws2/browser&wss=wss://localhost:{}/wss2/browser",
+        h.port, h.port, h.ports[0]
+    );
+    let profile = dir.0.join("profile");
+    let child = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            // The page's wss:// goes to httpd's certificate from the test CA.
+            "--ignore-certificate-errors",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(&url)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(dir.0.join("chromium.log")).unwrap()))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {} (Debian package chromium): {e}", chromium()));
+    let browser = Browser(child);
+
+    let end = Instant::now() + Duration::from_secs(90);
+    let report = loop {
+        if let Some(line) = h.access_log().lines().find(|l| l.contains("GET /report?")) {
+            break line.to_string();
+        }
+        assert!(
+            Instant::now() < end,
+            "the page never reported; access log:\n{}\nchromium:\n{}",
+            h.access_log(),
+            std::fs::read_to_string(dir.0.join("chromium.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(browser);
+    let query = report.split("GET /report?").nth(1).unwrap().split_whitespace().next().unwrap();
+    let seen = percent_decode(query);
+    for (name, ws_url) in [
+        ("ws", format!("ws://127.0.0.1:{}/ws2/browser", h.port)),
+        ("wss", format!("wss://localhost:{}/wss2/browser", h.ports[0])),
+    ] {
+        let want = format!(
+            r#""{name}":{{"url":"{ws_url}","open":true,"text":"hello from the browser","big":true,"close":1000}}"#
+        );
+        assert!(seen.contains(&want), "the page saw {seen}\nexpected {want}");
+    }
+    assert!(plain.requests().iter().any(|r| r.starts_with("GET /browser HTTP/1.1")), "{:?}", plain.requests());
+    assert!(tls.requests().iter().any(|r| r.starts_with("GET /browser HTTP/1.1")), "{:?}", tls.requests());
+    let log = h.stop();
+    for path in ["/ws2/browser", "/wss2/browser"] {
+        assert!(log.contains(&format!("for \"GET {path} HTTP/1.1\"")), "our module did not tunnel {path}:\n{log}");
+    }
+}
