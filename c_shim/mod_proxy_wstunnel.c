@@ -17,6 +17,7 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <mpm_common.h>
+#include <ap_mpm.h>
 #include <apr_optional.h>
 #include <apr_strings.h>
 #include <mod_proxy.h>
@@ -171,6 +172,18 @@ int wst_conn_fd(conn_rec *c)
 void wst_conn_set_aborted(conn_rec *c)
 {
     c->aborted = 1;
+}
+
+int wst_mpm_stopping(void)
+{
+    int state;
+
+    return ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS && state == AP_MPMQ_STOPPING;
+}
+
+int wst_graceful_shutdown_timeout(void)
+{
+    return ap_graceful_shutdown_timeout;
 }
 
 proxy_tunnel_rec *wst_filtered_tunnel_create(request_rec *r, conn_rec *backconn, const char *scheme)

@@ -59,6 +59,11 @@ int wst_conn_fd(conn_rec *c);
 /* conn_rec field accessors that bindgen renders as bitfields. */
 void wst_conn_set_aborted(conn_rec *c);
 
+/* The MPM is stopping this child (graceful restart or stop): prefork signals a busy child
+ * without running child_stopping until its request ends. */
+int wst_mpm_stopping(void);
+int wst_graceful_shutdown_timeout(void);
+
 /* mod_proxy's own filter-aware tunnel, for ends whose bytes httpd's filters must see (TLS,
  * HTTP/2 streams): created once (NULL on failure), then run in slices of `slice` microseconds;
  * each run returns HTTP_GATEWAY_TIME_OUT after a slice without traffic, OK when both

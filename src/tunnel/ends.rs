@@ -27,6 +27,15 @@ fn buffered<'a>(c: &'a Connection<'a>, counted: Option<&'a std::cell::Cell<u64>>
     })
 }
 
+/// Starts the graceful drain if the MPM says this child is stopping (see `Limits::on_signal`).
+fn notice_mpm_stopping() {
+    // SAFETY: both read process-global MPM state; no arguments.
+    let (stopping, grace) = unsafe { (ffi::wst_mpm_stopping() != 0, ffi::wst_graceful_shutdown_timeout()) };
+    if stopping {
+        super::shutdown::child_stopping(true, grace);
+    }
+}
+
 fn is_raw(c: &Connection) -> bool {
     !c.is_tls() && !c.is_secondary() && c.fd().is_some()
 }
@@ -67,6 +76,7 @@ fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn
         idle,
         write_stall: (stall > 0).then(|| Duration::from_micros(stall as u64)),
         stop_fd: super::shutdown::stop_fd(),
+        on_signal: Some(notice_mpm_stopping),
     };
     let ends = Ends {
         client: client.fd().expect("raw ends have a socket"),
@@ -140,6 +150,7 @@ fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<D
         if now - started > SLICE + SLICE / 2 {
             quiet_since = now - SLICE;
         }
+        notice_mpm_stopping();
         if super::shutdown::stopping() {
             rlog!(r, INFO, "WST02007: httpd child is stopping: tunnel closed");
             r.connection().set_aborted();

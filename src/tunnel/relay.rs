@@ -51,6 +51,9 @@ pub struct Limits {
     pub write_stall: Option<Duration>,
     /// Becomes readable when the relay must stop (the httpd child is shutting down).
     pub stop_fd: Option<RawFd>,
+    /// Called when a signal interrupts the wait: prefork tells a busy child about a graceful
+    /// restart only by a signal (its child_stopping hook runs after the request).
+    pub on_signal: Option<fn()>,
 }
 
 /// What the relay did: bytes each way and why it ended.
@@ -345,6 +348,9 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
+                if let Some(f) = limits.on_signal {
+                    f();
+                }
                 (c_in, c_out, b_in, b_out) = (false, false, false, false);
                 continue;
             }

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 static STOPPING: AtomicBool = AtomicBool::new(false);
+/// A graceful drain was started (by the hook or by noticing the MPM's state).
+static DRAINING: AtomicBool = AtomicBool::new(false);
 /// Created lazily by the first tunnel, so in the child process, never in httpd's parent
 /// (an fd inherited through fork would be shared by every child).
 static EVENT_FD: OnceCell<RawFd> = OnceCell::new();
@@ -60,7 +62,7 @@ pub fn stopping() -> bool {
 pub fn child_stopping(graceful: bool, graceful_shutdown_timeout_secs: i32) {
     if !graceful {
         stop_now();
-    } else if graceful_shutdown_timeout_secs > 0 {
+    } else if graceful_shutdown_timeout_secs > 0 && !DRAINING.swap(true, Ordering::AcqRel) {
         let grace = Duration::from_secs(graceful_shutdown_timeout_secs as u64).saturating_sub(MARGIN);
         let _ = std::thread::Builder::new().name("wst-drain".into()).spawn(move || {
             std::thread::sleep(grace);

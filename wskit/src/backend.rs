@@ -16,6 +16,7 @@
 //! | `/raw-fin-first`    | 101, sends `bye` and FIN, then counts what still arrives (recorded) |
 //! | `/raw-rst`          | 101, waits for one byte, then resets the connection |
 //! | `/raw-hold`         | 101, reads until EOF, records when the EOF came |
+//! | `/raw-flood-N`      | 101, writes N bytes (as fast as the client takes them), then FIN |
 
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -316,6 +317,16 @@ async fn raw_mode<S: Conn>(mut sock: S, pre: Vec<u8>, path: &str, ev: Arc<Mutex<
         }
         ev.lock().unwrap().push(Event::AfterFin(total));
         Ok(())
+    } else if let Some(n) = path.split("/raw-flood-").nth(1) {
+        let total: u64 = n.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0);
+        let block = vec![0x5au8; 256 * 1024];
+        let mut sent = 0u64;
+        while sent < total {
+            let n = block.len().min((total - sent) as usize);
+            sock.write_all(&block[..n]).await?;
+            sent += n as u64;
+        }
+        sock.shutdown().await
     } else if path.contains("/raw-rst") {
         if pre.is_empty() {
             let _ = sock.read(&mut chunk).await?;

@@ -260,6 +260,23 @@ impl Httpd {
         false
     }
 
+    /// The PIDs of httpd's children (processes whose parent is the httpd we started).
+    pub fn children(&self) -> Vec<u32> {
+        let parent = self.pid();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            // Fields after the command name (which may contain spaces) in parentheses.
+            let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+            if after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
+                out.push(pid);
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// Sends a signal to the httpd parent (e.g. SIGUSR1 for a graceful restart).
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on the PID of the child process we spawned and still own.
@@ -342,4 +359,21 @@ pub fn configtest_with(module: &Path, site_text: &str) -> (bool, String) {
     let out = Command::new(httpd_binary()).arg("-t").arg("-f").arg(root.join("httpd.conf")).output().unwrap();
     let _ = std::fs::remove_dir_all(&root);
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Resident memory of a process, KiB (0 if it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Open file descriptors of a process (None if it is gone).
+pub fn fd_count(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|d| d.count())
+}
+
+pub fn process_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }

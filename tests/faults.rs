@@ -1,0 +1,311 @@
+//! Faults and load (issue 4): a backend process killed mid-stream, a backend that never
+//! answers, a slow reader fed 1 GiB (httpd's memory stays bounded), 10,000 short tunnels (no
+//! file descriptor growth in the children), graceful restart and stop with many live tunnels.
+//! Resets and half-closes each way are rows of the edge table (tests/edge_table.rs).
+
+mod common;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use std::io::{BufRead, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use wskit::httpd::{fd_count, process_alive, rss_kib};
+use wskit::raw;
+
+/// These tests load the machine (1 GiB, 10,000 tunnels, 1,000 at once): one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn mpm() -> String {
+    std::env::var("WST_MPM").unwrap_or_else(|_| "event".into())
+}
+
+fn server(backend: &str) -> Httpd {
+    Httpd::start(Config::new("faults.conf.in").var("BACKEND", backend))
+}
+
+fn wait_access(h: &Httpd, needle: &str) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if h.access_log().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The backends as a separate process (wst-backends), so that it can be killed.
+struct BackendProcess {
+    child: std::process::Child,
+    addr: String,
+    _dir: TempDir,
+}
+
+impl BackendProcess {
+    fn start() -> BackendProcess {
+        let dir = TempDir::new("backend-proc");
+        let bin = wskit::httpd::workspace_root().join("target/release/wst-backends");
+        let mut child = Command::new(&bin)
+            .arg(&dir.0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut addr = String::new();
+        for line in out.lines() {
+            let line = line.unwrap();
+            if let Some(a) = line.strip_prefix("WST_BACKEND=") {
+                addr = a.to_string();
+            }
+            if line == "READY" {
+                break;
+            }
+        }
+        BackendProcess { child, addr, _dir: dir }
+    }
+}
+
+impl Drop for BackendProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_process_killed_mid_stream() {
+    let _serial = serial();
+    let mut backend = BackendProcess::start();
+    let h = server(&backend.addr);
+    let (ws, _) = connect(&h.url("/echo/killed")).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    let m = Message::binary(payload(64 * 1024, 1));
+    tx.send(m.clone()).await.unwrap();
+    assert!(rx.next().await.unwrap().unwrap() == m);
+    // Keep streaming while the backend dies.
+    let writer = tokio::spawn(async move {
+        for i in 0..10_000u32 {
+            if tx.send(Message::binary(payload(16 * 1024, i as u8))).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    backend.child.kill().unwrap();
+    let _ = backend.child.wait();
+    let killed = Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rx.next().await {
+                Some(Ok(m)) if !m.is_close() => continue,
+                other => return other.map(|r| r.is_ok()),
+            }
+        }
+    })
+    .await
+    .expect("the client was not told that the backend died");
+    eprintln!("client saw the end {:?} after the kill ({end:?})", killed.elapsed());
+    // The backend's FIN reached the client; a client closes then (until it does, the tunnel
+    // honours the half-close and keeps the client-to-backend direction open).
+    writer.abort();
+    drop(rx);
+    // The request thread returned: the tunnel is in the access log.
+    assert!(wait_access(&h, "\"GET /echo/killed HTTP/1.1\" 101"), "{}", h.access_log());
+    // And the next WebSocket gets a clean 503: nothing listens any more.
+    assert_eq!(refused_status(&h.url("/echo/after")).await, 503);
+    h.stop();
+}
+
+#[test]
+fn silent_backend_gives_502_after_the_timeout_and_frees_the_worker() {
+    let b = Backend::start("silent");
+    let h = server(&format!("127.0.0.1:{}", b.port()));
+    let t0 = Instant::now();
+    let (resp, _) = raw::request(h.port, &raw::handshake("/echo/silent", ""));
+    let took = t0.elapsed();
+    assert_eq!(resp.status, 502, "{}", resp.head);
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(8), "ProxyTimeout 2 took {took:?}\n{}", h.error_log());
+    // The request thread returned (httpd logs the request after the response went out).
+    assert!(wait_access(&h, "\"GET /echo/silent HTTP/1.1\" 502"), "{}", h.access_log());
+    assert!(h.wait_log("WST01015", Duration::from_secs(2)), "{}", h.error_log());
+    h.stop();
+}
+
+fn children_rss(h: &Httpd) -> u64 {
+    h.children().into_iter().map(rss_kib).sum()
+}
+
+#[test]
+fn slow_reader_fed_one_gib_keeps_httpd_memory_bounded() {
+    let _serial = serial();
+    const GIB: u64 = 1 << 30;
+    let b = Backend::start("flood");
+    let h = server(&format!("127.0.0.1:{}", b.port()));
+    // Warm up every child so that its allocator and thread stacks are in the baseline.
+    for _ in 0..20 {
+        raw::get(h.port, "/nothing", "");
+    }
+    let before = children_rss(&h);
+    let mut s = raw::connect(h.port);
+    s.write_all(raw::handshake(&format!("/echo/raw-flood-{GIB}"), "").as_bytes()).unwrap();
+    let resp = raw::read_response(&mut s);
+    assert_eq!(resp.status, 101, "{}", resp.head);
+    let mut got = resp.rest.len() as u64;
+    let mut peak = before;
+    let mut buf = vec![0u8; 64 * 1024];
+    let t0 = Instant::now();
+    let mut next_sample = Instant::now();
+    let mut pauses = 0;
+    loop {
+        // A slow reader: every 64 MiB it stops reading for 300 ms, so the backend and the
+        // relay run into back-pressure again and again.
+        if got / (64 << 20) > pauses {
+            pauses += 1;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+        if Instant::now() >= next_sample {
+            peak = peak.max(children_rss(&h));
+            next_sample = Instant::now() + Duration::from_millis(50);
+        }
+    }
+    let growth = peak.saturating_sub(before);
+    eprintln!(
+        "1 GiB to a slow reader in {:?}: httpd children RSS {} KiB before, peak {} KiB (+{} KiB)",
+        t0.elapsed(),
+        before,
+        peak,
+        growth
+    );
+    assert_eq!(got, GIB, "bytes lost or added");
+    assert!(growth < 8 * 1024, "httpd memory grew by {growth} KiB while relaying to a slow reader");
+    h.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_short_tunnels_leave_no_descriptors_behind() {
+    let _serial = serial();
+    let b = Backend::start("cycles");
+    let h = server(&format!("127.0.0.1:{}", b.port()));
+    let url = h.url("/echo/cycle");
+    let cycle = |n: usize| {
+        let url = url.clone();
+        async move {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    let url = url.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..n / 8 {
+                            let (mut ws, _) = connect(&url).await.unwrap();
+                            let m = Message::text("x");
+                            assert_eq!(echo(&mut ws, m.clone()).await, m);
+                            ws.close(None).await.unwrap();
+                            while let Some(Ok(_)) = ws.next().await {}
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.await.unwrap();
+            }
+        }
+    };
+    cycle(400).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fds = |pids: &[u32]| pids.iter().map(|p| fd_count(*p).unwrap_or(0)).sum::<usize>();
+    let pids = h.children();
+    let before = fds(&pids);
+    let t0 = Instant::now();
+    cycle(10_000).await;
+    let took = t0.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still: Vec<u32> = pids.iter().copied().filter(|p| process_alive(*p)).collect();
+    assert_eq!(still, pids, "children changed during the run");
+    let after = fds(&pids);
+    eprintln!("10,000 tunnels in {took:?}; open fds in httpd's children: {before} before, {after} after");
+    assert!(after <= before + 2, "file descriptors grew from {before} to {after}");
+    let log = h.stop();
+    assert_eq!(log.matches("WST01014").count(), 10_400, "every tunnel went through our handler");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_restart_and_stop_with_many_live_tunnels() {
+    let _serial = serial();
+    // Synchronous tunnels hold a worker each: prefork needs a process per tunnel.
+    let n = if mpm() == "prefork" { 200 } else { 1000 };
+    let b = Backend::start("many");
+    let mut h = server(&format!("127.0.0.1:{}", b.port()));
+    let open = |n: usize, tag: &'static str| {
+        let url = h.url(&format!("/echo/{tag}"));
+        async move {
+            let mut all = Vec::with_capacity(n);
+            for chunk in 0..n / 50 {
+                let tasks: Vec<_> = (0..50)
+                    .map(|i| {
+                        let url = url.clone();
+                        tokio::spawn(async move {
+                            let (mut ws, _) = connect(&url).await.unwrap_or_else(|e| panic!("tunnel {}: {e}", chunk * 50 + i));
+                            let m = Message::text("live");
+                            assert_eq!(echo(&mut ws, m.clone()).await, m);
+                            ws
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    all.push(t.await.unwrap());
+                }
+            }
+            all
+        }
+    };
+    let first = open(n, "first").await;
+    let old_children = h.children();
+    let t0 = Instant::now();
+    h.signal(libc::SIGUSR1);
+    // New connections are served throughout the restart and the old children's drain.
+    let mut served = 0;
+    let mut slowest = Duration::ZERO;
+    let mut gone = None;
+    while t0.elapsed() < Duration::from_secs(8) && (gone.is_none() || t0.elapsed() < Duration::from_secs(4)) {
+        let t = Instant::now();
+        round_trip(&h.url("/echo/during")).await;
+        slowest = slowest.max(t.elapsed());
+        served += 1;
+        // The old generation closes its tunnels (GracefulShutdownTimeout 3) and exits.
+        if gone.is_none() && old_children.iter().all(|p| !process_alive(*p)) {
+            gone = Some(t0.elapsed());
+        }
+    }
+    let gone = gone.unwrap_or(t0.elapsed());
+    assert!(slowest < Duration::from_secs(2), "a new WebSocket took {slowest:?} during the restart");
+    assert!(old_children.iter().all(|p| !process_alive(*p)), "old children still alive {gone:?} after the restart");
+    assert!(gone < Duration::from_secs(5), "old children took {gone:?} to go with GracefulShutdownTimeout 3");
+    let mut closed = 0;
+    for mut ws in first {
+        if let Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, n, "tunnels of the old generation left open");
+    eprintln!("graceful restart with {n} tunnels: {served} new WebSockets served meanwhile (slowest {slowest:?}), old children gone after {gone:?}");
+
+    let second = open(n, "second").await;
+    let t1 = Instant::now();
+    h.signal(libc::SIGWINCH);
+    h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
+    let took = t1.elapsed();
+    eprintln!("graceful stop with {n} tunnels took {took:?}");
+    assert!(took < Duration::from_secs(5), "graceful stop with GracefulShutdownTimeout 3 took {took:?}");
+    drop(second);
+    h.stop();
+}
