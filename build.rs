@@ -29,6 +29,10 @@ fn find_apxs() -> String {
 
 fn main() {
     println!("cargo:rerun-if-env-changed=APXS");
+    if env::var_os("CARGO_FEATURE_HTTPD").is_none() {
+        // The pure core alone (fuzzing): no httpd headers, no shim.
+        return;
+    }
     println!("cargo:rerun-if-changed=c_shim");
     let apxs = find_apxs();
     let inc = apxs_query(&apxs, "INCLUDEDIR");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests of the pure logic, then integration tests that start real
 # httpd servers (event MPM) with the freshly built module, a real WebSocket backend and real
-# clients; then the whole integration suite again under the worker and prefork MPMs.
+# clients; then the whole integration suite again under the worker and prefork MPMs, the
+# Apache::Test suite under all three, and a short run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
@@ -14,4 +15,6 @@ for mpm in event worker prefork; do
     echo "== Apache::Test suite (tests/apache-test) under the $mpm MPM"
     WST_MPM=$mpm tests/apache-test/run.sh
 done
+echo "== fuzzing: every cargo-fuzz target for ${WST_FUZZ_SECS:-20}s"
+scripts/fuzz.sh "${WST_FUZZ_SECS:-20}"
 echo "== all tests passed"

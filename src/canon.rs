@@ -5,9 +5,9 @@
 //! The netloc parser and the path encoder are mod_proxy's exported functions, so our result is
 //! byte-identical to stock by construction; the decisions around them are plain Rust here.
 
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 use crate::{ffi, httpd::Request};
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 use std::{ffi::CStr, os::raw::c_char};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +116,7 @@ pub fn check_forwarded(path_is_raw: bool, path: &[u8], query: Option<&[u8]>) -> 
 }
 
 /// Canonicalises `url` (the part after `proxy:`) for request `r`. Returns `r->filename`.
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 pub fn canonicalise(r: &Request, scheme: Scheme, after_scheme: &[u8]) -> Result<Vec<u8>, CanonError> {
     let pool = r.pool();
     // ap_proxy_canon_netloc wants a writable C string pointer it advances past the netloc.

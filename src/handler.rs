@@ -94,6 +94,11 @@ pub fn handle(r: &Request, args: &HandlerArgs) -> i32 {
         rlog!(r, DEBUG, "WST01007: declining URL {}", String::from_utf8_lossy(url));
         return DECLINED;
     };
+    // Test builds only (feature panic-probe): proves that a panic stops at the FFI boundary.
+    #[cfg(feature = "panic-probe")]
+    if r.header_in("X-Wst-Panic-Probe").is_some() {
+        panic!("panic probe requested by the test");
+    }
     let policy = Policy::from_worker(&worker_upgrade(args.worker));
     let client_upgrade = r.header_in_str("Upgrade");
     let offer = match upgrade::decide(&policy, client_upgrade.as_deref(), r.proto_num() < 1001) {

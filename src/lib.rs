@@ -11,6 +11,8 @@
 //!
 //! httpd and mod_proxy symbols only exist inside httpd, so the unit-test executable is built
 //! without the modules that call them (`cfg(not(test))`); the pure ones are tested alone.
+//! Without the default `httpd` feature the crate is only that pure core (an rlib that the
+//! fuzz targets in `fuzz/` link, with no apxs or httpd headers needed).
 
 pub mod canon;
 pub mod config;
@@ -18,11 +20,11 @@ pub mod response;
 pub mod tunnel;
 pub mod upgrade;
 
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 pub mod ffi;
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 pub mod handler;
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 pub mod httpd;
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 pub mod module;

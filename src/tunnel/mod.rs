@@ -7,7 +7,7 @@
 pub mod relay;
 pub mod shutdown;
 
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 mod ends;
-#[cfg(not(test))]
+#[cfg(all(feature = "httpd", not(test)))]
 pub use ends::run;

@@ -1,0 +1,41 @@
+//! A panic in the Rust core never crosses into C: every `extern "C"` entry catches it, logs
+//! it (WST00001) and fails only that request; the child lives on and serves the next one.
+//! Needs a build with the `panic-probe` feature (a request header that makes the handler
+//! panic), made here into its own target directory so the real module stays untouched.
+
+mod common;
+use common::*;
+use std::process::Command;
+use wskit::raw;
+
+fn probe_module() -> std::path::PathBuf {
+    let root = wskit::httpd::workspace_root();
+    let target = root.join("target/panic-probe");
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--lib", "--features", "panic-probe", "--target-dir"])
+        .arg(&target)
+        .current_dir(&root)
+        .status()
+        .expect("cargo build");
+    assert!(st.success(), "building the panic-probe module failed");
+    target.join("release/libmod_proxy_wstunnel.so")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_fails_only_its_request() {
+    let b = Backend::start("after-panic");
+    let h = Httpd::start(Config::new("echo.conf.in").module(probe_module()).var("BACKEND", format!("127.0.0.1:{}", b.port())));
+    let children = h.children();
+    let (resp, _) = raw::request(h.port, &raw::handshake("/echo/boom", "X-Wst-Panic-Probe: 1\r\n"));
+    assert_eq!(resp.status, 500, "{}", resp.head);
+    assert!(h.wait_log("WST00001", std::time::Duration::from_secs(5)), "{}", h.error_log());
+    assert!(b.requests().is_empty(), "nothing reaches the backend: {:?}", b.requests());
+    // The same children serve the next WebSocket.
+    for _ in 0..5 {
+        assert_eq!(round_trip(&h.url("/echo/after")).await, "after-panic");
+    }
+    assert_eq!(h.children(), children, "a child died");
+    let log = h.stop_allowing(&["WST00001", "panicked"]);
+    assert!(log.contains("panic probe requested by the test"), "the panic message is logged:\n{log}");
+    assert!(!log.contains("Segmentation fault") && !log.contains("exit signal"), "{log}");
+}
