@@ -137,8 +137,9 @@ fn silent_backend_gives_502_after_the_timeout_and_frees_the_worker() {
     h.stop();
 }
 
-fn children_rss(h: &Httpd) -> u64 {
-    h.children().into_iter().map(rss_kib).sum()
+/// RSS of each child, KiB.
+fn children_rss(h: &Httpd) -> std::collections::BTreeMap<u32, u64> {
+    h.children().into_iter().map(|p| (p, rss_kib(p))).collect()
 }
 
 #[test]
@@ -147,17 +148,16 @@ fn slow_reader_fed_one_gib_keeps_httpd_memory_bounded() {
     const GIB: u64 = 1 << 30;
     let b = Backend::start("flood");
     let h = server(&format!("127.0.0.1:{}", b.port()));
-    // Warm up every child so that its allocator and thread stacks are in the baseline.
-    for _ in 0..20 {
-        raw::get(h.port, "/nothing", "");
-    }
-    let before = children_rss(&h);
     let mut s = raw::connect(h.port);
     s.write_all(raw::handshake(&format!("/echo/raw-flood-{GIB}"), "").as_bytes()).unwrap();
     let resp = raw::read_response(&mut s);
     assert_eq!(resp.status, 101, "{}", resp.head);
+    // The child relaying this tunnel exists now; children spawned later (prefork keeps
+    // spares) cannot be relaying it, so growth is measured per child present here.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = children_rss(&h);
+    let mut growth = 0u64;
     let mut got = resp.rest.len() as u64;
-    let mut peak = before;
     let mut buf = vec![0u8; 64 * 1024];
     let t0 = Instant::now();
     let mut next_sample = Instant::now();
@@ -175,20 +175,21 @@ fn slow_reader_fed_one_gib_keeps_httpd_memory_bounded() {
         }
         got += n as u64;
         if Instant::now() >= next_sample {
-            peak = peak.max(children_rss(&h));
+            for (pid, rss) in children_rss(&h) {
+                if let Some(b) = before.get(&pid) {
+                    growth = growth.max(rss.saturating_sub(*b));
+                }
+            }
             next_sample = Instant::now() + Duration::from_millis(50);
         }
     }
-    let growth = peak.saturating_sub(before);
+    let largest = before.values().max().copied().unwrap_or(0);
     eprintln!(
-        "1 GiB to a slow reader in {:?}: httpd children RSS {} KiB before, peak {} KiB (+{} KiB)",
-        t0.elapsed(),
-        before,
-        peak,
-        growth
+        "1 GiB to a slow reader in {:?} ({pauses} pauses): largest child RSS {largest} KiB, largest growth of a child +{growth} KiB",
+        t0.elapsed()
     );
     assert_eq!(got, GIB, "bytes lost or added");
-    assert!(growth < 8 * 1024, "httpd memory grew by {growth} KiB while relaying to a slow reader");
+    assert!(growth < 4 * 1024, "an httpd child grew by {growth} KiB while relaying to a slow reader");
     h.stop();
 }
 
