@@ -20,6 +20,7 @@
 #include <ap_mpm.h>
 #include <apr_optional.h>
 #include <apr_strings.h>
+#include <unistd.h>
 #include <mod_proxy.h>
 
 #include "shim.h"
@@ -32,6 +33,12 @@ const command_rec wst_cmds[] = {
                  "whether to let mod_proxy_http handle the upgrade and tunnelling (On|Off, default On)"),
     AP_INIT_TAKE1("ProxyWebsocketIdleTimeout", wst_rs_cmd_idle_timeout, NULL, RSRC_CONF,
                   "close a tunnel idle for this long: seconds, or a number with unit ms|s|mi|h; 0 = never"),
+    AP_INIT_FLAG("ProxyWebsocketAsync", wst_rs_cmd_async, NULL, RSRC_CONF,
+                 "let established plain-socket tunnels leave the request thread (On|Off, default Off)"),
+    AP_INIT_TAKE1("ProxyWebsocketAsyncDelay", wst_rs_cmd_async_delay, NULL, RSRC_CONF,
+                  "with ProxyWebsocketAsync: relay this long in the request thread first (default 0)"),
+    AP_INIT_TAKE1("ProxyWebsocketAsyncMaxTunnels", wst_rs_cmd_async_max, NULL, RSRC_CONF,
+                  "asynchronous tunnels per child before new ones stay synchronous (default: from the open-files limit)"),
     {NULL}
 };
 
@@ -40,8 +47,35 @@ static int wst_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptem
     return wst_rs_post_config(pconf, plog, ptemp, s);
 }
 
+static apr_status_t wst_child_exit(void *unused)
+{
+    (void)unused;
+    wst_rs_child_exit(ap_graceful_shutdown_timeout);
+    return APR_SUCCESS;
+}
+
+static void wst_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    (void)s;
+    /* Runs when the child process exits, after its worker threads are done. */
+    apr_pool_cleanup_register(pchild, NULL, wst_child_exit, apr_pool_cleanup_null);
+}
+
 static void wst_child_stopping(apr_pool_t *pchild, int graceful)
 {
+    int threaded = AP_MPMQ_NOT_SUPPORTED;
+
+    (void)pchild;
+    /* prefork runs this hook with graceful=0 for graceful stops and restarts too (its child
+     * cannot tell them apart), so there every stop drains; an ungraceful stop is still
+     * bounded by prefork's own escalation to SIGKILL. */
+    ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded);
+    if (threaded == AP_MPMQ_NOT_SUPPORTED) {
+        graceful = 1;
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ap_server_conf,
+                 "WST00004: child %" APR_PID_T_FMT " stopping (%s)", getpid(),
+                 graceful ? "graceful" : "not graceful");
     wst_rs_child_stopping(graceful, ap_graceful_shutdown_timeout);
 }
 
@@ -53,6 +87,7 @@ void wst_register_hooks(apr_pool_t *p)
 
     ap_hook_post_config(wst_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(wst_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(wst_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     proxy_hook_canon_handler(wst_rs_canon, NULL, succ, APR_HOOK_FIRST);
     proxy_hook_scheme_handler(wst_rs_handler, NULL, succ, APR_HOOK_FIRST);
     proxy_hook_check_trans(wst_rs_check_trans, NULL, succ, APR_HOOK_MIDDLE);

@@ -27,23 +27,53 @@ impl DirConfig {
     }
 }
 
-/// Per-server configuration (server config, virtual host).
+/// Per-server configuration (server config, virtual host). Each value has a `_set` flag:
+/// a virtual host inherits every value it does not set itself.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerConfig {
     /// `ProxyWebsocketIdleTimeout` in microseconds; 0 = no idle timeout.
     pub idle_timeout_us: i64,
     pub idle_timeout_set: i32,
+    /// `ProxyWebsocketAsync`: 1 = On; default Off.
+    pub async_on: i32,
+    pub async_set: i32,
+    /// `ProxyWebsocketAsyncDelay` in microseconds; default 0.
+    pub async_delay_us: i64,
+    pub async_delay_set: i32,
+    /// `ProxyWebsocketAsyncMaxTunnels`: per child; 0 = derived from the open-files limit.
+    pub async_max: i64,
+    pub async_max_set: i32,
 }
 
 impl ServerConfig {
-    /// A virtual host inherits what it does not set itself.
     pub fn merge(base: &ServerConfig, add: &ServerConfig) -> ServerConfig {
-        if add.idle_timeout_set != 0 {
-            *add
-        } else {
-            *base
+        let pick = |set: i32| if set != 0 { add } else { base };
+        let (idle, asy, delay, max) = (pick(add.idle_timeout_set), pick(add.async_set), pick(add.async_delay_set), pick(add.async_max_set));
+        ServerConfig {
+            idle_timeout_us: idle.idle_timeout_us,
+            idle_timeout_set: idle.idle_timeout_set,
+            async_on: asy.async_on,
+            async_set: asy.async_set,
+            async_delay_us: delay.async_delay_us,
+            async_delay_set: delay.async_delay_set,
+            async_max: max.async_max,
+            async_max_set: max.async_max_set,
         }
+    }
+}
+
+/// The default per-child cap on asynchronous tunnels: each holds two descriptors, and the
+/// child keeps room for everything else it opens (listeners, logs, synchronous requests).
+pub fn default_async_max(open_files_limit: u64) -> i64 {
+    (open_files_limit.saturating_sub(1024) / 2).clamp(64, 1_000_000) as i64
+}
+
+/// Parses `ProxyWebsocketAsyncMaxTunnels`: a positive integer.
+pub fn parse_count(arg: &str) -> Result<i64, String> {
+    match arg.trim().parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{arg}' is not a positive number of tunnels")),
     }
 }
 
@@ -97,10 +127,22 @@ mod tests {
     }
 
     #[test]
-    fn vhost_inherits_idle_timeout() {
-        let base = ServerConfig { idle_timeout_us: 5, idle_timeout_set: 1 };
-        assert_eq!(ServerConfig::merge(&base, &ServerConfig::default()).idle_timeout_us, 5);
-        let add = ServerConfig { idle_timeout_us: 0, idle_timeout_set: 1 };
-        assert_eq!(ServerConfig::merge(&base, &add).idle_timeout_us, 0);
+    fn vhost_inherits_each_value_it_does_not_set() {
+        let base = ServerConfig { idle_timeout_us: 5, idle_timeout_set: 1, async_on: 1, async_set: 1, ..Default::default() };
+        let merged = ServerConfig::merge(&base, &ServerConfig::default());
+        assert_eq!((merged.idle_timeout_us, merged.async_on), (5, 1));
+        let add = ServerConfig { idle_timeout_us: 0, idle_timeout_set: 1, async_delay_us: 7, async_delay_set: 1, ..Default::default() };
+        let merged = ServerConfig::merge(&base, &add);
+        assert_eq!((merged.idle_timeout_us, merged.async_on, merged.async_delay_us), (0, 1, 7));
+        let off = ServerConfig { async_on: 0, async_set: 1, ..Default::default() };
+        assert_eq!(ServerConfig::merge(&base, &off).async_on, 0);
+    }
+
+    #[test]
+    fn async_caps() {
+        assert_eq!(parse_count("500"), Ok(500));
+        assert!(parse_count("0").is_err() && parse_count("-3").is_err() && parse_count("many").is_err());
+        assert_eq!(default_async_max(20_000), 9_488);
+        assert_eq!(default_async_max(1_024), 64);
     }
 }

@@ -142,13 +142,63 @@ pub extern "C" fn wst_rs_cmd_idle_timeout(cmd: *mut ffi::cmd_parms, _dconf: *mut
         let arg = unsafe { CStr::from_ptr(arg) }.to_string_lossy();
         match parse_duration_us(&arg) {
             Ok(us) => {
-                // SAFETY: cmd->server is the server being configured; its record is ours.
-                let s = unsafe { &mut *(ffi::wst_srv_conf((*cmd).server) as *mut ServerConfig) };
+                let s = server_conf(cmd);
                 s.idle_timeout_us = us;
                 s.idle_timeout_set = 1;
                 std::ptr::null()
             }
             Err(e) => cmd_error(cmd, &format!("ProxyWebsocketIdleTimeout: {e}")),
+        }
+    })
+}
+
+/// The per-server record of the server (or virtual host) whose directives are being read.
+fn server_conf(cmd: *mut ffi::cmd_parms) -> &'static mut ServerConfig {
+    // SAFETY: cmd->server is the server being configured; its record is ours (a ServerConfig
+    // allocated in the configuration pool, which outlives directive processing).
+    unsafe { &mut *(ffi::wst_srv_conf((*cmd).server) as *mut ServerConfig) }
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_cmd_async(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, flag: c_int) -> *const c_char {
+    guard("ProxyWebsocketAsync", |_| {}, c"internal error".as_ptr(), || {
+        let s = server_conf(cmd);
+        s.async_on = (flag != 0) as i32;
+        s.async_set = 1;
+        std::ptr::null()
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_cmd_async_delay(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
+    guard("ProxyWebsocketAsyncDelay", |_| {}, c"internal error".as_ptr(), || {
+        // SAFETY: httpd passes the directive's argument as a NUL-terminated string.
+        let arg = unsafe { CStr::from_ptr(arg) }.to_string_lossy();
+        match parse_duration_us(&arg) {
+            Ok(us) => {
+                let s = server_conf(cmd);
+                s.async_delay_us = us;
+                s.async_delay_set = 1;
+                std::ptr::null()
+            }
+            Err(e) => cmd_error(cmd, &format!("ProxyWebsocketAsyncDelay: {e}")),
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_cmd_async_max(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
+    guard("ProxyWebsocketAsyncMaxTunnels", |_| {}, c"internal error".as_ptr(), || {
+        // SAFETY: httpd passes the directive's argument as a NUL-terminated string.
+        let arg = unsafe { CStr::from_ptr(arg) }.to_string_lossy();
+        match crate::config::parse_count(&arg) {
+            Ok(n) => {
+                let s = server_conf(cmd);
+                s.async_max = n;
+                s.async_max_set = 1;
+                std::ptr::null()
+            }
+            Err(e) => cmd_error(cmd, &format!("ProxyWebsocketAsyncMaxTunnels: {e}")),
         }
     })
 }
@@ -167,6 +217,12 @@ pub extern "C" fn wst_rs_post_config(
         slog!(s, TRACE1, "WST00002: mod_proxy_http is {}loaded: fallback {}possible", if http { "" } else { "not " }, if http { "" } else { "im" });
         handler::OK
     })
+}
+
+/// Cleanup of the child's pool: the child process is exiting.
+#[no_mangle]
+pub extern "C" fn wst_rs_child_exit(graceful_shutdown_timeout: c_int) {
+    guard("child_exit", |_| {}, (), || crate::tunnel::shutdown::child_exit(graceful_shutdown_timeout))
 }
 
 /// httpd's child_stopping hook (graceful restart, graceful stop, stop).

@@ -66,6 +66,12 @@ impl<'c> Connection<'c> {
         !self.rec().master.is_null()
     }
 
+    /// The client's IP address as httpd sees it (`c->client_ip`).
+    pub fn remote_ip(&self) -> String {
+        // SAFETY: client_ip is NULL or a NUL-terminated string in the connection's pool.
+        unsafe { crate::httpd::cstr(self.rec().client_ip) }.map(|s| s.into_owned()).unwrap_or_else(|| "-".into())
+    }
+
     /// The connection's socket fd, if it has one.
     pub fn fd(&self) -> Option<RawFd> {
         // SAFETY: the shim only reads core's socket of a live connection.

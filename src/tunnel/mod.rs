@@ -4,6 +4,7 @@
 //! must keep passing through httpd's filters and are relayed by mod_proxy's filter-aware
 //! tunnel. Either way the request thread relays until the tunnel ends.
 
+pub mod detached;
 pub mod relay;
 pub mod shutdown;
 

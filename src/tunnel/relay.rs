@@ -41,6 +41,8 @@ pub enum End {
     WriteStalled(Side),
     /// The process is shutting down.
     Shutdown,
+    /// `Limits::handoff_at` passed with nothing in flight: the sockets may change hands.
+    Handoff,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -54,6 +56,9 @@ pub struct Limits {
     /// Called when a signal interrupts the wait: prefork tells a busy child about a graceful
     /// restart only by a signal (its child_stopping hook runs after the request).
     pub on_signal: Option<fn()>,
+    /// From this moment on, return [`End::Handoff`] as soon as no byte is in flight in either
+    /// direction and httpd's buffers are drained (asynchronous tunnels).
+    pub handoff_at: Option<Instant>,
 }
 
 /// What the relay did: bytes each way and why it ended.
@@ -109,6 +114,12 @@ impl<'a> Pipe<'a> {
 
     fn wants_read(&self) -> bool {
         !self.eof_in && self.end - self.start < BUF_SIZE
+    }
+
+    /// Nothing in flight, httpd's buffers drained, still open both ways: the state a tunnel
+    /// can be handed over in (half-closed tunnels stay where they are).
+    fn quiet(&self) -> bool {
+        !self.pending() && self.buffered.is_none() && !self.eof_in && !self.shut_out
     }
 
     /// Bytes may be waiting in httpd's buffers, where poll cannot see them.
@@ -312,6 +323,9 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
         if c2b.shut_out && b2c.shut_out {
             return End::Closed;
         }
+        if limits.handoff_at.is_some_and(|t| Instant::now() >= t) && c2b.quiet() && b2c.quiet() {
+            return End::Handoff;
+        }
         let ev = |read: bool, write: bool| {
             (if read { libc::POLLIN } else { 0 }) | (if write { libc::POLLOUT } else { 0 })
         };
@@ -329,6 +343,9 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
         }
         let now = Instant::now();
         let mut deadline: Option<Instant> = limits.idle.map(|d| activity + d);
+        if let Some(t) = limits.handoff_at {
+            deadline = Some(deadline.map_or(t, |x| x.min(t)));
+        }
         if let Some(stall) = limits.write_stall {
             for p in [&*c2b, &*b2c] {
                 if p.pending() {

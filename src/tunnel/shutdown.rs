@@ -10,7 +10,7 @@
 use once_cell::sync::OnceCell;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 static STOPPING: AtomicBool = AtomicBool::new(false);
 /// A graceful drain was started (by the hook or by noticing the MPM's state).
@@ -58,12 +58,36 @@ pub fn stopping() -> bool {
     STOPPING.load(Ordering::Acquire)
 }
 
+static DRAIN_DEADLINE: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+
+/// The child process is exiting (cleanup of its pool): its worker threads are done, but
+/// asynchronous tunnels live in the module's runtime. On a graceful stop or restart they run
+/// on until the drain deadline (or, with GracefulShutdownTimeout 0, until they end, as
+/// synchronous tunnels would); otherwise they are closed now.
+pub fn child_exit(graceful_shutdown_timeout_secs: i32) {
+    if super::detached::live() == 0 {
+        return;
+    }
+    if !STOPPING.load(Ordering::Acquire) {
+        let deadline = *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = deadline.or_else(|| {
+            (graceful_shutdown_timeout_secs > 0)
+                .then(|| Instant::now() + Duration::from_secs(graceful_shutdown_timeout_secs as u64).saturating_sub(MARGIN))
+        });
+        super::detached::wait_until_none(deadline);
+    }
+    stop_now();
+    // Let the runtime close the sockets (and log the tunnels' ends) before the process goes.
+    super::detached::wait_until_none(Some(Instant::now() + Duration::from_millis(500)));
+}
+
 /// httpd's child_stopping hook.
 pub fn child_stopping(graceful: bool, graceful_shutdown_timeout_secs: i32) {
     if !graceful {
         stop_now();
     } else if graceful_shutdown_timeout_secs > 0 && !DRAINING.swap(true, Ordering::AcqRel) {
         let grace = Duration::from_secs(graceful_shutdown_timeout_secs as u64).saturating_sub(MARGIN);
+        *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + grace);
         let _ = std::thread::Builder::new().name("wst-drain".into()).spawn(move || {
             std::thread::sleep(grace);
             stop_now();
@@ -74,6 +98,7 @@ pub fn child_stopping(graceful: bool, graceful_shutdown_timeout_secs: i32) {
 /// Ends every tunnel of this process now.
 pub fn stop_now() {
     STOPPING.store(true, Ordering::Release);
+    super::detached::stop_all();
     if let Some(fd) = EVENT_FD.get() {
         signal(*fd);
     }

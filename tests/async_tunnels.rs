@@ -1,0 +1,182 @@
+//! Asynchronous tunnels (ProxyWebsocketAsync, DESIGN §6): after the delay, a tunnel with two
+//! plain-socket ends leaves the request thread for the child's runtime, so a server with 10
+//! request threads holds hundreds of WebSockets and still answers plain HTTP.
+
+mod common;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use wskit::backend::Event;
+use wskit::raw;
+
+fn server(b: &Backend) -> Httpd {
+    Httpd::start(Config::new("async.conf.in").ports(2).var("BACKEND", format!("127.0.0.1:{}", b.port())))
+}
+
+fn count(h: &Httpd, needle: &str) -> usize {
+    h.error_log().matches(needle).count()
+}
+
+fn wait_count(h: &Httpd, needle: &str, n: usize, t: Duration) -> usize {
+    let end = Instant::now() + t;
+    loop {
+        let c = count(h, needle);
+        if c >= n || Instant::now() > end {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn far_more_tunnels_than_request_threads() {
+    let b = Backend::start("async");
+    let h = server(&b);
+    const N: usize = 300;
+    let mut all = Vec::new();
+    for i in 0..N {
+        let (mut ws, _) = connect(&h.url("/echo/many")).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}"));
+        let m = Message::text(format!("hello {i}"));
+        assert_eq!(echo(&mut ws, m.clone()).await, m);
+        all.push(ws);
+    }
+    // The request threads are free: plain HTTP is served.
+    let (resp, body) = raw::get(h.port, "/index.html", "");
+    assert_eq!((resp.status, body.as_str()), (200, "local index\n"));
+    // Every tunnel still works, big messages included.
+    for (i, ws) in all.iter_mut().enumerate() {
+        let m = if i % 50 == 0 { Message::binary(payload(1 << 20, i as u8)) } else { Message::text(format!("again {i}")) };
+        assert!(echo(ws, m.clone()).await == m, "tunnel {i}");
+    }
+    assert_eq!(wait_count(&h, "WST02010", N, Duration::from_secs(5)), N, "every tunnel went asynchronous");
+    for mut ws in all {
+        ws.close(None).await.ok();
+        while let Some(Ok(_)) = ws.next().await {}
+    }
+    assert_eq!(wait_count(&h, "WST02011", N, Duration::from_secs(10)), N, "every tunnel logged its end");
+    let log = h.stop();
+    assert!(log.contains("closed by both sides"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delay_then_asynchronous_with_idle_timeout() {
+    let b = Backend::start("delayed");
+    let h = server(&b);
+    let url = format!("ws://127.0.0.1:{}/echo/delay", h.ports[0]);
+    let t0 = Instant::now();
+    let (mut ws, _) = connect(&url).await.unwrap();
+    let m = Message::text("during the delay");
+    assert_eq!(echo(&mut ws, m.clone()).await, m);
+    assert_eq!(count(&h, "WST02010"), 0, "handed over before ProxyWebsocketAsyncDelay");
+    assert_eq!(wait_count(&h, "WST02010", 1, Duration::from_secs(3)), 1);
+    assert!(t0.elapsed() >= Duration::from_millis(500));
+    let m = Message::text("after the handoff");
+    assert_eq!(echo(&mut ws, m.clone()).await, m);
+    // ProxyWebsocketIdleTimeout 1500ms applies to asynchronous tunnels too.
+    let idle_from = Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("idle tunnel not closed");
+    assert!(matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))), "{end:?}");
+    let waited = idle_from.elapsed();
+    assert!(waited >= Duration::from_millis(1400) && waited < Duration::from_secs(4), "idle close after {waited:?}");
+    assert_eq!(wait_count(&h, "idle (ProxyWebsocketIdleTimeout)", 1, Duration::from_secs(3)), 1, "{}", h.error_log());
+    h.stop();
+}
+
+#[test]
+fn half_close_and_reset_in_asynchronous_tunnels() {
+    let b = Backend::start("halfclose");
+    let h = server(&b);
+    // Client FIN: the backend gets every byte, then EOF, and its answer still comes back.
+    let mut s = raw::connect(h.port);
+    s.write_all(raw::handshake("/echo/raw-count", "").as_bytes()).unwrap();
+    let resp = raw::read_response(&mut s);
+    assert_eq!(resp.status, 101);
+    assert_eq!(wait_count(&h, "WST02010", 1, Duration::from_secs(3)), 1);
+    let data = payload(4 << 20, 9);
+    s.write_all(&data).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer, format!("got {} bytes", data.len()));
+    // Backend FIN first: the client reads it, then can still send.
+    let mut s = raw::connect(h.port);
+    s.write_all(raw::handshake("/echo/raw-fin-first", "").as_bytes()).unwrap();
+    let resp = raw::read_response(&mut s);
+    let mut got = resp.rest.clone();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"bye");
+    s.write_all(&payload(100_000, 3)).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let seen = b.wait_for(Duration::from_secs(5), |e| matches!(e, Event::AfterFin(_)));
+    assert!(matches!(seen, Some(Event::AfterFin(100_000))), "{seen:?}");
+    // Backend reset: the client is closed promptly.
+    let mut s = raw::connect(h.port);
+    s.write_all(raw::handshake("/echo/raw-rst", "").as_bytes()).unwrap();
+    let _ = raw::read_response(&mut s);
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"x").unwrap();
+    let t0 = Instant::now();
+    let mut buf = [0u8; 16];
+    let r = s.read(&mut buf);
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert!(wait_count(&h, "backend connection failed", 1, Duration::from_secs(3)) >= 1, "{}", h.error_log());
+    h.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_per_child_cap_keeps_further_tunnels_synchronous() {
+    let b = Backend::start("capped");
+    let h = server(&b);
+    let url = format!("ws://127.0.0.1:{}/echo/cap", h.ports[1]);
+    let mut all = Vec::new();
+    for _ in 0..8 {
+        let (mut ws, _) = connect(&url).await.unwrap();
+        let m = Message::text("x");
+        assert_eq!(echo(&mut ws, m.clone()).await, m);
+        all.push(ws);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if std::env::var("WST_MPM").as_deref() != Ok("prefork") {
+        // One child: 5 asynchronous, 3 in request threads, said once.
+        assert_eq!(wait_count(&h, "WST02010", 5, Duration::from_secs(3)), 5);
+        assert_eq!(count(&h, "WST02012"), 1, "{}", h.error_log());
+    }
+    for ws in all.iter_mut() {
+        let m = Message::text("still here");
+        assert_eq!(echo(ws, m.clone()).await, m);
+    }
+    drop(all);
+    h.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_stop_drains_asynchronous_tunnels() {
+    let b = Backend::start("drain");
+    let mut h = server(&b);
+    let mut all = Vec::new();
+    for _ in 0..50 {
+        all.push(connect(&h.url("/echo/drain")).await.unwrap().0);
+    }
+    assert_eq!(wait_count(&h, "WST02010", 50, Duration::from_secs(3)), 50);
+    let t0 = Instant::now();
+    h.signal(libc::SIGWINCH);
+    // They keep working during the drain...
+    for ws in all.iter_mut().take(5) {
+        let m = Message::text("draining");
+        assert_eq!(echo(ws, m.clone()).await, m);
+    }
+    h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
+    let took = t0.elapsed();
+    // ... and are closed before GracefulShutdownTimeout (3 s).
+    assert!(took < Duration::from_secs(4), "graceful stop took {took:?}");
+    for mut ws in all {
+        let end = tokio::time::timeout(Duration::from_secs(2), ws.next()).await.expect("tunnel left open");
+        assert!(matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))), "{end:?}");
+    }
+    let log = h.stop();
+    assert_eq!(log.matches("httpd child stopping").count(), 50, "{log}");
+}
