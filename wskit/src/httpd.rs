@@ -239,12 +239,13 @@ impl Httpd {
         format!("ws://127.0.0.1:{}{}", self.port, path)
     }
 
+    /// The error log (lossily decoded: a log line may carry bytes that are not UTF-8).
     pub fn error_log(&self) -> String {
-        std::fs::read_to_string(self.root.join("error_log")).unwrap_or_default()
+        String::from_utf8_lossy(&std::fs::read(self.root.join("error_log")).unwrap_or_default()).into_owned()
     }
 
     pub fn access_log(&self) -> String {
-        std::fs::read_to_string(self.root.join("access_log")).unwrap_or_default()
+        String::from_utf8_lossy(&std::fs::read(self.root.join("access_log")).unwrap_or_default()).into_owned()
     }
 
     /// Waits until the error log contains `needle` (log lines are written asynchronously to
