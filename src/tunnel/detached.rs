@@ -3,8 +3,8 @@
 //! WebSocket costs a task and two registered sockets instead of a worker thread.
 //!
 //! The module owns the sockets completely (its own `dup`s; httpd closes its copies without a
-//! FIN). Buffers exist only while bytes move: an idle tunnel holds none. `splice(2)` moves the
-//! bytes through a pipe taken from a small pool, so they never enter user space.
+//! FIN). Buffers exist only while bytes move: an idle tunnel holds none. Bulk transfers move
+//! by `splice(2)` through a pipe taken from a small pool, so they never enter user space.
 //!
 //! Pure Rust (no httpd calls): the caller passes what it needs done at the end as a closure.
 
@@ -183,7 +183,11 @@ impl Clock<'_> {
     }
 }
 
-/// One direction, `src` to `dst`, with `splice(2)` through a pooled pipe: src → pipe → dst.
+/// One direction, `src` to `dst`. Small reads go through a buffer that exists only while bytes
+/// move (an idle tunnel holds none); once a read fills the whole buffer the direction is bulk
+/// and switches to `splice(2)` through a pooled pipe (src → pipe → dst, no copy to user space),
+/// back to plain reads when splices come back small (HAProxy's "splice-auto" idea: for a
+/// 64-byte message two splices cost more than a read and a write).
 /// Ends with a FIN to `dst` after `src`'s FIN and every byte before it.
 async fn pump(
     src: &AsyncFd<OwnedFd>,
@@ -192,55 +196,132 @@ async fn pump(
     moved: &AtomicU64,
     activity: Clock<'_>,
 ) -> Result<(), Failure> {
-    let mut pipe: Option<Pipe> = None;
-    let mut in_pipe = 0usize;
+    let mut splicing = false;
     loop {
-        // Drain the pipe into dst.
-        while in_pipe > 0 {
-            let p = pipe.as_ref().expect("bytes are in a pipe");
-            let mut guard = dst.writable().await.map_err(|e| (dst_name, e))?;
-            match guard.try_io(|fd| splice(p.read.as_raw_fd(), fd.as_raw_fd(), in_pipe)) {
-                Ok(Ok(n)) => {
-                    in_pipe -= n;
-                    moved.fetch_add(n as u64, Ordering::Relaxed);
-                    activity.touch();
-                }
-                Ok(Err(e)) => return Err((dst_name, e)),
-                Err(_would_block) => continue,
-            }
-        }
-        // An empty pipe goes back to the pool: idle tunnels hold none.
-        if let Some(p) = pipe.take() {
-            Pipe::put(p);
-        }
-        let mut guard = src.readable().await.map_err(|e| (src_name, e))?;
-        let p = match Pipe::get() {
-            Ok(p) => p,
-            Err(e) => return Err((src_name, e)),
+        let got = if splicing {
+            splice_once(src, dst, (src_name, dst_name), moved, activity).await?
+        } else {
+            copy_once(src, dst, (src_name, dst_name), moved, activity).await?
         };
-        match guard.try_io(|fd| splice(fd.as_raw_fd(), p.write.as_raw_fd(), PIPE_CHUNK)) {
-            Ok(Ok(0)) => {
-                Pipe::put(p);
+        match got {
+            None => {
                 // SAFETY: shutdown(2) on a socket we own.
                 unsafe { libc::shutdown(dst.as_raw_fd(), libc::SHUT_WR) };
                 return Ok(());
             }
-            Ok(Ok(n)) => {
-                in_pipe = n;
-                pipe = Some(p);
-                activity.touch();
-            }
-            Ok(Err(e)) => {
-                Pipe::put(p);
-                return Err((src_name, e));
-            }
-            Err(_would_block) => Pipe::put(p),
+            Some(n) => splicing = if splicing { n >= SMALL } else { n == CHUNK },
         }
     }
 }
 
-/// How much one splice moves at most: a default pipe's capacity.
-const PIPE_CHUNK: usize = 64 * 1024;
+/// Reads what `src` has (waiting for it), writes it all to `dst`. None at EOF.
+async fn copy_once(
+    src: &AsyncFd<OwnedFd>,
+    dst: &AsyncFd<OwnedFd>,
+    (src_name, dst_name): (&'static str, &'static str),
+    moved: &AtomicU64,
+    activity: Clock<'_>,
+) -> Result<Option<usize>, Failure> {
+    let mut buf = Vec::new();
+    let n = loop {
+        let mut guard = src.readable().await.map_err(|e| (src_name, e))?;
+        if buf.is_empty() {
+            buf = vec![0u8; CHUNK];
+        }
+        match guard.try_io(|fd| recv(fd.as_raw_fd(), &mut buf)) {
+            Ok(Ok(0)) => return Ok(None),
+            Ok(Ok(n)) => break n,
+            Ok(Err(e)) => return Err((src_name, e)),
+            // Spurious readiness: no buffer is held while waiting.
+            Err(_would_block) => buf = Vec::new(),
+        }
+    };
+    activity.touch();
+    let mut at = 0;
+    while at < n {
+        let mut guard = dst.writable().await.map_err(|e| (dst_name, e))?;
+        match guard.try_io(|fd| send(fd.as_raw_fd(), &buf[at..n])) {
+            Ok(Ok(w)) => {
+                at += w;
+                moved.fetch_add(w as u64, Ordering::Relaxed);
+                activity.touch();
+            }
+            Ok(Err(e)) => return Err((dst_name, e)),
+            Err(_would_block) => {}
+        }
+    }
+    Ok(Some(n))
+}
+
+/// Splices what `src` has into a pooled pipe (waiting for it), then the pipe into `dst`.
+/// None at EOF.
+async fn splice_once(
+    src: &AsyncFd<OwnedFd>,
+    dst: &AsyncFd<OwnedFd>,
+    (src_name, dst_name): (&'static str, &'static str),
+    moved: &AtomicU64,
+    activity: Clock<'_>,
+) -> Result<Option<usize>, Failure> {
+    let pipe = Pipe::get().map_err(|e| (src_name, e))?;
+    let result = async {
+        let n = loop {
+            let mut guard = src.readable().await.map_err(|e| (src_name, e))?;
+            match guard.try_io(|fd| splice(fd.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)) {
+                Ok(Ok(0)) => return Ok(None),
+                Ok(Ok(n)) => break n,
+                Ok(Err(e)) => return Err((src_name, e)),
+                Err(_would_block) => {}
+            }
+        };
+        activity.touch();
+        let mut left = n;
+        while left > 0 {
+            let mut guard = dst.writable().await.map_err(|e| (dst_name, e))?;
+            match guard.try_io(|fd| splice(pipe.read.as_raw_fd(), fd.as_raw_fd(), left)) {
+                Ok(Ok(w)) => {
+                    left -= w;
+                    moved.fetch_add(w as u64, Ordering::Relaxed);
+                    activity.touch();
+                }
+                Ok(Err(e)) => return Err((dst_name, e)),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(Some(n))
+    }
+    .await;
+    // Only an empty pipe goes back to the pool; one with bytes stuck in it (a failed write)
+    // is closed with them.
+    if matches!(result, Ok(_)) {
+        Pipe::put(pipe);
+    }
+    result
+}
+
+/// One read or splice moves at most this much (a default pipe's capacity).
+const CHUNK: usize = 64 * 1024;
+/// Splices smaller than this switch a direction back to plain reads.
+const SMALL: usize = 16 * 1024;
+
+fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: reads into a valid buffer of the given length from a socket we own.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: writes from a valid buffer; MSG_NOSIGNAL turns a closed peer into EPIPE.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: splice(2) between fds we own; no offsets (sockets and pipes).
@@ -283,5 +364,86 @@ impl Pipe {
         if pool.len() < POOL_MAX {
             pool.push(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+
+    /// (test's client end, relay's client end), (relay's backend end, test's backend end).
+    fn pairs() -> ((TcpStream, TcpStream), (TcpStream, TcpStream)) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mk = || {
+            let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (b, _) = l.accept().unwrap();
+            (a, b)
+        };
+        (mk(), mk())
+    }
+
+    fn start(rc: TcpStream, rb: TcpStream, idle: Option<Duration>) -> std::thread::JoinHandle<(u64, u64, Ending)> {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            rt.block_on(relay(OwnedFd::from(rc), OwnedFd::from(rb), idle, rx))
+        })
+    }
+
+    #[test]
+    fn bulk_both_ways_at_once_then_half_closes() {
+        let ((mut c, rc), (rb, mut b)) = pairs();
+        let h = start(rc, rb, None);
+        const N: usize = 8 << 20;
+        let data: Vec<u8> = (0..N).map(|i| (i % 251) as u8).collect();
+        // Both peers write 8 MiB before reading anything: only back-pressure-correct relaying
+        // with bulk (splice) and small (copy) paths finishes.
+        let (mut c2, mut b2) = (c.try_clone().unwrap(), b.try_clone().unwrap());
+        let d1 = data.clone();
+        let w1 = std::thread::spawn(move || {
+            c2.write_all(&d1).unwrap();
+            c2.shutdown(Shutdown::Write).unwrap();
+        });
+        let d2 = data.clone();
+        let w2 = std::thread::spawn(move || {
+            b2.write_all(&d2).unwrap();
+            b2.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut at_b = Vec::new();
+        let mut at_c = Vec::new();
+        let r = std::thread::spawn(move || {
+            b.read_to_end(&mut at_b).unwrap();
+            at_b
+        });
+        c.read_to_end(&mut at_c).unwrap();
+        let at_b = r.join().unwrap();
+        w1.join().unwrap();
+        w2.join().unwrap();
+        assert!(at_b == data && at_c == data, "bytes lost or reordered");
+        let (c2b, b2c, end) = h.join().unwrap();
+        assert_eq!((c2b, b2c), (N as u64, N as u64));
+        assert!(matches!(end, Ending::Closed), "{end:?}");
+    }
+
+    #[test]
+    fn small_messages_and_idle_timeout() {
+        let ((mut c, rc), (rb, mut b)) = pairs();
+        let h = start(rc, rb, Some(Duration::from_millis(300)));
+        for i in 0..100u8 {
+            c.write_all(&[i; 64]).unwrap();
+            let mut got = [0u8; 64];
+            b.read_exact(&mut got).unwrap();
+            b.write_all(&got).unwrap();
+            c.read_exact(&mut got).unwrap();
+            assert_eq!(got, [i; 64]);
+        }
+        let t0 = Instant::now();
+        let (_, _, end) = h.join().unwrap();
+        assert!(matches!(end, Ending::Idle), "{end:?}");
+        assert!(t0.elapsed() >= Duration::from_millis(250));
+        let mut rest = Vec::new();
+        assert_eq!(c.read_to_end(&mut rest).unwrap_or(0), 0, "both sockets closed");
     }
 }

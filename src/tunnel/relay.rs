@@ -73,6 +73,9 @@ pub struct Outcome {
 /// blocking. `WouldBlock` means httpd holds nothing more: from then on the socket is read.
 pub type Buffered<'a> = Box<dyn FnMut(&mut [u8]) -> io::Result<usize> + 'a>;
 
+/// How long a tunnel keeps its buffers without traffic.
+const RELEASE_AFTER: Duration = Duration::from_secs(1);
+
 /// One direction: reads `src` (first through `buffered`, if any), writes `dst`.
 struct Pipe<'a> {
     buffered: Option<Buffered<'a>>,
@@ -114,6 +117,19 @@ impl<'a> Pipe<'a> {
 
     fn wants_read(&self) -> bool {
         !self.eof_in && self.end - self.start < BUF_SIZE
+    }
+
+    /// Gives the buffer back when nothing is in flight (an idle tunnel holds none).
+    fn release_buffer(&mut self) {
+        if !self.pending() && !self.buf.is_empty() {
+            self.buf = Vec::new();
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    fn holds_buffer(&self) -> bool {
+        !self.buf.is_empty()
     }
 
     /// Nothing in flight, httpd's buffers drained, still open both ways: the state a tunnel
@@ -342,7 +358,17 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
             }
         }
         let now = Instant::now();
+        // Quiet for a while: give the buffers back, so an idle tunnel costs its thread only.
+        if now >= activity + RELEASE_AFTER {
+            c2b.release_buffer();
+            b2c.release_buffer();
+        }
         let mut deadline: Option<Instant> = limits.idle.map(|d| activity + d);
+        if [&*c2b, &*b2c].iter().any(|p| p.holds_buffer() && !p.pending()) {
+            // Wake up to release them (a pending buffer is covered by the write-stall clock).
+            let t = (activity + RELEASE_AFTER).max(now);
+            deadline = Some(deadline.map_or(t, |x| x.min(t)));
+        }
         if let Some(t) = limits.handoff_at {
             deadline = Some(deadline.map_or(t, |x| x.min(t)));
         }
