@@ -180,3 +180,36 @@ async fn graceful_stop_drains_asynchronous_tunnels() {
     let log = h.stop();
     assert_eq!(log.matches("httpd child stopping").count(), 50, "{log}");
 }
+
+/// The "Busy" column of the balancer manager for the one member of balancer://busy.
+fn busy(h: &Httpd) -> Option<u32> {
+    let (_, page) = raw::get(h.port, "/balancer-manager", "");
+    // The member's row: <td>...ws://127.0.0.1:PORT</a></td> ... cells; Busy is the one after "Elected".
+    let header: Vec<&str> = page.split("<th>").skip(1).map(|c| c.split('<').next().unwrap_or("")).collect();
+    let col = header.iter().position(|c| *c == "Busy")?;
+    let row = page.split("<tr>").find(|r| r.contains("ws://127.0.0.1:"))?;
+    let cells: Vec<&str> = row.split("<td>").skip(1).map(|c| c.split('<').next().unwrap_or("").trim()).collect();
+    // The header row of the member table starts with the worker URL column.
+    let member_cols = header.iter().position(|c| *c == "Worker URL")?;
+    cells.get(col - member_cols)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn balancer_busy_count_holds_until_asynchronous_tunnels_end() {
+    let b = Backend::start("busy");
+    let h = server(&b);
+    let mut all = Vec::new();
+    for _ in 0..5 {
+        all.push(connect(&h.url("/bal/busy")).await.unwrap().0);
+    }
+    assert_eq!(wait_count(&h, "WST02010", 5, Duration::from_secs(3)), 5);
+    // The requests are over (handed off), the tunnels are not: the member is busy with 5.
+    assert_eq!(busy(&h), Some(5), "{}", raw::get(h.port, "/balancer-manager", "").1);
+    for mut ws in all {
+        ws.close(None).await.ok();
+        while let Some(Ok(_)) = ws.next().await {}
+    }
+    assert_eq!(wait_count(&h, "WST02011", 5, Duration::from_secs(5)), 5);
+    assert_eq!(busy(&h), Some(0));
+    h.stop();
+}

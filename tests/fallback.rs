@@ -36,11 +36,18 @@ async fn bad_directive_arguments_fail_configtest_with_a_clear_message() {
         ("ProxyWebsocketIdleTimeout 5x", "ProxyWebsocketIdleTimeout: '5x' has an unknown unit"),
         ("ProxyWebsocketIdleTimeout -1", "ProxyWebsocketIdleTimeout: '-1' is not a duration"),
         ("ProxyWebsocketFallbackToProxyHttp maybe", "ProxyWebsocketFallbackToProxyHttp must be On or Off"),
+        ("ProxyWebsocketAsync sometimes", "ProxyWebsocketAsync must be On or Off"),
+        ("ProxyWebsocketAsyncDelay 1y", "ProxyWebsocketAsyncDelay: '1y' has an unknown unit"),
+        ("ProxyWebsocketAsyncMaxTunnels 0", "ProxyWebsocketAsyncMaxTunnels: '0' is not a positive number of tunnels"),
+        ("ProxyWebsocketAsyncMaxTunnels lots", "ProxyWebsocketAsyncMaxTunnels: 'lots' is not a positive number"),
     ] {
         let out = wskit::httpd::configtest(&format!("{directive}\n"));
         assert!(!out.0, "{directive} accepted");
         assert!(out.1.contains(needle), "{directive}: {}", out.1);
     }
-    let ok = wskit::httpd::configtest("ProxyWebsocketIdleTimeout 250ms\nProxyWebsocketFallbackToProxyHttp off\n");
+    let ok = wskit::httpd::configtest(
+        "ProxyWebsocketIdleTimeout 250ms\nProxyWebsocketFallbackToProxyHttp off\nProxyWebsocketAsync On\n\
+         ProxyWebsocketAsyncDelay 2s\nProxyWebsocketAsyncMaxTunnels 5000\n",
+    );
     assert!(ok.0, "{}", ok.1);
 }
