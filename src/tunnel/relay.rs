@@ -6,7 +6,7 @@
 //! Pure Rust over file descriptors: unit-tested with socket pairs, no httpd needed.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// Bytes buffered per direction at most (plus what httpd handed over before the relay).
@@ -90,7 +90,16 @@ struct Pipe<'a> {
     shut_out: bool,
     moved: u64,
     last_write: Instant,
+    /// Bulk mode: bytes move by splice(2) through `kernel_pipe` (src → pipe → dst) instead
+    /// of through `buf`, entered when a read fills the whole buffer, left when splices come
+    /// back small (for small messages two splices cost more than a read and a write).
+    splicing: bool,
+    kernel_pipe: Option<(OwnedFd, OwnedFd)>,
+    in_pipe: usize,
 }
+
+/// Splices smaller than this take a direction back to plain reads.
+const SPLICE_SMALL: usize = 16 * 1024;
 
 impl<'a> Pipe<'a> {
     fn new(src: (RawFd, Side), dst: (RawFd, Side), pre: Vec<u8>, buffered: Option<Buffered<'a>>) -> Pipe<'a> {
@@ -108,28 +117,48 @@ impl<'a> Pipe<'a> {
             shut_out: false,
             moved: 0,
             last_write: Instant::now(),
+            splicing: false,
+            kernel_pipe: None,
+            in_pipe: 0,
         }
     }
 
     fn pending(&self) -> bool {
-        self.end > self.start
+        self.end > self.start || self.in_pipe > 0
     }
 
     fn wants_read(&self) -> bool {
-        !self.eof_in && self.end - self.start < BUF_SIZE
+        // Bytes in the buffer come before bytes in the pipe: one of them at a time.
+        !self.eof_in && self.in_pipe == 0 && if self.splicing { self.end == self.start } else { self.end - self.start < BUF_SIZE }
     }
 
-    /// Gives the buffer back when nothing is in flight (an idle tunnel holds none).
+    /// Gives the buffer (and the pipe) back when nothing is in flight: an idle tunnel holds none.
     fn release_buffer(&mut self) {
-        if !self.pending() && !self.buf.is_empty() {
+        if !self.pending() && (!self.buf.is_empty() || self.kernel_pipe.is_some()) {
             self.buf = Vec::new();
             self.start = 0;
             self.end = 0;
+            self.kernel_pipe = None;
+            self.splicing = false;
         }
     }
 
     fn holds_buffer(&self) -> bool {
-        !self.buf.is_empty()
+        !self.buf.is_empty() || self.kernel_pipe.is_some()
+    }
+
+    /// Splices from `src` into the kernel pipe (made on first use).
+    fn splice_in(&mut self) -> io::Result<usize> {
+        if self.kernel_pipe.is_none() {
+            self.kernel_pipe = Some(make_pipe()?);
+        }
+        let (_, w) = self.kernel_pipe.as_ref().expect("made above");
+        splice(self.src, w.as_raw_fd(), BUF_SIZE)
+    }
+
+    fn splice_out(&mut self) -> io::Result<usize> {
+        let (r, _) = self.kernel_pipe.as_ref().expect("bytes are in the pipe");
+        splice(r.as_raw_fd(), self.dst, self.in_pipe)
     }
 
     /// Nothing in flight, httpd's buffers drained, still open both ways: the state a tunnel
@@ -161,9 +190,15 @@ impl<'a> Pipe<'a> {
         loop {
             let mut progressed = false;
             if writable && self.pending() {
-                match send(self.dst, &self.buf[self.start..self.end]) {
+                let from_pipe = self.end == self.start;
+                let sent = if from_pipe { self.splice_out() } else { send(self.dst, &self.buf[self.start..self.end]) };
+                match sent {
                     Ok(n) => {
-                        self.start += n;
+                        if from_pipe {
+                            self.in_pipe -= n;
+                        } else {
+                            self.start += n;
+                        }
                         self.moved += n as u64;
                         self.last_write = Instant::now();
                         *activity = self.last_write;
@@ -176,6 +211,22 @@ impl<'a> Pipe<'a> {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable = false,
                     Err(e) => return Err(End::Failed(self.dst_side, e)),
                 }
+            }
+            if readable && self.wants_read() && self.splicing && reads < MAX_READS_PER_WAKE {
+                reads += 1;
+                // Progress or not, the loop goes round: the write side is next.
+                match self.splice_in() {
+                    Ok(0) => self.eof_in = true,
+                    Ok(n) => {
+                        self.last_write = Instant::now();
+                        self.in_pipe = n;
+                        self.splicing = n >= SPLICE_SMALL;
+                        *activity = Instant::now();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => readable = false,
+                    Err(e) => return Err(End::Failed(self.src_side, e)),
+                }
+                continue;
             }
             if readable && self.wants_read() && reads < MAX_READS_PER_WAKE {
                 if self.buf.len() < BUF_SIZE {
@@ -197,6 +248,8 @@ impl<'a> Pipe<'a> {
                             // The write-stall clock starts when bytes start waiting.
                             self.last_write = Instant::now();
                         }
+                        // A read that fills the whole buffer from the socket: bulk, splice next.
+                        self.splicing = n == BUF_SIZE && self.buffered.is_none();
                         self.end += n;
                         *activity = Instant::now();
                         progressed = true;
@@ -224,6 +277,28 @@ impl<'a> Pipe<'a> {
             self.buf = Vec::new();
         }
         Ok(())
+    }
+}
+
+fn make_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two new fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: splice(2) between a socket and a pipe of this relay; no offsets.
+    let n = unsafe {
+        libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK)
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
