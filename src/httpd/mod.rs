@@ -7,6 +7,7 @@ pub mod connection;
 pub mod log;
 pub mod pool;
 pub mod request;
+pub mod worker;
 
 pub use brigade::Brigade;
 pub use connection::Connection;

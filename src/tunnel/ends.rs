@@ -4,13 +4,11 @@ use crate::canon::Scheme;
 use crate::ffi;
 use crate::handler::DONE;
 use crate::httpd::connection::Read;
-use crate::httpd::log::{DEBUG, ERR, INFO, WARNING as WARN};
+use crate::httpd::log::{DEBUG, ERR, INFO, WARNING};
 use crate::httpd::{Connection, Request};
 use crate::rlog;
-use super::detached;
+use super::handoff::{async_handoff_at, handoff};
 use super::relay::{self, End, Ends, Limits};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A reader of what httpd's input filters already buffered for a connection (non-blocking).
@@ -28,104 +26,6 @@ fn buffered<'a>(c: &'a Connection<'a>, counted: Option<&'a std::cell::Cell<u64>>
         Read::WouldBlock => Err(std::io::ErrorKind::WouldBlock.into()),
         Read::Error(e) => Err(std::io::Error::other(format!("APR status {e}"))),
     })
-}
-
-/// When the synchronous relay should hand the tunnel over (ProxyWebsocketAsync), if at all.
-fn async_handoff_at(r: &Request) -> Option<Instant> {
-    let cfg = r.server_config();
-    if cfg.async_on == 0 || super::shutdown::stopping() {
-        return None;
-    }
-    let cap = if cfg.async_max > 0 { cfg.async_max } else { crate::config::default_async_max(open_files_limit()) };
-    if detached::live() as i64 >= cap {
-        if !CAP_LOGGED.swap(true, Ordering::Relaxed) {
-            rlog!(
-                r,
-                WARN,
-                "WST02012: {cap} asynchronous tunnels in this child (ProxyWebsocketAsyncMaxTunnels): new tunnels stay \
-                 in their request threads (logged once per child)"
-            );
-        }
-        return None;
-    }
-    Some(Instant::now() + Duration::from_micros(cfg.async_delay_us.max(0) as u64))
-}
-
-static CAP_LOGGED: AtomicBool = AtomicBool::new(false);
-
-fn open_files_limit() -> u64 {
-    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit fills the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0 {
-        l.rlim_cur
-    } else {
-        1024
-    }
-}
-
-/// A duplicate of `fd` that the asynchronous relay owns.
-fn dup_owned(fd: RawFd) -> std::io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC on a live socket of this request returns a new fd or -1.
-    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if d < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `d` was just created and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(d) })
-}
-
-/// Moves the tunnel to the child's runtime (DESIGN §6): our own copies of both sockets; the
-/// client connection is marked aborted so httpd closes its copy without a FIN or lingering
-/// close; the backend connection goes back to mod_proxy (closed, so never reused) when the
-/// handler returns; the worker's busy count is held until the tunnel really ends.
-fn handoff(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn: &Connection, idle: Option<Duration>) -> std::io::Result<()> {
-    let cfd = dup_owned(client.fd().expect("raw ends have a socket"))?;
-    let bfd = dup_owned(backconn.fd().expect("raw ends have a socket"))?;
-    // SAFETY: the worker and its shared record outlive every request of this child (they
-    // live in the configuration pool and shared memory, which the child keeps until exit).
-    let busy = unsafe { backend.worker.as_ref().and_then(|w| w.s.as_ref()).map(|s| std::ptr::addr_of!(s.busy) as usize) };
-    let busy_count = move |delta: isize| {
-        if let Some(p) = busy {
-            // SAFETY: `p` points at the worker's `busy` counter in shared memory (see above);
-            // apr_size_t is usize, and concurrent updaters are other threads of httpd.
-            let a = unsafe { AtomicUsize::from_ptr(p as *mut usize) };
-            if delta > 0 {
-                a.fetch_add(1, Ordering::AcqRel);
-            } else {
-                let _ = a.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
-            }
-        }
-    };
-    busy_count(1);
-    let server = r.server() as usize;
-    let what = format!("\"{}\" from {}", r.the_request(), client.remote_ip());
-    let on_end = Box::new(move |rep: detached::Report| {
-        busy_count(-1);
-        let how = match &rep.ending {
-            detached::Ending::Closed => "closed by both sides".to_string(),
-            detached::Ending::Failed(side, e) => format!("{side} connection failed: {e}"),
-            detached::Ending::Idle => "idle (ProxyWebsocketIdleTimeout)".to_string(),
-            detached::Ending::Shutdown => "httpd child stopping".to_string(),
-        };
-        let msg = format!(
-            "WST02011: asynchronous tunnel ended: {what} 101 {}ms, {} bytes client to backend, {} bytes backend to client; {how}",
-            rep.lifetime.as_millis(),
-            rep.client_to_backend,
-            rep.backend_to_client
-        );
-        crate::httpd::log::server(file!(), line!(), server as *const ffi::server_rec, INFO, 0, &msg);
-    });
-    let tunnel = detached::Tunnel { client: cfd, backend: bfd, idle, on_end };
-    match detached::spawn(tunnel) {
-        Ok(()) => {
-            client.set_aborted();
-            Ok(())
-        }
-        Err((_tunnel, e)) => {
-            busy_count(-1);
-            Err(e)
-        }
-    }
 }
 
 /// Starts the graceful drain if the MPM says this child is stopping (see `Limits::on_signal`).
@@ -202,7 +102,7 @@ fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn
                 return;
             }
             Err(e) => {
-                rlog!(r, WARN, "WST02013: cannot hand the tunnel to the asynchronous relay ({e}): relaying it here");
+                rlog!(r, WARNING, "WST02013: cannot hand the tunnel to the asynchronous relay ({e}): relaying it here");
                 let ends = Ends {
                     client: client.fd().expect("raw ends have a socket"),
                     backend: backconn.fd().expect("raw ends have a socket"),

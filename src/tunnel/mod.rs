@@ -2,7 +2,8 @@
 //! raw ends (plain TCP sockets, nothing in httpd's filters transforms their bytes) are relayed
 //! by [`relay`] on the sockets themselves; filtered ends (TLS on either side, HTTP/2 streams)
 //! must keep passing through httpd's filters and are relayed by mod_proxy's filter-aware
-//! tunnel. Either way the request thread relays until the tunnel ends.
+//! tunnel. The request thread relays until the tunnel ends, unless `ProxyWebsocketAsync`
+//! lets a raw tunnel move on to the child's runtime ([`detached`], via `handoff`).
 
 pub mod detached;
 pub mod relay;
@@ -10,5 +11,7 @@ pub mod shutdown;
 
 #[cfg(all(feature = "httpd", not(test)))]
 mod ends;
+#[cfg(all(feature = "httpd", not(test)))]
+mod handoff;
 #[cfg(all(feature = "httpd", not(test)))]
 pub use ends::run;

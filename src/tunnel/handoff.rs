@@ -1,0 +1,96 @@
+//! Handing a tunnel from its request thread to the child's asynchronous relay
+//! (`ProxyWebsocketAsync`, DESIGN §6): when, under which cap, and what httpd is told.
+
+use super::detached;
+use crate::ffi;
+use crate::httpd::log::{INFO, WARNING};
+use crate::httpd::worker::Busy;
+use crate::httpd::{Connection, Request};
+use crate::rlog;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// When the synchronous relay should hand the tunnel over (ProxyWebsocketAsync), if at all.
+pub fn async_handoff_at(r: &Request) -> Option<Instant> {
+    let cfg = r.server_config();
+    if cfg.async_on == 0 || super::shutdown::stopping() {
+        return None;
+    }
+    let cap = if cfg.async_max > 0 { cfg.async_max } else { crate::config::default_async_max(open_files_limit()) };
+    if detached::live() as i64 >= cap {
+        if !CAP_LOGGED.swap(true, Ordering::Relaxed) {
+            rlog!(
+                r,
+                WARNING,
+                "WST02012: {cap} asynchronous tunnels in this child (ProxyWebsocketAsyncMaxTunnels): new tunnels stay \
+                 in their request threads (logged once per child)"
+            );
+        }
+        return None;
+    }
+    Some(Instant::now() + Duration::from_micros(cfg.async_delay_us.max(0) as u64))
+}
+
+static CAP_LOGGED: AtomicBool = AtomicBool::new(false);
+
+fn open_files_limit() -> u64 {
+    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0 {
+        l.rlim_cur
+    } else {
+        1024
+    }
+}
+
+/// A duplicate of `fd` that the asynchronous relay owns.
+fn dup_owned(fd: RawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a live socket of this request returns a new fd or -1.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if d < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `d` was just created and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(d) })
+}
+
+/// Moves the tunnel to the child's runtime (DESIGN §6): our own copies of both sockets; the
+/// client connection is marked aborted so httpd closes its copy without a FIN or lingering
+/// close; the backend connection goes back to mod_proxy (closed, so never reused) when the
+/// handler returns; the worker's busy count is held until the tunnel really ends.
+pub fn handoff(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn: &Connection, idle: Option<Duration>) -> std::io::Result<()> {
+    let cfd = dup_owned(client.fd().expect("raw ends have a socket"))?;
+    let bfd = dup_owned(backconn.fd().expect("raw ends have a socket"))?;
+    // SAFETY: the request's worker belongs to this child's configuration.
+    let busy = unsafe { Busy::hold(backend.worker) };
+    let server = r.server() as usize;
+    let what = format!("\"{}\" from {}", r.the_request(), client.remote_ip());
+    let on_end = Box::new(move |rep: detached::Report| {
+        drop(busy);
+        let how = match &rep.ending {
+            detached::Ending::Closed => "closed by both sides".to_string(),
+            detached::Ending::Failed(side, e) => format!("{side} connection failed: {e}"),
+            detached::Ending::Idle => "idle (ProxyWebsocketIdleTimeout)".to_string(),
+            detached::Ending::Shutdown => "httpd child stopping".to_string(),
+        };
+        let msg = format!(
+            "WST02011: asynchronous tunnel ended: {what} 101 {}ms, {} bytes client to backend, {} bytes backend to client; {how}",
+            rep.lifetime.as_millis(),
+            rep.client_to_backend,
+            rep.backend_to_client
+        );
+        // The server_rec (a virtual host) lives in the configuration pool for the child's life.
+        crate::httpd::log::server(file!(), line!(), server as *const ffi::server_rec, INFO, 0, &msg);
+    });
+    let tunnel = detached::Tunnel { client: cfd, backend: bfd, idle, on_end };
+    match detached::spawn(tunnel) {
+        Ok(()) => {
+            client.set_aborted();
+            Ok(())
+        }
+        // Dropping the tunnel closes our copies and releases the busy count.
+        Err((_tunnel, e)) => Err(e),
+    }
+}
+
