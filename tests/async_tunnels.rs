@@ -13,7 +13,16 @@ use wskit::backend::Event;
 use wskit::raw;
 
 fn server(b: &Backend) -> Httpd {
-    Httpd::start(Config::new("async.conf.in").ports(2).var("BACKEND", format!("127.0.0.1:{}", b.port())))
+    server2(b, b)
+}
+
+fn server2(b: &Backend, b2: &Backend) -> Httpd {
+    Httpd::start(
+        Config::new("async.conf.in")
+            .ports(3)
+            .var("BACKEND", format!("127.0.0.1:{}", b.port()))
+            .var("BACKEND2", format!("127.0.0.1:{}", b2.port())),
+    )
 }
 
 fn count(h: &Httpd, needle: &str) -> usize {
@@ -211,5 +220,47 @@ async fn balancer_busy_count_holds_until_asynchronous_tunnels_end() {
     }
     assert_eq!(wait_count(&h, "WST02011", 5, Duration::from_secs(5)), 5);
     assert_eq!(busy(&h), Some(0));
+    h.stop();
+}
+
+/// Opens a tunnel through balancer://pair; returns it and the member that took it.
+async fn open_pair(port: u16) -> (Ws, String) {
+    let (ws, resp) = connect(&format!("ws://127.0.0.1:{port}/pair/busy")).await.unwrap();
+    let who = resp.headers().get("x-backend").unwrap().to_str().unwrap().to_string();
+    (ws, who)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bybusyness_sees_every_live_tunnel() {
+    let (one, two) = (Backend::start("one"), Backend::start("two"));
+    let h = server2(&one, &two);
+    // Main server: asynchronous tunnels; PORT3: synchronous ones.
+    for (mode, port) in [("async", h.port), ("sync", h.ports[2])] {
+        let mut live = Vec::new();
+        for _ in 0..6 {
+            live.push(open_pair(port).await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let on_one = live.iter().filter(|(_, w)| w == "one").count();
+        assert_eq!(on_one, 3, "{mode}: bybusyness spreads live tunnels evenly");
+        // Close the tunnels on member one: it is now the idle one, so it gets the next three.
+        let (gone, kept): (Vec<_>, Vec<_>) = live.into_iter().partition(|(_, w)| w == "one");
+        for (mut ws, _) in gone {
+            ws.close(None).await.ok();
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut again = Vec::new();
+        for i in 0..3 {
+            let (ws, who) = open_pair(port).await;
+            assert_eq!(who, "one", "{mode}: new tunnel {i} went to the busy member");
+            // Held, so that it counts for the next choice.
+            again.push(ws);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(again);
+        drop(kept);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     h.stop();
 }
