@@ -10,7 +10,8 @@
 
 use once_cell::sync::OnceCell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use super::sys::{make_pipe, recv, send, set_nonblocking, splice, CHUNK, SPLICE_SMALL};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -158,16 +159,6 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }.map_err(|e| e.into())
 }
 
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on an fd we own, with integer arguments.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 type Failure = (&'static str, io::Error);
 
 /// When a tunnel last moved a byte.
@@ -209,7 +200,7 @@ async fn pump(
                 unsafe { libc::shutdown(dst.as_raw_fd(), libc::SHUT_WR) };
                 return Ok(());
             }
-            Some(n) => splicing = if splicing { n >= SMALL } else { n == CHUNK },
+            Some(n) => splicing = if splicing { n >= SPLICE_SMALL } else { n == CHUNK },
         }
     }
 }
@@ -298,43 +289,6 @@ async fn splice_once(
     result
 }
 
-/// One read or splice moves at most this much (a default pipe's capacity).
-const CHUNK: usize = 64 * 1024;
-/// Splices smaller than this switch a direction back to plain reads.
-const SMALL: usize = 16 * 1024;
-
-fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: reads into a valid buffer of the given length from a socket we own.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: writes from a valid buffer; MSG_NOSIGNAL turns a closed peer into EPIPE.
-    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: splice(2) between fds we own; no offsets (sockets and pipes).
-    let n = unsafe {
-        libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK)
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
 /// A pipe for splicing; empty whenever it is in the pool.
 struct Pipe {
     read: OwnedFd,
@@ -350,13 +304,8 @@ impl Pipe {
         if let Some(p) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             return Ok(p);
         }
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: pipe2 writes two new fds into the array.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both fds were just created and are owned by nobody else.
-        Ok(unsafe { Pipe { read: OwnedFd::from_raw_fd(fds[0]), write: OwnedFd::from_raw_fd(fds[1]) } })
+        let (read, write) = make_pipe()?;
+        Ok(Pipe { read, write })
     }
 
     fn put(p: Pipe) {

@@ -8,6 +8,7 @@
 pub mod detached;
 pub mod relay;
 pub mod shutdown;
+mod sys;
 
 #[cfg(all(feature = "httpd", not(test)))]
 mod ends;

@@ -5,12 +5,13 @@
 //!
 //! Pure Rust over file descriptors: unit-tested with socket pairs, no httpd needed.
 
+use super::sys::{self, make_pipe, recv, send, set_keepalive, set_nonblocking, socket_error, splice};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// Bytes buffered per direction at most (plus what httpd handed over before the relay).
-pub const BUF_SIZE: usize = 64 * 1024;
+pub const BUF_SIZE: usize = sys::CHUNK;
 /// Reads per wake-up and direction before the other direction gets its turn.
 const MAX_READS_PER_WAKE: usize = 16;
 
@@ -97,9 +98,6 @@ struct Pipe<'a> {
     kernel_pipe: Option<(OwnedFd, OwnedFd)>,
     in_pipe: usize,
 }
-
-/// Splices smaller than this take a direction back to plain reads.
-const SPLICE_SMALL: usize = 16 * 1024;
 
 impl<'a> Pipe<'a> {
     fn new(src: (RawFd, Side), dst: (RawFd, Side), pre: Vec<u8>, buffered: Option<Buffered<'a>>) -> Pipe<'a> {
@@ -220,7 +218,7 @@ impl<'a> Pipe<'a> {
                     Ok(n) => {
                         self.last_write = Instant::now();
                         self.in_pipe = n;
-                        self.splicing = n >= SPLICE_SMALL;
+                        self.splicing = n >= sys::SPLICE_SMALL;
                         *activity = Instant::now();
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => readable = false,
@@ -277,99 +275,6 @@ impl<'a> Pipe<'a> {
             self.buf = Vec::new();
         }
         Ok(())
-    }
-}
-
-fn make_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two new fds into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just created and nothing else owns them.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: splice(2) between a socket and a pipe of this relay; no offsets.
-    let n = unsafe {
-        libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK)
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
-    // SAFETY: `data` is a valid readable slice; MSG_NOSIGNAL turns a closed peer into EPIPE
-    // instead of SIGPIPE.
-    let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOTSOCK) {
-            // SAFETY: as above, for non-socket fds (pipes in tests).
-            let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-            return if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) };
-        }
-        return Err(e);
-    }
-    Ok(n as usize)
-}
-
-fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is a valid writable slice of the given length.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOTSOCK) {
-            // SAFETY: as above.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            return if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) };
-        }
-        return Err(e);
-    }
-    Ok(n as usize)
-}
-
-fn socket_error(fd: RawFd) -> io::Error {
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `err`, a valid c_int.
-    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len) };
-    if rc == 0 && err != 0 {
-        io::Error::from_raw_os_error(err)
-    } else {
-        io::Error::from_raw_os_error(libc::ECONNRESET)
-    }
-}
-
-/// Sets O_NONBLOCK on `fd` (the relay never blocks in read/write, only in poll).
-pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on an open fd with integer arguments only.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        if fl < 0 || libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// Turns on TCP keep-alive so that a vanished peer is eventually noticed.
-pub fn set_keepalive(fd: RawFd) {
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid pointer to a c_int of the right size; failure (e.g. not
-    // a socket) is harmless and ignored.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_KEEPALIVE,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }
 

@@ -1,0 +1,105 @@
+//! The system calls both relays make on their sockets and pipes, each behind a small safe
+//! function: non-blocking reads and writes, `splice(2)`, pipes, socket options.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// One read or splice moves at most this much (a default pipe's capacity).
+pub const CHUNK: usize = 64 * 1024;
+/// Splices smaller than this take a direction back to plain reads: for small messages two
+/// splices cost more than a read and a write (HAProxy's "splice-auto" idea).
+pub const SPLICE_SMALL: usize = 16 * 1024;
+
+pub fn make_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two new fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: splice(2) between fds the caller owns (a socket and a pipe); no offsets.
+    let n = unsafe {
+        libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK)
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+pub fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: `data` is a valid readable slice; MSG_NOSIGNAL turns a closed peer into EPIPE
+    // instead of SIGPIPE.
+    let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOTSOCK) {
+            // SAFETY: as above, for non-socket fds (pipes in tests).
+            let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+            return if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) };
+        }
+        return Err(e);
+    }
+    Ok(n as usize)
+}
+
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid writable slice of the given length.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOTSOCK) {
+            // SAFETY: as above.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            return if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) };
+        }
+        return Err(e);
+    }
+    Ok(n as usize)
+}
+
+pub fn socket_error(fd: RawFd) -> io::Error {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `err`, a valid c_int.
+    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len) };
+    if rc == 0 && err != 0 {
+        io::Error::from_raw_os_error(err)
+    } else {
+        io::Error::from_raw_os_error(libc::ECONNRESET)
+    }
+}
+
+/// Sets O_NONBLOCK on `fd` (the relay never blocks in read/write, only in poll).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an open fd with integer arguments only.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl < 0 || libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Turns on TCP keep-alive so that a vanished peer is eventually noticed.
+pub fn set_keepalive(fd: RawFd) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid pointer to a c_int of the right size; failure (e.g. not
+    // a socket) is harmless and ignored.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
