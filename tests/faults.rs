@@ -6,11 +6,11 @@
 mod common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use std::io::{BufRead, Read, Write};
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use wskit::httpd::{fd_count, process_alive, rss_kib};
+use wskit::backend::BackendProcess;
 use wskit::raw;
 
 /// These tests load the machine (1 GiB, 10,000 tunnels, 1,000 at once): one at a time.
@@ -19,62 +19,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn mpm() -> String {
-    std::env::var("WST_MPM").unwrap_or_else(|_| "event".into())
-}
-
 fn server(backend: &str) -> Httpd {
     Httpd::start(Config::new("faults.conf.in").var("BACKEND", backend))
-}
-
-fn wait_access(h: &Httpd, needle: &str) -> bool {
-    let end = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < end {
-        if h.access_log().contains(needle) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
-/// The backends as a separate process (wst-backends), so that it can be killed.
-struct BackendProcess {
-    child: std::process::Child,
-    addr: String,
-    _dir: TempDir,
-}
-
-impl BackendProcess {
-    fn start() -> BackendProcess {
-        let dir = TempDir::new("backend-proc");
-        let bin = wskit::httpd::workspace_root().join("target/release/wst-backends");
-        let mut child = Command::new(&bin)
-            .arg(&dir.0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-        let out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut addr = String::new();
-        for line in out.lines() {
-            let line = line.unwrap();
-            if let Some(a) = line.strip_prefix("WST_BACKEND=") {
-                addr = a.to_string();
-            }
-            if line == "READY" {
-                break;
-            }
-        }
-        BackendProcess { child, addr, _dir: dir }
-    }
-}
-
-impl Drop for BackendProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,8 +43,7 @@ async fn backend_process_killed_mid_stream() {
         }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    backend.child.kill().unwrap();
-    let _ = backend.child.wait();
+    backend.kill();
     let killed = Instant::now();
     let end = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -116,7 +61,7 @@ async fn backend_process_killed_mid_stream() {
     writer.abort();
     drop(rx);
     // The request thread returned: the tunnel is in the access log.
-    assert!(wait_access(&h, "\"GET /echo/killed HTTP/1.1\" 101"), "{}", h.access_log());
+    assert!(h.wait_access_log("\"GET /echo/killed HTTP/1.1\" 101", Duration::from_secs(5)), "{}", h.access_log());
     // And the next WebSocket gets a clean 503: nothing listens any more.
     assert_eq!(refused_status(&h.url("/echo/after")).await, 503);
     h.stop();
@@ -132,7 +77,7 @@ fn silent_backend_gives_502_after_the_timeout_and_frees_the_worker() {
     assert_eq!(resp.status, 502, "{}", resp.head);
     assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(8), "ProxyTimeout 2 took {took:?}\n{}", h.error_log());
     // The request thread returned (httpd logs the request after the response went out).
-    assert!(wait_access(&h, "\"GET /echo/silent HTTP/1.1\" 502"), "{}", h.access_log());
+    assert!(h.wait_access_log("\"GET /echo/silent HTTP/1.1\" 502", Duration::from_secs(5)), "{}", h.access_log());
     assert!(h.wait_log("WST01015", Duration::from_secs(2)), "{}", h.error_log());
     h.stop();
 }

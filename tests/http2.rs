@@ -12,10 +12,6 @@ use tokio_tungstenite::tungstenite::Message;
 use wskit::h2ws::{self, H2Outcome};
 use wskit::Pki;
 
-fn mpm() -> String {
-    std::env::var("WST_MPM").unwrap_or_else(|_| "event".into())
-}
-
 async fn open(port: u16, tls: Option<&Pki>, path: &str) -> Result<H2Outcome, String> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let fut = async {

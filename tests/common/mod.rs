@@ -103,3 +103,8 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The MPM the servers of this run use (`$WST_MPM`, default event).
+pub fn mpm() -> String {
+    std::env::var("WST_MPM").unwrap_or_else(|_| "event".into())
+}

@@ -413,3 +413,51 @@ impl<S: Conn> tokio::io::AsyncWrite for PrefixedStream<S> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// The backends in a process of their own (the `wst-backends` binary of this workspace):
+/// their CPU and descriptors are not the test's, and the process can be killed mid-stream.
+pub struct BackendProcess {
+    child: std::process::Child,
+    /// `127.0.0.1:port` of the plain ws:// echo backend.
+    pub addr: String,
+    dir: std::path::PathBuf,
+}
+
+impl BackendProcess {
+    /// Starts `target/release/wst-backends` and waits until it listens.
+    pub fn start() -> BackendProcess {
+        use std::io::BufRead;
+        let bin = crate::httpd::workspace_root().join("target/release/wst-backends");
+        let dir = std::env::temp_dir().join(format!("wst-backends-{}-{}", std::process::id(), crate::httpd::free_port()));
+        let mut child = std::process::Command::new(&bin)
+            .arg(&dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e} (build the workspace first)", bin.display()));
+        let mut addr = String::new();
+        for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if let Some(a) = line.strip_prefix("WST_BACKEND=") {
+                addr = a.to_string();
+            }
+            if line == "READY" {
+                break;
+            }
+        }
+        BackendProcess { child, addr, dir }
+    }
+
+    /// SIGKILLs the process and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BackendProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -248,17 +248,15 @@ impl Httpd {
         String::from_utf8_lossy(&std::fs::read(self.root.join("access_log")).unwrap_or_default()).into_owned()
     }
 
+    /// Waits until the access log contains `needle` (httpd logs a request after its response).
+    pub fn wait_access_log(&self, needle: &str, t: Duration) -> bool {
+        wait_until(t, || self.access_log().contains(needle))
+    }
+
     /// Waits until the error log contains `needle` (log lines are written asynchronously to
     /// the test's view of the connection).
     pub fn wait_log(&self, needle: &str, t: Duration) -> bool {
-        let end = Instant::now() + t;
-        while Instant::now() < end {
-            if self.error_log().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        wait_until(t, || self.error_log().contains(needle))
     }
 
     /// The PIDs of httpd's children (processes whose parent is the httpd we started).
@@ -365,6 +363,18 @@ pub fn configtest_with(module: &Path, site_text: &str) -> (bool, String) {
     let out = Command::new(httpd_binary()).arg("-t").arg("-f").arg(root.join("httpd.conf")).output().unwrap();
     let _ = std::fs::remove_dir_all(&root);
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Polls `done` every 20 ms for up to `t`.
+fn wait_until(t: Duration, done: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + t;
+    while Instant::now() < end {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 /// Resident memory of a process, KiB (0 if it is gone).

@@ -6,13 +6,13 @@
 //! Usage: wst-bench [--quick] [--idle N] [--hold SECS] [--out FILE]
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use wskit::backend::BackendProcess;
 use wskit::{Config, Httpd};
 
 struct Opts {
@@ -31,41 +31,6 @@ fn opts() -> Opts {
         idle: val("--idle").and_then(|v| v.parse().ok()).unwrap_or(if quick { 1000 } else { 10_000 }),
         hold: val("--hold").and_then(|v| v.parse().ok()).unwrap_or(if quick { 5 } else { 60 }),
         out: val("--out"),
-    }
-}
-
-/// The echo backend in its own process (wst-backends): its CPU and descriptors are not ours.
-struct BackendProcess {
-    child: std::process::Child,
-    addr: String,
-    dir: std::path::PathBuf,
-}
-
-impl BackendProcess {
-    fn start() -> BackendProcess {
-        let dir = std::env::temp_dir().join(format!("wst-bench-{}", std::process::id()));
-        let bin = std::env::current_exe().unwrap().with_file_name("wst-backends");
-        let mut child =
-            Command::new(&bin).arg(&dir).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start wst-backends");
-        let mut addr = String::new();
-        for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
-            let line = line.unwrap();
-            if let Some(a) = line.strip_prefix("WST_BACKEND=") {
-                addr = a.to_string();
-            }
-            if line == "READY" {
-                break;
-            }
-        }
-        BackendProcess { child, addr, dir }
-    }
-}
-
-impl Drop for BackendProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -353,31 +318,18 @@ async fn main() {
     let mut results: BTreeMap<&str, Results> = BTreeMap::new();
     for t in &targets {
         eprintln!("== {}", t.name);
-        let h = t.module.as_ref().map(|m| {
-            Httpd::start(
-                Config::new("bench.conf.in").module(m.clone()).var("BACKEND", &backend.addr).var("MODE", t.mode).var("LOGLEVEL", "warn"),
-            )
-        });
-        let (hostport, prefix) = match &h {
-            Some(h) => (format!("127.0.0.1:{}", h.port), "/ws/"),
-            None => (backend.addr.clone(), "/"),
-        };
+        let h = start(t, &backend);
         let mut r = Results::default();
+        let (hostport, prefix) = address(&h, &backend);
         r.pp1 = ping_pong(&hostport, prefix, 1, o.secs, h.as_ref()).await;
         r.pp50 = ping_pong(&hostport, prefix, 50, o.secs, h.as_ref()).await;
         r.tp1 = pipelined(&hostport, prefix, 1, o.secs, h.as_ref()).await;
         // A stalled tunnel holds its worker: start afresh for the next workload.
         let h = if r.tp1.as_ref().is_some_and(|t| t.stalled) { restart(h, t, &backend) } else { h };
-        let (hostport, prefix) = match &h {
-            Some(h) => (format!("127.0.0.1:{}", h.port), "/ws/"),
-            None => (backend.addr.clone(), "/"),
-        };
+        let (hostport, prefix) = address(&h, &backend);
         r.tp8 = pipelined(&hostport, prefix, 8, o.secs, h.as_ref()).await;
         let h = restart(h, t, &backend);
-        let (hostport, prefix) = match &h {
-            Some(h) => (format!("127.0.0.1:{}", h.port), "/ws/"),
-            None => (backend.addr.clone(), "/"),
-        };
+        let (hostport, prefix) = address(&h, &backend);
         // Synchronous tunnels cap at MaxRequestWorkers: showing that needs far fewer.
         let n = if t.name == "ours async" || t.name == "direct" { o.idle } else { 400.min(o.idle) };
         let hold = if n == o.idle { o.hold } else { 2 };
@@ -395,16 +347,25 @@ async fn main() {
     }
 }
 
-fn restart(h: Option<Httpd>, t: &Target, backend: &BackendProcess) -> Option<Httpd> {
-    let h = h?;
-    h.stop();
+/// The httpd of a target (none for "direct").
+fn start(t: &Target, backend: &BackendProcess) -> Option<Httpd> {
+    let module = t.module.clone()?;
     Some(Httpd::start(
-        Config::new("bench.conf.in")
-            .module(t.module.clone().unwrap())
-            .var("BACKEND", &backend.addr)
-            .var("MODE", t.mode)
-            .var("LOGLEVEL", "warn"),
+        Config::new("bench.conf.in").module(module).var("BACKEND", &backend.addr).var("MODE", t.mode).var("LOGLEVEL", "warn"),
     ))
+}
+
+fn restart(h: Option<Httpd>, t: &Target, backend: &BackendProcess) -> Option<Httpd> {
+    h?.stop();
+    start(t, backend)
+}
+
+/// Where the clients connect: httpd's port and alias, or the backend itself.
+fn address(h: &Option<Httpd>, backend: &BackendProcess) -> (String, &'static str) {
+    match h {
+        Some(h) => (format!("127.0.0.1:{}", h.port), "/ws/"),
+        None => (backend.addr.clone(), "/"),
+    }
 }
 
 fn ratio(x: Option<f64>, base: Option<f64>) -> String {
