@@ -13,8 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 static STOPPING: AtomicBool = AtomicBool::new(false);
-/// A graceful drain was started (by the hook or by noticing the MPM's state).
-static DRAINING: AtomicBool = AtomicBool::new(false);
 /// Created lazily by the first tunnel, so in the child process, never in httpd's parent
 /// (an fd inherited through fork would be shared by every child).
 static EVENT_FD: OnceCell<RawFd> = OnceCell::new();
@@ -58,7 +56,14 @@ pub fn stopping() -> bool {
     STOPPING.load(Ordering::Acquire)
 }
 
+/// When a started graceful drain closes the tunnels (set once, by the hook or by noticing
+/// the MPM's state).
 static DRAIN_DEADLINE: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+
+/// How long tunnels may run on in a graceful drain; None with no GracefulShutdownTimeout.
+fn grace(graceful_shutdown_timeout_secs: i32) -> Option<Duration> {
+    (graceful_shutdown_timeout_secs > 0).then(|| Duration::from_secs(graceful_shutdown_timeout_secs as u64).saturating_sub(MARGIN))
+}
 
 /// The child process is exiting (cleanup of its pool): its worker threads are done, but
 /// asynchronous tunnels live in the module's runtime. On a graceful stop or restart they run
@@ -70,10 +75,7 @@ pub fn child_exit(graceful_shutdown_timeout_secs: i32) {
     }
     if !STOPPING.load(Ordering::Acquire) {
         let deadline = *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = deadline.or_else(|| {
-            (graceful_shutdown_timeout_secs > 0)
-                .then(|| Instant::now() + Duration::from_secs(graceful_shutdown_timeout_secs as u64).saturating_sub(MARGIN))
-        });
+        let deadline = deadline.or_else(|| grace(graceful_shutdown_timeout_secs).map(|g| Instant::now() + g));
         super::detached::wait_until_none(deadline);
     }
     stop_now();
@@ -85,9 +87,12 @@ pub fn child_exit(graceful_shutdown_timeout_secs: i32) {
 pub fn child_stopping(graceful: bool, graceful_shutdown_timeout_secs: i32) {
     if !graceful {
         stop_now();
-    } else if graceful_shutdown_timeout_secs > 0 && !DRAINING.swap(true, Ordering::AcqRel) {
-        let grace = Duration::from_secs(graceful_shutdown_timeout_secs as u64).saturating_sub(MARGIN);
-        *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + grace);
+        return;
+    }
+    let Some(grace) = grace(graceful_shutdown_timeout_secs) else { return };
+    let mut deadline = DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner());
+    if deadline.is_none() {
+        *deadline = Some(Instant::now() + grace);
         let _ = std::thread::Builder::new().name("wst-drain".into()).spawn(move || {
             std::thread::sleep(grace);
             stop_now();
