@@ -1,0 +1,233 @@
+//! WebSocket frame boundaries (RFC 6455 §5.2) in one direction of a tunnel, from frame
+//! headers alone: payloads are counted, never read or unmasked. The relay uses it to end a
+//! drained tunnel politely: a Close frame may only go in between two frames (control frames
+//! may come between the fragments of a message, so any frame boundary will do).
+
+/// Where the byte stream of one direction stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frames {
+    state: State,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Inside a frame header: `have` of its bytes seen so far.
+    Header { buf: [u8; 14], have: usize },
+    /// Inside a payload, `left` bytes to go.
+    Payload { left: u64 },
+    /// Not WebSocket framing (or a length RFC 6455 forbids): boundaries are unknown for good.
+    Lost,
+}
+
+impl State {
+    const HEADER: State = State::Header { buf: [0; 14], have: 0 };
+}
+
+impl Default for Frames {
+    fn default() -> Self {
+        Frames { state: State::HEADER }
+    }
+}
+
+/// The full length of a frame header, from its second byte.
+fn header_len(b1: u8) -> usize {
+    let masked = if b1 & 0x80 != 0 { 4 } else { 0 };
+    let ext = match b1 & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    2 + ext + masked
+}
+
+/// The payload length a complete header announces; None for a 64-bit length with its top bit set.
+fn payload_len(h: &[u8]) -> Option<u64> {
+    match h[1] & 0x7f {
+        126 => Some(u16::from_be_bytes([h[2], h[3]]) as u64),
+        127 => {
+            let n = u64::from_be_bytes(h[2..10].try_into().expect("8 bytes"));
+            (n >> 63 == 0).then_some(n)
+        }
+        n => Some(n as u64),
+    }
+}
+
+impl Frames {
+    /// Accounts for bytes that passed, in stream order.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match &mut self.state {
+                State::Lost => return,
+                State::Payload { left } => {
+                    let n = (*left).min(bytes.len() as u64);
+                    *left -= n;
+                    bytes = &bytes[n as usize..];
+                    if *left == 0 {
+                        self.state = State::HEADER;
+                    }
+                }
+                State::Header { buf, have } => {
+                    let need = if *have < 2 { 2 } else { header_len(buf[1]) };
+                    let n = (need - *have).min(bytes.len());
+                    buf[*have..*have + n].copy_from_slice(&bytes[..n]);
+                    *have += n;
+                    bytes = &bytes[n..];
+                    if *have >= 2 && *have == header_len(buf[1]) {
+                        self.state = match payload_len(&buf[..*have]) {
+                            None => State::Lost,
+                            Some(0) => State::HEADER,
+                            Some(left) => State::Payload { left },
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Accounts for `n` payload bytes moved unseen (spliced); `n` must not exceed
+    /// [`Frames::payload_left`].
+    pub fn skip(&mut self, n: usize) {
+        if let State::Payload { left } = &mut self.state {
+            debug_assert!(n as u64 <= *left);
+            *left -= (n as u64).min(*left);
+            if *left == 0 {
+                self.state = State::HEADER;
+            }
+        }
+    }
+
+    /// Between two frames: a Close frame may go next.
+    pub fn at_boundary(&self) -> bool {
+        matches!(self.state, State::Header { have: 0, .. })
+    }
+
+    /// Whether boundaries are still known.
+    pub fn lost(&self) -> bool {
+        self.state == State::Lost
+    }
+
+    /// Payload bytes before the next header (0 inside a header): how much may move unseen.
+    pub fn payload_left(&self) -> u64 {
+        match self.state {
+            State::Payload { left } => left,
+            _ => 0,
+        }
+    }
+
+    /// At most how many bytes can be read without passing the next boundary.
+    pub fn to_boundary(&self) -> usize {
+        match &self.state {
+            State::Payload { left } => (*left).min(usize::MAX as u64) as usize,
+            State::Header { buf, have } if *have >= 2 => header_len(buf[1]) - have,
+            State::Header { have, .. } => 2 - have,
+            State::Lost => usize::MAX,
+        }
+    }
+}
+
+/// Close code 1001, Going Away (RFC 6455 §7.4.1).
+pub const GOING_AWAY: u16 = 1001;
+
+/// A Close frame with `code` and no reason. Frames to a server must be masked (§5.3).
+pub fn close_frame(code: u16, mask: Option<[u8; 4]>) -> Vec<u8> {
+    let body = code.to_be_bytes();
+    match mask {
+        None => vec![0x88, 0x02, body[0], body[1]],
+        Some(k) => vec![0x88, 0x82, k[0], k[1], k[2], k[3], body[0] ^ k[0], body[1] ^ k[1]],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(opcode: u8, fin: bool, payload_len: usize, mask: bool) -> Vec<u8> {
+        let mut f = vec![opcode | if fin { 0x80 } else { 0 }];
+        let m = if mask { 0x80 } else { 0 };
+        if payload_len < 126 {
+            f.push(m | payload_len as u8);
+        } else if payload_len <= 0xffff {
+            f.push(m | 126);
+            f.extend_from_slice(&(payload_len as u16).to_be_bytes());
+        } else {
+            f.push(m | 127);
+            f.extend_from_slice(&(payload_len as u64).to_be_bytes());
+        }
+        if mask {
+            f.extend_from_slice(&[1, 2, 3, 4]);
+        }
+        f.extend((0..payload_len).map(|i| (i % 251) as u8));
+        f
+    }
+
+    /// Feeding a stream in pieces of every size gives the same boundaries as in one go.
+    #[test]
+    fn boundaries_do_not_depend_on_how_bytes_arrive() {
+        let mut stream = Vec::new();
+        let mut ends = Vec::new();
+        for (op, fin, len, mask) in [(1, true, 5, false), (2, false, 200, true), (9, true, 0, true), (0, true, 70_000, true), (10, true, 125, false), (8, true, 2, false)] {
+            stream.extend(frame(op, fin, len, mask));
+            ends.push(stream.len());
+        }
+        for piece in [1, 2, 3, 7, 13, 64, 4096, stream.len()] {
+            let mut f = Frames::default();
+            let mut seen = Vec::new();
+            for (i, chunk) in stream.chunks(piece).enumerate() {
+                for (j, b) in chunk.iter().enumerate() {
+                    f.feed(std::slice::from_ref(b));
+                    if f.at_boundary() {
+                        seen.push(i * piece + j + 1);
+                    }
+                }
+            }
+            assert_eq!(seen, ends, "piece {piece}");
+            let mut g = Frames::default();
+            for chunk in stream.chunks(piece) {
+                g.feed(chunk);
+            }
+            assert!(g.at_boundary() && !g.lost());
+        }
+    }
+
+    #[test]
+    fn reads_bounded_by_to_boundary_stop_exactly_at_each_boundary() {
+        let mut stream = frame(2, true, 300, true);
+        stream.extend(frame(1, true, 3, false));
+        let mut f = Frames::default();
+        let mut at = 0;
+        let mut stops = Vec::new();
+        while at < stream.len() {
+            let n = f.to_boundary().min(stream.len() - at);
+            if f.payload_left() > 0 {
+                f.skip(n);
+            } else {
+                f.feed(&stream[at..at + n]);
+            }
+            at += n;
+            if f.at_boundary() {
+                stops.push(at);
+            }
+        }
+        assert_eq!(stops, vec![2 + 2 + 4 + 300, stream.len()]);
+    }
+
+    #[test]
+    fn a_length_with_the_top_bit_set_loses_the_boundaries() {
+        let mut f = Frames::default();
+        f.feed(&[0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 1]);
+        assert!(f.lost() && !f.at_boundary());
+        f.feed(b"anything");
+        assert!(f.lost());
+    }
+
+    #[test]
+    fn close_frames_carry_the_code_masked_or_not() {
+        assert_eq!(close_frame(GOING_AWAY, None), vec![0x88, 2, 0x03, 0xe9]);
+        let m = close_frame(GOING_AWAY, Some([0xaa, 0x55, 0, 1]));
+        assert_eq!(&m[..6], &[0x88, 0x82, 0xaa, 0x55, 0, 1]);
+        assert_eq!([m[6] ^ 0xaa, m[7] ^ 0x55], [0x03, 0xe9]);
+        let mut f = Frames::default();
+        f.feed(&m);
+        assert!(f.at_boundary());
+    }
+}
