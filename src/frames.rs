@@ -7,6 +7,10 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frames {
     state: State,
+    /// The opcode of the frame being passed.
+    opcode: u8,
+    /// A whole Close frame has passed: the sender will send nothing more.
+    close_seen: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +29,7 @@ impl State {
 
 impl Default for Frames {
     fn default() -> Self {
-        Frames { state: State::HEADER }
+        Frames { state: State::HEADER, opcode: 0, close_seen: false }
     }
 }
 
@@ -63,7 +67,7 @@ impl Frames {
                     *left -= n;
                     bytes = &bytes[n as usize..];
                     if *left == 0 {
-                        self.state = State::HEADER;
+                        self.frame_done();
                     }
                 }
                 State::Header { buf, have } => {
@@ -73,11 +77,12 @@ impl Frames {
                     *have += n;
                     bytes = &bytes[n..];
                     if *have >= 2 && *have == header_len(buf[1]) {
-                        self.state = match payload_len(&buf[..*have]) {
-                            None => State::Lost,
-                            Some(0) => State::HEADER,
-                            Some(left) => State::Payload { left },
-                        };
+                        self.opcode = buf[0] & 0x0f;
+                        match payload_len(&buf[..*have]) {
+                            None => self.state = State::Lost,
+                            Some(0) => self.frame_done(),
+                            Some(left) => self.state = State::Payload { left },
+                        }
                     }
                 }
             }
@@ -91,9 +96,19 @@ impl Frames {
             debug_assert!(n as u64 <= *left);
             *left -= (n as u64).min(*left);
             if *left == 0 {
-                self.state = State::HEADER;
+                self.frame_done();
             }
         }
+    }
+
+    fn frame_done(&mut self) {
+        self.state = State::HEADER;
+        self.close_seen |= self.opcode == 8;
+    }
+
+    /// A whole Close frame has passed this way.
+    pub fn close_seen(&self) -> bool {
+        self.close_seen
     }
 
     /// Between two frames: a Close frame may go next.
@@ -227,7 +242,9 @@ mod tests {
         assert_eq!(&m[..6], &[0x88, 0x82, 0xaa, 0x55, 0, 1]);
         assert_eq!([m[6] ^ 0xaa, m[7] ^ 0x55], [0x03, 0xe9]);
         let mut f = Frames::default();
-        f.feed(&m);
-        assert!(f.at_boundary());
+        f.feed(&m[..7]);
+        assert!(!f.close_seen());
+        f.feed(&m[7..]);
+        assert!(f.at_boundary() && f.close_seen());
     }
 }

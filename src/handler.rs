@@ -283,7 +283,8 @@ fn proxy_upgrade(r: &Request, backend: &mut Backend, scheme: Scheme, args: &Hand
     }
     send_101(r, &head);
     let idle = r.server_config().idle_timeout_us;
-    tunnel::run(r, backend.rec(), &backconn, surplus, idle, scheme)
+    let websocket = answered.as_deref().is_some_and(|u| u.trim().eq_ignore_ascii_case("websocket"));
+    tunnel::run(r, backend.rec(), &backconn, surplus, idle, scheme, websocket)
 }
 
 fn hostname(backend: &Backend) -> String {

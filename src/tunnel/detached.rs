@@ -10,7 +10,8 @@
 
 use once_cell::sync::OnceCell;
 use std::io;
-use super::sys::{make_pipe, recv, send, set_nonblocking, splice, CHUNK, SPLICE_SMALL};
+use super::sys::{going_away, make_pipe, recv, send, set_nonblocking, splice, CHUNK, SPLICE_SMALL};
+use crate::frames::Frames;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -29,6 +30,9 @@ pub enum Ending {
     Idle,
     /// The httpd child is stopping.
     Shutdown,
+    /// The httpd child is stopping; both sides got a WebSocket Close (1001, Going Away) at a
+    /// frame boundary and answered with theirs.
+    GoingAway,
 }
 
 /// What is reported when a detached tunnel ends.
@@ -45,16 +49,42 @@ pub struct Tunnel {
     pub client: OwnedFd,
     pub backend: OwnedFd,
     pub idle: Option<Duration>,
+    /// Where each direction's WebSocket frames stand (client to backend, backend to client);
+    /// None for other protocols.
+    pub frames: Option<(Frames, Frames)>,
     /// Called once, on the runtime's thread, when the tunnel has ended and both sockets are closed.
     pub on_end: Box<dyn FnOnce(Report) + Send>,
 }
 
 static RUNTIME: OnceCell<tokio::runtime::Runtime> = OnceCell::new();
 static LIVE: AtomicUsize = AtomicUsize::new(0);
-static STOP: OnceCell<tokio::sync::watch::Sender<bool>> = OnceCell::new();
+static STOP: OnceCell<tokio::sync::watch::Sender<Phase>> = OnceCell::new();
 
-fn stop_channel() -> &'static tokio::sync::watch::Sender<bool> {
-    STOP.get_or_init(|| tokio::sync::watch::channel(false).0)
+/// Where the child's shutdown stands, as tunnels see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Run,
+    /// WebSocket tunnels end with a Close at their next frame boundaries.
+    Polite,
+    /// Every tunnel ends now.
+    Stop,
+}
+
+type Phases = tokio::sync::watch::Receiver<Phase>;
+
+fn stop_channel() -> &'static tokio::sync::watch::Sender<Phase> {
+    STOP.get_or_init(|| tokio::sync::watch::channel(Phase::Run).0)
+}
+
+/// Starts the polite end of every WebSocket tunnel (see `shutdown`).
+pub fn close_politely() {
+    stop_channel().send_if_modified(|p| {
+        let run = *p == Phase::Run;
+        if run {
+            *p = Phase::Polite;
+        }
+        run
+    });
 }
 
 /// Detached tunnels alive in this process.
@@ -64,7 +94,7 @@ pub fn live() -> usize {
 
 /// Ends every detached tunnel (child shutdown). Idempotent.
 pub fn stop_all() {
-    stop_channel().send_replace(true);
+    stop_channel().send_replace(Phase::Stop);
 }
 
 /// Waits until no detached tunnel is left or `deadline` passes; true if none is left.
@@ -101,7 +131,7 @@ pub fn spawn(t: Tunnel) -> Result<(), (Tunnel, io::Error)> {
     rt.spawn(async move {
         let started = Instant::now();
         let on_end = t.on_end;
-        let (c2b, b2c, ending) = relay(t.client, t.backend, t.idle, stop).await;
+        let (c2b, b2c, ending) = relay(t.client, t.backend, t.idle, t.frames, stop).await;
         LIVE.fetch_sub(1, Ordering::AcqRel);
         on_end(Report { client_to_backend: c2b, backend_to_client: b2c, lifetime: started.elapsed(), ending });
     });
@@ -110,7 +140,7 @@ pub fn spawn(t: Tunnel) -> Result<(), (Tunnel, io::Error)> {
 
 /// Relays until both directions end, one fails, the tunnel idles out or the child stops.
 /// Both sockets are closed on return.
-async fn relay(client: OwnedFd, backend: OwnedFd, idle: Option<Duration>, mut stop: tokio::sync::watch::Receiver<bool>) -> (u64, u64, Ending) {
+async fn relay(client: OwnedFd, backend: OwnedFd, idle: Option<Duration>, frames: Option<(Frames, Frames)>, mut phase: Phases) -> (u64, u64, Ending) {
     let (c, b) = match (register(client), register(backend)) {
         (Ok(c), Ok(b)) => (c, b),
         (Err(e), _) => return (0, 0, Ending::Failed("client", e)),
@@ -120,10 +150,15 @@ async fn relay(client: OwnedFd, backend: OwnedFd, idle: Option<Duration>, mut st
     let start = Instant::now();
     let activity = AtomicU64::new(0);
     let (c2b, b2c) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (cf, bf) = frames.map_or((None, None), |(c, b)| (Some(c), Some(b)));
+    let (p1, p2) = (phase.clone(), phase.clone());
     let both = async {
+        let clock = Clock { start, last: &activity };
+        let to_backend = Direction { src: &c, dst: &b, names: ("client", "backend"), moved: &c2b, activity: clock };
+        let to_client = Direction { src: &b, dst: &c, names: ("backend", "client"), moved: &b2c, activity: clock };
         // A failure in one direction ends the other too.
-        let (c2b, b2c, activity) = (&c2b, &b2c, Clock { start, last: &activity });
-        match tokio::try_join!(pump(&c, &b, ("client", "backend"), c2b, activity), pump(&b, &c, ("backend", "client"), b2c, activity)) {
+        match tokio::try_join!(to_backend.pump(cf, p1), to_client.pump(bf, p2)) {
+            Ok((true, true)) => Ending::GoingAway,
             Ok(_) => Ending::Closed,
             Err((side, e)) => Ending::Failed(side, e),
         }
@@ -139,10 +174,8 @@ async fn relay(client: OwnedFd, backend: OwnedFd, idle: Option<Duration>, mut st
         }
     };
     let stopped = async {
-        while !*stop.borrow_and_update() {
-            if stop.changed().await.is_err() {
-                return std::future::pending::<()>().await;
-            }
+        if phase.wait_for(|p| *p == Phase::Stop).await.is_err() {
+            std::future::pending::<()>().await
         }
     };
     let ending = tokio::select! {
@@ -174,119 +207,181 @@ impl Clock<'_> {
     }
 }
 
-/// One direction, `src` to `dst`. Small reads go through a buffer that exists only while bytes
-/// move (an idle tunnel holds none); once a read fills the whole buffer the direction is bulk
-/// and switches to `splice(2)` through a pooled pipe (src → pipe → dst, no copy to user space),
-/// back to plain reads when splices come back small (HAProxy's "splice-auto" idea: for a
-/// 64-byte message two splices cost more than a read and a write).
-/// Ends with a FIN to `dst` after `src`'s FIN and every byte before it.
-async fn pump(
-    src: &AsyncFd<OwnedFd>,
-    dst: &AsyncFd<OwnedFd>,
-    (src_name, dst_name): (&'static str, &'static str),
-    moved: &AtomicU64,
-    activity: Clock<'_>,
-) -> Result<(), Failure> {
-    let mut splicing = false;
-    loop {
-        let got = if splicing {
-            splice_once(src, dst, (src_name, dst_name), moved, activity).await?
-        } else {
-            copy_once(src, dst, (src_name, dst_name), moved, activity).await?
-        };
-        match got {
-            None => {
-                // SAFETY: shutdown(2) on a socket we own.
-                unsafe { libc::shutdown(dst.as_raw_fd(), libc::SHUT_WR) };
-                return Ok(());
-            }
-            Some(n) => splicing = if splicing { n >= SPLICE_SMALL } else { n == CHUNK },
-        }
-    }
+/// What one read-and-write step did.
+enum Step {
+    Moved(usize),
+    Eof,
+    /// The child's drain began while waiting for bytes.
+    Woken,
 }
 
-/// Reads what `src` has (waiting for it), writes it all to `dst`. None at EOF.
-async fn copy_once(
-    src: &AsyncFd<OwnedFd>,
-    dst: &AsyncFd<OwnedFd>,
-    (src_name, dst_name): (&'static str, &'static str),
-    moved: &AtomicU64,
-    activity: Clock<'_>,
-) -> Result<Option<usize>, Failure> {
-    let mut buf = Vec::new();
-    let n = loop {
-        let mut guard = src.readable().await.map_err(|e| (src_name, e))?;
-        if buf.is_empty() {
-            buf = vec![0u8; CHUNK];
-        }
-        match guard.try_io(|fd| recv(fd.as_raw_fd(), &mut buf)) {
-            Ok(Ok(0)) => return Ok(None),
-            Ok(Ok(n)) => break n,
-            Ok(Err(e)) => return Err((src_name, e)),
-            // Spurious readiness: no buffer is held while waiting.
-            Err(_would_block) => buf = Vec::new(),
-        }
-    };
-    activity.touch();
-    let mut at = 0;
-    while at < n {
-        let mut guard = dst.writable().await.map_err(|e| (dst_name, e))?;
-        match guard.try_io(|fd| send(fd.as_raw_fd(), &buf[at..n])) {
-            Ok(Ok(w)) => {
-                at += w;
-                moved.fetch_add(w as u64, Ordering::Relaxed);
-                activity.touch();
-            }
-            Ok(Err(e)) => return Err((dst_name, e)),
-            Err(_would_block) => {}
-        }
-    }
-    Ok(Some(n))
+/// One direction of a tunnel, `src` to `dst`.
+struct Direction<'a> {
+    src: &'a AsyncFd<OwnedFd>,
+    dst: &'a AsyncFd<OwnedFd>,
+    names: (&'static str, &'static str),
+    moved: &'a AtomicU64,
+    activity: Clock<'a>,
 }
 
-/// Splices what `src` has into a pooled pipe (waiting for it), then the pipe into `dst`.
-/// None at EOF.
-async fn splice_once(
-    src: &AsyncFd<OwnedFd>,
-    dst: &AsyncFd<OwnedFd>,
-    (src_name, dst_name): (&'static str, &'static str),
-    moved: &AtomicU64,
-    activity: Clock<'_>,
-) -> Result<Option<usize>, Failure> {
-    let pipe = Pipe::get().map_err(|e| (src_name, e))?;
-    let result = async {
-        let n = loop {
-            let mut guard = src.readable().await.map_err(|e| (src_name, e))?;
-            match guard.try_io(|fd| splice(fd.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)) {
-                Ok(Ok(0)) => return Ok(None),
-                Ok(Ok(n)) => break n,
-                Ok(Err(e)) => return Err((src_name, e)),
-                Err(_would_block) => {}
-            }
-        };
-        activity.touch();
-        let mut left = n;
-        while left > 0 {
-            let mut guard = dst.writable().await.map_err(|e| (dst_name, e))?;
-            match guard.try_io(|fd| splice(pipe.read.as_raw_fd(), fd.as_raw_fd(), left)) {
-                Ok(Ok(w)) => {
-                    left -= w;
-                    moved.fetch_add(w as u64, Ordering::Relaxed);
-                    activity.touch();
+impl Direction<'_> {
+    /// Relays this direction. Small reads go through a buffer that exists only while bytes
+    /// move (an idle tunnel holds none); once a read fills the whole buffer the direction is
+    /// bulk and switches to `splice(2)` through a pooled pipe (src → pipe → dst, no copy to
+    /// user space), back to plain reads when splices come back small (HAProxy's "splice-auto"
+    /// idea: for a 64-byte message two splices cost more than a read and a write). With
+    /// `frames` (WebSocket), splices stay within payloads, so every header is seen.
+    ///
+    /// Ends with a FIN to `dst` after `src`'s FIN and every byte before it; or, in the child's
+    /// polite drain, at the next frame boundary with a Close (1001) and a FIN to `dst`, once
+    /// `src` answered with its own Close (returns true then).
+    async fn pump(&self, mut frames: Option<Frames>, mut phase: Phases) -> Result<bool, Failure> {
+        let mut splicing = false;
+        let mut closing = false;
+        loop {
+            let politeness = frames.as_ref().filter(|f| !f.lost());
+            closing = closing || (politeness.is_some() && *phase.borrow() == Phase::Polite);
+            if let Some(f) = politeness.filter(|f| closing && (f.at_boundary() || f.close_seen())) {
+                if !f.close_seen() {
+                    self.write_all(&going_away(self.names.1 == "backend")).await?;
                 }
-                Ok(Err(e)) => return Err((dst_name, e)),
+                self.shut_dst();
+                self.discard(frames.as_mut().expect("closing needs frames")).await;
+                return Ok(true);
+            }
+            let unseen = frames.as_ref().map_or(CHUNK as u64, Frames::payload_left).min(CHUNK as u64) as usize;
+            let step = if splicing && unseen > 0 {
+                let step = self.splice_once(unseen).await?;
+                if let (Some(f), Step::Moved(n)) = (frames.as_mut(), &step) {
+                    f.skip(*n);
+                }
+                step
+            } else {
+                let limit = match &frames {
+                    Some(f) if closing => f.to_boundary().min(CHUNK),
+                    _ => CHUNK,
+                };
+                let wake = (politeness.is_some() && !closing).then_some(&mut phase);
+                self.copy_once(limit, frames.as_mut(), wake).await?
+            };
+            match step {
+                Step::Eof => {
+                    self.shut_dst();
+                    return Ok(false);
+                }
+                Step::Moved(n) => splicing = if splicing { n >= SPLICE_SMALL } else { n == CHUNK },
+                Step::Woken => {}
+            }
+        }
+    }
+
+    fn shut_dst(&self) {
+        // SAFETY: shutdown(2) on a socket we own.
+        unsafe { libc::shutdown(self.dst.as_raw_fd(), libc::SHUT_WR) };
+    }
+
+    /// After its Close went out, reads `src` (so closing it resets nothing) and drops the
+    /// bytes until `src`'s own Close, its FIN or an error.
+    async fn discard(&self, frames: &mut Frames) {
+        let mut scratch = [0u8; 4096];
+        while !frames.close_seen() {
+            let Ok(mut guard) = self.src.readable().await else { return };
+            match guard.try_io(|fd| recv(fd.as_raw_fd(), &mut scratch)) {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => frames.feed(&scratch[..n]),
                 Err(_would_block) => {}
             }
         }
-        Ok(Some(n))
     }
-    .await;
-    // Only an empty pipe goes back to the pool; one with bytes stuck in it (a failed write)
-    // is closed with them.
-    if matches!(result, Ok(_)) {
-        Pipe::put(pipe);
+
+    async fn write_all(&self, mut bytes: &[u8]) -> Result<(), Failure> {
+        while !bytes.is_empty() {
+            let mut guard = self.dst.writable().await.map_err(|e| (self.names.1, e))?;
+            match guard.try_io(|fd| send(fd.as_raw_fd(), bytes)) {
+                Ok(Ok(w)) => {
+                    bytes = &bytes[w..];
+                    self.moved.fetch_add(w as u64, Ordering::Relaxed);
+                    self.activity.touch();
+                }
+                Ok(Err(e)) => return Err((self.names.1, e)),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
     }
-    result
+
+    /// Reads up to `limit` bytes of what `src` has (waiting for it, or for `wake` to change),
+    /// writes them all to `dst`.
+    async fn copy_once(&self, limit: usize, frames: Option<&mut Frames>, mut wake: Option<&mut Phases>) -> Result<Step, Failure> {
+        let mut buf = Vec::new();
+        let n = loop {
+            let readable = self.src.readable();
+            let mut guard = match wake.as_mut() {
+                None => readable.await,
+                Some(w) => tokio::select! {
+                    g = readable => g,
+                    _ = w.changed() => return Ok(Step::Woken),
+                },
+            }
+            .map_err(|e| (self.names.0, e))?;
+            if buf.is_empty() {
+                buf = vec![0u8; limit];
+            }
+            match guard.try_io(|fd| recv(fd.as_raw_fd(), &mut buf)) {
+                Ok(Ok(0)) => return Ok(Step::Eof),
+                Ok(Ok(n)) => break n,
+                Ok(Err(e)) => return Err((self.names.0, e)),
+                // Spurious readiness: no buffer is held while waiting.
+                Err(_would_block) => buf = Vec::new(),
+            }
+        };
+        if let Some(f) = frames {
+            f.feed(&buf[..n]);
+        }
+        self.activity.touch();
+        self.write_all(&buf[..n]).await?;
+        Ok(Step::Moved(n))
+    }
+
+    /// Splices up to `limit` bytes of what `src` has into a pooled pipe (waiting for it), then
+    /// the pipe into `dst`.
+    async fn splice_once(&self, limit: usize) -> Result<Step, Failure> {
+        let (src_name, dst_name) = self.names;
+        let pipe = Pipe::get().map_err(|e| (src_name, e))?;
+        let result = async {
+            let n = loop {
+                let mut guard = self.src.readable().await.map_err(|e| (src_name, e))?;
+                match guard.try_io(|fd| splice(fd.as_raw_fd(), pipe.write.as_raw_fd(), limit)) {
+                    Ok(Ok(0)) => return Ok(Step::Eof),
+                    Ok(Ok(n)) => break n,
+                    Ok(Err(e)) => return Err((src_name, e)),
+                    Err(_would_block) => {}
+                }
+            };
+            self.activity.touch();
+            let mut left = n;
+            while left > 0 {
+                let mut guard = self.dst.writable().await.map_err(|e| (dst_name, e))?;
+                match guard.try_io(|fd| splice(pipe.read.as_raw_fd(), fd.as_raw_fd(), left)) {
+                    Ok(Ok(w)) => {
+                        left -= w;
+                        self.moved.fetch_add(w as u64, Ordering::Relaxed);
+                        self.activity.touch();
+                    }
+                    Ok(Err(e)) => return Err((dst_name, e)),
+                    Err(_would_block) => {}
+                }
+            }
+            Ok(Step::Moved(n))
+        }
+        .await;
+        // Only an empty pipe goes back to the pool; one with bytes stuck in it (a failed write)
+        // is closed with them.
+        if result.is_ok() {
+            Pipe::put(pipe);
+        }
+        result
+    }
 }
 
 /// A pipe for splicing; empty whenever it is in the pool.
@@ -336,8 +431,8 @@ mod tests {
     fn start(rc: TcpStream, rb: TcpStream, idle: Option<Duration>) -> std::thread::JoinHandle<(u64, u64, Ending)> {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let (_tx, rx) = tokio::sync::watch::channel(false);
-            rt.block_on(relay(OwnedFd::from(rc), OwnedFd::from(rb), idle, rx))
+            let (_tx, rx) = tokio::sync::watch::channel(Phase::Run);
+            rt.block_on(relay(OwnedFd::from(rc), OwnedFd::from(rb), idle, None, rx))
         })
     }
 
@@ -374,6 +469,44 @@ mod tests {
         let (c2b, b2c, end) = h.join().unwrap();
         assert_eq!((c2b, b2c), (N as u64, N as u64));
         assert!(matches!(end, Ending::Closed), "{end:?}");
+    }
+
+    #[test]
+    fn a_polite_drain_closes_each_side_with_1001_at_the_next_frame_boundary() {
+        let ((mut cl, rc), (rb, mut be)) = pairs();
+        let (tx, rx) = tokio::sync::watch::channel(Phase::Run);
+        let h = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(relay(OwnedFd::from(rc), OwnedFd::from(rb), None, Some(Default::default()), rx))
+        });
+        // A masked 70,000-byte binary frame: big enough to be spliced, half of it in flight.
+        let mut frame = vec![0x82, 0x80 | 127];
+        frame.extend_from_slice(&70_000u64.to_be_bytes());
+        frame.extend_from_slice(&[9, 8, 7, 6]);
+        frame.extend((0..70_000).map(|i| (i % 251) as u8));
+        let half = frame.len() / 2;
+        cl.write_all(&frame[..half]).unwrap();
+        let mut got = vec![0u8; half];
+        be.read_exact(&mut got).unwrap();
+        tx.send_replace(Phase::Polite);
+        let read_all = |s: &mut TcpStream| {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut v = Vec::new();
+            s.read_to_end(&mut v).unwrap();
+            v
+        };
+        assert_eq!(read_all(&mut cl), crate::frames::close_frame(1001, None));
+        std::thread::sleep(Duration::from_millis(100));
+        cl.write_all(&frame[half..]).unwrap();
+        let rest = read_all(&mut be);
+        let (tail, close) = rest.split_at(frame.len() - half);
+        assert!(tail == &frame[half..], "the frame in flight arrives whole");
+        assert_eq!((close.len(), close[0], close[1]), (8, 0x88, 0x82));
+        assert_eq!([close[6] ^ close[2], close[7] ^ close[3]], [0x03, 0xe9]);
+        cl.write_all(&crate::frames::close_frame(1001, Some([1, 2, 3, 4]))).unwrap();
+        be.write_all(&crate::frames::close_frame(1001, None)).unwrap();
+        let (_, _, end) = h.join().unwrap();
+        assert!(matches!(end, Ending::GoingAway), "{end:?}");
     }
 
     #[test]

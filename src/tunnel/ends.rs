@@ -9,6 +9,7 @@ use crate::httpd::{Connection, Request};
 use crate::rlog;
 use super::handoff::{async_handoff_at, handoff};
 use super::relay::{self, End, Ends, Limits};
+use crate::frames::Frames;
 use std::time::{Duration, Instant};
 
 /// A reader of what httpd's input filters already buffered for a connection (non-blocking).
@@ -51,19 +52,29 @@ pub fn run(
     surplus: Vec<u8>,
     idle_us: i64,
     scheme: Scheme,
+    websocket: bool,
 ) -> i32 {
     let client = r.connection();
     r.enter_tunnel_mode();
     let idle = (idle_us > 0).then(|| Duration::from_micros(idle_us as u64));
     if scheme == Scheme::Ws && is_raw(&client) && is_raw(backconn) {
-        raw(r, &client, backend, backconn, surplus, idle);
+        let frames = websocket.then(Default::default);
+        raw(r, &client, backend, backconn, surplus, idle, frames);
     } else {
         filtered(r, backconn, surplus, idle, scheme);
     }
     DONE
 }
 
-fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>) {
+fn raw(
+    r: &Request,
+    client: &Connection,
+    backend: &ffi::proxy_conn_rec,
+    backconn: &Connection,
+    surplus: Vec<u8>,
+    idle: Option<Duration>,
+    frames: Option<(Frames, Frames)>,
+) {
     // Bytes read from the client through httpd's filters are counted by mod_logio already.
     let client_filtered = std::cell::Cell::new(0u64);
     // Writes may wait as long as httpd would let a blocking write wait on either side.
@@ -78,6 +89,7 @@ fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn
         write_stall: (stall > 0).then(|| Duration::from_micros(stall as u64)),
         stop_fd: super::shutdown::stop_fd(),
         on_signal: Some(notice_mpm_stopping),
+        polite: Some(super::shutdown::polite_until),
         handoff_at: async_handoff_at(r),
     };
     let ends = Ends {
@@ -86,11 +98,16 @@ fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn
         backend_pre: surplus,
         client_buffered: Some(buffered(client, Some(&client_filtered))),
         backend_buffered: Some(buffered(backconn, None)),
+        frames,
     };
     let mut out = relay::run(ends, limits);
     client.logio_add(out.client_to_backend.saturating_sub(client_filtered.get()), out.backend_to_client);
     if matches!(out.end, End::Handoff) {
-        match handoff(r, client, backend, backconn, idle) {
+        let frames = match &out.frames {
+            (Some(c), Some(b)) => Some((c.clone(), b.clone())),
+            _ => None,
+        };
+        match handoff(r, client, backend, backconn, idle, frames.clone()) {
             Ok(()) => {
                 rlog!(
                     r,
@@ -109,6 +126,7 @@ fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn
                     backend_pre: Vec::new(),
                     client_buffered: None,
                     backend_buffered: None,
+                    frames,
                 };
                 let more = relay::run(ends, Limits { handoff_at: None, ..limits });
                 client.logio_add(more.client_to_backend, more.backend_to_client);
@@ -116,6 +134,7 @@ fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn
                     client_to_backend: out.client_to_backend + more.client_to_backend,
                     backend_to_client: out.backend_to_client + more.backend_to_client,
                     end: more.end,
+                    frames: more.frames,
                 };
             }
         }
@@ -131,6 +150,7 @@ fn raw(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn
             idle.unwrap_or_default()
         ),
         End::Shutdown => rlog!(r, INFO, "WST02007: httpd child is stopping: tunnel closed; {bytes}"),
+        End::GoingAway => rlog!(r, INFO, "WST02014: httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away); {bytes}"),
         End::Handoff => unreachable!("a handoff either succeeds or relays on"),
         End::WriteStalled(side) => rlog!(
             r,

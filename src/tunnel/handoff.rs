@@ -6,6 +6,7 @@ use crate::ffi;
 use crate::httpd::log::{INFO, WARNING};
 use crate::httpd::worker::Busy;
 use crate::httpd::{Connection, Request};
+use crate::frames::Frames;
 use crate::rlog;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,7 +60,14 @@ fn dup_owned(fd: RawFd) -> std::io::Result<OwnedFd> {
 /// client connection is marked aborted so httpd closes its copy without a FIN or lingering
 /// close; the backend connection goes back to mod_proxy (closed, so never reused) when the
 /// handler returns; the worker's busy count is held until the tunnel really ends.
-pub fn handoff(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, backconn: &Connection, idle: Option<Duration>) -> std::io::Result<()> {
+pub fn handoff(
+    r: &Request,
+    client: &Connection,
+    backend: &ffi::proxy_conn_rec,
+    backconn: &Connection,
+    idle: Option<Duration>,
+    frames: Option<(Frames, Frames)>,
+) -> std::io::Result<()> {
     let cfd = dup_owned(client.fd().expect("raw ends have a socket"))?;
     let bfd = dup_owned(backconn.fd().expect("raw ends have a socket"))?;
     // SAFETY: the request's worker belongs to this child's configuration.
@@ -73,6 +81,7 @@ pub fn handoff(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, 
             detached::Ending::Failed(side, e) => format!("{side} connection failed: {e}"),
             detached::Ending::Idle => "idle (ProxyWebsocketIdleTimeout)".to_string(),
             detached::Ending::Shutdown => "httpd child stopping".to_string(),
+            detached::Ending::GoingAway => "httpd child stopping: both sides closed with WebSocket Close 1001 (Going Away)".to_string(),
         };
         let msg = format!(
             "WST02011: asynchronous tunnel ended: {what} 101 {}ms, {} bytes client to backend, {} bytes backend to client; {how}",
@@ -83,7 +92,7 @@ pub fn handoff(r: &Request, client: &Connection, backend: &ffi::proxy_conn_rec, 
         // The server_rec (a virtual host) lives in the configuration pool for the child's life.
         crate::httpd::log::server(file!(), line!(), server as *const ffi::server_rec, INFO, 0, &msg);
     });
-    let tunnel = detached::Tunnel { client: cfd, backend: bfd, idle, on_end };
+    let tunnel = detached::Tunnel { client: cfd, backend: bfd, idle, frames, on_end };
     match detached::spawn(tunnel) {
         Ok(()) => {
             client.set_aborted();

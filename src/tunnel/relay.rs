@@ -5,7 +5,8 @@
 //!
 //! Pure Rust over file descriptors: unit-tested with socket pairs, no httpd needed.
 
-use super::sys::{self, make_pipe, recv, send, set_keepalive, set_nonblocking, socket_error, splice};
+use super::sys::{self, going_away, make_pipe, recv, send, set_keepalive, set_nonblocking, socket_error, splice};
+use crate::frames::Frames;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -42,6 +43,9 @@ pub enum End {
     WriteStalled(Side),
     /// The process is shutting down.
     Shutdown,
+    /// The process is shutting down and the WebSocket tunnel ended politely: each side got a
+    /// Close frame (1001 Going Away, or its peer's own Close) at a frame boundary and answered.
+    GoingAway,
     /// `Limits::handoff_at` passed with nothing in flight: the sockets may change hands.
     Handoff,
 }
@@ -57,6 +61,9 @@ pub struct Limits {
     /// Called when a signal interrupts the wait: prefork tells a busy child about a graceful
     /// restart only by a signal (its child_stopping hook runs after the request).
     pub on_signal: Option<fn()>,
+    /// Asked when `stop_fd` fires: Some(deadline) if the tunnel may end politely (WebSocket
+    /// Close 1001 at frame boundaries) until then, None if it must end now.
+    pub polite: Option<fn() -> Option<Instant>>,
     /// From this moment on, return [`End::Handoff`] as soon as no byte is in flight in either
     /// direction and httpd's buffers are drained (asynchronous tunnels).
     pub handoff_at: Option<Instant>,
@@ -68,6 +75,8 @@ pub struct Outcome {
     pub client_to_backend: u64,
     pub backend_to_client: u64,
     pub end: End,
+    /// Where each direction's frames stand (WebSocket tunnels), for whoever relays on.
+    pub frames: (Option<Frames>, Option<Frames>),
 }
 
 /// Reads bytes that httpd already buffered for a side (through its input filters), without
@@ -76,6 +85,16 @@ pub type Buffered<'a> = Box<dyn FnMut(&mut [u8]) -> io::Result<usize> + 'a>;
 
 /// How long a tunnel keeps its buffers without traffic.
 const RELEASE_AFTER: Duration = Duration::from_secs(1);
+
+/// A direction's part in a polite end (WebSocket tunnels in a draining child).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Polite {
+    Off,
+    /// Reading up to the next frame boundary only, then a Close goes to `dst`.
+    Closing,
+    /// A Close went to `dst` (then a FIN); `src` is read and discarded until its own Close.
+    Closed,
+}
 
 /// One direction: reads `src` (first through `buffered`, if any), writes `dst`.
 struct Pipe<'a> {
@@ -97,11 +116,18 @@ struct Pipe<'a> {
     splicing: bool,
     kernel_pipe: Option<(OwnedFd, OwnedFd)>,
     in_pipe: usize,
+    /// Frame boundaries of `src`'s stream (WebSocket tunnels only).
+    frames: Option<Frames>,
+    polite: Polite,
 }
 
 impl<'a> Pipe<'a> {
-    fn new(src: (RawFd, Side), dst: (RawFd, Side), pre: Vec<u8>, buffered: Option<Buffered<'a>>) -> Pipe<'a> {
+    fn new(src: (RawFd, Side), dst: (RawFd, Side), pre: Vec<u8>, buffered: Option<Buffered<'a>>, frames: Option<Frames>) -> Pipe<'a> {
         let end = pre.len();
+        let frames = frames.map(|mut f| {
+            f.feed(&pre);
+            f
+        });
         Pipe {
             buffered,
             src: src.0,
@@ -118,6 +144,8 @@ impl<'a> Pipe<'a> {
             splicing: false,
             kernel_pipe: None,
             in_pipe: 0,
+            frames,
+            polite: Polite::Off,
         }
     }
 
@@ -126,6 +154,11 @@ impl<'a> Pipe<'a> {
     }
 
     fn wants_read(&self) -> bool {
+        match self.polite {
+            Polite::Closed => return !self.eof_in && !self.frames.as_ref().is_some_and(Frames::close_seen),
+            Polite::Closing if self.frames.as_ref().is_some_and(|f| f.at_boundary() || f.close_seen()) => return false,
+            _ => {}
+        }
         // Bytes in the buffer come before bytes in the pipe: one of them at a time.
         !self.eof_in && self.in_pipe == 0 && if self.splicing { self.end == self.start } else { self.end - self.start < BUF_SIZE }
     }
@@ -145,13 +178,28 @@ impl<'a> Pipe<'a> {
         !self.buf.is_empty() || self.kernel_pipe.is_some()
     }
 
+    /// How many bytes may be read next without passing what the frames allow: unseen
+    /// (spliced) bytes must be payload; a closing direction stops at the next boundary.
+    fn read_limit(&self, unseen: bool) -> usize {
+        match &self.frames {
+            None => BUF_SIZE,
+            Some(f) if unseen => f.payload_left().min(BUF_SIZE as u64) as usize,
+            Some(f) if self.polite == Polite::Closing => f.to_boundary().min(BUF_SIZE),
+            Some(_) => BUF_SIZE,
+        }
+    }
+
     /// Splices from `src` into the kernel pipe (made on first use).
     fn splice_in(&mut self) -> io::Result<usize> {
         if self.kernel_pipe.is_none() {
             self.kernel_pipe = Some(make_pipe()?);
         }
         let (_, w) = self.kernel_pipe.as_ref().expect("made above");
-        splice(self.src, w.as_raw_fd(), BUF_SIZE)
+        let n = splice(self.src, w.as_raw_fd(), self.read_limit(true))?;
+        if let Some(f) = self.frames.as_mut() {
+            f.skip(n);
+        }
+        Ok(n)
     }
 
     fn splice_out(&mut self) -> io::Result<usize> {
@@ -162,7 +210,7 @@ impl<'a> Pipe<'a> {
     /// Nothing in flight, httpd's buffers drained, still open both ways: the state a tunnel
     /// can be handed over in (half-closed tunnels stay where they are).
     fn quiet(&self) -> bool {
-        !self.pending() && self.buffered.is_none() && !self.eof_in && !self.shut_out
+        !self.pending() && self.buffered.is_none() && !self.eof_in && !self.shut_out && self.polite == Polite::Off
     }
 
     /// Bytes may be waiting in httpd's buffers, where poll cannot see them.
@@ -171,14 +219,72 @@ impl<'a> Pipe<'a> {
     }
 
     fn read(&mut self) -> io::Result<usize> {
-        let end = self.end;
+        let (end, limit) = (self.end, self.end + self.read_limit(false).min(self.buf.len() - self.end));
+        let mut n = None;
         if let Some(f) = self.buffered.as_mut() {
-            match f(&mut self.buf[end..]) {
+            match f(&mut self.buf[end..limit]) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.buffered = None,
-                other => return other,
+                other => n = Some(other?),
             }
         }
-        recv(self.src, &mut self.buf[end..])
+        let n = match n {
+            Some(n) => n,
+            None => recv(self.src, &mut self.buf[end..limit])?,
+        };
+        if let Some(f) = self.frames.as_mut() {
+            f.feed(&self.buf[end..end + n]);
+        }
+        Ok(n)
+    }
+
+    /// After its Close went out, what `src` still sends is read (so that closing the socket
+    /// does not reset it) and dropped, watching for `src`'s own Close.
+    fn discard(&mut self) -> Result<(), End> {
+        let mut scratch = [0u8; 4096];
+        while self.wants_read() {
+            match recv(self.src, &mut scratch) {
+                Ok(0) => self.eof_in = true,
+                Ok(n) => {
+                    if let Some(f) = self.frames.as_mut() {
+                        f.feed(&scratch[..n]);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                // The peer is gone: nothing more to wait for.
+                Err(_) => self.eof_in = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// A closing direction that reached a frame boundary with nothing in flight sends its
+    /// Close (unless `src`'s own Close or FIN already went that way).
+    fn close_if_due(&mut self) {
+        if self.polite != Polite::Closing || self.pending() {
+            return;
+        }
+        let Some(f) = &self.frames else { return };
+        if f.close_seen() || self.eof_in {
+            self.polite = Polite::Closed;
+        } else if f.at_boundary() {
+            self.buf = going_away(self.dst_side == Side::Backend);
+            (self.start, self.end) = (0, self.buf.len());
+            self.polite = Polite::Closed;
+        }
+    }
+
+    /// Whether this direction may take part in a polite end.
+    fn can_close_politely(&self) -> bool {
+        self.shut_out || self.frames.as_ref().is_some_and(|f| !f.lost())
+    }
+
+    fn start_closing(&mut self) {
+        self.polite = if self.shut_out { Polite::Closed } else { Polite::Closing };
+    }
+
+    /// Its Close (and FIN) went out and `src` answered with its own Close or a FIN.
+    fn closed_politely(&self) -> bool {
+        self.polite == Polite::Closed && self.shut_out && (self.eof_in || self.frames.as_ref().is_some_and(Frames::close_seen))
     }
 
     /// Moves bytes until nothing more can be done without waiting. `readable`/`writable`
@@ -187,6 +293,10 @@ impl<'a> Pipe<'a> {
         let mut reads = 0;
         loop {
             let mut progressed = false;
+            if readable && self.polite == Polite::Closed {
+                self.discard()?;
+                readable = false;
+            }
             if writable && self.pending() {
                 let from_pipe = self.end == self.start;
                 let sent = if from_pipe { self.splice_out() } else { send(self.dst, &self.buf[self.start..self.end]) };
@@ -210,7 +320,7 @@ impl<'a> Pipe<'a> {
                     Err(e) => return Err(End::Failed(self.dst_side, e)),
                 }
             }
-            if readable && self.wants_read() && self.splicing && reads < MAX_READS_PER_WAKE {
+            if readable && self.wants_read() && self.splicing && self.read_limit(true) > 0 && reads < MAX_READS_PER_WAKE {
                 reads += 1;
                 // Progress or not, the loop goes round: the write side is next.
                 match self.splice_in() {
@@ -260,7 +370,12 @@ impl<'a> Pipe<'a> {
                 break;
             }
         }
-        if self.eof_in && !self.pending() && !self.shut_out {
+        self.close_if_due();
+        if self.pending() && writable {
+            // The Close just queued goes out now if it can.
+            return self.pump(false, true, activity);
+        }
+        if (self.eof_in || self.polite == Polite::Closed) && !self.pending() && !self.shut_out {
             // Half-close: the peer sees FIN only after every earlier byte.
             // SAFETY: shutdown(2) on an fd the caller keeps open for the relay's duration.
             let rc = unsafe { libc::shutdown(self.dst, libc::SHUT_WR) };
@@ -287,6 +402,9 @@ pub struct Ends<'a> {
     /// What httpd buffered on each side, read before the sockets themselves.
     pub client_buffered: Option<Buffered<'a>>,
     pub backend_buffered: Option<Buffered<'a>>,
+    /// For WebSocket tunnels, where each direction's frames stand (client to backend,
+    /// backend to client) when the relay starts; None for other protocols.
+    pub frames: Option<(Frames, Frames)>,
 }
 
 /// Relays until both directions are finished, a side fails, or a timeout fires.
@@ -295,18 +413,21 @@ pub fn run(ends: Ends, limits: Limits) -> Outcome {
     for fd in [ends.client, ends.backend] {
         if let Err(e) = set_nonblocking(fd) {
             let side = if fd == ends.client { Side::Client } else { Side::Backend };
-            return Outcome { client_to_backend: 0, backend_to_client: 0, end: End::Failed(side, e) };
+            return Outcome { client_to_backend: 0, backend_to_client: 0, end: End::Failed(side, e), frames: (None, None) };
         }
         set_keepalive(fd);
     }
-    let mut c2b = Pipe::new((ends.client, Side::Client), (ends.backend, Side::Backend), Vec::new(), ends.client_buffered);
-    let mut b2c = Pipe::new((ends.backend, Side::Backend), (ends.client, Side::Client), ends.backend_pre, ends.backend_buffered);
+    let (cf, bf) = ends.frames.map_or((None, None), |(c, b)| (Some(c), Some(b)));
+    let mut c2b = Pipe::new((ends.client, Side::Client), (ends.backend, Side::Backend), Vec::new(), ends.client_buffered, cf);
+    let mut b2c = Pipe::new((ends.backend, Side::Backend), (ends.client, Side::Client), ends.backend_pre, ends.backend_buffered, bf);
     let end = relay_loop(&mut c2b, &mut b2c, limits);
-    Outcome { client_to_backend: c2b.moved, backend_to_client: b2c.moved, end }
+    Outcome { client_to_backend: c2b.moved, backend_to_client: b2c.moved, end, frames: (c2b.frames, b2c.frames) }
 }
 
 fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
     let mut activity = Instant::now();
+    // Set when the child's drain lets the tunnel end politely: the moment it must be over.
+    let mut polite_until: Option<Instant> = None;
     // First pass: everything may be ready (and bytes may already be buffered).
     let (mut c_in, mut c_out, mut b_in, mut b_out) = (true, true, true, true);
     loop {
@@ -316,7 +437,11 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
         if let Err(end) = b2c.pump(b_in, c_out, &mut activity) {
             return end;
         }
-        if c2b.shut_out && b2c.shut_out {
+        if polite_until.is_some() {
+            if c2b.closed_politely() && b2c.closed_politely() {
+                return End::GoingAway;
+            }
+        } else if c2b.shut_out && b2c.shut_out {
             return End::Closed;
         }
         if limits.handoff_at.is_some_and(|t| Instant::now() >= t) && c2b.quiet() && b2c.quiet() {
@@ -328,7 +453,7 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
         let mut fds = [
             libc::pollfd { fd: c2b.src, events: ev(c2b.wants_read(), b2c.pending()), revents: 0 },
             libc::pollfd { fd: b2c.src, events: ev(b2c.wants_read(), c2b.pending()), revents: 0 },
-            libc::pollfd { fd: limits.stop_fd.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: if polite_until.is_some() { -1 } else { limits.stop_fd.unwrap_or(-1) }, events: libc::POLLIN, revents: 0 },
         ];
         // An fd we neither read nor write is left out: a hang-up on it would otherwise wake
         // poll forever. Its fate shows on the next read or write.
@@ -349,7 +474,7 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
             let t = (activity + RELEASE_AFTER).max(now);
             deadline = Some(deadline.map_or(t, |x| x.min(t)));
         }
-        if let Some(t) = limits.handoff_at {
+        for t in [limits.handoff_at, polite_until].into_iter().flatten() {
             deadline = Some(deadline.map_or(t, |x| x.min(t)));
         }
         if let Some(stall) = limits.write_stall {
@@ -385,6 +510,9 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
         }
         if n == 0 {
             let now = Instant::now();
+            if polite_until.is_some_and(|t| now >= t) {
+                return End::Shutdown;
+            }
             if limits.idle.is_some_and(|d| now >= activity + d) {
                 return End::Idle;
             }
@@ -400,7 +528,16 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
             continue;
         }
         if fds[2].revents != 0 {
-            return End::Shutdown;
+            match limits.polite.and_then(|f| f()) {
+                Some(t) if c2b.can_close_politely() && b2c.can_close_politely() => {
+                    polite_until = Some(t);
+                    c2b.start_closing();
+                    b2c.start_closing();
+                    (c_in, c_out, b_in, b_out) = (true, true, true, true);
+                    continue;
+                }
+                _ => return End::Shutdown,
+            }
         }
         // Errors and hang-ups surface through the next read or write on that fd.
         let bad = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
@@ -456,7 +593,7 @@ mod tests {
                 Ok(n)
             });
             let out = run(
-                Ends { client: client.as_raw_fd(), backend: backend.as_raw_fd(), backend_pre: bpre, client_buffered: Some(src), backend_buffered: None },
+                Ends { client: client.as_raw_fd(), backend: backend.as_raw_fd(), backend_pre: bpre, client_buffered: Some(src), backend_buffered: None, frames: None },
                 limits,
             );
             drop((client, backend));
@@ -565,6 +702,89 @@ mod tests {
         assert!(matches!(out.end, End::Idle));
         assert!(t0.elapsed() >= Duration::from_millis(900), "{:?}", t0.elapsed());
         assert_eq!(out.client_to_backend, 4);
+    }
+
+    fn polite_for_5s() -> Option<Instant> {
+        Some(Instant::now() + Duration::from_secs(5))
+    }
+
+    /// A binary frame from a client (masked), `len` payload bytes.
+    pub(crate) fn masked_frame(len: usize) -> Vec<u8> {
+        let mut f = vec![0x82, 0x80 | 126];
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+        f.extend_from_slice(&[9, 8, 7, 6]);
+        f.extend((0..len).map(|i| i as u8));
+        f
+    }
+
+    /// Reads until EOF; panics after 5 s.
+    pub(crate) fn read_all(s: &mut TcpStream) -> Vec<u8> {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut v = Vec::new();
+        s.read_to_end(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn a_drain_closes_each_side_with_1001_at_the_next_frame_boundary() {
+        let ((mut cl, rc), (rb, mut be)) = pairs();
+        // SAFETY: eventfd with constant flags; closed below.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK) };
+        let limits = Limits { stop_fd: Some(efd), polite: Some(polite_for_5s), ..Limits::default() };
+        let frame = masked_frame(1000);
+        let h = thread::spawn(move || {
+            let out = run(
+                Ends {
+                    client: rc.as_raw_fd(),
+                    backend: rb.as_raw_fd(),
+                    backend_pre: Vec::new(),
+                    client_buffered: None,
+                    backend_buffered: None,
+                    frames: Some(Default::default()),
+                },
+                limits,
+            );
+            drop((rc, rb));
+            out
+        });
+        // Half a frame from the client is in flight when the drain begins.
+        cl.write_all(&frame[..500]).unwrap();
+        let mut got = vec![0u8; 500];
+        be.read_exact(&mut got).unwrap();
+        let one = 1u64;
+        // SAFETY: 8-byte write from a valid u64 to our eventfd.
+        unsafe { libc::write(efd, (&one as *const u64).cast(), 8) };
+        // The client is between frames: its Close comes at once, then the FIN.
+        assert_eq!(read_all(&mut cl), crate::frames::close_frame(1001, None));
+        // The backend gets the rest of the frame first, then a masked Close 1001 and the FIN.
+        thread::sleep(Duration::from_millis(100));
+        cl.write_all(&frame[500..]).unwrap();
+        let rest = read_all(&mut be);
+        let (tail, close) = rest.split_at(frame.len() - 500);
+        assert_eq!(tail, &frame[500..]);
+        assert_eq!((close.len(), close[0], close[1]), (8, 0x88, 0x82));
+        assert_eq!([close[6] ^ close[2], close[7] ^ close[3]], [0x03, 0xe9]);
+        // Both answer with their Close: the tunnel is over, politely.
+        cl.write_all(&crate::frames::close_frame(1001, Some([1, 2, 3, 4]))).unwrap();
+        be.write_all(&crate::frames::close_frame(1001, None)).unwrap();
+        let out = h.join().unwrap();
+        assert!(matches!(out.end, End::GoingAway), "{:?}", out.end);
+        // SAFETY: closing the eventfd we created.
+        unsafe { libc::close(efd) };
+    }
+
+    #[test]
+    fn a_drain_without_websocket_framing_ends_at_once() {
+        let ((_cl, rc), (rb, _be)) = pairs();
+        // SAFETY: eventfd with constant flags; closed below.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK) };
+        let h = spawn_relay(rc, rb, b"", b"", Limits { stop_fd: Some(efd), polite: Some(polite_for_5s), ..Limits::default() });
+        let one = 1u64;
+        // SAFETY: 8-byte write from a valid u64 to our eventfd.
+        unsafe { libc::write(efd, (&one as *const u64).cast(), 8) };
+        assert!(matches!(h.join().unwrap().end, End::Shutdown));
+        // SAFETY: closing the eventfd we created.
+        unsafe { libc::close(efd) };
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! ends tunnels at once. A graceful restart or stop lets them run for GracefulShutdownTimeout
 //! (less a margin, so the child exits before httpd resorts to signals, which a child whose
 //! threads are all busy never handles); with no timeout (0) they run until they end, as stock.
+//! The last second of that time is the polite end: WebSocket tunnels get a Close frame (1001,
+//! Going Away) on both sides at the next frame boundary, so browsers see a clean close and
+//! reconnect; whatever is still open at the deadline is closed.
 
 use once_cell::sync::OnceCell;
 use std::os::fd::RawFd;
@@ -13,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The polite end has begun (see the module's documentation).
+static CLOSING: AtomicBool = AtomicBool::new(false);
 /// Created lazily by the first tunnel, so in the child process, never in httpd's parent
 /// (an fd inherited through fork would be shared by every child).
 static EVENT_FD: OnceCell<RawFd> = OnceCell::new();
@@ -35,7 +40,7 @@ fn event_fd() -> Option<RawFd> {
 /// The fd a relay polls for readability to learn that the child is stopping.
 pub fn stop_fd() -> Option<RawFd> {
     let fd = event_fd()?;
-    if STOPPING.load(Ordering::Acquire) {
+    if STOPPING.load(Ordering::Acquire) || CLOSING.load(Ordering::Acquire) {
         signal(fd);
     }
     Some(fd)
@@ -50,6 +55,8 @@ fn signal(fd: RawFd) {
 
 /// How long before httpd's deadline tunnels are closed, so that the child exits on its own.
 const MARGIN: Duration = Duration::from_millis(500);
+/// How long before that the polite end begins (at most half the grace period).
+const POLITE: Duration = Duration::from_secs(1);
 
 /// Whether tunnels must end now (for relays that cannot poll [`stop_fd`]).
 pub fn stopping() -> bool {
@@ -93,11 +100,32 @@ pub fn child_stopping(graceful: bool, graceful_shutdown_timeout_secs: i32) {
     let mut deadline = DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner());
     if deadline.is_none() {
         *deadline = Some(Instant::now() + grace);
+        let polite = grace - POLITE.min(grace / 2);
         let _ = std::thread::Builder::new().name("wst-drain".into()).spawn(move || {
-            std::thread::sleep(grace);
+            std::thread::sleep(polite);
+            close_politely();
+            std::thread::sleep(grace - polite);
             stop_now();
         });
     }
+}
+
+/// Begins the polite end: relays learn of it through [`stop_fd`] and [`polite_until`].
+fn close_politely() {
+    CLOSING.store(true, Ordering::Release);
+    super::detached::close_politely();
+    if let Some(fd) = EVENT_FD.get() {
+        signal(*fd);
+    }
+}
+
+/// During the polite end, when tunnels must be over; None when they must end now (or the
+/// child is not stopping).
+pub fn polite_until() -> Option<Instant> {
+    if STOPPING.load(Ordering::Acquire) || !CLOSING.load(Ordering::Acquire) {
+        return None;
+    }
+    *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Ends every tunnel of this process now.

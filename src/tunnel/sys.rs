@@ -103,3 +103,20 @@ pub fn set_keepalive(fd: RawFd) {
     }
 }
 
+
+/// A Close frame with code 1001 for `to`: masked with a fresh key towards the backend
+/// (frames from a client must be masked, RFC 6455 §5.3), unmasked towards the client.
+pub fn going_away(to_backend: bool) -> Vec<u8> {
+    let mask = to_backend.then(|| {
+        let mut k = [0u8; 4];
+        // SAFETY: getrandom(2) writes at most 4 bytes into `k`.
+        let n = unsafe { libc::getrandom(k.as_mut_ptr().cast(), 4, libc::GRND_NONBLOCK) };
+        if n != 4 {
+            // The mask only keeps intermediaries from mistaking frames for requests; any key
+            // the peer cannot predict will do.
+            k = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos()).to_le_bytes();
+        }
+        k
+    });
+    crate::frames::close_frame(crate::frames::GOING_AWAY, mask)
+}
