@@ -59,7 +59,8 @@ pub struct Limits {
     /// Becomes readable when the relay must stop (the httpd child is shutting down).
     pub stop_fd: Option<RawFd>,
     /// Called when a signal interrupts the wait: prefork tells a busy child about a graceful
-    /// restart only by a signal (its child_stopping hook runs after the request).
+    /// restart only by a signal (its child_stopping hook runs after the request). Signals are
+    /// held while the relay works, so each one interrupts a wait.
     pub on_signal: Option<fn()>,
     /// Asked when `stop_fd` fires: Some(deadline) if the tunnel may end politely (WebSocket
     /// Close 1001 at frame boundaries) until then, None if it must end now.
@@ -425,6 +426,7 @@ pub fn run(ends: Ends, limits: Limits) -> Outcome {
 }
 
 fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
+    let signals = sys::SignalsHeld::new();
     let mut activity = Instant::now();
     // Set when the child's drain lets the tunnel end politely: the moment it must be over.
     let mut polite_until: Option<Instant> = None;
@@ -486,24 +488,22 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
             }
         }
         let (c_forced, b_forced) = (c2b.has_buffered(), b2c.has_buffered());
-        let timeout_ms: libc::c_int = match deadline {
+        let timeout_ms = match deadline {
             _ if c_forced || b_forced => 0,
             None => -1,
-            Some(d) => d.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as libc::c_int,
+            Some(d) => d.saturating_duration_since(now).as_millis().min(i64::MAX as u128) as i64,
         };
-        // SAFETY: `fds` is a valid array of three pollfd structs for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, timeout_ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
+        let n = match signals.poll(&mut fds, timeout_ms) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 if let Some(f) = limits.on_signal {
                     f();
                 }
                 (c_in, c_out, b_in, b_out) = (false, false, false, false);
                 continue;
             }
-            return End::Failed(Side::Client, e);
-        }
+            Err(e) => return End::Failed(Side::Client, e),
+        };
         if n == 0 && (c_forced || b_forced) {
             (c_in, c_out, b_in, b_out) = (c_forced, false, b_forced, false);
             continue;

@@ -81,8 +81,9 @@ pub fn child_exit(graceful_shutdown_timeout_secs: i32) {
         return;
     }
     if !STOPPING.load(Ordering::Acquire) {
+        // Starts the drain (with its polite end) unless the child_stopping hook did.
+        child_stopping(true, graceful_shutdown_timeout_secs);
         let deadline = *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = deadline.or_else(|| grace(graceful_shutdown_timeout_secs).map(|g| Instant::now() + g));
         super::detached::wait_until_none(deadline);
     }
     stop_now();

@@ -120,3 +120,50 @@ pub fn going_away(to_backend: bool) -> Vec<u8> {
     });
     crate::frames::close_frame(crate::frames::GOING_AWAY, mask)
 }
+
+/// Asynchronous signals held back while a relay thread works and let in only while it waits
+/// in [`SignalsHeld::poll`], so a signal can never slip in between two waits unnoticed: prefork
+/// tells a busy child about a graceful stop only by a signal, which must interrupt the wait.
+pub struct SignalsHeld {
+    old: libc::sigset_t,
+}
+
+impl SignalsHeld {
+    pub fn new() -> SignalsHeld {
+        // SAFETY: sigset_t is plain data; the sig* calls initialise and edit sets we own, and
+        // pthread_sigmask changes only this thread's mask (restored on drop).
+        unsafe {
+            let mut held: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut held);
+            // Faults must stay deliverable where they happen.
+            for s in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP, libc::SIGABRT] {
+                libc::sigdelset(&mut held, s);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &held, &mut old);
+            SignalsHeld { old }
+        }
+    }
+
+    /// poll(2) with the thread's own signal mask in force while it waits (ppoll); a negative
+    /// `timeout_ms` waits forever.
+    pub fn poll(&self, fds: &mut [libc::pollfd], timeout_ms: i64) -> io::Result<usize> {
+        let ts = (timeout_ms >= 0).then(|| libc::timespec { tv_sec: timeout_ms / 1000, tv_nsec: (timeout_ms % 1000) * 1_000_000 });
+        let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `fds` is a valid slice of pollfd, `tsp` is null or points to `ts`, which
+        // outlives the call, and `old` is an initialised signal set.
+        let n = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, tsp, &self.old) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask this thread had when the value was made.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}

@@ -36,6 +36,8 @@ pub enum Event {
     AfterFin(usize),
     /// `/raw-hold`: the client side ended.
     Eof(Instant),
+    /// A WebSocket echo received a Close frame with this code (None: no code).
+    Close(Option<u16>),
 }
 
 #[derive(Clone)]
@@ -262,11 +264,11 @@ async fn serve<S: Conn>(mut sock: S, ev: Arc<Mutex<Vec<Event>>>, name: String) -
     cfg.max_frame_size = Some(64 << 20);
     let stream = PrefixedStream { prefix: buf, inner: sock };
     let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(cfg)).await;
-    echo(ws).await;
+    echo(ws, ev).await;
     Ok(())
 }
 
-async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(ws: WebSocketStream<S>) {
+async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(ws: WebSocketStream<S>, ev: Arc<Mutex<Vec<Event>>>) {
     let (mut tx, mut rx) = ws.split();
     while let Some(Ok(m)) = rx.next().await {
         use tokio_tungstenite::tungstenite::Message;
@@ -276,6 +278,7 @@ async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(ws: WebSo
                     return;
                 }
             }
+            Message::Close(frame) => ev.lock().unwrap().push(Event::Close(frame.map(|f| f.code.into()))),
             // tungstenite answers pings and the close handshake itself as it reads; after
             // a close, reading on drives the reply out and then ends.
             _ => {}

@@ -1,0 +1,117 @@
+//! Graceful stop and restart end WebSocket tunnels politely: they keep working during the
+//! drain, then both sides get a Close frame with 1001 (Going Away) at a frame boundary, so
+//! clients see a clean close instead of an abnormal one (1006), and a message in flight
+//! arrives whole first. Synchronous and asynchronous tunnels alike.
+
+mod common;
+use common::*;
+use futures_util::StreamExt;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use wskit::backend::Event;
+use wskit::raw;
+
+fn server(b: &Backend) -> Httpd {
+    Httpd::start(Config::new("drain.conf.in").ports(1).var("BACKEND", format!("127.0.0.1:{}", b.port())))
+}
+
+/// A masked binary frame of `len` bytes, as a client sends it.
+fn client_frame(len: usize) -> Vec<u8> {
+    let mut f = vec![0x82, 0x80 | 127];
+    f.extend_from_slice(&(len as u64).to_be_bytes());
+    let key = [0x11, 0x22, 0x33, 0x44];
+    f.extend_from_slice(&key);
+    f.extend((0..len).map(|i| (i % 251) as u8 ^ key[i % 4]));
+    f
+}
+
+/// A raw WebSocket through httpd with half of a 200 KB message sent.
+fn half_sent(port: u16) -> (TcpStream, Vec<u8>) {
+    let mut s = raw::connect(port);
+    s.write_all(raw::handshake("/echo/drain", "").as_bytes()).unwrap();
+    let resp = raw::read_response(&mut s);
+    assert_eq!(resp.status, 101, "{}", resp.head);
+    let frame = client_frame(200_000);
+    s.write_all(&frame[..frame.len() / 2]).unwrap();
+    (s, frame[frame.len() / 2..].to_vec())
+}
+
+fn wait_count(h: &Httpd, needle: &str, n: usize, t: Duration) -> usize {
+    let end = Instant::now() + t;
+    loop {
+        let c = h.error_log().matches(needle).count();
+        if c >= n || Instant::now() > end {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn expect_going_away(ws: &mut Ws) {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("no close within 5 s");
+        match m {
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(f.code, CloseCode::Away);
+                break;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected Close 1001, got {other:?}"),
+        }
+    }
+    // Reading on sends our Close back and sees the end of the stream.
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {}
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_stop_closes_every_websocket_with_1001_at_a_frame_boundary() {
+    let b = Backend::start("drain");
+    let mut h = server(&b);
+    let (sync_url, async_url) = (h.url("/echo/drain"), format!("ws://127.0.0.1:{}/echo/drain", h.ports[0]));
+    let mut sync_ws = Vec::new();
+    let mut async_ws = Vec::new();
+    for _ in 0..5 {
+        sync_ws.push(connect(&sync_url).await.unwrap().0);
+        async_ws.push(connect(&async_url).await.unwrap().0);
+    }
+    let (mut raw_sync, rest_sync) = half_sent(h.port);
+    let (mut raw_async, rest_async) = half_sent(h.ports[0]);
+    assert_eq!(wait_count(&h, "WST02010", 6, Duration::from_secs(3)), 6, "{}", h.error_log());
+    let t0 = Instant::now();
+    h.signal(libc::SIGWINCH);
+    // The tunnels keep working during the drain.
+    for ws in sync_ws.iter_mut().chain(async_ws.iter_mut()).take(10) {
+        let m = Message::text("still here");
+        assert_eq!(echo(ws, m.clone()).await, m);
+    }
+    // A half-sent message holds its direction's Close back until it is complete; the other
+    // direction closes at once: the client gets 1001 while still sending.
+    for s in [&mut raw_sync, &mut raw_async] {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut close = [0u8; 4];
+        s.read_exact(&mut close).unwrap();
+        assert_eq!(close, [0x88, 0x02, 0x03, 0xe9]);
+    }
+    let closed_after = t0.elapsed();
+    assert!(closed_after > Duration::from_millis(1200), "closed {closed_after:?} after the signal: no drain");
+    for (s, rest) in [(&mut raw_sync, &rest_sync), (&mut raw_async, &rest_async)] {
+        s.write_all(rest).unwrap();
+        s.write_all(&raw::client_frame(8, &1001u16.to_be_bytes())).unwrap();
+    }
+    for ws in sync_ws.iter_mut().chain(async_ws.iter_mut()) {
+        expect_going_away(ws).await;
+    }
+    h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(4), "graceful stop took {took:?} (GracefulShutdownTimeout 3)");
+    // The backend saw a Close 1001 on every tunnel, after the whole message on the raw ones
+    // (its WebSocket parser would have failed on a Close inside a frame).
+    let closes = b.events().iter().filter(|e| matches!(e, Event::Close(Some(1001)))).count();
+    assert_eq!(closes, 12, "{:?}", b.events());
+    let log = h.stop();
+    assert_eq!(log.matches("WST02014").count(), 6, "{log}");
+    assert_eq!(log.matches("closed with WebSocket Close 1001").count(), 12, "{log}");
+}
