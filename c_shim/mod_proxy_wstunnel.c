@@ -22,6 +22,8 @@
 #include <apr_strings.h>
 #include <unistd.h>
 #include <mod_proxy.h>
+#include <mod_status.h>
+#include <apr_shm.h>
 
 #include "shim.h"
 
@@ -42,9 +44,51 @@ const command_rec wst_cmds[] = {
     {NULL}
 };
 
+/* The status board lives in anonymous shared memory made once, in httpd's parent, from its
+ * process-wide pool: children inherit it through fork, and it survives graceful restarts, so
+ * children of an old generation that are still draining tunnels stay on it. */
+typedef struct {
+    apr_shm_t *shm;
+    int slots;
+} wst_board;
+
+static void wst_board_attach(server_rec *s)
+{
+    wst_board *b = ap_retained_data_get("mod_proxy_wstunnel-board");
+    int limit = 0;
+    apr_status_t rv;
+
+    if (b == NULL) {
+        b = ap_retained_data_create("mod_proxy_wstunnel-board", sizeof *b);
+    }
+    if (b->shm == NULL) {
+        /* One slot per child process httpd may run, twice over for the generations that
+         * overlap in a graceful restart, and slot 0 for children that are gone. */
+        ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit);
+        b->slots = 2 * (limit > 0 ? limit : 16) + 1;
+        rv = apr_shm_create(&b->shm, wst_rs_status_board_size(b->slots), NULL, ap_pglobal);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
+                         "WST00005: cannot create the shared memory for the tunnels' status: "
+                         "mod_status will not show them");
+            b->shm = NULL;
+            return;
+        }
+        memset(apr_shm_baseaddr_get(b->shm), 0, wst_rs_status_board_size(b->slots));
+    }
+    wst_rs_status_attach(apr_shm_baseaddr_get(b->shm), b->slots);
+}
+
 static int wst_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s)
 {
+    wst_board_attach(s);
     return wst_rs_post_config(pconf, plog, ptemp, s);
+}
+
+static int wst_status_hook(request_rec *r, int flags)
+{
+    wst_rs_status(r, flags & AP_STATUS_SHORT, !(flags & AP_STATUS_NOTABLE), flags & AP_STATUS_EXTENDED);
+    return OK;
 }
 
 static apr_status_t wst_child_exit(void *unused)
@@ -56,7 +100,11 @@ static apr_status_t wst_child_exit(void *unused)
 
 static void wst_child_init(apr_pool_t *pchild, server_rec *s)
 {
+    int generation = 0;
+
     (void)s;
+    ap_mpm_query(AP_MPMQ_GENERATION, &generation);
+    wst_rs_child_init(generation);
     /* Runs when the child process exits, after its worker threads are done. */
     apr_pool_cleanup_register(pchild, NULL, wst_child_exit, apr_pool_cleanup_null);
 }
@@ -91,6 +139,7 @@ void wst_register_hooks(apr_pool_t *p)
     proxy_hook_canon_handler(wst_rs_canon, NULL, succ, APR_HOOK_FIRST);
     proxy_hook_scheme_handler(wst_rs_handler, NULL, succ, APR_HOOK_FIRST);
     proxy_hook_check_trans(wst_rs_check_trans, NULL, succ, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ap, status_hook, wst_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 int wst_log_r_enabled(const request_rec *r, int level)

@@ -3,7 +3,7 @@
 //! Layout, from the bottom up:
 //! - [`ffi`]: bindgen bindings and the C shim's helpers (the `-sys` layer);
 //! - [`httpd`]: small safe wrappers named after the C concepts (pool, request, connection, brigade, log);
-//! - pure logic, unit-tested without httpd: [`canon`], [`upgrade`], [`response`], [`config`], [`frames`];
+//! - pure logic, unit-tested without httpd: [`canon`], [`upgrade`], [`response`], [`config`], [`frames`], [`status`] (the board mod_status shows);
 //! - [`handler`]: the request's path through mod_proxy's hooks;
 //! - [`tunnel`]: the relay between client and backend;
 //! - [`module`]: the module record and the `extern "C"` entry points (panics stop there).
@@ -18,6 +18,7 @@ pub mod canon;
 pub mod config;
 pub mod frames;
 pub mod response;
+pub mod status;
 pub mod tunnel;
 pub mod upgrade;
 

@@ -222,7 +222,44 @@ pub extern "C" fn wst_rs_post_config(
 /// Cleanup of the child's pool: the child process is exiting.
 #[no_mangle]
 pub extern "C" fn wst_rs_child_exit(graceful_shutdown_timeout: c_int) {
-    guard("child_exit", |_| {}, (), || crate::tunnel::shutdown::child_exit(graceful_shutdown_timeout))
+    guard("child_exit", |_| {}, (), || {
+        crate::tunnel::shutdown::child_exit(graceful_shutdown_timeout);
+        crate::status::child_exited();
+    })
+}
+
+/// httpd's child_init hook: the child takes its slot on the status board.
+#[no_mangle]
+pub extern "C" fn wst_rs_child_init(generation: c_int) {
+    guard("child_init", |_| {}, (), || crate::status::child_started(generation.max(0) as u32))
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_status_board_size(slots: c_int) -> usize {
+    crate::status::board_size(slots.max(0) as usize)
+}
+
+/// The shim made the board's shared memory (post_config, in httpd's parent).
+#[no_mangle]
+pub extern "C" fn wst_rs_status_attach(base: *mut c_void, slots: c_int) {
+    // SAFETY: the shim passes apr_shm memory of wst_rs_status_board_size(slots) bytes, zeroed
+    // when made, page-aligned, from httpd's process-wide pool: it lives as long as the process.
+    guard("post_config", |_| {}, (), || unsafe { crate::status::attach(base.cast(), slots.max(0) as usize) })
+}
+
+/// mod_status's hook: our section of /server-status (HTML, or `?auto` lines).
+#[no_mangle]
+pub extern "C" fn wst_rs_status(r: *mut ffi::request_rec, short_report: c_int, tables: c_int, extended: c_int) {
+    request_guard(r, "status", |req| {
+        let (rows, total) = crate::status::snapshot();
+        let text = if short_report != 0 {
+            crate::status::render_auto(&rows, &total)
+        } else {
+            crate::status::render_html(&rows, &total, extended != 0, tables != 0)
+        };
+        req.write(text.as_bytes());
+        handler::OK
+    });
 }
 
 /// httpd's child_stopping hook (graceful restart, graceful stop, stop).

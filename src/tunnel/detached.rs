@@ -12,6 +12,7 @@ use once_cell::sync::OnceCell;
 use std::io;
 use super::sys::{going_away, make_pipe, recv, send, set_nonblocking, splice, CHUNK, SPLICE_SMALL};
 use crate::frames::Frames;
+use crate::status::Meter;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -52,6 +53,8 @@ pub struct Tunnel {
     /// Where each direction's WebSocket frames stand (client to backend, backend to client);
     /// None for other protocols.
     pub frames: Option<(Frames, Frames)>,
+    /// The tunnel's place on the status board, given up when it ends.
+    pub board: crate::status::Tunnel,
     /// Called once, on the runtime's thread, when the tunnel has ended and both sockets are closed.
     pub on_end: Box<dyn FnOnce(Report) + Send>,
 }
@@ -131,7 +134,9 @@ pub fn spawn(t: Tunnel) -> Result<(), (Tunnel, io::Error)> {
     rt.spawn(async move {
         let started = Instant::now();
         let on_end = t.on_end;
-        let (c2b, b2c, ending) = relay(t.client, t.backend, t.idle, t.frames, stop).await;
+        let meter = t.board.meter();
+        let (c2b, b2c, ending) = relay(t.client, t.backend, t.idle, t.frames, meter, stop).await;
+        drop(t.board);
         LIVE.fetch_sub(1, Ordering::AcqRel);
         on_end(Report { client_to_backend: c2b, backend_to_client: b2c, lifetime: started.elapsed(), ending });
     });
@@ -140,7 +145,14 @@ pub fn spawn(t: Tunnel) -> Result<(), (Tunnel, io::Error)> {
 
 /// Relays until both directions end, one fails, the tunnel idles out or the child stops.
 /// Both sockets are closed on return.
-async fn relay(client: OwnedFd, backend: OwnedFd, idle: Option<Duration>, frames: Option<(Frames, Frames)>, mut phase: Phases) -> (u64, u64, Ending) {
+async fn relay(
+    client: OwnedFd,
+    backend: OwnedFd,
+    idle: Option<Duration>,
+    frames: Option<(Frames, Frames)>,
+    meter: Meter,
+    mut phase: Phases,
+) -> (u64, u64, Ending) {
     let (c, b) = match (register(client), register(backend)) {
         (Ok(c), Ok(b)) => (c, b),
         (Err(e), _) => return (0, 0, Ending::Failed("client", e)),
@@ -154,8 +166,8 @@ async fn relay(client: OwnedFd, backend: OwnedFd, idle: Option<Duration>, frames
     let (p1, p2) = (phase.clone(), phase.clone());
     let both = async {
         let clock = Clock { start, last: &activity };
-        let to_backend = Direction { src: &c, dst: &b, names: ("client", "backend"), moved: &c2b, activity: clock };
-        let to_client = Direction { src: &b, dst: &c, names: ("backend", "client"), moved: &b2c, activity: clock };
+        let to_backend = Direction { src: &c, dst: &b, names: ("client", "backend"), moved: &c2b, shown: meter.client_to_backend, activity: clock };
+        let to_client = Direction { src: &b, dst: &c, names: ("backend", "client"), moved: &b2c, shown: meter.backend_to_client, activity: clock };
         // A failure in one direction ends the other too.
         match tokio::try_join!(to_backend.pump(cf, p1), to_client.pump(bf, p2)) {
             Ok((true, true)) => Ending::GoingAway,
@@ -221,6 +233,8 @@ struct Direction<'a> {
     dst: &'a AsyncFd<OwnedFd>,
     names: (&'static str, &'static str),
     moved: &'a AtomicU64,
+    /// The status board's counter for this direction.
+    shown: &'static AtomicU64,
     activity: Clock<'a>,
 }
 
@@ -275,6 +289,12 @@ impl Direction<'_> {
         }
     }
 
+    fn count(&self, n: usize) {
+        self.moved.fetch_add(n as u64, Ordering::Relaxed);
+        self.shown.fetch_add(n as u64, Ordering::Relaxed);
+        self.activity.touch();
+    }
+
     fn shut_dst(&self) {
         // SAFETY: shutdown(2) on a socket we own.
         unsafe { libc::shutdown(self.dst.as_raw_fd(), libc::SHUT_WR) };
@@ -300,8 +320,7 @@ impl Direction<'_> {
             match guard.try_io(|fd| send(fd.as_raw_fd(), bytes)) {
                 Ok(Ok(w)) => {
                     bytes = &bytes[w..];
-                    self.moved.fetch_add(w as u64, Ordering::Relaxed);
-                    self.activity.touch();
+                    self.count(w);
                 }
                 Ok(Err(e)) => return Err((self.names.1, e)),
                 Err(_would_block) => {}
@@ -365,8 +384,7 @@ impl Direction<'_> {
                 match guard.try_io(|fd| splice(pipe.read.as_raw_fd(), fd.as_raw_fd(), left)) {
                     Ok(Ok(w)) => {
                         left -= w;
-                        self.moved.fetch_add(w as u64, Ordering::Relaxed);
-                        self.activity.touch();
+                        self.count(w);
                     }
                     Ok(Err(e)) => return Err((dst_name, e)),
                     Err(_would_block) => {}
@@ -432,7 +450,7 @@ mod tests {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let (_tx, rx) = tokio::sync::watch::channel(Phase::Run);
-            rt.block_on(relay(OwnedFd::from(rc), OwnedFd::from(rb), idle, None, rx))
+            rt.block_on(relay(OwnedFd::from(rc), OwnedFd::from(rb), idle, None, Meter::default(), rx))
         })
     }
 
@@ -477,7 +495,7 @@ mod tests {
         let (tx, rx) = tokio::sync::watch::channel(Phase::Run);
         let h = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(relay(OwnedFd::from(rc), OwnedFd::from(rb), None, Some(Default::default()), rx))
+            rt.block_on(relay(OwnedFd::from(rc), OwnedFd::from(rb), None, Some(Default::default()), Meter::default(), rx))
         });
         // A masked 70,000-byte binary frame: big enough to be spliced, half of it in flight.
         let mut frame = vec![0x82, 0x80 | 127];

@@ -10,6 +10,7 @@ use crate::rlog;
 use super::handoff::{async_handoff_at, handoff};
 use super::relay::{self, End, Ends, Limits};
 use crate::frames::Frames;
+use crate::status;
 use std::time::{Duration, Instant};
 
 /// A reader of what httpd's input filters already buffered for a connection (non-blocking).
@@ -61,6 +62,8 @@ pub fn run(
         let frames = websocket.then(Default::default);
         raw(r, &client, backend, backconn, surplus, idle, frames);
     } else {
+        // On the board without bytes: mod_proxy's tunnel does not say what it moved.
+        let _board = status::Tunnel::start();
         filtered(r, backconn, surplus, idle, scheme);
     }
     DONE
@@ -84,6 +87,7 @@ fn raw(
     // SAFETY: the request's server_rec is live.
     let server_timeout = unsafe { (*r.server()).timeout };
     let stall = backend_timeout.max(server_timeout);
+    let mut board = status::Tunnel::start();
     let limits = Limits {
         idle,
         write_stall: (stall > 0).then(|| Duration::from_micros(stall as u64)),
@@ -99,6 +103,7 @@ fn raw(
         client_buffered: Some(buffered(client, Some(&client_filtered))),
         backend_buffered: Some(buffered(backconn, None)),
         frames,
+        meter: board.meter(),
     };
     let mut out = relay::run(ends, limits);
     client.logio_add(out.client_to_backend.saturating_sub(client_filtered.get()), out.backend_to_client);
@@ -107,7 +112,7 @@ fn raw(
             (Some(c), Some(b)) => Some((c.clone(), b.clone())),
             _ => None,
         };
-        match handoff(r, client, backend, backconn, idle, frames.clone()) {
+        match handoff(r, client, backend, backconn, idle, frames.clone(), board) {
             Ok(()) => {
                 rlog!(
                     r,
@@ -118,7 +123,8 @@ fn raw(
                 );
                 return;
             }
-            Err(e) => {
+            Err((e, back)) => {
+                board = back;
                 rlog!(r, WARNING, "WST02013: cannot hand the tunnel to the asynchronous relay ({e}): relaying it here");
                 let ends = Ends {
                     client: client.fd().expect("raw ends have a socket"),
@@ -127,6 +133,7 @@ fn raw(
                     client_buffered: None,
                     backend_buffered: None,
                     frames,
+                    meter: board.meter(),
                 };
                 let more = relay::run(ends, Limits { handoff_at: None, ..limits });
                 client.logio_add(more.client_to_backend, more.backend_to_client);

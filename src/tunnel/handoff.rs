@@ -7,6 +7,7 @@ use crate::httpd::log::{INFO, WARNING};
 use crate::httpd::worker::Busy;
 use crate::httpd::{Connection, Request};
 use crate::frames::Frames;
+use crate::status;
 use crate::rlog;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,9 +68,13 @@ pub fn handoff(
     backconn: &Connection,
     idle: Option<Duration>,
     frames: Option<(Frames, Frames)>,
-) -> std::io::Result<()> {
-    let cfd = dup_owned(client.fd().expect("raw ends have a socket"))?;
-    let bfd = dup_owned(backconn.fd().expect("raw ends have a socket"))?;
+    mut board: status::Tunnel,
+) -> Result<(), (std::io::Error, status::Tunnel)> {
+    let dups = dup_owned(client.fd().expect("raw ends have a socket")).and_then(|c| Ok((c, dup_owned(backconn.fd().expect("raw ends have a socket"))?)));
+    let (cfd, bfd) = match dups {
+        Ok(fds) => fds,
+        Err(e) => return Err((e, board)),
+    };
     // SAFETY: the request's worker belongs to this child's configuration.
     let busy = unsafe { Busy::hold(backend.worker) };
     let server = r.server() as usize;
@@ -92,14 +97,19 @@ pub fn handoff(
         // The server_rec (a virtual host) lives in the configuration pool for the child's life.
         crate::httpd::log::server(file!(), line!(), server as *const ffi::server_rec, INFO, 0, &msg);
     });
-    let tunnel = detached::Tunnel { client: cfd, backend: bfd, idle, frames, on_end };
+    board.detach();
+    let tunnel = detached::Tunnel { client: cfd, backend: bfd, idle, frames, board, on_end };
     match detached::spawn(tunnel) {
         Ok(()) => {
             client.set_aborted();
             Ok(())
         }
         // Dropping the tunnel closes our copies and releases the busy count.
-        Err((_tunnel, e)) => Err(e),
+        Err((tunnel, e)) => {
+            let mut board = tunnel.board;
+            board.attach();
+            Err((e, board))
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 
 use super::sys::{self, going_away, make_pipe, recv, send, set_keepalive, set_nonblocking, socket_error, splice};
 use crate::frames::Frames;
+use crate::status::Meter;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -110,6 +112,8 @@ struct Pipe<'a> {
     eof_in: bool,
     shut_out: bool,
     moved: u64,
+    /// The status board's counter for this direction.
+    shown: &'static AtomicU64,
     last_write: Instant,
     /// Bulk mode: bytes move by splice(2) through `kernel_pipe` (src → pipe → dst) instead
     /// of through `buf`, entered when a read fills the whole buffer, left when splices come
@@ -123,7 +127,14 @@ struct Pipe<'a> {
 }
 
 impl<'a> Pipe<'a> {
-    fn new(src: (RawFd, Side), dst: (RawFd, Side), pre: Vec<u8>, buffered: Option<Buffered<'a>>, frames: Option<Frames>) -> Pipe<'a> {
+    fn new(
+        src: (RawFd, Side),
+        dst: (RawFd, Side),
+        pre: Vec<u8>,
+        buffered: Option<Buffered<'a>>,
+        frames: Option<Frames>,
+        shown: &'static AtomicU64,
+    ) -> Pipe<'a> {
         let end = pre.len();
         let frames = frames.map(|mut f| {
             f.feed(&pre);
@@ -141,6 +152,7 @@ impl<'a> Pipe<'a> {
             eof_in: false,
             shut_out: false,
             moved: 0,
+            shown,
             last_write: Instant::now(),
             splicing: false,
             kernel_pipe: None,
@@ -309,6 +321,7 @@ impl<'a> Pipe<'a> {
                             self.start += n;
                         }
                         self.moved += n as u64;
+                        self.shown.fetch_add(n as u64, Ordering::Relaxed);
                         self.last_write = Instant::now();
                         *activity = self.last_write;
                         progressed = true;
@@ -406,6 +419,8 @@ pub struct Ends<'a> {
     /// For WebSocket tunnels, where each direction's frames stand (client to backend,
     /// backend to client) when the relay starts; None for other protocols.
     pub frames: Option<(Frames, Frames)>,
+    /// Where the bytes are counted as they move (the status board).
+    pub meter: Meter,
 }
 
 /// Relays until both directions are finished, a side fails, or a timeout fires.
@@ -419,8 +434,9 @@ pub fn run(ends: Ends, limits: Limits) -> Outcome {
         set_keepalive(fd);
     }
     let (cf, bf) = ends.frames.map_or((None, None), |(c, b)| (Some(c), Some(b)));
-    let mut c2b = Pipe::new((ends.client, Side::Client), (ends.backend, Side::Backend), Vec::new(), ends.client_buffered, cf);
-    let mut b2c = Pipe::new((ends.backend, Side::Backend), (ends.client, Side::Client), ends.backend_pre, ends.backend_buffered, bf);
+    let m = ends.meter;
+    let mut c2b = Pipe::new((ends.client, Side::Client), (ends.backend, Side::Backend), Vec::new(), ends.client_buffered, cf, m.client_to_backend);
+    let mut b2c = Pipe::new((ends.backend, Side::Backend), (ends.client, Side::Client), ends.backend_pre, ends.backend_buffered, bf, m.backend_to_client);
     let end = relay_loop(&mut c2b, &mut b2c, limits);
     Outcome { client_to_backend: c2b.moved, backend_to_client: b2c.moved, end, frames: (c2b.frames, b2c.frames) }
 }
@@ -593,7 +609,7 @@ mod tests {
                 Ok(n)
             });
             let out = run(
-                Ends { client: client.as_raw_fd(), backend: backend.as_raw_fd(), backend_pre: bpre, client_buffered: Some(src), backend_buffered: None, frames: None },
+                Ends { client: client.as_raw_fd(), backend: backend.as_raw_fd(), backend_pre: bpre, client_buffered: Some(src), backend_buffered: None, frames: None, meter: Meter::default() },
                 limits,
             );
             drop((client, backend));
@@ -741,6 +757,7 @@ mod tests {
                     client_buffered: None,
                     backend_buffered: None,
                     frames: Some(Default::default()),
+                    meter: Meter::default(),
                 },
                 limits,
             );

@@ -1,0 +1,410 @@
+//! The tunnels' status board, for mod_status: one slot per httpd child in memory shared by all
+//! children (the shim creates it once, in httpd's parent, and every child inherits it through
+//! fork), so whichever child serves `/server-status` sees every child's tunnels. A child
+//! claims a slot when it starts and gives it back when it exits; what it did then goes into
+//! the board's first slot, so the totals cover children that are gone too.
+//!
+//! Plain Rust over a block of memory (no httpd calls): the tests run it on a heap block.
+
+use once_cell::sync::OnceCell;
+use std::collections::BTreeSet;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One child's counters. Only atomics: children update their own slot while any child reads.
+#[repr(C)]
+#[derive(Default)]
+pub struct Slot {
+    /// The child's pid; 0 for a free slot.
+    pid: AtomicU32,
+    generation: AtomicU32,
+    sync: AtomicU32,
+    detached: AtomicU32,
+    /// Tunnels established since the child started.
+    served: AtomicU64,
+    client_to_backend: AtomicU64,
+    backend_to_client: AtomicU64,
+    /// When the oldest live tunnel started (µs since the epoch); 0 with none.
+    oldest_us: AtomicU64,
+}
+
+/// The shared block: slot 0 holds what exited children did, the others one child each.
+static BOARD: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+static BOARD_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes the shim must share for `n` slots.
+pub const fn board_size(n: usize) -> usize {
+    n * std::mem::size_of::<Slot>()
+}
+
+/// Uses the `n` slots at `base` (zeroed memory shared by all children, never unmapped while
+/// the process lives). Called in httpd's parent before it forks the children.
+///
+/// # Safety
+/// `base` must point to `board_size(n)` zeroed (or previously attached) bytes, aligned for
+/// u64, valid and shared for the rest of the process's life.
+pub unsafe fn attach(base: *mut u8, n: usize) {
+    BOARD.store(base.cast(), Relaxed);
+    BOARD_LEN.store(n, Relaxed);
+}
+
+fn board() -> &'static [Slot] {
+    let base = BOARD.load(Relaxed);
+    if base.is_null() {
+        return &[];
+    }
+    // SAFETY: `attach`'s contract: `BOARD_LEN` slots of shared memory for the process's life;
+    // Slot is all atomics, so shared references are sound across threads and processes.
+    unsafe { std::slice::from_raw_parts(base, BOARD_LEN.load(Relaxed)) }
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid != 0 && (unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
+}
+
+/// This process's slot; a private one when the board is missing or full (not shown then).
+fn mine() -> &'static Slot {
+    static MINE: OnceCell<&'static Slot> = OnceCell::new();
+    static PRIVATE: OnceCell<Slot> = OnceCell::new();
+    MINE.get_or_init(|| claim().unwrap_or_else(|| PRIVATE.get_or_init(Slot::default)))
+}
+
+/// Claims a slot for this child (at child start; later calls return the same one).
+pub fn child_started(generation: u32) {
+    let s = mine();
+    s.generation.store(generation, Relaxed);
+}
+
+/// A free slot, or one whose child died without giving it back (a crash), made ours.
+fn claim() -> Option<&'static Slot> {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() } as u32;
+    let board = board();
+    for s in board.iter().skip(1) {
+        let pid = s.pid.load(Relaxed);
+        if (pid == 0 || !alive(pid)) && s.pid.compare_exchange(pid, me, Relaxed, Relaxed).is_ok() {
+            if pid != 0 {
+                retire(s);
+            }
+            for c in [&s.sync, &s.detached, &s.generation] {
+                c.store(0, Relaxed);
+            }
+            for c in [&s.served, &s.client_to_backend, &s.backend_to_client, &s.oldest_us] {
+                c.store(0, Relaxed);
+            }
+            return Some(s);
+        }
+    }
+    None
+}
+
+/// Adds a slot's totals to slot 0's.
+fn retire(s: &Slot) {
+    if let Some(total) = board().first() {
+        total.served.fetch_add(s.served.swap(0, Relaxed), Relaxed);
+        total.client_to_backend.fetch_add(s.client_to_backend.swap(0, Relaxed), Relaxed);
+        total.backend_to_client.fetch_add(s.backend_to_client.swap(0, Relaxed), Relaxed);
+    }
+}
+
+/// The child is exiting: its totals go to slot 0 and the slot is free again.
+pub fn child_exited() {
+    let s = mine();
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() } as u32;
+    if s.pid.load(Relaxed) == me {
+        retire(s);
+        s.sync.store(0, Relaxed);
+        s.detached.store(0, Relaxed);
+        s.oldest_us.store(0, Relaxed);
+        s.pid.store(0, Relaxed);
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
+}
+
+/// Start times (and a tie-breaker) of this child's live tunnels: the first is the oldest.
+static LIVE: Mutex<BTreeSet<(u64, u64)>> = Mutex::new(BTreeSet::new());
+
+fn publish_oldest(live: &BTreeSet<(u64, u64)>) {
+    mine().oldest_us.store(live.first().map_or(0, |k| k.0), Relaxed);
+}
+
+/// A live tunnel on the board, from its 101 until it ends (drop).
+pub struct Tunnel {
+    key: (u64, u64),
+    detached: bool,
+}
+
+impl Tunnel {
+    pub fn start() -> Tunnel {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let s = mine();
+        s.sync.fetch_add(1, Relaxed);
+        s.served.fetch_add(1, Relaxed);
+        let key = (now_us(), NEXT.fetch_add(1, Relaxed));
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        live.insert(key);
+        publish_oldest(&live);
+        Tunnel { key, detached: false }
+    }
+
+    /// The tunnel left its request thread for the asynchronous relay.
+    pub fn detach(&mut self) {
+        if !self.detached {
+            let s = mine();
+            s.sync.fetch_sub(1, Relaxed);
+            s.detached.fetch_add(1, Relaxed);
+            self.detached = true;
+        }
+    }
+
+    /// The tunnel came back to its request thread (the hand-over failed).
+    pub fn attach(&mut self) {
+        if self.detached {
+            let s = mine();
+            s.detached.fetch_sub(1, Relaxed);
+            s.sync.fetch_add(1, Relaxed);
+            self.detached = false;
+        }
+    }
+
+    pub fn meter(&self) -> Meter {
+        let s = mine();
+        Meter { client_to_backend: &s.client_to_backend, backend_to_client: &s.backend_to_client }
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let s = mine();
+        if self.detached { &s.detached } else { &s.sync }.fetch_sub(1, Relaxed);
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        live.remove(&self.key);
+        publish_oldest(&live);
+    }
+}
+
+/// Where a relay counts the bytes it moves, as they move.
+#[derive(Clone, Copy)]
+pub struct Meter {
+    pub client_to_backend: &'static AtomicU64,
+    pub backend_to_client: &'static AtomicU64,
+}
+
+impl Default for Meter {
+    /// Counters nobody shows (tests, or a relay outside httpd).
+    fn default() -> Meter {
+        static NOWHERE: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+        Meter { client_to_backend: &NOWHERE[0], backend_to_client: &NOWHERE[1] }
+    }
+}
+
+/// One row of the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Row {
+    pub pid: u32,
+    pub generation: u32,
+    pub sync: u64,
+    pub detached: u64,
+    pub served: u64,
+    pub client_to_backend: u64,
+    pub backend_to_client: u64,
+    /// Age of the oldest live tunnel, in seconds.
+    pub oldest_s: Option<u64>,
+}
+
+/// The board now: children that are alive and have served tunnels, and the totals (with
+/// what exited children did).
+pub fn snapshot() -> (Vec<Row>, Row) {
+    let now = now_us();
+    let row = |s: &Slot| {
+        let oldest = s.oldest_us.load(Relaxed);
+        Row {
+            pid: s.pid.load(Relaxed),
+            generation: s.generation.load(Relaxed),
+            sync: s.sync.load(Relaxed) as u64,
+            detached: s.detached.load(Relaxed) as u64,
+            served: s.served.load(Relaxed),
+            client_to_backend: s.client_to_backend.load(Relaxed),
+            backend_to_client: s.backend_to_client.load(Relaxed),
+            oldest_s: (oldest != 0).then(|| now.saturating_sub(oldest) / 1_000_000),
+        }
+    };
+    let board = board();
+    let mut total = board.first().map(row).unwrap_or_default();
+    let mut rows = Vec::new();
+    for r in board.iter().skip(1).filter(|s| alive(s.pid.load(Relaxed))).map(row) {
+        total.sync += r.sync;
+        total.detached += r.detached;
+        total.served += r.served;
+        total.client_to_backend += r.client_to_backend;
+        total.backend_to_client += r.backend_to_client;
+        total.oldest_s = total.oldest_s.max(r.oldest_s);
+        if r.served > 0 {
+            rows.push(r);
+        }
+    }
+    (rows, total)
+}
+
+/// `/server-status?auto`: one `Key: value` line per figure, then one line per child.
+pub fn render_auto(rows: &[Row], total: &Row) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "WebSocketTunnels: {}", total.sync + total.detached);
+    let _ = writeln!(o, "WebSocketSyncTunnels: {}", total.sync);
+    let _ = writeln!(o, "WebSocketAsyncTunnels: {}", total.detached);
+    let _ = writeln!(o, "WebSocketTunnelsServed: {}", total.served);
+    let _ = writeln!(o, "WebSocketBytesClientToBackend: {}", total.client_to_backend);
+    let _ = writeln!(o, "WebSocketBytesBackendToClient: {}", total.backend_to_client);
+    let _ = writeln!(o, "WebSocketOldestTunnelSeconds: {}", total.oldest_s.unwrap_or(0));
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "WebSocketChild: pid={} generation={} sync={} async={} served={} client_to_backend={} backend_to_client={} oldest_seconds={}",
+            r.pid,
+            r.generation,
+            r.sync,
+            r.detached,
+            r.served,
+            r.client_to_backend,
+            r.backend_to_client,
+            r.oldest_s.unwrap_or(0)
+        );
+    }
+    o
+}
+
+/// Bytes the way mod_status shows traffic (B, kB, MB, GB).
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1 << 20 => format!("{:.1} kB", b as f64 / 1024.0),
+        b if b < 1 << 30 => format!("{:.1} MB", b as f64 / (1u64 << 20) as f64),
+        b => format!("{:.2} GB", b as f64 / (1u64 << 30) as f64),
+    }
+}
+
+fn age(s: Option<u64>) -> String {
+    match s {
+        None => "-".into(),
+        Some(s) if s < 120 => format!("{s} s"),
+        Some(s) if s < 7200 => format!("{} min", s / 60),
+        Some(s) => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// The HTML section of `/server-status`: totals, and with `per_child` (ExtendedStatus) a
+/// table of the children.
+pub fn render_html(rows: &[Row], total: &Row, per_child: bool, tables: bool) -> String {
+    let mut o = String::from("<hr />\n<h2>WebSocket tunnels (mod_proxy_wstunnel)</h2>\n<dl>\n");
+    let _ = writeln!(
+        o,
+        "<dt>{} live tunnels: {} synchronous, {} asynchronous; oldest {}</dt>",
+        total.sync + total.detached,
+        total.sync,
+        total.detached,
+        age(total.oldest_s)
+    );
+    let _ = writeln!(
+        o,
+        "<dt>{} tunnels served; {} client to backend, {} backend to client</dt>\n</dl>",
+        total.served,
+        human(total.client_to_backend),
+        human(total.backend_to_client)
+    );
+    if !per_child || rows.is_empty() {
+        return o;
+    }
+    let cells = |r: &Row| {
+        [
+            r.pid.to_string(),
+            r.generation.to_string(),
+            r.sync.to_string(),
+            r.detached.to_string(),
+            r.served.to_string(),
+            human(r.client_to_backend),
+            human(r.backend_to_client),
+            age(r.oldest_s),
+        ]
+    };
+    let head = ["PID", "Gen", "Sync", "Async", "Served", "Client&rarr;backend", "Backend&rarr;client", "Oldest"];
+    if tables {
+        o += "<table border=\"0\"><tr>";
+        for h in head {
+            let _ = write!(o, "<th>{h}</th>");
+        }
+        o += "</tr>\n";
+        for r in rows {
+            o += "<tr>";
+            for c in cells(r) {
+                let _ = write!(o, "<td>{c}</td>");
+            }
+            o += "</tr>\n";
+        }
+        o += "</table>\n";
+    } else {
+        for r in rows {
+            let line: Vec<String> = head.iter().zip(cells(r)).map(|(h, c)| format!("{h} {c}")).collect();
+            let _ = writeln!(o, "<p>{}</p>", line.join(", "));
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One test drives the process-wide board (it is a static, as in httpd).
+    #[test]
+    fn tunnels_show_on_the_board_and_totals_survive_the_child() {
+        let n = 4;
+        let block: &'static mut [Slot] = Box::leak((0..n).map(|_| Slot::default()).collect());
+        // A dead child's slot (a crash) is reclaimed, its totals kept.
+        block[1].pid.store(0x7fff_fff0, Relaxed);
+        block[1].served.store(5, Relaxed);
+        // SAFETY: `block` is leaked, zeroed Slots, valid for the process's life.
+        unsafe { attach(block.as_mut_ptr().cast(), n) };
+        child_started(3);
+        let mut a = Tunnel::start();
+        let b = Tunnel::start();
+        a.meter().client_to_backend.fetch_add(100, Relaxed);
+        b.meter().backend_to_client.fetch_add(7, Relaxed);
+        a.detach();
+        let (rows, total) = snapshot();
+        assert_eq!(rows.len(), 1);
+        let me = &rows[0];
+        assert_eq!((me.pid, me.generation, me.sync, me.detached, me.served), (std::process::id(), 3, 1, 1, 2));
+        assert_eq!((me.client_to_backend, me.backend_to_client, me.oldest_s), (100, 7, Some(0)));
+        assert_eq!(total.served, 7, "the crashed child's 5 count in the totals");
+        let auto = render_auto(&rows, &total);
+        assert!(auto.contains("WebSocketTunnels: 2\nWebSocketSyncTunnels: 1\nWebSocketAsyncTunnels: 1\n"), "{auto}");
+        assert!(auto.contains(&format!("WebSocketChild: pid={} generation=3 sync=1 async=1 served=2 client_to_backend=100", std::process::id())));
+        let html = render_html(&rows, &total, true, true);
+        assert!(html.contains("<td>100 B</td><td>7 B</td>"), "{html}");
+        drop(a);
+        drop(b);
+        let (rows, total) = snapshot();
+        assert_eq!((rows[0].sync, rows[0].detached, rows[0].oldest_s), (0, 0, None));
+        child_exited();
+        let (rows, total2) = snapshot();
+        assert!(rows.is_empty());
+        assert_eq!((total2.served, total2.client_to_backend, total2.backend_to_client), (total.served, 100, 7));
+    }
+
+    #[test]
+    fn sizes_and_ages_read_like_mod_status() {
+        assert_eq!(human(1023), "1023 B");
+        assert_eq!(human(1536), "1.5 kB");
+        assert_eq!(human(3 << 30), "3.00 GB");
+        assert_eq!(age(Some(90)), "90 s");
+        assert_eq!(age(Some(3700)), "61 min");
+        assert_eq!(age(Some(7500)), "2 h 5 min");
+    }
+}
