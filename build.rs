@@ -47,7 +47,7 @@ fn main() {
     }
 
     let mut cc = cc::Build::new();
-    cc.file("c_shim/mod_proxy_wstunnel.c").warnings(true).flag_if_supported("-Wno-unused-parameter");
+    cc.file("c_shim/mod_proxy_wstunnel.c").file("c_shim/record.c").warnings(true).flag_if_supported("-Wno-unused-parameter");
     for i in &incs {
         cc.include(i);
     }

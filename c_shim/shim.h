@@ -79,6 +79,15 @@ int wst_graceful_shutdown_timeout(void);
 proxy_tunnel_rec *wst_filtered_tunnel_create(request_rec *r, conn_rec *backconn, const char *scheme);
 int wst_filtered_tunnel_run(proxy_tunnel_rec *tunnel, apr_interval_time_t slice);
 
+/* The access-log record of an asynchronous tunnel (c_shim/record.c): a compact copy of the
+ * request taken at the hand-over (NULL if out of memory), logged through mod_log_config when
+ * the tunnel ends (returns 0 when mod_log_config is not loaded), freed either way by
+ * wst_record_free. Safe to log from any thread. */
+typedef struct wst_record wst_record;
+wst_record *wst_record_take(request_rec *r);
+int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backend_to_client);
+void wst_record_free(wst_record *rec);
+
 /* AllowEncodedSlashes NoDecode in effect for this request (core_dir_config bitfields). */
 int wst_encoded_slashes_nodecode(request_rec *r);
 

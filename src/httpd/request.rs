@@ -155,6 +155,17 @@ impl<'r> Request<'r> {
         self.table_set(self.rec().headers_out, name, value, false)
     }
 
+    /// When the request arrived, in microseconds since the epoch (`r->request_time`).
+    pub fn request_time_us(&self) -> i64 {
+        self.rec().request_time
+    }
+
+    /// Sets a variable in the request's environment (`r->subprocess_env`: SetEnvIf's, the
+    /// one CustomLog's `env=` reads).
+    pub fn set_env(&self, name: &str, value: &str) {
+        self.table_set(self.rec().subprocess_env, name, value, false)
+    }
+
     pub fn add_header_out(&self, name: &str, value: &str) {
         self.table_set(self.rec().headers_out, name, value, true)
     }

@@ -112,7 +112,7 @@ fn raw(
             (Some(c), Some(b)) => Some((c.clone(), b.clone())),
             _ => None,
         };
-        match handoff(r, client, backend, backconn, idle, frames.clone(), board) {
+        match handoff(r, client, backend, backconn, idle, frames.clone(), board, (out.client_to_backend, out.backend_to_client)) {
             Ok(()) => {
                 rlog!(
                     r,

@@ -4,6 +4,7 @@
 use super::detached;
 use crate::ffi;
 use crate::httpd::log::{INFO, WARNING};
+use crate::httpd::record::LogRecord;
 use crate::httpd::worker::Busy;
 use crate::httpd::{Connection, Request};
 use crate::frames::Frames;
@@ -46,6 +47,12 @@ fn open_files_limit() -> u64 {
     }
 }
 
+/// Milliseconds from `t` (µs since the epoch, as httpd's request_time) to now.
+fn since_ms(t: i64) -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros() as i64;
+    (now - t).max(0) / 1000
+}
+
 /// A duplicate of `fd` that the asynchronous relay owns.
 fn dup_owned(fd: RawFd) -> std::io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC on a live socket of this request returns a new fd or -1.
@@ -60,7 +67,9 @@ fn dup_owned(fd: RawFd) -> std::io::Result<OwnedFd> {
 /// Moves the tunnel to the child's runtime (DESIGN §6): our own copies of both sockets; the
 /// client connection is marked aborted so httpd closes its copy without a FIN or lingering
 /// close; the backend connection goes back to mod_proxy (closed, so never reused) when the
-/// handler returns; the worker's busy count is held until the tunnel really ends.
+/// handler returns; the worker's busy count is held until the tunnel really ends. When it
+/// ends, its access-log record (the whole tunnel: `moved` before the hand-over, each way, plus
+/// what the runtime relayed) goes to mod_log_config, and WST02011 to the error log.
 pub fn handoff(
     r: &Request,
     client: &Connection,
@@ -69,6 +78,7 @@ pub fn handoff(
     idle: Option<Duration>,
     frames: Option<(Frames, Frames)>,
     mut board: status::Tunnel,
+    moved: (u64, u64),
 ) -> Result<(), (std::io::Error, status::Tunnel)> {
     let dups = dup_owned(client.fd().expect("raw ends have a socket")).and_then(|c| Ok((c, dup_owned(backconn.fd().expect("raw ends have a socket"))?)));
     let (cfd, bfd) = match dups {
@@ -79,8 +89,14 @@ pub fn handoff(
     let busy = unsafe { Busy::hold(backend.worker) };
     let server = r.server() as usize;
     let what = format!("\"{}\" from {}", r.the_request(), client.remote_ip());
+    let record = LogRecord::take(r);
+    let arrived = r.request_time_us();
     let on_end = Box::new(move |rep: detached::Report| {
         drop(busy);
+        let (c2b, b2c) = (moved.0 + rep.client_to_backend, moved.1 + rep.backend_to_client);
+        if let Some(record) = record {
+            record.log(c2b, b2c);
+        }
         let how = match &rep.ending {
             detached::Ending::Closed => "closed by both sides".to_string(),
             detached::Ending::Failed(side, e) => format!("{side} connection failed: {e}"),
@@ -90,9 +106,9 @@ pub fn handoff(
         };
         let msg = format!(
             "WST02011: asynchronous tunnel ended: {what} 101 {}ms, {} bytes client to backend, {} bytes backend to client; {how}",
-            rep.lifetime.as_millis(),
-            rep.client_to_backend,
-            rep.backend_to_client
+            since_ms(arrived),
+            c2b,
+            b2c
         );
         // The server_rec (a virtual host) lives in the configuration pool for the child's life.
         crate::httpd::log::server(file!(), line!(), server as *const ffi::server_rec, INFO, 0, &msg);
@@ -102,6 +118,8 @@ pub fn handoff(
     match detached::spawn(tunnel) {
         Ok(()) => {
             client.set_aborted();
+            // The request's own record (now) is the hand-over's; the tunnel's comes at its end.
+            r.set_env("wstunnel-handoff", "1");
             Ok(())
         }
         // Dropping the tunnel closes our copies and releases the busy count.
