@@ -11,7 +11,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 fn tunnels_log(h: &Httpd) -> String {
-    std::fs::read(h.root.join("tunnels_log")).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    read_log(h, "tunnels_log")
+}
+
+fn read_log(h: &Httpd, name: &str) -> String {
+    std::fs::read(h.root.join(name)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 fn wait_lines(h: &Httpd, needle: &str, n: usize) -> Vec<String> {
@@ -68,5 +72,9 @@ async fn every_tunnel_is_logged_once_with_101_duration_and_bytes() {
     assert_eq!(all.len(), 2, "{all:?}");
     let handoff = figures(&all[0]);
     assert!(handoff.0 == 101 && handoff.1 < 1_500_000, "{all:?}");
+    // An expr= condition routes the same records to a file of their own (plain requests stay out).
+    let _ = wskit::raw::get(h.port, "/plain", "");
+    assert_eq!(read_log(&h, "websockets_log"), tunnels_log(&h).lines().filter(|l| l.contains(" 101 ")).map(|l| format!("{l}\n")).collect::<String>());
+    assert_eq!(read_log(&h, "websockets_log").lines().count(), 2);
     h.stop();
 }

@@ -33,6 +33,24 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A graceful restart ends the browser's WebSocket with 1001 and a clean close, and the page
+/// reconnects to the new generation at once.
+#[test]
+fn chromium_sees_1001_on_a_graceful_restart_and_reconnects() {
+    let dir = TempDir::new("browser-drain");
+    let (h, _plain, _tls) = server(&dir);
+    let url = format!("http://127.0.0.1:{}/page.html?drain=ws://127.0.0.1:{}/ws2/drain", h.port, h.port);
+    let browser = browse(&dir, &url);
+    reported(&h, &dir, "/opened");
+    h.signal(libc::SIGUSR1);
+    let seen = reported(&h, &dir, "/report?");
+    assert_eq!(seen, r#"{"close":1001,"clean":true}"#);
+    assert_eq!(reported(&h, &dir, "/reconnected?"), "back again");
+    drop(browser);
+    let log = h.stop();
+    assert!(log.contains("WST02014"), "{log}");
+}
+
 /// Kills the browser's whole process group (it was started as a group leader) at drop.
 struct Browser(std::process::Child);
 impl Drop for Browser {
@@ -43,9 +61,8 @@ impl Drop for Browser {
     }
 }
 
-#[test]
-fn chromium_page_talks_through_ws_and_wss() {
-    let dir = TempDir::new("browser");
+/// The browser.conf.in server with the page in its document root.
+fn server(dir: &TempDir) -> (Httpd, Backend, Backend) {
     let pki = Pki::generate(&dir.0.join("pki"));
     let plain = Backend::start("plain");
     let tls = Backend::start_tls("tls", &pki.server);
@@ -61,11 +78,11 @@ fn chromium_page_talks_through_ws_and_wss() {
     let page = std::fs::read_to_string(wskit::httpd::workspace_root().join("tests/browser/page.html")).unwrap();
     std::fs::write(h.root.join("htdocs/page.html"), page).unwrap();
     let _ = Command::new("chmod").arg("a+r").arg(h.root.join("htdocs/page.html")).status();
+    (h, plain, tls)
+}
 
-    let url = format!(
-        "http://127.0.0.1:{}/page.html?ws=ws://127.0.0.1:{}/ws2/browser&wss=wss://localhost:{}/wss2/browser",
-        h.port, h.port, h.ports[0]
-    );
+/// Starts headless Chromium on `url`.
+fn browse(dir: &TempDir, url: &str) -> Browser {
     let profile = dir.0.join("profile");
     let child = Command::new(chromium())
         .args([
@@ -81,31 +98,47 @@ fn chromium_page_talks_through_ws_and_wss() {
             "--ignore-certificate-errors",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(&url)
+        .arg(url)
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(dir.0.join("chromium.log")).unwrap()))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {} (Debian package chromium): {e}", chromium()));
-    let browser = Browser(child);
+    Browser(child)
+}
 
+/// Waits for the page's request for `path` in the access log and returns its query, decoded.
+fn reported(h: &Httpd, dir: &TempDir, path: &str) -> String {
     let end = Instant::now() + Duration::from_secs(90);
-    let report = loop {
-        if let Some(line) = h.access_log().lines().find(|l| l.contains("GET /report?")) {
+    let needle = format!("GET {path}");
+    let line = loop {
+        if let Some(line) = h.access_log().lines().find(|l| l.contains(&needle)) {
             break line.to_string();
         }
         assert!(
             Instant::now() < end,
-            "the page never reported; access log:\n{}\nchromium:\n{}",
+            "the page never asked for {path}; access log:\n{}\nchromium:\n{}",
             h.access_log(),
             std::fs::read_to_string(dir.0.join("chromium.log")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
     };
+    let rest = line.split(&needle).nth(1).unwrap().split_whitespace().next().unwrap_or("");
+    percent_decode(rest.trim_start_matches('?'))
+}
+
+#[test]
+fn chromium_page_talks_through_ws_and_wss() {
+    let dir = TempDir::new("browser");
+    let (h, plain, tls) = server(&dir);
+    let url = format!(
+        "http://127.0.0.1:{}/page.html?ws=ws://127.0.0.1:{}/ws2/browser&wss=wss://localhost:{}/wss2/browser",
+        h.port, h.port, h.ports[0]
+    );
+    let browser = browse(&dir, &url);
+    let seen = reported(&h, &dir, "/report?");
     drop(browser);
-    let query = report.split("GET /report?").nth(1).unwrap().split_whitespace().next().unwrap();
-    let seen = percent_decode(query);
     for (name, ws_url) in [
         ("ws", format!("ws://127.0.0.1:{}/ws2/browser", h.port)),
         ("wss", format!("wss://localhost:{}/wss2/browser", h.ports[0])),
