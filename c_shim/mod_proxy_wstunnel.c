@@ -41,6 +41,9 @@ const command_rec wst_cmds[] = {
                   "with ProxyWebsocketAsync: relay this long in the request thread first (default 0)"),
     AP_INIT_TAKE1("ProxyWebsocketAsyncMaxTunnels", wst_rs_cmd_async_max, NULL, RSRC_CONF,
                   "asynchronous tunnels per child before new ones stay synchronous (default: from the open-files limit)"),
+    AP_INIT_TAKE1("ProxyWebsocketDrainTimeout", wst_rs_cmd_drain_timeout, NULL, RSRC_CONF,
+                  "on a graceful restart or stop, end WebSocket tunnels (Close 1001) after this long "
+                  "(default: GracefulShutdownTimeout)"),
     {NULL}
 };
 

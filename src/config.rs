@@ -44,12 +44,17 @@ pub struct ServerConfig {
     /// `ProxyWebsocketAsyncMaxTunnels`: per child; 0 = derived from the open-files limit.
     pub async_max: i64,
     pub async_max_set: i32,
+    /// `ProxyWebsocketDrainTimeout` in microseconds (server config only): how long tunnels
+    /// live on once a graceful restart or stop begins; unset = GracefulShutdownTimeout.
+    pub drain_us: i64,
+    pub drain_set: i32,
 }
 
 impl ServerConfig {
     pub fn merge(base: &ServerConfig, add: &ServerConfig) -> ServerConfig {
         let pick = |set: i32| if set != 0 { add } else { base };
         let (idle, asy, delay, max) = (pick(add.idle_timeout_set), pick(add.async_set), pick(add.async_delay_set), pick(add.async_max_set));
+        let drain = pick(add.drain_set);
         ServerConfig {
             idle_timeout_us: idle.idle_timeout_us,
             idle_timeout_set: idle.idle_timeout_set,
@@ -59,6 +64,8 @@ impl ServerConfig {
             async_delay_set: delay.async_delay_set,
             async_max: max.async_max,
             async_max_set: max.async_max_set,
+            drain_us: drain.drain_us,
+            drain_set: drain.drain_set,
         }
     }
 }

@@ -187,6 +187,27 @@ pub extern "C" fn wst_rs_cmd_async_delay(cmd: *mut ffi::cmd_parms, _dconf: *mut 
 }
 
 #[no_mangle]
+pub extern "C" fn wst_rs_cmd_drain_timeout(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
+    guard("ProxyWebsocketDrainTimeout", |_| {}, c"internal error".as_ptr(), || {
+        // SAFETY: httpd passes the directive's argument as a NUL-terminated string, and a live
+        // cmd_parms whose server is the one being configured.
+        let (arg, virtual_host) = unsafe { (CStr::from_ptr(arg).to_string_lossy(), (*(*cmd).server).is_virtual != 0) };
+        if virtual_host {
+            return cmd_error(cmd, "ProxyWebsocketDrainTimeout: only in the server configuration (it applies to whole child processes)");
+        }
+        match parse_duration_us(&arg) {
+            Ok(us) => {
+                let s = server_conf(cmd);
+                s.drain_us = us;
+                s.drain_set = 1;
+                std::ptr::null()
+            }
+            Err(e) => cmd_error(cmd, &format!("ProxyWebsocketDrainTimeout: {e}")),
+        }
+    })
+}
+
+#[no_mangle]
 pub extern "C" fn wst_rs_cmd_async_max(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
     guard("ProxyWebsocketAsyncMaxTunnels", |_| {}, c"internal error".as_ptr(), || {
         // SAFETY: httpd passes the directive's argument as a NUL-terminated string.
@@ -214,6 +235,10 @@ pub extern "C" fn wst_rs_post_config(
         // SAFETY: looks up a module by name in httpd's loaded-module list.
         let http = unsafe { !ffi::ap_find_linked_module(c"mod_proxy_http.c".as_ptr()).is_null() };
         CAN_FALLBACK.store(http, Ordering::Relaxed);
+        // SAFETY: `s` is the main server; its configuration lives in pconf.
+        let cfg = unsafe { *(ffi::wst_srv_conf(s) as *const crate::config::ServerConfig) };
+        let drain = (cfg.drain_set != 0).then(|| std::time::Duration::from_micros(cfg.drain_us.max(0) as u64));
+        crate::tunnel::shutdown::set_drain_timeout(drain);
         slog!(s, TRACE1, "WST00002: mod_proxy_http is {}loaded: fallback {}possible", if http { "" } else { "not " }, if http { "" } else { "im" });
         handler::OK
     })

@@ -15,7 +15,11 @@ use wskit::backend::Event;
 use wskit::raw;
 
 fn server(b: &Backend) -> Httpd {
-    Httpd::start(Config::new("drain.conf.in").ports(1).var("BACKEND", format!("127.0.0.1:{}", b.port())))
+    server_with(b, "3", "")
+}
+
+fn server_with(b: &Backend, grace: &str, drain: &str) -> Httpd {
+    Httpd::start(Config::new("drain.conf.in").ports(1).var("BACKEND", format!("127.0.0.1:{}", b.port())).var("GRACE", grace).var("DRAIN", drain))
 }
 
 /// A masked binary frame of `len` bytes, as a client sends it.
@@ -114,4 +118,32 @@ async fn graceful_stop_closes_every_websocket_with_1001_at_a_frame_boundary() {
     let log = h.stop();
     assert_eq!(log.matches("WST02014").count(), 6, "{log}");
     assert_eq!(log.matches("closed with WebSocket Close 1001").count(), 12, "{log}");
+}
+
+/// With no GracefulShutdownTimeout (httpd waits forever, Debian's default), tunnels would keep
+/// an old generation alive until clients leave; ProxyWebsocketDrainTimeout bounds them.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_timeout_bounds_tunnels_when_httpd_waits_forever() {
+    let b = Backend::start("drain-timeout");
+    let h = server_with(&b, "0", "ProxyWebsocketDrainTimeout 1");
+    let mut ws = connect(&h.url("/echo/t")).await.unwrap().0;
+    let mut detached = connect(&format!("ws://127.0.0.1:{}/echo/t", h.ports[0])).await.unwrap().0;
+    assert_eq!(wait_count(&h, "WST02010", 1, Duration::from_secs(3)), 1);
+    let old = h.children();
+    let t0 = Instant::now();
+    h.signal(libc::SIGUSR1);
+    let m = Message::text("during the drain");
+    assert_eq!(echo(&mut ws, m.clone()).await, m);
+    expect_going_away(&mut ws).await;
+    expect_going_away(&mut detached).await;
+    let closed = t0.elapsed();
+    assert!(closed >= Duration::from_millis(900) && closed < Duration::from_secs(3), "closed after {closed:?}");
+    // The old generation is gone; the new one serves WebSockets.
+    let end = Instant::now() + Duration::from_secs(5);
+    while old.iter().any(|p| wskit::httpd::process_alive(*p)) {
+        assert!(Instant::now() < end, "old children {old:?} still alive");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(round_trip(&h.url("/echo/after")).await, "drain-timeout");
+    h.stop();
 }

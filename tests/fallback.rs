@@ -40,6 +40,11 @@ async fn bad_directive_arguments_fail_configtest_with_a_clear_message() {
         ("ProxyWebsocketAsyncDelay 1y", "ProxyWebsocketAsyncDelay: '1y' has an unknown unit"),
         ("ProxyWebsocketAsyncMaxTunnels 0", "ProxyWebsocketAsyncMaxTunnels: '0' is not a positive number of tunnels"),
         ("ProxyWebsocketAsyncMaxTunnels lots", "ProxyWebsocketAsyncMaxTunnels: 'lots' is not a positive number"),
+        ("ProxyWebsocketDrainTimeout soon", "ProxyWebsocketDrainTimeout: 'soon' is not a duration"),
+        (
+            "<VirtualHost 127.0.0.1:1>\nProxyWebsocketDrainTimeout 5\n</VirtualHost>",
+            "ProxyWebsocketDrainTimeout: only in the server configuration",
+        ),
     ] {
         let out = wskit::httpd::configtest(&format!("{directive}\n"));
         assert!(!out.0, "{directive} accepted");
@@ -47,7 +52,7 @@ async fn bad_directive_arguments_fail_configtest_with_a_clear_message() {
     }
     let ok = wskit::httpd::configtest(
         "ProxyWebsocketIdleTimeout 250ms\nProxyWebsocketFallbackToProxyHttp off\nProxyWebsocketAsync On\n\
-         ProxyWebsocketAsyncDelay 2s\nProxyWebsocketAsyncMaxTunnels 5000\n",
+         ProxyWebsocketAsyncDelay 2s\nProxyWebsocketAsyncMaxTunnels 5000\nProxyWebsocketDrainTimeout 30s\n",
     );
     assert!(ok.0, "{}", ok.1);
 }

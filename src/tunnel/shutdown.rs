@@ -67,9 +67,29 @@ pub fn stopping() -> bool {
 /// the MPM's state).
 static DRAIN_DEADLINE: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
 
-/// How long tunnels may run on in a graceful drain; None with no GracefulShutdownTimeout.
+/// `ProxyWebsocketDrainTimeout` (set in httpd's parent at post_config, inherited by children).
+static DRAIN_TIMEOUT: std::sync::Mutex<Option<Duration>> = std::sync::Mutex::new(None);
+
+pub fn set_drain_timeout(d: Option<Duration>) {
+    *DRAIN_TIMEOUT.lock().unwrap_or_else(|e| e.into_inner()) = d;
+}
+
+/// How long tunnels may run on in a graceful drain (the polite end being its last second);
+/// None: until they end.
 fn grace(graceful_shutdown_timeout_secs: i32) -> Option<Duration> {
-    (graceful_shutdown_timeout_secs > 0).then(|| Duration::from_secs(graceful_shutdown_timeout_secs as u64).saturating_sub(MARGIN))
+    let drain = *DRAIN_TIMEOUT.lock().unwrap_or_else(|e| e.into_inner());
+    drain_window(graceful_shutdown_timeout_secs, drain)
+}
+
+/// Before httpd's own deadline (GracefulShutdownTimeout, less a margin), and after
+/// `ProxyWebsocketDrainTimeout` plus the polite end if that is set.
+fn drain_window(graceful_shutdown_timeout_secs: i32, drain: Option<Duration>) -> Option<Duration> {
+    let httpd = (graceful_shutdown_timeout_secs > 0).then(|| Duration::from_secs(graceful_shutdown_timeout_secs as u64).saturating_sub(MARGIN));
+    let ours = drain.map(|d| d + POLITE);
+    match (httpd, ours) {
+        (Some(h), Some(o)) => Some(h.min(o)),
+        (h, o) => h.or(o),
+    }
 }
 
 /// The child process is exiting (cleanup of its pool): its worker threads are done, but
@@ -135,5 +155,21 @@ pub fn stop_now() {
     super::detached::stop_all();
     if let Some(fd) = EVENT_FD.get() {
         signal(*fd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drain_ends_before_httpds_deadline_and_after_our_own() {
+        let s = Duration::from_secs;
+        assert_eq!(drain_window(0, None), None, "no timeout anywhere: tunnels run until they end");
+        assert_eq!(drain_window(3, None), Some(Duration::from_millis(2500)));
+        assert_eq!(drain_window(0, Some(s(30))), Some(s(31)), "30 s of work, then the polite second");
+        assert_eq!(drain_window(0, Some(s(0))), Some(s(1)), "0: the polite end at once");
+        assert_eq!(drain_window(10, Some(s(2))), Some(s(3)));
+        assert_eq!(drain_window(10, Some(s(60))), Some(Duration::from_millis(9500)), "httpd's deadline wins");
     }
 }
