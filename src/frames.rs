@@ -121,11 +121,13 @@ impl Frames {
         self.state == State::Lost
     }
 
-    /// Payload bytes before the next header (0 inside a header): how much may move unseen.
+    /// How many bytes may move unseen (spliced): the payload before the next header (0 inside
+    /// a header); any number once the boundaries are lost.
     pub fn payload_left(&self) -> u64 {
         match self.state {
             State::Payload { left } => left,
-            _ => 0,
+            State::Header { .. } => 0,
+            State::Lost => u64::MAX,
         }
     }
 
@@ -233,6 +235,8 @@ mod tests {
         assert!(f.lost() && !f.at_boundary());
         f.feed(b"anything");
         assert!(f.lost());
+        // Whatever follows may be spliced in any amount.
+        assert_eq!(f.payload_left(), u64::MAX);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 
 use once_cell::sync::OnceCell;
 use std::io;
-use super::sys::{going_away, make_pipe, recv, send, set_nonblocking, splice, CHUNK, SPLICE_SMALL};
+use super::bulk::{self, Read};
+use super::sys::{going_away, make_pipe, recv, send, set_nonblocking, splice};
 use crate::frames::Frames;
 use crate::status::Meter;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -263,27 +264,27 @@ impl Direction<'_> {
                 self.discard(frames.as_mut().expect("closing needs frames")).await;
                 return Ok(true);
             }
-            let unseen = frames.as_ref().map_or(CHUNK as u64, Frames::payload_left).min(CHUNK as u64) as usize;
-            let step = if splicing && unseen > 0 {
-                let step = self.splice_once(unseen).await?;
-                if let (Some(f), Step::Moved(n)) = (frames.as_mut(), &step) {
-                    f.skip(*n);
+            let plan = bulk::next(frames.as_ref(), splicing, closing);
+            let at_header = frames.as_ref().is_some_and(|f| f.payload_left() == 0);
+            let step = match plan {
+                Read::Splice(limit) => {
+                    let step = self.splice_once(limit).await?;
+                    if let (Some(f), Step::Moved(n)) = (frames.as_mut(), &step) {
+                        f.skip(*n);
+                    }
+                    step
                 }
-                step
-            } else {
-                let limit = match &frames {
-                    Some(f) if closing => f.to_boundary().min(CHUNK),
-                    _ => CHUNK,
-                };
-                let wake = (politeness.is_some() && !closing).then_some(&mut phase);
-                self.copy_once(limit, frames.as_mut(), wake).await?
+                Read::Copy(limit) => {
+                    let wake = (politeness.is_some() && !closing).then_some(&mut phase);
+                    self.copy_once(limit, frames.as_mut(), wake).await?
+                }
             };
             match step {
                 Step::Eof => {
                     self.shut_dst();
                     return Ok(false);
                 }
-                Step::Moved(n) => splicing = if splicing { n >= SPLICE_SMALL } else { n == CHUNK },
+                Step::Moved(n) => splicing = bulk::after(frames.as_ref(), splicing, plan, n, at_header),
                 Step::Woken => {}
             }
         }

@@ -5,6 +5,7 @@
 //! tunnel. The request thread relays until the tunnel ends, unless `ProxyWebsocketAsync`
 //! lets a raw tunnel move on to the child's runtime ([`detached`], via `handoff`).
 
+mod bulk;
 pub mod detached;
 pub mod relay;
 pub mod shutdown;
