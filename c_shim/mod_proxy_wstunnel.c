@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <mod_proxy.h>
 #include <mod_status.h>
+#include <scoreboard.h>
 #include <apr_shm.h>
 
 #include "shim.h"
@@ -266,6 +267,30 @@ int wst_mpm_stopping(void)
     int state;
 
     return ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS && state == AP_MPMQ_STOPPING;
+}
+
+int wst_server_draining(void)
+{
+    int threaded = AP_MPMQ_NOT_SUPPORTED, limit = 0, mine = 0, i, generation;
+    pid_t me = getpid();
+
+    ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded);
+    if (threaded == AP_MPMQ_NOT_SUPPORTED || ap_scoreboard_image == NULL) {
+        return 1;
+    }
+    generation = ap_scoreboard_image->global->running_generation;
+    ap_mpm_query(AP_MPMQ_GENERATION, &mine);
+    if (generation != mine) {
+        return 1;                 /* a graceful restart: this child is of the old generation */
+    }
+    ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &limit);
+    for (i = 0; i < limit; i++) {
+        process_score *ps = ap_get_scoreboard_process(i);
+        if (ps->pid > 0 && ps->pid != me && !ps->quiescing && ps->generation == generation) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 int wst_graceful_shutdown_timeout(void)

@@ -71,6 +71,11 @@ void wst_conn_set_aborted(conn_rec *c);
 /* The MPM is stopping this child (graceful restart or stop): prefork signals a busy child
  * without running child_stopping until its request ends. */
 int wst_mpm_stopping(void);
+/* httpd as a whole is stopping or restarting (1), or it only retires this child for spare
+ * threads (0): threaded MPMs mark a stopping child "quiescing" in the scoreboard, so a
+ * sibling of the same generation that is not quiescing means the server goes on. prefork
+ * marks nothing: always 1 there. */
+int wst_server_draining(void);
 int wst_graceful_shutdown_timeout(void);
 
 /* mod_proxy's own filter-aware tunnel, for ends whose bytes httpd's filters must see (TLS,

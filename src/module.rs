@@ -256,7 +256,11 @@ pub extern "C" fn wst_rs_child_exit(graceful_shutdown_timeout: c_int) {
 /// httpd's child_init hook: the child takes its slot on the status board.
 #[no_mangle]
 pub extern "C" fn wst_rs_child_init(generation: c_int) {
-    guard("child_init", |_| {}, (), || crate::status::child_started(generation.max(0) as u32))
+    guard("child_init", |_| {}, (), || {
+        crate::status::child_started(generation.max(0) as u32);
+        // SAFETY: reads httpd's scoreboard, shared memory that lives as long as the child.
+        crate::tunnel::shutdown::set_server_draining_check(|| unsafe { ffi::wst_server_draining() != 0 });
+    })
 }
 
 #[no_mangle]

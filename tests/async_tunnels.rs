@@ -264,3 +264,47 @@ async fn bybusyness_sees_every_live_tunnel() {
     }
     h.stop();
 }
+
+/// A child the MPM retires for spare threads (its workers are idle while asynchronous tunnels
+/// run) is not the server stopping: its tunnels live on past GracefulShutdownTimeout, as a
+/// retired child's synchronous tunnels would. (prefork marks nothing that tells the two
+/// apart; there a retired child drains as on a stop.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_retired_for_spare_threads_keeps_its_tunnels() {
+    if mpm() == "prefork" {
+        return;
+    }
+    let b = Backend::start("reap");
+    let h = Httpd::start(Config::new("reap.conf.in").var("BACKEND", format!("127.0.0.1:{}", b.port())));
+    let mut all = Vec::new();
+    for _ in 0..40 {
+        all.push(connect(&h.url("/echo/reap")).await.unwrap().0);
+    }
+    let serving: std::collections::BTreeSet<u32> = h.children().into_iter().collect();
+    // Four children with 20 idle threads, ten allowed: the MPM retires one (or more).
+    let end = Instant::now() + Duration::from_secs(10);
+    while count(&h, "stopping (graceful)") < 1 {
+        assert!(Instant::now() < end, "no child retired: {}", h.error_log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Past GracefulShutdownTimeout (2 s) every tunnel still works, the retired children's too.
+    std::thread::sleep(Duration::from_secs(3));
+    for ws in all.iter_mut() {
+        let m = Message::text("still here");
+        assert_eq!(echo(ws, m.clone()).await, m);
+    }
+    assert_eq!(count(&h, "WST02011"), 0, "{}", h.error_log());
+    let retired: Vec<u32> = serving.iter().copied().filter(|p| !h.children().contains(p) || h.error_log().contains(&format!("child {p} stopping"))).collect();
+    assert!(!retired.is_empty());
+    // Closing them lets the retired children exit.
+    for mut ws in all {
+        ws.close(None).await.ok();
+        while let Some(Ok(_)) = ws.next().await {}
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    while retired.iter().any(|p| h.error_log().contains(&format!("child {p} stopping")) && wskit::httpd::process_alive(*p)) {
+        assert!(Instant::now() < end, "retired children did not exit after their tunnels ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    h.stop();
+}

@@ -42,7 +42,6 @@ pub enum Ending {
 pub struct Report {
     pub client_to_backend: u64,
     pub backend_to_client: u64,
-    pub lifetime: Duration,
     pub ending: Ending,
 }
 
@@ -101,10 +100,11 @@ pub fn stop_all() {
     stop_channel().send_replace(Phase::Stop);
 }
 
-/// Waits until no detached tunnel is left or `deadline` passes; true if none is left.
-pub fn wait_until_none(deadline: Option<Instant>) -> bool {
+/// Waits until no detached tunnel is left or the deadline `deadline()` says (asked again
+/// each time: it may be set later) passes; true if none is left.
+pub fn wait_until_none(deadline: impl Fn() -> Option<Instant>) -> bool {
     while live() > 0 {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if deadline().is_some_and(|d| Instant::now() >= d) {
             return false;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -133,13 +133,12 @@ pub fn spawn(t: Tunnel) -> Result<(), (Tunnel, io::Error)> {
     LIVE.fetch_add(1, Ordering::AcqRel);
     let stop = stop_channel().subscribe();
     rt.spawn(async move {
-        let started = Instant::now();
         let on_end = t.on_end;
         let meter = t.board.meter();
         let (c2b, b2c, ending) = relay(t.client, t.backend, t.idle, t.frames, meter, stop).await;
         drop(t.board);
         LIVE.fetch_sub(1, Ordering::AcqRel);
-        on_end(Report { client_to_backend: c2b, backend_to_client: b2c, lifetime: started.elapsed(), ending });
+        on_end(Report { client_to_backend: c2b, backend_to_client: b2c, ending });
     });
     Ok(())
 }

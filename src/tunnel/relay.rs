@@ -117,8 +117,7 @@ struct Pipe<'a> {
     shown: &'static AtomicU64,
     last_write: Instant,
     /// Bulk mode: bytes move by splice(2) through `kernel_pipe` (src → pipe → dst) instead
-    /// of through `buf`, entered when a read fills the whole buffer, left when splices come
-    /// back small (for small messages two splices cost more than a read and a write).
+    /// of through `buf` (when and how much: `bulk`).
     splicing: bool,
     kernel_pipe: Option<(OwnedFd, OwnedFd)>,
     in_pipe: usize,

@@ -101,34 +101,54 @@ pub fn child_exit(graceful_shutdown_timeout_secs: i32) {
         return;
     }
     if !STOPPING.load(Ordering::Acquire) {
-        // Starts the drain (with its polite end) unless the child_stopping hook did.
+        // Starts the drain (with its polite end) unless the child_stopping hook did; its
+        // deadline is set once the server is known to be stopping or restarting.
         child_stopping(true, graceful_shutdown_timeout_secs);
-        let deadline = *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner());
-        super::detached::wait_until_none(deadline);
+        super::detached::wait_until_none(|| *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner()));
     }
     stop_now();
     // Let the runtime close the sockets (and log the tunnels' ends) before the process goes.
-    super::detached::wait_until_none(Some(Instant::now() + Duration::from_millis(500)));
+    let end = Instant::now() + Duration::from_millis(500);
+    super::detached::wait_until_none(|| Some(end));
 }
 
-/// httpd's child_stopping hook.
+/// Whether httpd as a whole is stopping or restarting, rather than retiring this one child
+/// (MaxSpareThreads): set by the module at child start; without it, always.
+static SERVER_DRAINING: OnceCell<fn() -> bool> = OnceCell::new();
+
+pub fn set_server_draining_check(f: fn() -> bool) {
+    let _ = SERVER_DRAINING.set(f);
+}
+
+/// How often a retired child looks again whether the server is stopping after all.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// httpd's child_stopping hook. A graceful stop starts a drain thread; its clock starts only
+/// when httpd itself is stopping or restarting: a child the MPM merely retires for having too
+/// many idle threads (its workers look idle while asynchronous tunnels run) keeps its tunnels
+/// until they end, as a retired child keeps its synchronous ones, unless httpd later stops.
 pub fn child_stopping(graceful: bool, graceful_shutdown_timeout_secs: i32) {
     if !graceful {
         stop_now();
         return;
     }
     let Some(grace) = grace(graceful_shutdown_timeout_secs) else { return };
-    let mut deadline = DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner());
-    if deadline.is_none() {
-        *deadline = Some(Instant::now() + grace);
-        let polite = grace - POLITE.min(grace / 2);
-        let _ = std::thread::Builder::new().name("wst-drain".into()).spawn(move || {
-            std::thread::sleep(polite);
-            close_politely();
-            std::thread::sleep(grace - polite);
-            stop_now();
-        });
+    static WATCHING: AtomicBool = AtomicBool::new(false);
+    if WATCHING.swap(true, Ordering::AcqRel) {
+        return;
     }
+    let server_draining = SERVER_DRAINING.get().copied().unwrap_or(|| true);
+    let _ = std::thread::Builder::new().name("wst-drain".into()).spawn(move || {
+        while !server_draining() {
+            std::thread::sleep(WATCH_EVERY);
+        }
+        *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + grace);
+        let polite = grace - POLITE.min(grace / 2);
+        std::thread::sleep(polite);
+        close_politely();
+        std::thread::sleep(grace - polite);
+        stop_now();
+    });
 }
 
 /// Begins the polite end: relays learn of it through [`stop_fd`] and [`polite_until`].

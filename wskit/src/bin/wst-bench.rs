@@ -3,7 +3,8 @@
 //! (fallback Off), stock with mod_proxy_http doing the tunnel (fallback On), ours synchronous,
 //! ours asynchronous. Prints a Markdown report with each figure's ratio to stock and to direct.
 //!
-//! Usage: wst-bench [--quick] [--idle N] [--hold SECS] [--out FILE]
+//! Usage: wst-bench [--quick] [--idle N] [--hold SECS] [--only TARGET] [--out FILE]
+//! (`--only` runs one target, e.g. `--only "ours async"`, without ratios to the others.)
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -19,6 +20,7 @@ struct Opts {
     secs: u64,
     idle: usize,
     hold: u64,
+    only: Option<String>,
     out: Option<String>,
 }
 
@@ -30,6 +32,7 @@ fn opts() -> Opts {
         secs: if quick { 2 } else { 5 },
         idle: val("--idle").and_then(|v| v.parse().ok()).unwrap_or(if quick { 1000 } else { 10_000 }),
         hold: val("--hold").and_then(|v| v.parse().ok()).unwrap_or(if quick { 5 } else { 60 }),
+        only: val("--only"),
         out: val("--out"),
     }
 }
@@ -316,7 +319,7 @@ async fn main() {
         },
     ];
     let mut results: BTreeMap<&str, Results> = BTreeMap::new();
-    for t in &targets {
+    for t in targets.iter().filter(|t| o.only.as_deref().is_none_or(|n| n == t.name)) {
         eprintln!("== {}", t.name);
         let h = start(t, &backend);
         let mut r = Results::default();
@@ -385,12 +388,14 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
          and to direct; for 64 KiB pipelined also to stock proxy_http (On).\n\n",
         o.secs
     );
-    let stock = &r["stock wstunnel (Off)"];
-    let http = &r["stock proxy_http (On)"];
-    let direct = &r["direct"];
+    let empty = Results::default();
+    let get = |n: &str| r.get(n).unwrap_or(&empty);
+    let stock = get("stock wstunnel (Off)");
+    let http = get("stock proxy_http (On)");
+    let direct = get("direct");
     s += "## 64 B ping-pong\n\n| target | 1 conn msgs/s | vs stock | vs direct | 50 conns msgs/s | vs stock | vs direct | p50 µs | p99 µs | p99 vs stock | httpd CPU-s per M msgs |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
     for n in names {
-        let x = &r[n];
+        let x = get(n);
         let m1 = x.pp1.as_ref().map(|p| p.msgs_per_s);
         let m50 = x.pp50.as_ref().map(|p| p.msgs_per_s);
         s += &format!(
@@ -415,7 +420,7 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
         Some(t) => format!("{:.0}", t.mb_per_s),
     };
     for n in names {
-        let x = &r[n];
+        let x = get(n);
         let cpu = x.tp8.as_ref().filter(|t| !t.stalled).and_then(|t| t.cpu_s_per_gb);
         s += &format!(
             "| {n} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -433,7 +438,7 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
         o.hold
     );
     for n in names {
-        if let Some(i) = &r[n].idle {
+        if let Some(i) = &get(n).idle {
             s += &format!(
                 "| {n} | {} | {} | {} | {} | {} |\n",
                 i.asked,
