@@ -25,21 +25,6 @@ fn server2(b: &Backend, b2: &Backend) -> Httpd {
     )
 }
 
-fn count(h: &Httpd, needle: &str) -> usize {
-    h.error_log().matches(needle).count()
-}
-
-fn wait_count(h: &Httpd, needle: &str, n: usize, t: Duration) -> usize {
-    let end = Instant::now() + t;
-    loop {
-        let c = count(h, needle);
-        if c >= n || Instant::now() > end {
-            return c;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn far_more_tunnels_than_request_threads() {
     let b = Backend::start("async");

@@ -43,17 +43,6 @@ fn half_sent(port: u16) -> (TcpStream, Vec<u8>) {
     (s, frame[frame.len() / 2..].to_vec())
 }
 
-fn wait_count(h: &Httpd, needle: &str, n: usize, t: Duration) -> usize {
-    let end = Instant::now() + t;
-    loop {
-        let c = h.error_log().matches(needle).count();
-        if c >= n || Instant::now() > end {
-            return c;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 async fn expect_going_away(ws: &mut Ws) {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("no close within 5 s");

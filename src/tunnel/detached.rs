@@ -240,11 +240,9 @@ struct Direction<'a> {
 
 impl Direction<'_> {
     /// Relays this direction. Small reads go through a buffer that exists only while bytes
-    /// move (an idle tunnel holds none); once a read fills the whole buffer the direction is
-    /// bulk and switches to `splice(2)` through a pooled pipe (src → pipe → dst, no copy to
-    /// user space), back to plain reads when splices come back small (HAProxy's "splice-auto"
-    /// idea: for a 64-byte message two splices cost more than a read and a write). With
-    /// `frames` (WebSocket), splices stay within payloads, so every header is seen.
+    /// move (an idle tunnel holds none); bulk transfers are spliced through a pooled pipe
+    /// (src → pipe → dst, no copy to user space); when which: `bulk`. With `frames`
+    /// (WebSocket), splices stay within payloads, so every header is seen.
     ///
     /// Ends with a FIN to `dst` after `src`'s FIN and every byte before it; or, in the child's
     /// polite drain, at the next frame boundary with a Close (1001) and a FIN to `dst`, once

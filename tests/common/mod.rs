@@ -108,3 +108,20 @@ impl Drop for TempDir {
 pub fn mpm() -> String {
     std::env::var("WST_MPM").unwrap_or_else(|_| "event".into())
 }
+
+/// How many times `needle` occurs in the server's error log.
+pub fn count(h: &Httpd, needle: &str) -> usize {
+    h.error_log().matches(needle).count()
+}
+
+/// Waits up to `t` for `needle` to occur `n` times in the error log; returns the count.
+pub fn wait_count(h: &Httpd, needle: &str, n: usize, t: Duration) -> usize {
+    let end = std::time::Instant::now() + t;
+    loop {
+        let c = count(h, needle);
+        if c >= n || std::time::Instant::now() > end {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
