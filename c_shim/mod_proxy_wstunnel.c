@@ -30,6 +30,10 @@
 
 APLOG_USE_MODULE(proxy_wstunnel);
 
+static ap_filter_rec_t *wst_frames_filter;
+static apr_status_t wst_frames_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
+                                  apr_read_type_e block, apr_off_t readbytes);
+
 const command_rec wst_cmds[] = {
     AP_INIT_FLAG("ProxyWebsocketFallbackToProxyHttp", wst_rs_cmd_fallback, NULL,
                  RSRC_CONF | ACCESS_CONF,
@@ -144,6 +148,7 @@ void wst_register_hooks(apr_pool_t *p)
     proxy_hook_scheme_handler(wst_rs_handler, NULL, succ, APR_HOOK_FIRST);
     proxy_hook_check_trans(wst_rs_check_trans, NULL, succ, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, wst_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
+    wst_frames_filter = ap_register_input_filter("WSTUNNEL_FRAMES", wst_frames_in, NULL, AP_FTYPE_CONNECTION);
 }
 
 int wst_log_r_enabled(const request_rec *r, int level)
@@ -316,6 +321,46 @@ int wst_filtered_tunnel_run(proxy_tunnel_rec *tunnel, apr_interval_time_t slice)
      * can run it in slices and look at the clock and at child shutdown in between. */
     tunnel->timeout = slice;
     return ap_proxy_tunnel_run(tunnel);
+}
+
+/* Sees the plaintext mod_proxy's tunnel reads (it sits above mod_ssl and mod_http2's network
+ * filters) and feeds it to the frame tracker; data passes unchanged. */
+static apr_status_t wst_frames_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
+                                  apr_read_type_e block, apr_off_t readbytes)
+{
+    apr_bucket *before = APR_BRIGADE_EMPTY(bb) ? NULL : APR_BRIGADE_LAST(bb);
+    apr_bucket *e;
+    apr_status_t rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
+
+    if (rv != APR_SUCCESS || mode == AP_MODE_SPECULATIVE || mode == AP_MODE_INIT) {
+        return rv;
+    }
+    for (e = before ? APR_BUCKET_NEXT(before) : APR_BRIGADE_FIRST(bb);
+         e != APR_BRIGADE_SENTINEL(bb); e = APR_BUCKET_NEXT(e)) {
+        const char *data;
+        apr_size_t len;
+        if (!APR_BUCKET_IS_METADATA(e) && apr_bucket_read(e, &data, &len, APR_BLOCK_READ) == APR_SUCCESS) {
+            wst_rs_frames_feed(f->ctx, data, len);
+        }
+    }
+    return rv;
+}
+
+void wst_frames_watch(conn_rec *c, void *frames)
+{
+    ap_add_input_filter_handle(wst_frames_filter, frames, NULL, c);
+}
+
+apr_status_t wst_conn_write(conn_rec *c, const char *data, apr_size_t len)
+{
+    apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    apr_status_t rv;
+
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(data, len, NULL, c->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
+    rv = ap_pass_brigade(c->output_filters, bb);
+    apr_brigade_destroy(bb);
+    return rv;
 }
 
 int wst_encoded_slashes_nodecode(request_rec *r)

@@ -94,6 +94,13 @@ wst_record *wst_record_take(request_rec *r);
 int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backend_to_client);
 void wst_record_free(wst_record *rec);
 
+/* Frame tracking for filtered ends: an input filter above TLS/HTTP/2 on connection `c` that
+ * hands every byte read through it (decrypted) to wst_rs_frames_feed(frames, ...). */
+void wst_frames_watch(conn_rec *c, void *frames);
+void wst_rs_frames_feed(void *frames, const char *data, apr_size_t len);
+/* Writes `len` bytes to a connection's output filters and flushes; APR status. */
+apr_status_t wst_conn_write(conn_rec *c, const char *data, apr_size_t len);
+
 /* AllowEncodedSlashes NoDecode in effect for this request (core_dir_config bitfields). */
 int wst_encoded_slashes_nodecode(request_rec *r);
 

@@ -4,7 +4,7 @@
 //! may come between the fragments of a message, so any frame boundary will do).
 
 /// Where the byte stream of one direction stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frames {
     state: State,
     /// The opcode of the frame being passed.
@@ -13,7 +13,7 @@ pub struct Frames {
     close_seen: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Inside a frame header: `have` of its bytes seen so far.
     Header { buf: [u8; 14], have: usize },

@@ -276,6 +276,20 @@ pub extern "C" fn wst_rs_status_attach(base: *mut c_void, slots: c_int) {
     guard("post_config", |_| {}, (), || unsafe { crate::status::attach(base.cast(), slots.max(0) as usize) })
 }
 
+/// The shim's frame-watching input filter: bytes read from a filtered end.
+#[no_mangle]
+pub extern "C" fn wst_rs_frames_feed(frames: *mut c_void, data: *const c_char, len: usize) {
+    guard("frames filter", |_| {}, (), || {
+        if frames.is_null() || data.is_null() {
+            return;
+        }
+        // SAFETY: `frames` is the Frames the tunnel allocated in the request pool for this
+        // filter (live while the connection's filters run for the request); `data` holds
+        // `len` bytes of a bucket apr_bucket_read just returned.
+        unsafe { (*frames.cast::<crate::frames::Frames>()).feed(std::slice::from_raw_parts(data.cast::<u8>(), len)) }
+    })
+}
+
 /// mod_status's hook: our section of /server-status (HTML, or `?auto` lines).
 #[no_mangle]
 pub extern "C" fn wst_rs_status(r: *mut ffi::request_rec, short_report: c_int, tables: c_int, extended: c_int) {

@@ -136,3 +136,41 @@ async fn drain_timeout_bounds_tunnels_when_httpd_waits_forever() {
     assert_eq!(round_trip(&h.url("/echo/after")).await, "drain-timeout");
     h.stop();
 }
+
+/// Tunnels with a TLS end go through mod_proxy's filter-aware tunnel; a filter above TLS
+/// tracks their frames, so they end politely too: a wss:// client (TLS front end, ws://
+/// backend) and a ws:// client to a wss:// backend both get Close 1001, and so do the backends.
+#[tokio::test(flavor = "multi_thread")]
+async fn tunnels_with_a_tls_end_close_with_1001_too() {
+    let dir = TempDir::new("drain-tls");
+    let pki = wskit::Pki::generate(&dir.0);
+    let plain = Backend::start("plain");
+    let tls = Backend::start_tls("tls", &pki.server);
+    let mut h = Httpd::start(
+        Config::new("drain_tls.conf.in")
+            .ports(1)
+            .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
+            .var("TLSBACKEND", tls.port())
+            .var("CA", pki.ca_file.display())
+            .var("SERVERCERT", pki.server.cert_file.display())
+            .var("SERVERKEY", pki.server.key_file.display()),
+    );
+    let (mut front, _) = connect_tls(&format!("wss://localhost:{}/ws/front", h.ports[0]), &pki).await.unwrap();
+    let (mut back, _) = connect(&h.url("/wss/back")).await.unwrap();
+    let t0 = Instant::now();
+    h.signal(libc::SIGWINCH);
+    for ws in [&mut front, &mut back] {
+        let m = Message::text("during the drain");
+        assert_eq!(echo(ws, m.clone()).await, m);
+    }
+    expect_going_away(&mut front).await;
+    expect_going_away(&mut back).await;
+    assert!(t0.elapsed() > Duration::from_millis(1200), "closed {:?} after the signal: no drain", t0.elapsed());
+    h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
+    assert!(t0.elapsed() < Duration::from_secs(4), "graceful stop took {:?}", t0.elapsed());
+    for b in [&plain, &tls] {
+        assert!(b.events().iter().any(|e| matches!(e, Event::Close(Some(1001)))), "{}: {:?}", b.name, b.events());
+    }
+    let log = h.stop();
+    assert_eq!(log.matches("WST02014").count(), 2, "{log}");
+}

@@ -9,6 +9,7 @@ use crate::httpd::{Connection, Request};
 use crate::rlog;
 use super::handoff::{async_handoff_at, handoff};
 use super::relay::{self, End, Ends, Limits};
+use super::sys::going_away;
 use crate::frames::Frames;
 use crate::status;
 use std::time::{Duration, Instant};
@@ -64,7 +65,7 @@ pub fn run(
     } else {
         // On the board without bytes: mod_proxy's tunnel does not say what it moved.
         let _board = status::Tunnel::start();
-        filtered(r, backconn, surplus, idle, scheme);
+        filtered(r, backconn, surplus, idle, scheme, websocket);
     }
     DONE
 }
@@ -177,8 +178,50 @@ fn raw(
 /// enough for the drain deadline, long enough to cost nothing (one wake-up per slice).
 const SLICE: Duration = Duration::from_millis(250);
 
-fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>, scheme: Scheme) {
+/// Frames of each direction of a filtered tunnel (client to backend, backend to client), fed
+/// by the shim's filter on each connection with the plaintext mod_proxy's tunnel reads.
+type Watched = (*mut Frames, *mut Frames);
+
+fn watch_frames(r: &Request, backconn: &Connection, surplus: &[u8]) -> Watched {
+    let pool = r.pool();
+    let (c2b, b2c) = (pool.alloc(Frames::default()), pool.alloc(Frames::default()));
+    // SAFETY: both live in the request pool, which outlives the tunnel and its filters' use
+    // for it; the bytes that came with the 101 reach the client without passing a filter.
+    unsafe {
+        (*b2c).feed(surplus);
+        ffi::wst_frames_watch(r.connection().as_ptr(), c2b.cast());
+        ffi::wst_frames_watch(backconn.as_ptr(), b2c.cast());
+    }
+    (c2b, b2c)
+}
+
+/// In the drain's polite end, once both directions rest between frames (a slice went by
+/// without traffic, so everything read was passed on): Close 1001 to each side, through the
+/// filters. The peers' answers then travel through the tunnel as any frame, and it ends.
+fn close_politely(r: &Request, backconn: &Connection, watched: Watched) -> bool {
+    // SAFETY: see `watch_frames`; no filter runs while the tunnel is between slices.
+    let (c2b, b2c) = unsafe { (*watched.0, *watched.1) };
+    if super::shutdown::polite_until().is_none() || ![c2b, b2c].iter().all(|f| f.at_boundary() && !f.lost()) {
+        return false;
+    }
+    for (c, to_backend) in [(r.connection().as_ptr(), false), (backconn.as_ptr(), true)] {
+        let close = going_away(to_backend);
+        // SAFETY: a live connection of this request; the bytes are copied into a heap bucket.
+        unsafe { ffi::wst_conn_write(c, close.as_ptr().cast(), close.len()) };
+    }
+    true
+}
+
+/// Both sides answered with their own Close.
+fn closes_answered(watched: Watched) -> bool {
+    // SAFETY: see `watch_frames`; no filter runs while the tunnel is between slices.
+    unsafe { (*watched.0).close_seen() && (*watched.1).close_seen() }
+}
+
+fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>, scheme: Scheme, websocket: bool) {
     rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
+    let watched = websocket.then(|| watch_frames(r, backconn, &surplus));
+    let mut closing = false;
     if !surplus.is_empty() && !(r.write(&surplus) && r.flush()) {
         r.connection().set_aborted();
         return;
@@ -199,7 +242,11 @@ fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<D
         let status = unsafe { ffi::wst_filtered_tunnel_run(tunnel, SLICE.as_micros() as ffi::apr_interval_time_t) };
         let now = Instant::now();
         if status != ffi::HTTP_GATEWAY_TIME_OUT as i32 {
-            if status != crate::handler::OK {
+            if closing {
+                rlog!(r, INFO, "WST02014: httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away)");
+                // The child is stopping: no lingering close.
+                r.connection().set_aborted();
+            } else if status != crate::handler::OK {
                 rlog!(r, DEBUG, "WST02003: tunnel ended with status {status}");
             } else {
                 rlog!(r, DEBUG, "WST02001: tunnel closed by both sides");
@@ -212,6 +259,16 @@ fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<D
             quiet_since = now - SLICE;
         }
         notice_mpm_stopping();
+        if let Some(w) = watched {
+            if !closing {
+                closing = close_politely(r, backconn, w);
+            } else if closes_answered(w) {
+                // Nobody sends after a Close, and a client waits for the server to close first.
+                rlog!(r, INFO, "WST02014: httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away)");
+                r.connection().set_aborted();
+                return;
+            }
+        }
         if super::shutdown::stopping() {
             rlog!(r, INFO, "WST02007: httpd child is stopping: tunnel closed");
             r.connection().set_aborted();
