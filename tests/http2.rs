@@ -83,3 +83,40 @@ async fn websockets_over_http2_front_ends() {
     let log = h.stop();
     assert!(log.contains("WST02006"), "HTTP/2 streams must take the filtered path:\n{log}");
 }
+
+/// A graceful stop ends a WebSocket over an HTTP/2 stream politely too: the client gets
+/// Close 1001 through mod_http2 (the stream takes the filtered path, as over TLS).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graceful_stop_closes_an_http2_websocket_with_1001() {
+    let dir = TempDir::new("pki-drain");
+    let pki = Pki::generate(&dir.0);
+    let plain = Backend::start("plain");
+    let tls = Backend::start_tls("tls", &pki.server);
+    let mut h = Httpd::start(
+        Config::new("h2.conf.in")
+            .ports(1)
+            .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
+            .var("TLSBACKEND", tls.port())
+            .var("CA", pki.ca_file.display())
+            .var("SERVERCERT", pki.server.cert_file.display())
+            .var("SERVERKEY", pki.server.key_file.display()),
+    );
+    let Ok(H2Outcome::Open(mut ws)) = open(h.port, None, "/ws2/drain-h2").await else { panic!("no h2c WebSocket") };
+    let m = Message::text("before the stop");
+    ws.send(m.clone()).await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap(), m);
+    h.signal(libc::SIGWINCH);
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("no close within 5 s") {
+            Some(Ok(Message::Close(c))) => break c,
+            Some(Ok(_)) => {}
+            other => panic!("expected Close 1001, got {other:?}\n{}", h.error_log()),
+        }
+    };
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1001));
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(3), ws.next()).await {}
+    h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
+    assert!(plain.events().iter().any(|e| matches!(e, wskit::backend::Event::Close(Some(1001)))), "{:?}", plain.events());
+    let log = h.stop();
+    assert!(log.contains("WST02014"), "{log}");
+}

@@ -198,7 +198,7 @@ fn watch_frames(r: &Request, backconn: &Connection, surplus: &[u8]) -> Watched {
 /// In the drain's polite end, once both directions rest between frames (a slice went by
 /// without traffic, so everything read was passed on): Close 1001 to each side, through the
 /// filters. The peers' answers then travel through the tunnel as any frame, and it ends.
-fn close_politely(r: &Request, backconn: &Connection, watched: Watched) -> bool {
+fn send_going_away(r: &Request, backconn: &Connection, watched: Watched) -> bool {
     // SAFETY: see `watch_frames`; no filter runs while the tunnel is between slices.
     let (c2b, b2c) = unsafe { (*watched.0, *watched.1) };
     if super::shutdown::polite_until().is_none() || ![c2b, b2c].iter().all(|f| f.at_boundary() && !f.lost()) {
@@ -261,7 +261,7 @@ fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<D
         notice_mpm_stopping();
         if let Some(w) = watched {
             if !closing {
-                closing = close_politely(r, backconn, w);
+                closing = send_going_away(r, backconn, w);
             } else if closes_answered(w) {
                 // Nobody sends after a Close, and a client waits for the server to close first.
                 rlog!(r, INFO, "WST02014: httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away)");
