@@ -346,9 +346,16 @@ static apr_status_t wst_frames_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_inp
     return rv;
 }
 
-void wst_frames_watch(conn_rec *c, void *frames)
+ap_filter_t *wst_frames_watch(conn_rec *c, void *frames)
 {
-    ap_add_input_filter_handle(wst_frames_filter, frames, NULL, c);
+    return ap_add_input_filter_handle(wst_frames_filter, frames, NULL, c);
+}
+
+void wst_frames_unwatch(ap_filter_t *f)
+{
+    if (f) {
+        ap_remove_input_filter(f);
+    }
 }
 
 apr_status_t wst_conn_write(conn_rec *c, const char *data, apr_size_t len)

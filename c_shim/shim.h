@@ -95,8 +95,11 @@ int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backe
 void wst_record_free(wst_record *rec);
 
 /* Frame tracking for filtered ends: an input filter above TLS/HTTP/2 on connection `c` that
- * hands every byte read through it (decrypted) to wst_rs_frames_feed(frames, ...). */
-void wst_frames_watch(conn_rec *c, void *frames);
+ * hands every byte read through it (decrypted) to wst_rs_frames_feed(frames, ...). Must be
+ * removed (wst_frames_unwatch) before `frames` goes away: connections outlive requests
+ * (mod_http2 reuses its secondary connections). */
+ap_filter_t *wst_frames_watch(conn_rec *c, void *frames);
+void wst_frames_unwatch(ap_filter_t *f);
 void wst_rs_frames_feed(void *frames, const char *data, apr_size_t len);
 /* Writes `len` bytes to a connection's output filters and flushes; APR status. */
 apr_status_t wst_conn_write(conn_rec *c, const char *data, apr_size_t len);

@@ -182,17 +182,30 @@ const SLICE: Duration = Duration::from_millis(250);
 /// by the shim's filter on each connection with the plaintext mod_proxy's tunnel reads.
 type Watched = (*mut Frames, *mut Frames);
 
-fn watch_frames(r: &Request, backconn: &Connection, surplus: &[u8]) -> Watched {
+/// The two filters feeding a [`Watched`]; removed on drop, before the request pool (and the
+/// frames in it) goes away, since the connections may outlive the request.
+struct Watching([*mut ffi::ap_filter_t; 2]);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        for f in self.0 {
+            // SAFETY: filters added by `watch_frames` on connections that are still live.
+            unsafe { ffi::wst_frames_unwatch(f) };
+        }
+    }
+}
+
+fn watch_frames(r: &Request, backconn: &Connection, surplus: &[u8]) -> (Watched, Watching) {
     let pool = r.pool();
     let (c2b, b2c) = (pool.alloc(Frames::default()), pool.alloc(Frames::default()));
-    // SAFETY: both live in the request pool, which outlives the tunnel and its filters' use
-    // for it; the bytes that came with the 101 reach the client without passing a filter.
-    unsafe {
+    // SAFETY: both live in the request pool, which outlives the tunnel; the filters are
+    // removed (Watching) before the handler returns. The bytes that came with the 101 reach
+    // the client without passing a filter.
+    let filters = unsafe {
         (*b2c).feed(surplus);
-        ffi::wst_frames_watch(r.connection().as_ptr(), c2b.cast());
-        ffi::wst_frames_watch(backconn.as_ptr(), b2c.cast());
-    }
-    (c2b, b2c)
+        [ffi::wst_frames_watch(r.connection().as_ptr(), c2b.cast()), ffi::wst_frames_watch(backconn.as_ptr(), b2c.cast())]
+    };
+    ((c2b, b2c), Watching(filters))
 }
 
 /// In the drain's polite end, once both directions rest between frames (a slice went by
@@ -220,7 +233,10 @@ fn closes_answered(watched: Watched) -> bool {
 
 fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>, scheme: Scheme, websocket: bool) {
     rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
-    let watched = websocket.then(|| watch_frames(r, backconn, &surplus));
+    let (watched, _watching) = match websocket.then(|| watch_frames(r, backconn, &surplus)) {
+        Some((w, guard)) => (Some(w), Some(guard)),
+        None => (None, None),
+    };
     let mut closing = false;
     if !surplus.is_empty() && !(r.write(&surplus) && r.flush()) {
         r.connection().set_aborted();
