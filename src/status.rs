@@ -124,7 +124,8 @@ pub fn child_exited() {
     }
 }
 
-fn now_us() -> u64 {
+/// Now, in microseconds since the epoch (httpd's apr_time_t scale).
+pub fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
 }
 

@@ -178,65 +178,74 @@ fn raw(
 /// enough for the drain deadline, long enough to cost nothing (one wake-up per slice).
 const SLICE: Duration = Duration::from_millis(250);
 
-/// Frames of each direction of a filtered tunnel (client to backend, backend to client), fed
-/// by the shim's filter on each connection with the plaintext mod_proxy's tunnel reads.
-type Watched = (*mut Frames, *mut Frames);
+/// The frames of each direction of a filtered tunnel, fed by the shim's filter on each
+/// connection with the plaintext mod_proxy's tunnel reads. The filters come off on drop,
+/// before the request pool (and the frames in it) goes away: connections outlive requests.
+struct Watch {
+    /// Client to backend, backend to client; in the request pool.
+    frames: [*mut Frames; 2],
+    filters: [*mut ffi::ap_filter_t; 2],
+}
 
-/// The two filters feeding a [`Watched`]; removed on drop, before the request pool (and the
-/// frames in it) goes away, since the connections may outlive the request.
-struct Watching([*mut ffi::ap_filter_t; 2]);
+impl Watch {
+    fn start(r: &Request, backconn: &Connection, surplus: &[u8]) -> Watch {
+        let pool = r.pool();
+        let (c2b, b2c) = (pool.alloc(Frames::default()), pool.alloc(Frames::default()));
+        // SAFETY: both live in the request pool, which outlives the tunnel; the filters are
+        // removed (drop) before the handler returns. The bytes that came with the 101 reach
+        // the client without passing a filter.
+        let filters = unsafe {
+            (*b2c).feed(surplus);
+            [ffi::wst_frames_watch(r.connection().as_ptr(), c2b.cast()), ffi::wst_frames_watch(backconn.as_ptr(), b2c.cast())]
+        };
+        Watch { frames: [c2b, b2c], filters }
+    }
 
-impl Drop for Watching {
+    /// Where both directions stand; only between slices, when no filter runs.
+    fn frames(&self) -> [Frames; 2] {
+        // SAFETY: see `start`; no filter runs while the tunnel is between slices.
+        self.frames.map(|f| unsafe { *f })
+    }
+
+    /// In the drain's polite end, once both directions rest between frames (a slice went by
+    /// without traffic, so everything read was passed on): Close 1001 to each side, through
+    /// the filters. The peers' answers then travel through the tunnel as any frame.
+    fn send_going_away(&self, r: &Request, backconn: &Connection) -> bool {
+        if super::shutdown::polite_until().is_none() || !self.frames().iter().all(|f| f.at_boundary() && !f.lost()) {
+            return false;
+        }
+        for (c, to_backend) in [(r.connection().as_ptr(), false), (backconn.as_ptr(), true)] {
+            let close = going_away(to_backend);
+            // SAFETY: a live connection of this request; the bytes are copied into a heap bucket.
+            unsafe { ffi::wst_conn_write(c, close.as_ptr().cast(), close.len()) };
+        }
+        true
+    }
+
+    /// Both sides answered with their own Close.
+    fn closes_answered(&self) -> bool {
+        self.frames().iter().all(Frames::close_seen)
+    }
+}
+
+impl Drop for Watch {
     fn drop(&mut self) {
-        for f in self.0 {
-            // SAFETY: filters added by `watch_frames` on connections that are still live.
+        for f in self.filters {
+            // SAFETY: filters added by `start` on connections that are still live.
             unsafe { ffi::wst_frames_unwatch(f) };
         }
     }
 }
 
-fn watch_frames(r: &Request, backconn: &Connection, surplus: &[u8]) -> (Watched, Watching) {
-    let pool = r.pool();
-    let (c2b, b2c) = (pool.alloc(Frames::default()), pool.alloc(Frames::default()));
-    // SAFETY: both live in the request pool, which outlives the tunnel; the filters are
-    // removed (Watching) before the handler returns. The bytes that came with the 101 reach
-    // the client without passing a filter.
-    let filters = unsafe {
-        (*b2c).feed(surplus);
-        [ffi::wst_frames_watch(r.connection().as_ptr(), c2b.cast()), ffi::wst_frames_watch(backconn.as_ptr(), b2c.cast())]
-    };
-    ((c2b, b2c), Watching(filters))
-}
-
-/// In the drain's polite end, once both directions rest between frames (a slice went by
-/// without traffic, so everything read was passed on): Close 1001 to each side, through the
-/// filters. The peers' answers then travel through the tunnel as any frame, and it ends.
-fn send_going_away(r: &Request, backconn: &Connection, watched: Watched) -> bool {
-    // SAFETY: see `watch_frames`; no filter runs while the tunnel is between slices.
-    let (c2b, b2c) = unsafe { (*watched.0, *watched.1) };
-    if super::shutdown::polite_until().is_none() || ![c2b, b2c].iter().all(|f| f.at_boundary() && !f.lost()) {
-        return false;
-    }
-    for (c, to_backend) in [(r.connection().as_ptr(), false), (backconn.as_ptr(), true)] {
-        let close = going_away(to_backend);
-        // SAFETY: a live connection of this request; the bytes are copied into a heap bucket.
-        unsafe { ffi::wst_conn_write(c, close.as_ptr().cast(), close.len()) };
-    }
-    true
-}
-
-/// Both sides answered with their own Close.
-fn closes_answered(watched: Watched) -> bool {
-    // SAFETY: see `watch_frames`; no filter runs while the tunnel is between slices.
-    unsafe { (*watched.0).close_seen() && (*watched.1).close_seen() }
+/// A filtered tunnel ended politely in a stopping child: logged, and closed without lingering.
+fn went_away(r: &Request) {
+    rlog!(r, INFO, "WST02014: httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away)");
+    r.connection().set_aborted();
 }
 
 fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>, scheme: Scheme, websocket: bool) {
     rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
-    let (watched, _watching) = match websocket.then(|| watch_frames(r, backconn, &surplus)) {
-        Some((w, guard)) => (Some(w), Some(guard)),
-        None => (None, None),
-    };
+    let watch = websocket.then(|| Watch::start(r, backconn, &surplus));
     let mut closing = false;
     if !surplus.is_empty() && !(r.write(&surplus) && r.flush()) {
         r.connection().set_aborted();
@@ -259,9 +268,7 @@ fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<D
         let now = Instant::now();
         if status != ffi::HTTP_GATEWAY_TIME_OUT as i32 {
             if closing {
-                rlog!(r, INFO, "WST02014: httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away)");
-                // The child is stopping: no lingering close.
-                r.connection().set_aborted();
+                went_away(r);
             } else if status != crate::handler::OK {
                 rlog!(r, DEBUG, "WST02003: tunnel ended with status {status}");
             } else {
@@ -275,13 +282,12 @@ fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<D
             quiet_since = now - SLICE;
         }
         notice_mpm_stopping();
-        if let Some(w) = watched {
+        if let Some(w) = &watch {
             if !closing {
-                closing = send_going_away(r, backconn, w);
-            } else if closes_answered(w) {
+                closing = w.send_going_away(r, backconn);
+            } else if w.closes_answered() {
                 // Nobody sends after a Close, and a client waits for the server to close first.
-                rlog!(r, INFO, "WST02014: httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away)");
-                r.connection().set_aborted();
+                went_away(r);
                 return;
             }
         }

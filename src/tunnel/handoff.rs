@@ -49,8 +49,7 @@ fn open_files_limit() -> u64 {
 
 /// Milliseconds from `t` (µs since the epoch, as httpd's request_time) to now.
 fn since_ms(t: i64) -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros() as i64;
-    (now - t).max(0) / 1000
+    (status::now_us() as i64 - t).max(0) / 1000
 }
 
 /// A duplicate of `fd` that the asynchronous relay owns.
