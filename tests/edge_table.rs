@@ -13,9 +13,11 @@ struct Env {
     b: Backend,
     alt: Vec<Backend>,
     h: Httpd,
+    _dead: wskit::httpd::DeadPort,
 }
 
 fn env() -> Env {
+    let dead = wskit::httpd::DeadPort::reserve();
     let b = Backend::start("main");
     let alt: Vec<Backend> = (0..4).map(|i| Backend::start(&format!("alt{i}"))).collect();
     let h = Httpd::start(
@@ -26,9 +28,9 @@ fn env() -> Env {
             .var("BACKEND_ALT2", format!("127.0.0.1:{}", alt[1].port()))
             .var("BACKEND_ALT3", format!("127.0.0.1:{}", alt[2].port()))
             .var("BACKEND_ALT4", format!("127.0.0.1:{}", alt[3].port()))
-            .var("DEADPORT", wskit::httpd::free_port()),
+            .var("DEADPORT", &dead),
     );
-    Env { b, alt, h }
+    Env { b, alt, h, _dead: dead }
 }
 
 fn saw(b: &Backend, path_prefix: &str) -> bool {

@@ -54,6 +54,43 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A loopback port where nothing listens, for as long as this value lives. A port that was
+/// merely free when chosen can be taken by another test's httpd or backend a moment later
+/// (and then answers 404 instead of refusing); this one stays bound, without listening and
+/// without SO_REUSEADDR, so no one else can bind it and connecting to it is refused.
+pub struct DeadPort {
+    pub port: u16,
+    _socket: std::os::fd::OwnedFd,
+}
+
+impl DeadPort {
+    pub fn reserve() -> DeadPort {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket calls on a descriptor we create and own; `addr` is a valid
+        // sockaddr_in whose size we pass, and `getsockname` writes at most `len` bytes into it.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            let p = &mut addr as *mut libc::sockaddr_in as *mut libc::sockaddr;
+            assert_eq!(libc::bind(raw, p, len), 0, "bind: {}", std::io::Error::last_os_error());
+            assert_eq!(libc::getsockname(raw, p, &mut len), 0);
+            DeadPort { port: u16::from_be(addr.sin_port), _socket: fd }
+        }
+    }
+}
+
+impl std::fmt::Display for DeadPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.port)
+    }
+}
+
 /// How to configure one httpd.
 pub struct Config {
     /// Template file in httpd-test-conf/ for the site part (appended to base.conf.in).

@@ -15,14 +15,15 @@ fn main() {
     let one = Backend::start("one");
     let two = Backend::start("two");
     let tls = Backend::start_tls("tls", &pki.server);
-    let dead = wskit::httpd::free_port();
+    // Reserved (bound, not listening) until we exit, so no other process can take it.
+    let dead = wskit::httpd::DeadPort::reserve();
     let vars = [
         ("WST_BACKEND", one.addr.to_string()),
         ("WST_BACKEND2", two.addr.to_string()),
         ("WST_BACKEND_PORT", one.port().to_string()),
         ("WST_BACKEND2_PORT", two.port().to_string()),
         ("WST_TLSBACKEND_PORT", tls.port().to_string()),
-        ("WST_DEADPORT", dead.to_string()),
+        ("WST_DEADPORT", dead.port.to_string()),
         ("WST_CA", pki.ca_file.display().to_string()),
         ("WST_SERVERCERT", pki.server.cert_file.display().to_string()),
         ("WST_SERVERKEY", pki.server.key_file.display().to_string()),
