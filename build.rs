@@ -96,7 +96,7 @@ fn main() {
     for v in [
         "proxy_module", "AP_MODE_.*", "APR_(NON)?BLOCK_READ", "APR_SUCCESS", "APR_EOF", "APR_EAGAIN",
         "APLOG_.*", "HTTP_.*", "OK", "DECLINED", "DONE", "MODULE_MAGIC_.*", "PROXYREQ_.*",
-        "PROXY_CANONENC_.*", "AP_CONN_CLOSE", "enc_path", "enc_search", "RSRC_CONF", "ACCESS_CONF",
+        "PROXY_CANONENC_.*", "AP_CONN_CLOSE", "WST_WATCH_.*", "enc_path", "enc_search", "RSRC_CONF", "ACCESS_CONF",
     ] {
         b = b.allowlist_var(v);
     }

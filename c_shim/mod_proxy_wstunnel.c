@@ -323,32 +323,80 @@ int wst_filtered_tunnel_run(proxy_tunnel_rec *tunnel, apr_interval_time_t slice)
     return ap_proxy_tunnel_run(tunnel);
 }
 
+/* Drops what the watch refuses of the buckets from `e` on (they were all just read). Returns
+ * whether it dropped everything there was (an empty read is passed on as it is: mod_ssl
+ * returns one when a record carried no data). */
+static int wst_watch_buckets(ap_filter_t *f, apr_bucket *e, apr_bucket_brigade *bb)
+{
+    int kept = 0, dropped = 0;
+    apr_bucket *next;
+
+    for (; e != APR_BRIGADE_SENTINEL(bb); e = next) {
+        const char *data;
+        apr_size_t len, keep;
+
+        next = APR_BUCKET_NEXT(e);
+        if (APR_BUCKET_IS_METADATA(e) || apr_bucket_read(e, &data, &len, APR_BLOCK_READ) != APR_SUCCESS) {
+            kept = 1;
+            continue;
+        }
+        keep = wst_rs_watch_read(f->ctx, data, len);
+        if (keep == 0 && len > 0) {
+            apr_bucket_delete(e);
+            dropped = 1;
+            continue;
+        }
+        kept = 1;
+        if (keep < len) {
+            apr_bucket_split(e, keep);
+            next = APR_BUCKET_NEXT(APR_BUCKET_NEXT(e));
+            apr_bucket_delete(APR_BUCKET_NEXT(e));
+        }
+    }
+    return dropped && !kept;
+}
+
 /* Sees the plaintext mod_proxy's tunnel reads (it sits above mod_ssl and mod_http2's network
- * filters) and feeds it to the frame tracker; data passes unchanged. */
+ * filters). Bytes pass unchanged, except in a draining child's polite end: see shim.h. */
 static apr_status_t wst_frames_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
                                   apr_read_type_e block, apr_off_t readbytes)
 {
-    apr_bucket *before = APR_BRIGADE_EMPTY(bb) ? NULL : APR_BRIGADE_LAST(bb);
-    apr_bucket *e;
-    apr_status_t rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
+    if (mode != AP_MODE_READBYTES) {
+        return ap_get_brigade(f->next, bb, mode, block, readbytes);
+    }
+    for (;;) {
+        apr_bucket *before = APR_BRIGADE_EMPTY(bb) ? NULL : APR_BRIGADE_LAST(bb);
+        char close[WST_WATCH_CLOSE_MAX];
+        apr_size_t close_len;
+        apr_status_t rv;
+        int all_dropped;
 
-    if (rv != APR_SUCCESS || mode == AP_MODE_SPECULATIVE || mode == AP_MODE_INIT) {
-        return rv;
-    }
-    for (e = before ? APR_BUCKET_NEXT(before) : APR_BRIGADE_FIRST(bb);
-         e != APR_BRIGADE_SENTINEL(bb); e = APR_BUCKET_NEXT(e)) {
-        const char *data;
-        apr_size_t len;
-        if (!APR_BUCKET_IS_METADATA(e) && apr_bucket_read(e, &data, &len, APR_BLOCK_READ) == APR_SUCCESS) {
-            wst_rs_frames_feed(f->ctx, data, len);
+        switch (wst_rs_watch_verdict(f->ctx)) {
+        case WST_WATCH_EOF:
+            return APR_EOF;
+        case WST_WATCH_ABORT:
+            return APR_ECONNABORTED;
         }
+        rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        all_dropped = wst_watch_buckets(f, before ? APR_BUCKET_NEXT(before) : APR_BRIGADE_FIRST(bb), bb);
+        close_len = wst_rs_watch_closes(f->ctx, f->c, close, sizeof close);
+        if (close_len > 0) {
+            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(close, close_len, NULL, f->c->bucket_alloc));
+            return APR_SUCCESS;
+        }
+        if (!all_dropped) {
+            return APR_SUCCESS;
+        }
+        /* All of it was dropped: read on, as if it had never come. */
     }
-    return rv;
 }
 
-ap_filter_t *wst_frames_watch(conn_rec *c, void *frames)
+ap_filter_t *wst_frames_watch(conn_rec *c, void *watch)
 {
-    return ap_add_input_filter_handle(wst_frames_filter, frames, NULL, c);
+    return ap_add_input_filter_handle(wst_frames_filter, watch, NULL, c);
 }
 
 void wst_frames_unwatch(ap_filter_t *f)

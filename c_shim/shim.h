@@ -94,13 +94,19 @@ wst_record *wst_record_take(request_rec *r);
 int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backend_to_client);
 void wst_record_free(wst_record *rec);
 
-/* Frame tracking for filtered ends: an input filter above TLS/HTTP/2 on connection `c` that
- * hands every byte read through it (decrypted) to wst_rs_frames_feed(frames, ...). Must be
- * removed (wst_frames_unwatch) before `frames` goes away: connections outlive requests
- * (mod_http2 reuses its secondary connections). */
-ap_filter_t *wst_frames_watch(conn_rec *c, void *frames);
+/* The watch on a filtered end: an input filter above TLS/HTTP/2 on connection `c` through
+ * which every byte mod_proxy's tunnel reads (decrypted) passes. The Rust side decides, per
+ * read, whether to read at all (wst_rs_watch_verdict), how many bytes of each bucket go on
+ * (wst_rs_watch_read: the rest is dropped) and what to append (wst_rs_watch_closes: a Close
+ * frame; it may also write one to `c` itself). Must be removed (wst_frames_unwatch) before
+ * `watch` goes away: connections outlive requests (mod_http2 reuses secondary connections). */
+enum { WST_WATCH_READ = 0, WST_WATCH_EOF = 1, WST_WATCH_ABORT = 2 };
+#define WST_WATCH_CLOSE_MAX 14
+ap_filter_t *wst_frames_watch(conn_rec *c, void *watch);
 void wst_frames_unwatch(ap_filter_t *f);
-void wst_rs_frames_feed(void *frames, const char *data, apr_size_t len);
+int wst_rs_watch_verdict(void *watch);
+apr_size_t wst_rs_watch_read(void *watch, const char *data, apr_size_t len);
+apr_size_t wst_rs_watch_closes(void *watch, conn_rec *c, char *buf, apr_size_t cap);
 /* Writes `len` bytes to a connection's output filters and flushes; APR status. */
 apr_status_t wst_conn_write(conn_rec *c, const char *data, apr_size_t len);
 

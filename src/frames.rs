@@ -89,6 +89,25 @@ impl Frames {
         }
     }
 
+    /// Accounts for bytes up to the first frame boundary: Some(n) once one is reached after
+    /// `n` of them (0 if the stream is there already), None if all of them went by without
+    /// reaching one (or the boundaries are lost). The rest of `bytes` is not accounted for.
+    pub fn feed_to_boundary(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut n = 0;
+        loop {
+            if self.at_boundary() {
+                return Some(n);
+            }
+            if self.lost() || n == bytes.len() {
+                return None;
+            }
+            // Never 0 between boundaries: a finished header or payload ends the frame.
+            let step = self.to_boundary().min(bytes.len() - n);
+            self.feed(&bytes[n..n + step]);
+            n += step;
+        }
+    }
+
     /// Accounts for `n` payload bytes moved unseen (spliced); `n` must not exceed
     /// [`Frames::payload_left`].
     pub fn skip(&mut self, n: usize) {
@@ -226,6 +245,31 @@ mod tests {
             }
         }
         assert_eq!(stops, vec![2 + 2 + 4 + 300, stream.len()]);
+    }
+
+    #[test]
+    fn feed_to_boundary_stops_at_the_first_boundary_in_any_chunking() {
+        let mut stream = frame(2, true, 300, true);
+        let first = stream.len();
+        stream.extend(frame(1, true, 5, true));
+        for chunk in [1, 2, 3, 7, 100, 299, first, first + 1, stream.len()] {
+            let mut f = Frames::default();
+            assert_eq!(f.feed_to_boundary(&stream[..0]), Some(0), "at a boundary before anything");
+            f.feed(&stream[..1]);
+            let mut at = 1;
+            let found = loop {
+                let end = (at + chunk).min(stream.len());
+                match f.feed_to_boundary(&stream[at..end]) {
+                    Some(n) => break at + n,
+                    None => at = end,
+                }
+            };
+            assert_eq!(found, first, "chunk {chunk}");
+            assert!(f.at_boundary());
+        }
+        let mut lost = Frames::default();
+        lost.feed(&[0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(lost.feed_to_boundary(b"anything"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::ffi;
 use crate::handler::{self, HandlerArgs, CAN_FALLBACK};
 use crate::httpd::log::{ERR, TRACE1};
 use crate::httpd::{Pool, Request};
+use crate::tunnel::Half;
 use crate::{rlog, slog};
 use std::cell::UnsafeCell;
 use std::ffi::CStr;
@@ -276,17 +277,42 @@ pub extern "C" fn wst_rs_status_attach(base: *mut c_void, slots: c_int) {
     guard("post_config", |_| {}, (), || unsafe { crate::status::attach(base.cast(), slots.max(0) as usize) })
 }
 
-/// The shim's frame-watching input filter: bytes read from a filtered end.
+/// Runs a callback of the watch filter on a filtered end (shim.h); a panic is logged on the
+/// tunnel's request and turns into `on_panic`.
+fn watch_guard<T>(half: *mut c_void, on_panic: T, f: impl FnOnce(&Half) -> T) -> T {
+    // SAFETY: `half` is the context the tunnel gave this filter, live while it is installed.
+    let h = unsafe { &*half.cast::<Half>() };
+    guard("watch filter", |m| crate::httpd::log::request(file!(), line!(), h.request(), ERR, 0, m), on_panic, || f(h))
+}
+
+/// The watch filter: whether to read at all (a panic fails the read: the tunnel ends).
 #[no_mangle]
-pub extern "C" fn wst_rs_frames_feed(frames: *mut c_void, data: *const c_char, len: usize) {
-    guard("frames filter", |_| {}, (), || {
-        if frames.is_null() || data.is_null() {
-            return;
+pub extern "C" fn wst_rs_watch_verdict(half: *mut c_void) -> c_int {
+    watch_guard(half, ffi::WST_WATCH_ABORT as c_int, |h| h.verdict() as c_int)
+}
+
+/// The watch filter: bytes of a bucket it read; how many go on.
+#[no_mangle]
+pub extern "C" fn wst_rs_watch_read(half: *mut c_void, data: *const c_char, len: usize) -> usize {
+    watch_guard(half, len, |h| {
+        if data.is_null() {
+            return len;
         }
-        // SAFETY: `frames` is the Frames the tunnel allocated in the request pool for this
-        // filter (live while the connection's filters run for the request); `data` holds
-        // `len` bytes of a bucket apr_bucket_read just returned.
-        unsafe { (*frames.cast::<crate::frames::Frames>()).feed(std::slice::from_raw_parts(data.cast::<u8>(), len)) }
+        // SAFETY: `data` holds `len` bytes of a bucket apr_bucket_read just returned.
+        h.read(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+    })
+}
+
+/// The watch filter, after a read: bytes to append (a Close frame) into `buf`, at most `cap`.
+#[no_mangle]
+pub extern "C" fn wst_rs_watch_closes(half: *mut c_void, c: *mut ffi::conn_rec, buf: *mut c_char, cap: usize) -> usize {
+    watch_guard(half, 0, |h| {
+        // SAFETY: `c` is the connection of the filter that calls us.
+        let Some(close) = (unsafe { h.closes(c) }) else { return 0 };
+        assert!(close.len() <= cap, "a Close frame fits WST_WATCH_CLOSE_MAX");
+        // SAFETY: `buf` has room for `cap` bytes, and we write no more.
+        unsafe { std::ptr::copy_nonoverlapping(close.as_ptr(), buf.cast::<u8>(), close.len()) };
+        close.len()
     })
 }
 

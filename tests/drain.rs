@@ -174,3 +174,76 @@ async fn tunnels_with_a_tls_end_close_with_1001_too() {
     let log = h.stop();
     assert_eq!(log.matches("WST02014").count(), 2, "{log}");
 }
+
+/// mod_proxy's filter-aware tunnel gives control back only after a quiet slice (250 ms), so a
+/// tunnel with a TLS end whose traffic never pauses must end from inside the watch filters:
+/// each direction stops at its next frame boundary, its Close 1001 goes behind it, and what
+/// the peer sends until its own Close is dropped. Both sides get 1001 long before httpd's
+/// deadline, with every message before it whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_tunnel_that_never_pauses_still_closes_with_1001() {
+    let dir = TempDir::new("drain-busy-tls");
+    let pki = wskit::Pki::generate(&dir.0);
+    let plain = Backend::start("plain");
+    let tls = Backend::start_tls("tls", &pki.server);
+    let mut h = Httpd::start(
+        Config::new("drain_tls.conf.in")
+            .ports(1)
+            .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
+            .var("TLSBACKEND", tls.port())
+            .var("CA", pki.ca_file.display())
+            .var("SERVERCERT", pki.server.cert_file.display())
+            .var("SERVERKEY", pki.server.key_file.display()),
+    );
+    let (front, _) = connect_tls(&format!("wss://localhost:{}/ws/busy", h.ports[0]), &pki).await.unwrap();
+    let (back, _) = connect(&h.url("/wss/busy")).await.unwrap();
+    let mut clients = Vec::new();
+    for ws in [front, back] {
+        let (mut tx, mut rx) = ws.split();
+        use futures_util::SinkExt;
+        // A 1 KB message every 10 ms, echoed: neither direction rests for a slice.
+        let writer = tokio::spawn(async move {
+            for i in 0u64.. {
+                let body: String = format!("{i:08}").repeat(128);
+                if tx.send(Message::text(body)).await.is_err() {
+                    return i;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            unreachable!()
+        });
+        let reader = tokio::spawn(async move {
+            let mut echoed = 0u64;
+            loop {
+                match tokio::time::timeout(Duration::from_secs(6), rx.next()).await.expect("no close within 6 s") {
+                    Some(Ok(Message::Text(t))) => {
+                        assert_eq!(t.as_str(), format!("{echoed:08}").repeat(128), "echo {echoed} whole and in order");
+                        echoed += 1;
+                    }
+                    Some(Ok(Message::Close(f))) => return (f.map(|f| f.code), echoed),
+                    other => panic!("expected echoes, then Close 1001; got {other:?}"),
+                }
+            }
+        });
+        clients.push((writer, reader));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    h.signal(libc::SIGWINCH);
+    for (writer, reader) in clients {
+        let (code, echoed) = reader.await.unwrap();
+        assert_eq!(code, Some(CloseCode::Away), "after {echoed} echoes");
+        // The drain let the tunnel work on for a while (about 1.5 s of GracefulShutdownTimeout 3).
+        assert!(echoed > 50, "only {echoed} echoes");
+        writer.abort();
+    }
+    let closed = t0.elapsed();
+    assert!(closed > Duration::from_millis(1200) && closed < Duration::from_millis(2600), "closed {closed:?} after the signal");
+    h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
+    assert!(t0.elapsed() < Duration::from_secs(4), "graceful stop took {:?}", t0.elapsed());
+    for b in [&plain, &tls] {
+        assert!(b.events().iter().any(|e| matches!(e, Event::Close(Some(1001)))), "{}: {:?}", b.name, b.events());
+    }
+    let log = h.stop();
+    assert_eq!(log.matches("WST02014").count(), 2, "{log}");
+}

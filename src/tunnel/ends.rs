@@ -9,9 +9,10 @@ use crate::httpd::{Connection, Request};
 use crate::rlog;
 use super::handoff::{async_handoff_at, handoff};
 use super::relay::{self, End, Ends, Limits};
-use super::sys::going_away;
+use super::polite::{self, Direction};
 use crate::frames::Frames;
-use crate::status;
+use crate::status::{self, Meter};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// A reader of what httpd's input filters already buffered for a connection (non-blocking).
@@ -63,9 +64,8 @@ pub fn run(
         let frames = websocket.then(Default::default);
         raw(r, &client, backend, backconn, surplus, idle, frames);
     } else {
-        // On the board without bytes: mod_proxy's tunnel does not say what it moved.
-        let _board = status::Tunnel::start();
-        filtered(r, backconn, surplus, idle, scheme, websocket);
+        let board = status::Tunnel::start();
+        filtered(r, backconn, surplus, idle, scheme, websocket, board.meter());
     }
     DONE
 }
@@ -110,10 +110,10 @@ fn raw(
     client.logio_add(out.client_to_backend.saturating_sub(client_filtered.get()), out.backend_to_client);
     if matches!(out.end, End::Handoff) {
         let frames = match &out.frames {
-            (Some(c), Some(b)) => Some((c.clone(), b.clone())),
+            (Some(c), Some(b)) => Some((*c, *b)),
             _ => None,
         };
-        match handoff(r, client, backend, backconn, idle, frames.clone(), board, (out.client_to_backend, out.backend_to_client)) {
+        match handoff(r, client, backend, backconn, idle, frames, board, (out.client_to_backend, out.backend_to_client)) {
             Ok(()) => {
                 rlog!(
                     r,
@@ -178,53 +178,122 @@ fn raw(
 /// enough for the drain deadline, long enough to cost nothing (one wake-up per slice).
 const SLICE: Duration = Duration::from_millis(250);
 
-/// The frames of each direction of a filtered tunnel, fed by the shim's filter on each
-/// connection with the plaintext mod_proxy's tunnel reads. The filters come off on drop,
-/// before the request pool (and the frames in it) goes away: connections outlive requests.
+/// The directions of a filtered tunnel, allocated by `Watch::start` in the request pool.
+///
+/// # Safety
+/// `p` must come from a `Watch` still in place, and the reference must not outlive the caller's
+/// turn: the tunnel's thread uses the pair either inside a slice (the filters, as mod_proxy's
+/// tunnel reads) or between slices (the loop), never both at once, and no other thread does.
+unsafe fn pair<'a>(p: *mut [Direction; 2]) -> &'a mut [Direction; 2] {
+    unsafe { &mut *p }
+}
+
+/// What the watch filter on one end shares with the tunnel: both directions (it may close
+/// the other one too) and the board's counter for its own.
+#[derive(Clone, Copy)]
+pub struct Half {
+    /// The tunnel's request (for logging).
+    r: *const ffi::request_rec,
+    dirs: *mut [Direction; 2],
+    /// 0: client to backend (the filter on the client's connection); 1: backend to client.
+    i: usize,
+    counter: &'static AtomicU64,
+}
+
+impl Half {
+    pub fn request(&self) -> *const ffi::request_rec {
+        self.r
+    }
+
+    /// Whether the filter should read: read on, or answer end of stream (the sender answered
+    /// our Close), or fail the read (the drain's deadline passed).
+    pub fn verdict(&self) -> u32 {
+        // SAFETY: called by the filter (see `pair`).
+        let dir = unsafe { &pair(self.dirs)[self.i] };
+        if super::shutdown::stopping() {
+            ffi::WST_WATCH_ABORT
+        } else if dir.finished() {
+            ffi::WST_WATCH_EOF
+        } else {
+            ffi::WST_WATCH_READ
+        }
+    }
+
+    /// Bytes just read: how many of them go on.
+    pub fn read(&self, bytes: &[u8]) -> usize {
+        // SAFETY: called by the filter (see `pair`).
+        let keep = unsafe { pair(self.dirs)[self.i].read(bytes, super::shutdown::polite_until().is_some()) };
+        self.counter.fetch_add(keep as u64, Relaxed);
+        keep
+    }
+
+    /// After a read: the Close to append, if one fell due; a Close for `sender` (the other
+    /// direction's destination) goes to it directly.
+    ///
+    /// # Safety
+    /// `sender` must be the live connection the filter reads from.
+    pub unsafe fn closes(&self, sender: *mut ffi::conn_rec) -> Option<Vec<u8>> {
+        // SAFETY: called by the filter (see `pair`).
+        let (here, back) = polite::closes_after_read(unsafe { pair(self.dirs) }, self.i);
+        if let Some(close) = back {
+            // SAFETY: `sender` is live (the caller's promise); the bytes are copied.
+            unsafe { ffi::wst_conn_write(sender, close.as_ptr().cast(), close.len()) };
+        }
+        here
+    }
+}
+
+/// Both directions of a filtered tunnel, watched by the shim's filter on each connection as
+/// mod_proxy's tunnel reads them: bytes counted on the board, frames tracked for the polite
+/// end. The filters come off on drop, before the request pool (where their state lives) goes
+/// away: connections outlive requests.
 struct Watch {
-    /// Client to backend, backend to client; in the request pool.
-    frames: [*mut Frames; 2],
+    dirs: *mut [Direction; 2],
     filters: [*mut ffi::ap_filter_t; 2],
 }
 
 impl Watch {
-    fn start(r: &Request, backconn: &Connection, surplus: &[u8]) -> Watch {
+    fn start(r: &Request, backconn: &Connection, surplus: &[u8], websocket: bool, meter: Meter) -> Watch {
         let pool = r.pool();
-        let (c2b, b2c) = (pool.alloc(Frames::default()), pool.alloc(Frames::default()));
-        // SAFETY: both live in the request pool, which outlives the tunnel; the filters are
-        // removed (drop) before the handler returns. The bytes that came with the 101 reach
-        // the client without passing a filter.
+        let dirs = pool.alloc([Direction::new(true, websocket), Direction::new(false, websocket)]);
+        let half = |i, counter| pool.alloc(Half { r: r.as_ptr(), dirs, i, counter });
+        let halves = [half(0, meter.client_to_backend), half(1, meter.backend_to_client)];
+        // The bytes that came with the 101 reach the client without passing a filter.
+        // SAFETY: just allocated; no filter runs yet.
+        unsafe { (*dirs)[1].read(surplus, false) };
+        meter.backend_to_client.fetch_add(surplus.len() as u64, Relaxed);
+        // SAFETY: the halves live in the request pool, which outlives the tunnel; the filters
+        // are removed (drop) before the handler returns.
         let filters = unsafe {
-            (*b2c).feed(surplus);
-            [ffi::wst_frames_watch(r.connection().as_ptr(), c2b.cast()), ffi::wst_frames_watch(backconn.as_ptr(), b2c.cast())]
+            [ffi::wst_frames_watch(r.connection().as_ptr(), halves[0].cast()), ffi::wst_frames_watch(backconn.as_ptr(), halves[1].cast())]
         };
-        Watch { frames: [c2b, b2c], filters }
+        Watch { dirs, filters }
     }
 
-    /// Where both directions stand; only between slices, when no filter runs.
-    fn frames(&self) -> [Frames; 2] {
-        // SAFETY: see `start`; no filter runs while the tunnel is between slices.
-        self.frames.map(|f| unsafe { *f })
+    /// Between slices, when no filter runs.
+    fn dirs(&mut self) -> &mut [Direction; 2] {
+        // SAFETY: the tunnel's thread, between slices (see `pair`).
+        unsafe { pair(self.dirs) }
     }
 
-    /// In the drain's polite end, once both directions rest between frames (a slice went by
-    /// without traffic, so everything read was passed on): Close 1001 to each side, through
-    /// the filters. The peers' answers then travel through the tunnel as any frame.
-    fn send_going_away(&self, r: &Request, backconn: &Connection) -> bool {
-        if super::shutdown::polite_until().is_none() || !self.frames().iter().all(|f| f.at_boundary() && !f.lost()) {
-            return false;
+    /// In the drain's polite end, a Close 1001 to the destination of each direction that
+    /// rests between frames (a slice went by without traffic, so all it read went on).
+    /// Returns whether any Close went, now or earlier (from a filter).
+    fn send_going_away(&mut self, r: &Request, backconn: &Connection) -> bool {
+        if super::shutdown::polite_until().is_some() {
+            for (dir, to) in self.dirs().iter_mut().zip([backconn.as_ptr(), r.connection().as_ptr()]) {
+                if let Some(close) = dir.close_if_resting() {
+                    // SAFETY: a live connection of this request; the bytes are copied.
+                    unsafe { ffi::wst_conn_write(to, close.as_ptr().cast(), close.len()) };
+                }
+            }
         }
-        for (c, to_backend) in [(r.connection().as_ptr(), false), (backconn.as_ptr(), true)] {
-            let close = going_away(to_backend);
-            // SAFETY: a live connection of this request; the bytes are copied into a heap bucket.
-            unsafe { ffi::wst_conn_write(c, close.as_ptr().cast(), close.len()) };
-        }
-        true
+        self.dirs().iter().any(Direction::closed)
     }
 
-    /// Both sides answered with their own Close.
-    fn closes_answered(&self) -> bool {
-        self.frames().iter().all(Frames::close_seen)
+    /// Both sides answered their Close.
+    fn closes_answered(&mut self) -> bool {
+        self.dirs().iter().all(Direction::finished)
     }
 }
 
@@ -243,10 +312,15 @@ fn went_away(r: &Request) {
     r.connection().set_aborted();
 }
 
-fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>, scheme: Scheme, websocket: bool) {
+/// A filtered tunnel closed at the drain's deadline.
+fn stopped(r: &Request) {
+    rlog!(r, INFO, "WST02007: httpd child is stopping: tunnel closed");
+    r.connection().set_aborted();
+}
+
+fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>, scheme: Scheme, websocket: bool, meter: Meter) {
     rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
-    let watch = websocket.then(|| Watch::start(r, backconn, &surplus));
-    let mut closing = false;
+    let mut watch = Watch::start(r, backconn, &surplus, websocket, meter);
     if !surplus.is_empty() && !(r.write(&surplus) && r.flush()) {
         r.connection().set_aborted();
         return;
@@ -267,7 +341,10 @@ fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<D
         let status = unsafe { ffi::wst_filtered_tunnel_run(tunnel, SLICE.as_micros() as ffi::apr_interval_time_t) };
         let now = Instant::now();
         if status != ffi::HTTP_GATEWAY_TIME_OUT as i32 {
-            if closing {
+            if super::shutdown::stopping() {
+                stopped(r);
+            } else if watch.dirs().iter().any(Direction::closed) {
+                // It ended in the polite end, after a Close went.
                 went_away(r);
             } else if status != crate::handler::OK {
                 rlog!(r, DEBUG, "WST02003: tunnel ended with status {status}");
@@ -282,18 +359,13 @@ fn filtered(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<D
             quiet_since = now - SLICE;
         }
         notice_mpm_stopping();
-        if let Some(w) = &watch {
-            if !closing {
-                closing = w.send_going_away(r, backconn);
-            } else if w.closes_answered() {
-                // Nobody sends after a Close, and a client waits for the server to close first.
-                went_away(r);
-                return;
-            }
+        if watch.send_going_away(r, backconn) && watch.closes_answered() {
+            // Nobody sends after a Close, and a client waits for the server to close first.
+            went_away(r);
+            return;
         }
         if super::shutdown::stopping() {
-            rlog!(r, INFO, "WST02007: httpd child is stopping: tunnel closed");
-            r.connection().set_aborted();
+            stopped(r);
             return;
         }
         if let Some(idle) = idle.filter(|d| now - quiet_since >= *d) {

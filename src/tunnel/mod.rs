@@ -7,6 +7,7 @@
 
 mod bulk;
 pub mod detached;
+pub mod polite;
 pub mod relay;
 pub mod shutdown;
 mod sys;
@@ -16,4 +17,4 @@ mod ends;
 #[cfg(all(feature = "httpd", not(test)))]
 mod handoff;
 #[cfg(all(feature = "httpd", not(test)))]
-pub use ends::run;
+pub use ends::{run, Half};

@@ -1,0 +1,192 @@
+//! The polite end of a tunnel that runs through httpd's connection filters (TLS, HTTP/2 ends),
+//! decided where its bytes pass: in the input filter of each direction. mod_proxy's tunnel
+//! gives control back to us only after a quiet slice, so a direction that never pauses must
+//! end itself from inside its filter: up to its next frame boundary, then a Close 1001 for its
+//! destination, then nothing more from its sender (read and dropped, as the raw relay does)
+//! until the sender's own Close; after that it reads as end of stream. A direction that rests
+//! is closed from outside (between slices, or by the other direction's filter).
+
+use super::sys::going_away;
+use crate::frames::Frames;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Bytes pass.
+    Open,
+    /// The kept bytes reach a boundary: the Close goes right behind them.
+    Due,
+    /// The Close went: the sender's bytes are dropped until its own Close.
+    Closed,
+}
+
+/// One direction of a filtered tunnel: its sender's frames and its part in a polite end.
+#[derive(Debug, Clone, Copy)]
+pub struct Direction {
+    /// None when the tunnel does not speak WebSocket: it only ends at the deadline.
+    frames: Option<Frames>,
+    phase: Phase,
+    to_backend: bool,
+}
+
+impl Direction {
+    pub fn new(to_backend: bool, websocket: bool) -> Direction {
+        Direction { frames: websocket.then(Frames::default), phase: Phase::Open, to_backend }
+    }
+
+    /// Bytes just read from the sender: how many of them go on. In the polite end (`polite`)
+    /// an open direction keeps bytes up to its next boundary, its Close falls due there, and
+    /// the rest is dropped (still watched for the sender's Close).
+    pub fn read(&mut self, bytes: &[u8], polite: bool) -> usize {
+        let Some(f) = self.frames.as_mut() else { return bytes.len() };
+        match self.phase {
+            Phase::Open if polite && !f.lost() => match f.feed_to_boundary(bytes) {
+                Some(n) => {
+                    self.phase = Phase::Due;
+                    f.feed(&bytes[n..]);
+                    n
+                }
+                None => bytes.len(),
+            },
+            Phase::Open => {
+                f.feed(bytes);
+                bytes.len()
+            }
+            Phase::Due | Phase::Closed => {
+                f.feed(bytes);
+                0
+            }
+        }
+    }
+
+    /// The Close for the destination, once it fell due in `read`; it goes right behind the
+    /// bytes kept.
+    pub fn take_due_close(&mut self) -> Option<Vec<u8>> {
+        (self.phase == Phase::Due).then(|| self.close())
+    }
+
+    /// The Close for the destination if the direction is open and rests between frames:
+    /// everything read went on whole, so a Close may go now, from outside the filter.
+    pub fn close_if_resting(&mut self) -> Option<Vec<u8>> {
+        let resting = self.frames.is_some_and(|f| f.at_boundary());
+        (self.phase == Phase::Open && resting).then(|| self.close())
+    }
+
+    fn close(&mut self) -> Vec<u8> {
+        self.phase = Phase::Closed;
+        going_away(self.to_backend)
+    }
+
+    /// Its Close went to the destination.
+    pub fn closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// The sender answered our Close with its own: nothing more is to come this way.
+    pub fn finished(&self) -> bool {
+        self.closed() && self.frames.is_some_and(|f| f.close_seen())
+    }
+}
+
+/// After direction `i` of `dirs` read in the polite end: the Close to append to what it
+/// passes on, and the Close for the other direction's destination (the sender of `i`) if
+/// that direction rests, so the sender hears of the end without waiting for the other side.
+pub fn closes_after_read(dirs: &mut [Direction; 2], i: usize) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    match dirs[i].take_due_close() {
+        Some(close) => (Some(close), dirs[1 - i].close_if_resting()),
+        None => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame of `len` payload bytes, masked (client to backend) or not.
+    fn frame(opcode: u8, len: usize, masked: bool) -> Vec<u8> {
+        assert!(len < 126);
+        let mut f = vec![0x80 | opcode, len as u8 | if masked { 0x80 } else { 0 }];
+        if masked {
+            f.extend_from_slice(&[9, 9, 9, 9]);
+        }
+        f.extend(std::iter::repeat_n(b'x', len));
+        f
+    }
+
+    fn is_going_away(close: &[u8], masked: bool) -> bool {
+        close[0] == 0x88 && (close[1] & 0x80 != 0) == masked && close.len() == if masked { 8 } else { 4 }
+    }
+
+    #[test]
+    fn before_the_polite_end_everything_passes() {
+        let mut d = Direction::new(true, true);
+        let bytes = frame(2, 100, true);
+        assert_eq!(d.read(&bytes[..50], false), 50);
+        assert_eq!(d.read(&bytes[50..], false), bytes.len() - 50);
+        assert!(d.take_due_close().is_none() && !d.closed());
+    }
+
+    #[test]
+    fn a_busy_direction_stops_at_its_next_boundary_and_drops_until_the_senders_close() {
+        let mut d = Direction::new(true, true);
+        let mut stream = frame(2, 100, true);
+        let first = stream.len();
+        stream.extend(frame(2, 10, true));
+        // Mid-frame when the polite end begins: the frame finishes, nothing after it passes.
+        assert_eq!(d.read(&stream[..30], false), 30);
+        assert_eq!(d.read(&stream[30..], true), first - 30);
+        let close = d.take_due_close().expect("due at the boundary");
+        assert!(is_going_away(&close, true), "masked towards the backend: {close:?}");
+        assert!(d.closed() && !d.finished() && d.take_due_close().is_none());
+        // The sender goes on a while, then answers with its Close.
+        assert_eq!(d.read(&frame(1, 20, true), true), 0);
+        assert!(!d.finished());
+        let answer = frame(8, 2, true);
+        assert_eq!(d.read(&answer[..3], true), 0);
+        assert!(!d.finished());
+        assert_eq!(d.read(&answer[3..], true), 0);
+        assert!(d.finished());
+    }
+
+    #[test]
+    fn a_direction_between_frames_closes_at_once() {
+        let mut d = Direction::new(false, true);
+        assert_eq!(d.read(&frame(1, 5, false), false), 7);
+        assert_eq!(d.read(&frame(1, 5, false), true), 0, "the boundary came first");
+        assert!(is_going_away(&d.take_due_close().unwrap(), false));
+    }
+
+    #[test]
+    fn a_resting_direction_is_closed_from_outside_and_a_mid_frame_one_is_not() {
+        let mut resting = Direction::new(false, true);
+        assert!(is_going_away(&resting.close_if_resting().unwrap(), false));
+        assert!(resting.closed() && resting.close_if_resting().is_none());
+        let mut mid = Direction::new(false, true);
+        mid.read(&frame(2, 50, false)[..10], false);
+        assert!(mid.close_if_resting().is_none());
+    }
+
+    #[test]
+    fn without_websocket_bytes_always_pass_and_nothing_closes() {
+        let mut d = Direction::new(true, false);
+        assert_eq!(d.read(b"GET / HTTP/1.1\r\n", true), 16);
+        assert!(d.take_due_close().is_none() && d.close_if_resting().is_none() && !d.finished());
+    }
+
+    #[test]
+    fn the_direction_that_closes_tells_its_sender_if_the_other_way_rests() {
+        let mut dirs = [Direction::new(true, true), Direction::new(false, true)];
+        assert_eq!(dirs[0].read(&frame(2, 5, true), true), 0);
+        let (here, back) = closes_after_read(&mut dirs, 0);
+        assert!(is_going_away(&here.unwrap(), true));
+        assert!(is_going_away(&back.unwrap(), false), "the client hears at once");
+        assert!(dirs[1].closed());
+        // The other way is mid-frame: it closes itself at its boundary later.
+        let mut dirs = [Direction::new(true, true), Direction::new(false, true)];
+        let big = frame(2, 60, false);
+        dirs[1].read(&big[..10], false);
+        dirs[0].read(&frame(2, 5, true), true);
+        assert!(closes_after_read(&mut dirs, 0).1.is_none());
+        assert_eq!(dirs[1].read(&big[10..], true), big.len() - 10);
+        assert!(is_going_away(&closes_after_read(&mut dirs, 1).0.unwrap(), false));
+    }
+}
