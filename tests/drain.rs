@@ -137,24 +137,41 @@ async fn drain_timeout_bounds_tunnels_when_httpd_waits_forever() {
     h.stop();
 }
 
-/// Tunnels with a TLS end go through mod_proxy's filter-aware tunnel; a filter above TLS
-/// tracks their frames, so they end politely too: a wss:// client (TLS front end, ws://
-/// backend) and a ws:// client to a wss:// backend both get Close 1001, and so do the backends.
-#[tokio::test(flavor = "multi_thread")]
-async fn tunnels_with_a_tls_end_close_with_1001_too() {
-    let dir = TempDir::new("drain-tls");
+/// An httpd with a TLS front end (to a ws:// backend, on `ports[0]`) and a wss:// backend (for
+/// ws:// clients on the main port): drain_tls.conf.in.
+struct TlsSite {
+    _dir: TempDir,
+    pki: wskit::Pki,
+    plain: Backend,
+    tls: Backend,
+    h: Httpd,
+}
+
+fn tls_site(name: &str, grace: &str, drain: &str) -> TlsSite {
+    let dir = TempDir::new(name);
     let pki = wskit::Pki::generate(&dir.0);
     let plain = Backend::start("plain");
     let tls = Backend::start_tls("tls", &pki.server);
-    let mut h = Httpd::start(
+    let h = Httpd::start(
         Config::new("drain_tls.conf.in")
             .ports(1)
             .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
             .var("TLSBACKEND", tls.port())
             .var("CA", pki.ca_file.display())
             .var("SERVERCERT", pki.server.cert_file.display())
-            .var("SERVERKEY", pki.server.key_file.display()),
+            .var("SERVERKEY", pki.server.key_file.display())
+            .var("GRACE", grace)
+            .var("DRAIN", drain),
     );
+    TlsSite { _dir: dir, pki, plain, tls, h }
+}
+
+/// Tunnels with a TLS end go through mod_proxy's filter-aware tunnel; a filter above TLS
+/// tracks their frames, so they end politely too: a wss:// client (TLS front end, ws://
+/// backend) and a ws:// client to a wss:// backend both get Close 1001, and so do the backends.
+#[tokio::test(flavor = "multi_thread")]
+async fn tunnels_with_a_tls_end_close_with_1001_too() {
+    let TlsSite { _dir, pki, plain, tls, mut h } = tls_site("drain-tls", "3", "");
     let (mut front, _) = connect_tls(&format!("wss://localhost:{}/ws/front", h.ports[0]), &pki).await.unwrap();
     let (mut back, _) = connect(&h.url("/wss/back")).await.unwrap();
     let t0 = Instant::now();
@@ -182,19 +199,7 @@ async fn tunnels_with_a_tls_end_close_with_1001_too() {
 /// deadline, with every message before it whole.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tls_tunnel_that_never_pauses_still_closes_with_1001() {
-    let dir = TempDir::new("drain-busy-tls");
-    let pki = wskit::Pki::generate(&dir.0);
-    let plain = Backend::start("plain");
-    let tls = Backend::start_tls("tls", &pki.server);
-    let mut h = Httpd::start(
-        Config::new("drain_tls.conf.in")
-            .ports(1)
-            .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
-            .var("TLSBACKEND", tls.port())
-            .var("CA", pki.ca_file.display())
-            .var("SERVERCERT", pki.server.cert_file.display())
-            .var("SERVERKEY", pki.server.key_file.display()),
-    );
+    let TlsSite { _dir, pki, plain, tls, mut h } = tls_site("drain-busy-tls", "3", "");
     let (front, _) = connect_tls(&format!("wss://localhost:{}/ws/busy", h.ports[0]), &pki).await.unwrap();
     let (back, _) = connect(&h.url("/wss/busy")).await.unwrap();
     let mut clients = Vec::new();
@@ -246,4 +251,57 @@ async fn a_tls_tunnel_that_never_pauses_still_closes_with_1001() {
     }
     let log = h.stop();
     assert_eq!(log.matches("WST02014").count(), 2, "{log}");
+}
+
+/// A client that sends without pause and never answers the Close cannot hold a filtered
+/// tunnel (here: to a wss:// backend) past the drain's deadline, even with httpd waiting
+/// forever (GracefulShutdownTimeout 0): it gets Close 1001 when the polite end begins, and the
+/// tunnel is closed a second later, so the old generation exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_filtered_tunnel_whose_client_never_answers_ends_at_the_deadline() {
+    let TlsSite { _dir, tls, h, .. } = tls_site("drain-deaf", "0", "ProxyWebsocketDrainTimeout 1");
+    let mut s = raw::connect(h.port);
+    s.write_all(raw::handshake("/wss/deaf", "").as_bytes()).unwrap();
+    let resp = raw::read_response(&mut s);
+    assert_eq!(resp.status, 101, "{}", resp.head);
+    let mut writer = s.try_clone().unwrap();
+    let old = h.children();
+    let t0 = Instant::now();
+    let talker = std::thread::spawn(move || {
+        // A small frame every 5 ms, whatever comes back, until httpd closes the connection.
+        while writer.write_all(&raw::client_frame(2, b"still talking")).is_ok() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "the tunnel outlived the drain");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        t0.elapsed()
+    });
+    h.signal(libc::SIGUSR1);
+    // Read everything until httpd's FIN, noting when a Close 1001 came.
+    let mut got = resp.rest.clone();
+    let mut close_at = None;
+    let mut chunk = [0u8; 65536];
+    let going_away = [0x88u8, 0x02, 0x03, 0xe9];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+        if close_at.is_none() && got.windows(4).any(|w| w == going_away) {
+            close_at = Some(t0.elapsed());
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "the tunnel outlived the drain");
+    }
+    let close_at = close_at.expect("no Close 1001 before the end");
+    assert!(close_at >= Duration::from_millis(900) && close_at < Duration::from_millis(2500), "Close 1001 after {close_at:?}");
+    // The client's frames are dropped after the Close; the connection ends at the deadline.
+    let ended = talker.join().unwrap();
+    assert!(ended >= close_at + Duration::from_millis(500) && ended < Duration::from_secs(4), "closed after {ended:?}");
+    let end = Instant::now() + Duration::from_secs(5);
+    while old.iter().any(|p| wskit::httpd::process_alive(*p)) {
+        assert!(Instant::now() < end, "old children {old:?} still alive");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(tls.events().iter().any(|e| matches!(e, Event::Close(Some(1001)))), "{:?}", tls.events());
+    let log = h.stop();
+    assert_eq!(log.matches("WST02007").count(), 1, "{log}");
 }
