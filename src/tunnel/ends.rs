@@ -208,6 +208,9 @@ impl Half {
     /// Whether the filter should read: read on, or answer end of stream (the sender answered
     /// our Close), or fail the read (the drain's deadline passed).
     pub fn verdict(&self) -> u32 {
+        // prefork tells a busy child of a graceful stop only by a signal, which mod_proxy's
+        // tunnel swallows; a tunnel that never pauses reaches our slice loop too late.
+        notice_mpm_stopping();
         // SAFETY: called by the filter (see `pair`).
         let dir = unsafe { &pair(self.dirs)[self.i] };
         if super::shutdown::stopping() {
