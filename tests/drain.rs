@@ -252,7 +252,8 @@ async fn a_tls_tunnel_that_never_pauses_still_closes_with_1001() {
         writer.abort();
     }
     let closed = t0.elapsed();
-    assert!(closed > Duration::from_millis(1200) && closed < Duration::from_millis(2600), "closed {closed:?} after the signal");
+    // (Its 1001 proves it ended before the deadline, which cuts it off without one.)
+    assert!(closed > Duration::from_millis(1200), "closed {closed:?} after the signal: no drain");
     h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
     assert!(t0.elapsed() < Duration::from_secs(4), "graceful stop took {:?}", t0.elapsed());
     for b in [&plain, &tls] {
@@ -301,10 +302,10 @@ async fn a_busy_filtered_tunnel_whose_client_never_answers_ends_at_the_deadline(
         assert!(t0.elapsed() < Duration::from_secs(10), "the tunnel outlived the drain");
     }
     let close_at = close_at.expect("no Close 1001 before the end");
-    assert!(close_at >= Duration::from_millis(900) && close_at < Duration::from_millis(2500), "Close 1001 after {close_at:?}");
+    assert!(close_at >= Duration::from_millis(900) && close_at < Duration::from_secs(3), "Close 1001 after {close_at:?}");
     // The client's frames are dropped after the Close; the connection ends at the deadline.
     let ended = talker.join().unwrap();
-    assert!(ended >= close_at + Duration::from_millis(500) && ended < Duration::from_secs(4), "closed after {ended:?}");
+    assert!(ended >= close_at + Duration::from_millis(500) && ended < Duration::from_secs(5), "closed after {ended:?}");
     let end = Instant::now() + Duration::from_secs(5);
     while old.iter().any(|p| wskit::httpd::process_alive(*p)) {
         assert!(Instant::now() < end, "old children {old:?} still alive");
