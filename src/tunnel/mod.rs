@@ -2,7 +2,7 @@
 //! raw ends (plain TCP sockets, nothing in httpd's filters transforms their bytes) are relayed
 //! by [`relay`] on the sockets themselves; filtered ends (TLS on either side, HTTP/2 streams)
 //! must keep passing through httpd's filters and are relayed by mod_proxy's filter-aware
-//! tunnel. The request thread relays until the tunnel ends, unless `ProxyWebsocketAsync`
+//! tunnel ([`filtered`]). The request thread relays until the tunnel ends, unless `ProxyWebsocketAsync`
 //! lets a raw tunnel move on to the child's runtime ([`detached`], via `handoff`).
 
 mod bulk;
@@ -15,6 +15,10 @@ mod sys;
 #[cfg(all(feature = "httpd", not(test)))]
 mod ends;
 #[cfg(all(feature = "httpd", not(test)))]
+mod filtered;
+#[cfg(all(feature = "httpd", not(test)))]
 mod handoff;
 #[cfg(all(feature = "httpd", not(test)))]
-pub use ends::{run, Half};
+pub use ends::run;
+#[cfg(all(feature = "httpd", not(test)))]
+pub use filtered::Half;
