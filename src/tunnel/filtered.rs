@@ -150,16 +150,15 @@ impl Drop for Watch {
     }
 }
 
-/// A filtered tunnel ended politely in a stopping child: logged, and closed without lingering.
-fn went_away(r: &Request) {
-    rlog!(r, INFO, "WST02014: httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away)");
-    r.connection().set_aborted();
-}
-
-/// A filtered tunnel closed at the drain's deadline.
-fn stopped(r: &Request) {
-    rlog!(r, INFO, "WST02007: httpd child is stopping: tunnel closed");
-    r.connection().set_aborted();
+/// How a filtered tunnel ended.
+enum End {
+    /// mod_proxy's tunnel returned: both sides closed, or (with a status) one failed.
+    Closed(i32),
+    Idle(Duration),
+    /// The drain's deadline.
+    Stopped,
+    /// In the drain's polite end, after a Close went.
+    WentAway,
 }
 
 pub fn run(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>, scheme: Scheme, websocket: bool, meter: Meter) {
@@ -178,24 +177,38 @@ pub fn run(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Du
         r.connection().set_aborted();
         return;
     }
+    let end = relay(r, backconn, tunnel, &mut watch, idle);
+    let [c2b, b2c] = watch.dirs().map(|d| d.passed());
+    let bytes = format!("{c2b} bytes client to backend, {b2c} bytes backend to client");
+    match end {
+        End::Closed(crate::handler::OK) => rlog!(r, DEBUG, "WST02001: tunnel closed by both sides; {bytes}"),
+        End::Closed(status) => rlog!(r, DEBUG, "WST02003: tunnel ended with status {status}; {bytes}"),
+        End::Idle(idle) => rlog!(r, INFO, "WST02004: tunnel idle for {idle:?} (ProxyWebsocketIdleTimeout): closing both sides; {bytes}"),
+        End::Stopped => rlog!(r, INFO, "WST02007: httpd child is stopping: tunnel closed; {bytes}"),
+        End::WentAway => rlog!(r, INFO, "WST02014: httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away); {bytes}"),
+    }
+    if matches!(end, End::Stopped | End::WentAway) {
+        // Close the client now, without lingering: the tunnel is over on both sides.
+        r.connection().set_aborted();
+    }
+}
+
+/// Runs mod_proxy's tunnel in slices until it ends, or must end.
+fn relay(r: &Request, backconn: &Connection, tunnel: *mut ffi::proxy_tunnel_rec, watch: &mut Watch, idle: Option<Duration>) -> End {
     let mut quiet_since = Instant::now();
     loop {
         let started = Instant::now();
-        // SAFETY: `tunnel` was created above for this request, which outlives the loop.
+        // SAFETY: `tunnel` was created for this request, which outlives the loop.
         let status = unsafe { ffi::wst_filtered_tunnel_run(tunnel, SLICE.as_micros() as ffi::apr_interval_time_t) };
         let now = Instant::now();
         if status != ffi::HTTP_GATEWAY_TIME_OUT as i32 {
-            if super::shutdown::stopping() {
-                stopped(r);
+            return if super::shutdown::stopping() {
+                End::Stopped
             } else if watch.dirs().iter().any(Direction::closed) {
-                // It ended in the polite end, after a Close went.
-                went_away(r);
-            } else if status != crate::handler::OK {
-                rlog!(r, DEBUG, "WST02003: tunnel ended with status {status}");
+                End::WentAway
             } else {
-                rlog!(r, DEBUG, "WST02001: tunnel closed by both sides");
-            }
-            return;
+                End::Closed(status)
+            };
         }
         // The run ended after a slice without traffic; if it lasted longer, traffic came
         // before that quiet slice.
@@ -205,16 +218,13 @@ pub fn run(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Du
         notice_mpm_stopping();
         if watch.send_going_away(r, backconn) && watch.closes_answered() {
             // Nobody sends after a Close, and a client waits for the server to close first.
-            went_away(r);
-            return;
+            return End::WentAway;
         }
         if super::shutdown::stopping() {
-            stopped(r);
-            return;
+            return End::Stopped;
         }
         if let Some(idle) = idle.filter(|d| now - quiet_since >= *d) {
-            rlog!(r, INFO, "WST02004: tunnel idle for {idle:?} (ProxyWebsocketIdleTimeout): closing both sides");
-            return;
+            return End::Idle(idle);
         }
     }
 }

@@ -26,17 +26,25 @@ pub struct Direction {
     frames: Option<Frames>,
     phase: Phase,
     to_backend: bool,
+    /// Bytes passed on so far.
+    passed: u64,
 }
 
 impl Direction {
     pub fn new(to_backend: bool, websocket: bool) -> Direction {
-        Direction { frames: websocket.then(Frames::default), phase: Phase::Open, to_backend }
+        Direction { frames: websocket.then(Frames::default), phase: Phase::Open, to_backend, passed: 0 }
     }
 
     /// Bytes just read from the sender: how many of them go on. In the polite end (`polite`)
     /// an open direction keeps bytes up to its next boundary, its Close falls due there, and
     /// the rest is dropped (still watched for the sender's Close).
     pub fn read(&mut self, bytes: &[u8], polite: bool) -> usize {
+        let keep = self.keep(bytes, polite);
+        self.passed += keep as u64;
+        keep
+    }
+
+    fn keep(&mut self, bytes: &[u8], polite: bool) -> usize {
         let Some(f) = self.frames.as_mut() else { return bytes.len() };
         match self.phase {
             Phase::Open if polite && !f.lost() => match f.feed_to_boundary(bytes) {
@@ -74,6 +82,11 @@ impl Direction {
     fn close(&mut self) -> Vec<u8> {
         self.phase = Phase::Closed;
         going_away(self.to_backend)
+    }
+
+    /// Bytes passed on so far (our Close not included).
+    pub fn passed(&self) -> u64 {
+        self.passed
     }
 
     /// Its Close went to the destination.
@@ -137,6 +150,7 @@ mod tests {
         let close = d.take_due_close().expect("due at the boundary");
         assert!(is_going_away(&close, true), "masked towards the backend: {close:?}");
         assert!(d.closed() && !d.finished() && d.take_due_close().is_none());
+        assert_eq!(d.passed(), first as u64, "what passed: the frames before the boundary");
         // The sender goes on a while, then answers with its Close.
         assert_eq!(d.read(&frame(1, 20, true), true), 0);
         assert!(!d.finished());
