@@ -88,6 +88,17 @@ async fn websockets_over_http2_front_ends() {
 /// Close 1001 through mod_http2 (the stream takes the filtered path, as over TLS).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_graceful_stop_closes_an_http2_websocket_with_1001() {
+    graceful_stop_closes_an_http2_websocket(false).await;
+}
+
+/// The same with a message every 10 ms in each direction until the Close (mod_proxy's tunnel
+/// never sees a quiet slice: the watch filter on the HTTP/2 stream ends it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graceful_stop_closes_a_busy_http2_websocket_with_1001() {
+    graceful_stop_closes_an_http2_websocket(true).await;
+}
+
+async fn graceful_stop_closes_an_http2_websocket(busy: bool) {
     let dir = TempDir::new("pki-drain");
     let pki = Pki::generate(&dir.0);
     let plain = Backend::start("plain");
@@ -105,16 +116,27 @@ async fn a_graceful_stop_closes_an_http2_websocket_with_1001() {
     let m = Message::text("before the stop");
     ws.send(m.clone()).await.unwrap();
     assert_eq!(tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap(), m);
+    let (mut tx, mut rx) = ws.split();
+    let writer = tokio::spawn(async move {
+        while busy && tx.send(Message::text("x".repeat(512))).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tx
+    });
     h.signal(libc::SIGWINCH);
+    let mut echoes = 0;
     let close = loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("no close within 5 s") {
+        match tokio::time::timeout(Duration::from_secs(5), rx.next()).await.expect("no close within 5 s") {
             Some(Ok(Message::Close(c))) => break c,
+            Some(Ok(Message::Text(_))) => echoes += 1,
             Some(Ok(_)) => {}
             other => panic!("expected Close 1001, got {other:?}\n{}", h.error_log()),
         }
     };
-    assert_eq!(close.map(|c| u16::from(c.code)), Some(1001));
-    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(3), ws.next()).await {}
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1001), "after {echoes} echoes");
+    assert!(!busy || echoes > 50, "only {echoes} echoes during the drain");
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(3), rx.next()).await {}
+    writer.abort();
     h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
     assert!(plain.events().iter().any(|e| matches!(e, wskit::backend::Event::Close(Some(1001)))), "{:?}", plain.events());
     let log = h.stop();
