@@ -130,17 +130,35 @@ pub fn spawn(t: Tunnel) -> Result<(), (Tunnel, io::Error)> {
         Ok(rt) => rt,
         Err(e) => return Err((t, e)),
     };
-    LIVE.fetch_add(1, Ordering::AcqRel);
+    let live = Live::new();
     let stop = stop_channel().subscribe();
     rt.spawn(async move {
         let on_end = t.on_end;
         let meter = t.board.meter();
         let (c2b, b2c, ending) = relay(t.client, t.backend, t.idle, t.frames, meter, stop).await;
         drop(t.board);
-        LIVE.fetch_sub(1, Ordering::AcqRel);
         on_end(Report { client_to_backend: c2b, backend_to_client: b2c, ending });
+        drop(live);
     });
     Ok(())
+}
+
+/// Counts a detached tunnel in [`live`] until dropped, which is after its end is reported: a
+/// child that waits for its tunnels before it exits must not exit before their log lines and
+/// access-log records are written.
+struct Live;
+
+impl Live {
+    fn new() -> Live {
+        LIVE.fetch_add(1, Ordering::AcqRel);
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Relays until both directions end, one fails, the tunnel idles out or the child stops.
