@@ -95,6 +95,12 @@ impl<'c> Connection<'c> {
     }
 
     /// Marks the connection aborted: httpd then closes it without lingering or keep-alive.
+    /// Writes `bytes` through the connection's output filters and flushes; false on failure.
+    pub fn write(&self, bytes: &[u8]) -> bool {
+        // SAFETY: a live connection; the shim copies the bytes into a heap bucket.
+        unsafe { ffi::wst_conn_write(self.raw, bytes.as_ptr().cast(), bytes.len()) == ffi::APR_SUCCESS as ffi::apr_status_t }
+    }
+
     pub fn set_aborted(&self) {
         // SAFETY: sets a flag of a live conn_rec from its own thread.
         unsafe { ffi::wst_conn_set_aborted(self.raw) }

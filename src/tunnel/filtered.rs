@@ -80,8 +80,8 @@ impl Half {
         // SAFETY: called by the filter (see `pair`).
         let (here, back) = polite::closes_after_read(unsafe { pair(self.dirs) }, self.i);
         if let Some(close) = back {
-            // SAFETY: `sender` is live (the caller's promise); the bytes are copied.
-            unsafe { ffi::wst_conn_write(sender, close.as_ptr().cast(), close.len()) };
+            // SAFETY: `sender` is live (the caller's promise).
+            unsafe { Connection::from_raw(sender) }.write(&close);
         }
         here
     }
@@ -125,10 +125,9 @@ impl Watch {
     /// Returns whether any Close went, now or earlier (from a filter).
     fn send_going_away(&mut self, r: &Request, backconn: &Connection) -> bool {
         if super::shutdown::polite_until().is_some() {
-            for (dir, to) in self.dirs().iter_mut().zip([backconn.as_ptr(), r.connection().as_ptr()]) {
+            for (dir, to) in self.dirs().iter_mut().zip([backconn, &r.connection()]) {
                 if let Some(close) = dir.close_if_resting() {
-                    // SAFETY: a live connection of this request; the bytes are copied.
-                    unsafe { ffi::wst_conn_write(to, close.as_ptr().cast(), close.len()) };
+                    to.write(&close);
                 }
             }
         }
@@ -164,7 +163,7 @@ enum End {
 pub fn run(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>, scheme: Scheme, websocket: bool, meter: Meter) {
     rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
     let mut watch = Watch::start(r, backconn, &surplus, websocket, meter);
-    if !surplus.is_empty() && !(r.write(&surplus) && r.flush()) {
+    if !surplus.is_empty() && (!r.write(&surplus) || !r.flush()) {
         r.connection().set_aborted();
         return;
     }
