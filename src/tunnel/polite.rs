@@ -13,8 +13,9 @@ use crate::frames::Frames;
 enum Phase {
     /// Bytes pass.
     Open,
-    /// The kept bytes reach a boundary: the Close goes right behind them.
-    Due,
+    /// The kept bytes reach a boundary: the Close goes right behind them, unless the sender's
+    /// own Close was among them (a close handshake under way needs no second Close).
+    Due { sender_closed: bool },
     /// The Close went: the sender's bytes are dropped until its own Close.
     Closed,
 }
@@ -49,7 +50,7 @@ impl Direction {
         match self.phase {
             Phase::Open if polite && !f.lost() => match f.feed_to_boundary(bytes) {
                 Some(n) => {
-                    self.phase = Phase::Due;
+                    self.phase = Phase::Due { sender_closed: f.close_seen() };
                     f.feed(&bytes[n..]);
                     n
                 }
@@ -59,29 +60,39 @@ impl Direction {
                 f.feed(bytes);
                 bytes.len()
             }
-            Phase::Due | Phase::Closed => {
+            Phase::Due { .. } | Phase::Closed => {
                 f.feed(bytes);
                 0
             }
         }
     }
 
-    /// The Close for the destination, once it fell due in `read`; it goes right behind the
-    /// bytes kept.
+    /// Whether the direction's Close fell due in `read` (see `take_due_close`).
+    pub fn due(&self) -> bool {
+        matches!(self.phase, Phase::Due { .. })
+    }
+
+    /// Once the Close fell due in `read`: the direction is closed, and the Close for the
+    /// destination goes right behind the bytes kept.
     pub fn take_due_close(&mut self) -> Option<Vec<u8>> {
-        (self.phase == Phase::Due).then(|| self.close())
+        match self.phase {
+            Phase::Due { sender_closed } => self.close(sender_closed),
+            _ => None,
+        }
     }
 
-    /// The Close for the destination if the direction is open and rests between frames:
-    /// everything read went on whole, so a Close may go now, from outside the filter.
+    /// If the direction is open and rests between frames (everything read went on whole), it
+    /// is closed now, from outside the filter: the Close for the destination.
     pub fn close_if_resting(&mut self) -> Option<Vec<u8>> {
-        let resting = self.frames.is_some_and(|f| f.at_boundary());
-        (self.phase == Phase::Open && resting).then(|| self.close())
+        match self.frames {
+            Some(f) if self.phase == Phase::Open && f.at_boundary() => self.close(f.close_seen()),
+            _ => None,
+        }
     }
 
-    fn close(&mut self) -> Vec<u8> {
+    fn close(&mut self, sender_closed: bool) -> Option<Vec<u8>> {
         self.phase = Phase::Closed;
-        going_away(self.to_backend)
+        (!sender_closed).then(|| going_away(self.to_backend))
     }
 
     /// Bytes passed on so far (our Close not included).
@@ -89,12 +100,12 @@ impl Direction {
         self.passed
     }
 
-    /// Its Close went to the destination.
+    /// Its Close went to the destination (or the sender's own went before it).
     pub fn closed(&self) -> bool {
         self.phase == Phase::Closed
     }
 
-    /// The sender answered our Close with its own: nothing more is to come this way.
+    /// The sender's Close followed ours (or came first): nothing more is to come this way.
     pub fn finished(&self) -> bool {
         self.closed() && self.frames.is_some_and(|f| f.close_seen())
     }
@@ -104,10 +115,10 @@ impl Direction {
 /// passes on, and the Close for the other direction's destination (the sender of `i`) if
 /// that direction rests, so the sender hears of the end without waiting for the other side.
 pub fn closes_after_read(dirs: &mut [Direction; 2], i: usize) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    match dirs[i].take_due_close() {
-        Some(close) => (Some(close), dirs[1 - i].close_if_resting()),
-        None => (None, None),
+    if !dirs[i].due() {
+        return (None, None);
     }
+    (dirs[i].take_due_close(), dirs[1 - i].close_if_resting())
 }
 
 #[cfg(test)]
@@ -177,6 +188,28 @@ mod tests {
         let mut mid = Direction::new(false, true);
         mid.read(&frame(2, 50, false)[..10], false);
         assert!(mid.close_if_resting().is_none());
+    }
+
+    #[test]
+    fn a_sender_whose_own_close_passed_gets_no_second_close() {
+        // The client's Close is half through when the polite end begins: it goes on whole,
+        // ours does not follow.
+        let mut d = Direction::new(true, true);
+        let close = frame(8, 2, true);
+        assert_eq!(d.read(&close[..3], false), 3);
+        assert_eq!(d.read(&close[3..], true), close.len() - 3);
+        assert!(d.due() && d.take_due_close().is_none());
+        assert!(d.closed() && d.finished(), "nothing more comes from a sender that closed");
+        // Resting, its Close passed earlier: closed from outside without a Close either.
+        let mut r = Direction::new(false, true);
+        r.read(&frame(8, 2, false), false);
+        assert!(r.close_if_resting().is_none() && r.finished());
+        // Its Close after the boundary (dropped): ours goes, and theirs counts as the answer.
+        let mut late = Direction::new(true, true);
+        let mut bytes = frame(2, 3, true);
+        bytes.extend(frame(8, 2, true));
+        assert_eq!(late.read(&bytes, true), 0);
+        assert!(late.take_due_close().is_some() && late.finished());
     }
 
     #[test]
