@@ -246,6 +246,7 @@ async fn a_tls_tunnel_that_never_pauses_still_closes_with_1001() {
     h.signal(libc::SIGWINCH);
     for (writer, reader) in clients {
         let (code, echoed) = reader.await.unwrap();
+        eprintln!("Close {code:?} {:?} after the signal, after {echoed} echoes", t0.elapsed());
         assert_eq!(code, Some(CloseCode::Away), "after {echoed} echoes");
         // The drain let the tunnel work on for a while (about 1.5 s of GracefulShutdownTimeout 3).
         assert!(echoed > 50, "only {echoed} echoes");
@@ -311,6 +312,7 @@ async fn a_busy_filtered_tunnel_whose_client_never_answers_ends_at_the_deadline(
     assert!(close_at >= Duration::from_millis(900) && close_at < Duration::from_secs(3), "Close 1001 after {close_at:?}");
     // The client's frames are dropped after the Close; the connection ends at the deadline.
     let ended = talker.join().unwrap();
+    eprintln!("Close 1001 {close_at:?} after the signal, connection closed after {ended:?}");
     assert!(ended >= close_at + Duration::from_millis(500) && ended < Duration::from_secs(5), "closed after {ended:?}");
     let end = Instant::now() + Duration::from_secs(5);
     while old.iter().any(|p| wskit::httpd::process_alive(*p)) {
