@@ -119,14 +119,11 @@ static void wst_child_init(apr_pool_t *pchild, server_rec *s)
 
 static void wst_child_stopping(apr_pool_t *pchild, int graceful)
 {
-    int threaded = AP_MPMQ_NOT_SUPPORTED;
-
     (void)pchild;
     /* prefork runs this hook with graceful=0 for graceful stops and restarts too (its child
      * cannot tell them apart), so there every stop drains; an ungraceful stop is still
      * bounded by prefork's own escalation to SIGKILL. */
-    ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded);
-    if (threaded == AP_MPMQ_NOT_SUPPORTED) {
+    if (!wst_mpm_is_threaded()) {
         graceful = 1;
     }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, ap_server_conf,
@@ -267,6 +264,14 @@ void wst_conn_set_aborted(conn_rec *c)
     c->aborted = 1;
 }
 
+int wst_mpm_is_threaded(void)
+{
+    int threaded = AP_MPMQ_NOT_SUPPORTED;
+
+    ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded);
+    return threaded != AP_MPMQ_NOT_SUPPORTED;
+}
+
 int wst_mpm_stopping(void)
 {
     int state;
@@ -276,11 +281,10 @@ int wst_mpm_stopping(void)
 
 int wst_server_draining(void)
 {
-    int threaded = AP_MPMQ_NOT_SUPPORTED, limit = 0, mine = 0, i, generation;
+    int limit = 0, mine = 0, i, generation;
     pid_t me = getpid();
 
-    ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded);
-    if (threaded == AP_MPMQ_NOT_SUPPORTED || ap_scoreboard_image == NULL) {
+    if (!wst_mpm_is_threaded() || ap_scoreboard_image == NULL) {
         return 1;
     }
     generation = ap_scoreboard_image->global->running_generation;

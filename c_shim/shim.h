@@ -68,6 +68,8 @@ int wst_conn_fd(conn_rec *c);
 /* conn_rec field accessors that bindgen renders as bitfields. */
 void wst_conn_set_aborted(conn_rec *c);
 
+/* The MPM runs worker threads (event, worker), not one request per process (prefork). */
+int wst_mpm_is_threaded(void);
 /* The MPM is stopping this child (graceful restart or stop): prefork signals a busy child
  * without running child_stopping until its request ends. */
 int wst_mpm_stopping(void);

@@ -39,6 +39,8 @@ pub struct Half {
     /// 0: client to backend (the filter on the client's connection); 1: backend to client.
     i: usize,
     counter: &'static AtomicU64,
+    /// Ask the MPM whether the child is stopping, on every read (prefork only, see `verdict`).
+    ask_mpm: bool,
 }
 
 impl Half {
@@ -51,7 +53,10 @@ impl Half {
     pub fn verdict(&self) -> u32 {
         // prefork tells a busy child of a graceful stop only by a signal, which mod_proxy's
         // tunnel swallows; a tunnel that never pauses reaches our slice loop too late.
-        notice_mpm_stopping();
+        // Threaded MPMs run the child_stopping hook themselves.
+        if self.ask_mpm {
+            notice_mpm_stopping();
+        }
         // SAFETY: called by the filter (see `pair`).
         let dir = unsafe { &pair(self.dirs)[self.i] };
         if super::shutdown::stopping() {
@@ -100,7 +105,9 @@ impl Watch {
     fn start(r: &Request, backconn: &Connection, surplus: &[u8], websocket: bool, meter: Meter) -> Watch {
         let pool = r.pool();
         let dirs = pool.alloc([Direction::new(true, websocket), Direction::new(false, websocket)]);
-        let half = |i, counter| pool.alloc(Half { r: r.as_ptr(), dirs, i, counter });
+        // SAFETY: reads the loaded MPM's answer; no arguments.
+        let ask_mpm = unsafe { ffi::wst_mpm_is_threaded() } == 0;
+        let half = |i, counter| pool.alloc(Half { r: r.as_ptr(), dirs, i, counter, ask_mpm });
         let halves = [half(0, meter.client_to_backend), half(1, meter.backend_to_client)];
         // The bytes that came with the 101 reach the client without passing a filter.
         // SAFETY: just allocated; no filter runs yet.
