@@ -14,22 +14,6 @@ fn server(b: &Backend) -> Httpd {
     Httpd::start(Config::new("status.conf.in").ports(1).var("BACKEND", format!("127.0.0.1:{}", b.port())))
 }
 
-/// `/server-status?auto`: our totals, and one map per child line.
-fn auto(port: u16) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u64>>) {
-    let (resp, body) = raw::get(port, "/server-status?auto", "");
-    assert_eq!(resp.status, 200, "{body}");
-    let mut totals = BTreeMap::new();
-    let mut children = Vec::new();
-    for line in body.lines() {
-        if let Some(rest) = line.strip_prefix("WebSocketChild: ") {
-            children.push(rest.split(' ').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.parse().unwrap())).collect());
-        } else if let Some((k, v)) = line.split_once(": ").filter(|(k, _)| k.starts_with("WebSocket")) {
-            totals.insert(k.to_string(), v.parse().unwrap());
-        }
-    }
-    (totals, children)
-}
-
 fn sum(children: &[BTreeMap<String, u64>], key: &str) -> u64 {
     children.iter().map(|c| c[key]).sum()
 }
@@ -38,7 +22,7 @@ fn sum(children: &[BTreeMap<String, u64>], key: &str) -> u64 {
 fn wait_auto(port: u16, f: impl Fn(&BTreeMap<String, u64>, &[BTreeMap<String, u64>]) -> bool) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u64>>) {
     let end = Instant::now() + Duration::from_secs(5);
     loop {
-        let (t, c) = auto(port);
+        let (t, c) = status_auto(port);
         if f(&t, &c) || Instant::now() > end {
             return (t, c);
         }
@@ -50,7 +34,7 @@ fn wait_auto(port: u16, f: impl Fn(&BTreeMap<String, u64>, &[BTreeMap<String, u6
 async fn server_status_shows_every_childs_tunnels() {
     let b = Backend::start("status");
     let h = server(&b);
-    let (t, _) = auto(h.port);
+    let (t, _) = status_auto(h.port);
     assert_eq!((t["WebSocketTunnels"], t["WebSocketTunnelsServed"]), (0, 0), "{t:?}");
     let mut sync_ws = Vec::new();
     let mut async_ws = Vec::new();
@@ -73,7 +57,7 @@ async fn server_status_shows_every_childs_tunnels() {
     let pids = h.children();
     assert!(c.iter().all(|row| pids.contains(&(row["pid"] as u32))), "{c:?} vs {pids:?}");
     std::thread::sleep(Duration::from_millis(2100));
-    let (t, _) = auto(h.port);
+    let (t, _) = status_auto(h.port);
     assert!(t["WebSocketOldestTunnelSeconds"] >= 2, "{t:?}");
     // The HTML page has the section and a row per child.
     let (_, html) = raw::get(h.port, "/server-status", "");
@@ -108,7 +92,7 @@ async fn a_draining_old_generation_stays_on_the_board() {
         assert!(Instant::now() < end, "no new generation");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (t, c) = auto(h.port);
+    let (t, c) = status_auto(h.port);
     assert!(c.iter().any(|r| r["pid"] == old_pid && r["generation"] == 0 && r["sync"] == 1), "{c:?}");
     assert_eq!(t["WebSocketSyncTunnels"], 1, "{t:?}");
     let m = Message::text("after the restart");

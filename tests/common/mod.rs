@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use futures_util::{SinkExt, StreamExt};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -124,4 +125,20 @@ pub fn wait_count(h: &Httpd, needle: &str, n: usize, t: Duration) -> usize {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `/server-status?auto`: our totals, and one map per child line.
+pub fn status_auto(port: u16) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u64>>) {
+    let (resp, body) = wskit::raw::get(port, "/server-status?auto", "");
+    assert_eq!(resp.status, 200, "{body}");
+    let mut totals = BTreeMap::new();
+    let mut children = Vec::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("WebSocketChild: ") {
+            children.push(rest.split(' ').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.parse().unwrap())).collect());
+        } else if let Some((k, v)) = line.split_once(": ").filter(|(k, _)| k.starts_with("WebSocket")) {
+            totals.insert(k.to_string(), v.parse().unwrap());
+        }
+    }
+    (totals, children)
 }
