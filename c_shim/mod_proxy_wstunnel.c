@@ -30,8 +30,8 @@
 
 APLOG_USE_MODULE(proxy_wstunnel);
 
-static ap_filter_rec_t *wst_frames_filter;
-static apr_status_t wst_frames_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
+static ap_filter_rec_t *wst_watch_filter;
+static apr_status_t wst_watch_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
                                   apr_read_type_e block, apr_off_t readbytes);
 
 const command_rec wst_cmds[] = {
@@ -145,7 +145,7 @@ void wst_register_hooks(apr_pool_t *p)
     proxy_hook_scheme_handler(wst_rs_handler, NULL, succ, APR_HOOK_FIRST);
     proxy_hook_check_trans(wst_rs_check_trans, NULL, succ, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, wst_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
-    wst_frames_filter = ap_register_input_filter("WSTUNNEL_FRAMES", wst_frames_in, NULL, AP_FTYPE_CONNECTION);
+    wst_watch_filter = ap_register_input_filter("WSTUNNEL_WATCH", wst_watch_in, NULL, AP_FTYPE_CONNECTION);
 }
 
 int wst_log_r_enabled(const request_rec *r, int level)
@@ -362,7 +362,7 @@ static int wst_watch_buckets(ap_filter_t *f, apr_bucket *e, apr_bucket_brigade *
 
 /* Sees the plaintext mod_proxy's tunnel reads (it sits above mod_ssl and mod_http2's network
  * filters). Bytes pass unchanged, except in a draining child's polite end: see shim.h. */
-static apr_status_t wst_frames_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
+static apr_status_t wst_watch_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
                                   apr_read_type_e block, apr_off_t readbytes)
 {
     if (mode != AP_MODE_READBYTES) {
@@ -398,12 +398,12 @@ static apr_status_t wst_frames_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_inp
     }
 }
 
-ap_filter_t *wst_frames_watch(conn_rec *c, void *watch)
+ap_filter_t *wst_watch_add(conn_rec *c, void *watch)
 {
-    return ap_add_input_filter_handle(wst_frames_filter, watch, NULL, c);
+    return ap_add_input_filter_handle(wst_watch_filter, watch, NULL, c);
 }
 
-void wst_frames_unwatch(ap_filter_t *f)
+void wst_watch_remove(ap_filter_t *f)
 {
     if (f) {
         ap_remove_input_filter(f);

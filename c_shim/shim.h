@@ -100,12 +100,12 @@ void wst_record_free(wst_record *rec);
  * which every byte mod_proxy's tunnel reads (decrypted) passes. The Rust side decides, per
  * read, whether to read at all (wst_rs_watch_verdict), how many bytes of each bucket go on
  * (wst_rs_watch_read: the rest is dropped) and what to append (wst_rs_watch_closes: a Close
- * frame; it may also write one to `c` itself). Must be removed (wst_frames_unwatch) before
+ * frame; it may also write one to `c` itself). Must be removed (wst_watch_remove) before
  * `watch` goes away: connections outlive requests (mod_http2 reuses secondary connections). */
 enum { WST_WATCH_READ = 0, WST_WATCH_EOF = 1, WST_WATCH_ABORT = 2 };
 #define WST_WATCH_CLOSE_MAX 14
-ap_filter_t *wst_frames_watch(conn_rec *c, void *watch);
-void wst_frames_unwatch(ap_filter_t *f);
+ap_filter_t *wst_watch_add(conn_rec *c, void *watch);
+void wst_watch_remove(ap_filter_t *f);
 int wst_rs_watch_verdict(void *watch);
 apr_size_t wst_rs_watch_read(void *watch, const char *data, apr_size_t len);
 apr_size_t wst_rs_watch_closes(void *watch, conn_rec *c, char *buf, apr_size_t cap);

@@ -116,7 +116,7 @@ impl Watch {
         // SAFETY: the halves live in the request pool, which outlives the tunnel; the filters
         // are removed (drop) before the handler returns.
         let filters = unsafe {
-            [ffi::wst_frames_watch(r.connection().as_ptr(), halves[0].cast()), ffi::wst_frames_watch(backconn.as_ptr(), halves[1].cast())]
+            [ffi::wst_watch_add(r.connection().as_ptr(), halves[0].cast()), ffi::wst_watch_add(backconn.as_ptr(), halves[1].cast())]
         };
         Watch { dirs, filters }
     }
@@ -151,7 +151,7 @@ impl Drop for Watch {
     fn drop(&mut self) {
         for f in self.filters {
             // SAFETY: filters added by `start` on connections that are still live.
-            unsafe { ffi::wst_frames_unwatch(f) };
+            unsafe { ffi::wst_watch_remove(f) };
         }
     }
 }
