@@ -88,7 +88,7 @@ fn main() {
         "apr_table_setn", "apr_table_add", "apr_table_addn", "apr_table_unset", "apr_table_do", "apr_pstrdup", "apr_pstrmemdup",
         "apr_palloc", "apr_pcalloc", "apr_brigade_create", "apr_brigade_cleanup", "apr_brigade_flatten",
         "apr_brigade_length", "apr_brigade_write", "apr_brigade_puts", "apr_brigade_destroy",
-        "apr_os_sock_get", "apr_socket_timeout_get", "apr_pool_cleanup_register", "apr_pool_cleanup_null",
+        "apr_os_sock_get", "apr_socket_timeout_get", "apr_socket_timeout_set", "apr_table_clear", "ap_proxy_backend_broke", "ap_pass_brigade", "apr_pool_cleanup_register", "apr_pool_cleanup_null",
         "apr_strerror", "ap_is_initial_req", "wst_.*",
     ] {
         b = b.allowlist_function(f);

@@ -6,13 +6,14 @@ use crate::ffi;
 use crate::httpd::connection::{is_timeout, Read};
 use crate::httpd::log::{DEBUG, ERR, INFO, TRACE1, TRACE5};
 use crate::httpd::{Connection, Request};
-use crate::response::{self, BodyDecoder, Head, HeadError};
+use crate::response::{self, BodyDecoder, BodyFraming, Head, HeadError};
 use crate::rlog;
 use crate::tunnel;
 use crate::upgrade::{self, Decision, Policy};
 use std::ffi::CStr;
 use std::os::raw::c_char;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 pub const OK: i32 = ffi::OK as i32;
 pub const DECLINED: i32 = ffi::DECLINED;
@@ -259,9 +260,14 @@ fn proxy_upgrade(r: &Request, backend: &mut Backend, scheme: Scheme, args: &Hand
     }
     rlog!(r, DEBUG, "WST01014: asked {} to upgrade to {offer} for \"{}\"", hostname(backend), r.the_request());
 
-    let (head, surplus) = match read_head(r, &backconn) {
+    let (head, surplus) = match read_answer(r, backend, &backconn) {
         Ok(x) => x,
-        Err(why) => {
+        Err(Waiting::ClientGone) => {
+            rlog!(r, INFO, "WST01022: client went away while {} had not answered the upgrade yet", hostname(backend));
+            r.connection().set_aborted();
+            return DONE;
+        }
+        Err(Waiting::Failed(why)) => {
             rlog!(r, ERR, "WST01015: no valid answer to the upgrade request from {}: {why}", hostname(backend));
             return ffi::HTTP_BAD_GATEWAY as i32;
         }
@@ -292,120 +298,202 @@ fn hostname(backend: &Backend) -> String {
     unsafe { crate::httpd::cstr(backend.rec().hostname) }.map(|s| s.into_owned()).unwrap_or_else(|| "(unknown)".into())
 }
 
-/// Reads the backend's answer head through its input filters (so wss works), skipping
-/// interim answers other than 101. Returns the head and the bytes that followed it.
-fn read_head(r: &Request, backconn: &Connection) -> Result<(Head, Vec<u8>), String> {
+/// Why waiting for the backend's answer ended without one.
+enum Waiting {
+    ClientGone,
+    Failed(String),
+}
+
+/// The backend's socket timeout (mod_proxy set it from the worker's `timeout=`,
+/// `ProxyTimeout` or `Timeout`): the bound of one read, and of the whole answer head.
+fn backend_timeout(backend: &Backend) -> Duration {
+    let mut t: ffi::apr_interval_time_t = 0;
+    // SAFETY: the connected backend's socket is live; APR writes its timeout (microseconds).
+    unsafe { ffi::apr_socket_timeout_get(backend.rec().sock, &mut t) };
+    if t > 0 {
+        Duration::from_micros(t as u64)
+    } else {
+        // SAFETY: the request's server record is live.
+        Duration::from_micros(unsafe { (*backend.r.server()).timeout }.max(1_000_000) as u64)
+    }
+}
+
+/// Reads the backend's answer head through its input filters (so wss works), however it
+/// trickles, within one overall deadline. Interim answers (100, 103, ...) before the final
+/// one go to the client as httpd forwards them (`ap_send_interim_response`: 100 only to a
+/// client that asked for it), at most [`response::MAX_INTERIM`]; a client that hangs up
+/// ends the wait. Returns the final head and the bytes that followed it.
+fn read_answer(r: &Request, backend: &Backend, backconn: &Connection) -> Result<(Head, Vec<u8>), Waiting> {
+    let timeout = backend_timeout(backend);
+    let deadline = Instant::now() + timeout;
+    let (bfd, cfd) = (backconn.fd(), r.connection().fd());
     let bb = backconn.brigade();
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 8192];
+    let mut interim = 0;
     loop {
         match response::parse_head(&buf) {
-            Ok((head, len)) => {
-                let rest = buf.split_off(len);
-                if head.status >= 100 && head.status < 200 && head.status != 101 {
-                    rlog!(r, TRACE1, "WST01018: skipping interim {} from backend", head.status);
-                    buf = rest;
-                    continue;
+            Ok((head, len)) if head.is_interim() => {
+                interim += 1;
+                if interim > response::MAX_INTERIM {
+                    return Err(Waiting::Failed(format!("more than {} interim responses", response::MAX_INTERIM)));
                 }
-                return Ok((head, rest));
+                buf.drain(..len);
+                forward_interim(r, &head);
+                continue;
             }
+            Ok((head, len)) => return Ok((head, buf.split_off(len))),
             Err(HeadError::Incomplete) => {}
-            Err(HeadError::TooLarge) => return Err(format!("response head larger than {} bytes", response::MAX_HEAD)),
-            Err(HeadError::Malformed(why)) => return Err(why.to_string()),
+            Err(HeadError::TooLarge) => {
+                return Err(Waiting::Failed(format!("response head larger than {} bytes", response::MAX_HEAD)))
+            }
+            Err(HeadError::Malformed(why)) => return Err(Waiting::Failed(why.to_string())),
         }
-        match backconn.read(&bb, &mut chunk, true) {
-            Read::Data(n) => buf.extend_from_slice(&chunk[..n]),
-            Read::Eof | Read::WouldBlock => return Err("connection closed before a complete response head".into()),
-            Read::Error(e) if is_timeout(e) => return Err("timed out waiting for the response".into()),
-            Read::Error(e) => return Err(format!("read error (APR status {e})")),
+        // Read what is there; wait only when nothing is (bytes may sit decrypted in mod_ssl).
+        let block = bfd.is_none();
+        match backconn.read(&bb, &mut chunk, block) {
+            Read::Data(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                continue;
+            }
+            Read::WouldBlock if !block => {}
+            Read::Eof | Read::WouldBlock => {
+                return Err(Waiting::Failed("connection closed before a complete response head".into()))
+            }
+            Read::Error(e) if is_timeout(e) => return Err(Waiting::Failed("timed out waiting for the response".into())),
+            Read::Error(e) => return Err(Waiting::Failed(format!("read error (APR status {e})"))),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Waiting::Failed(format!("no complete response head within {} ms", timeout.as_millis())));
+        }
+        let Some(bfd) = bfd else { continue };
+        match tunnel::wait_backend(bfd, cfd, left.as_millis().clamp(1, i32::MAX as u128) as i32) {
+            Ok(tunnel::Waited::ClientGone) => return Err(Waiting::ClientGone),
+            Ok(_) => {}
+            Err(e) => return Err(Waiting::Failed(format!("poll: {e}"))),
         }
     }
 }
 
-fn connection_tokens(head: &Head) -> Vec<String> {
-    head.get_all("Connection").map(|v| upgrade::tokens(&v).map(str::to_string).collect()).unwrap_or_default()
+/// Forwards an interim answer the way mod_proxy_http does: its end-to-end headers, through
+/// httpd's own interim machinery; `r->headers_out` is left empty for the final answer.
+fn forward_interim(r: &Request, head: &Head) {
+    rlog!(r, TRACE1, "WST01018: interim {} from backend, forwarding", head.status);
+    for (name, value) in response::relayed_headers(head, None) {
+        r.add_header_out(name, &value);
+    }
+    r.set_status(head.status, head.status_line().as_deref());
+    r.send_interim_response();
+    r.clear_headers_out();
 }
 
 /// Sends the backend's 101 to the client through httpd, minus hop-by-hop headers.
 fn send_101(r: &Request, head: &Head) {
-    let conn_tokens = connection_tokens(head);
-    for (name, value) in &head.headers {
-        if !response::is_hop_by_hop(name, &conn_tokens) && !name.eq_ignore_ascii_case("Content-Length") {
-            r.add_header_out(name, value);
-        }
+    for (name, value) in response::relayed_headers(head, None) {
+        r.add_header_out(name, &value);
     }
-    r.set_header_out("Upgrade", head.get("Upgrade").unwrap_or("websocket"));
-    r.set_header_out("Connection", "Upgrade");
-    r.set_status(101, Some("101 Switching Protocols"));
+    r.set_header_out("Upgrade", head.get("Upgrade").unwrap_or(b"websocket"));
+    r.set_header_out("Connection", b"Upgrade");
+    r.set_status(101, Some(b"101 Switching Protocols"));
     r.send_interim_response();
 }
 
+/// Bytes read from the backend at a time while relaying a refusal (mod_proxy_http's
+/// default `ProxyIOBufferSize`).
+const REFUSAL_CHUNK: usize = 8192;
+
 /// A refused upgrade: the backend's answer reaches the client as an ordinary HTTP response,
-/// and the client connection stays HTTP (what it sends next is parsed by httpd).
+/// with mod_proxy_http's semantics, and the client connection stays HTTP (what it sends
+/// next is parsed by httpd). The head goes out at once; the body is forwarded as it arrives
+/// (flushed whenever the backend pauses), so streaming and long-poll answers stream.
 fn relay_refusal(r: &Request, backconn: &Connection, head: &Head, surplus: Vec<u8>) -> i32 {
-    let framing = match response::framing(head) {
+    let framing = match response::framing(head, r.header_only()) {
         Ok(f) => f,
-        Err(_) => {
-            rlog!(r, ERR, "WST01019: backend answer has an invalid body framing");
+        Err(HeadError::Malformed(why)) => {
+            rlog!(r, ERR, "WST01019: backend answer has an invalid body framing: {why}");
             return ffi::HTTP_BAD_GATEWAY as i32;
         }
+        Err(_) => return ffi::HTTP_BAD_GATEWAY as i32,
     };
-    let line = if head.reason.is_empty() { None } else { Some(format!("{} {}", head.status, head.reason)) };
-    r.set_status(head.status, line.as_deref());
-    let conn_tokens = connection_tokens(head);
+    r.set_status(head.status, head.status_line().as_deref());
     let dconf = r.proxy_dir_conf();
-    for (name, value) in &head.headers {
-        if response::is_hop_by_hop(name, &conn_tokens) {
-            continue;
-        }
+    for (name, value) in response::relayed_headers(head, Some(framing)) {
         if name.eq_ignore_ascii_case("Content-Type") {
-            r.set_content_type(value);
-        } else if name.eq_ignore_ascii_case("Content-Length") {
-            // httpd computes it or chunks; we deliver exactly the decoded body.
+            r.set_content_type(&String::from_utf8_lossy(&value));
         } else if ["Location", "Content-Location", "URI"].iter().any(|h| h.eq_ignore_ascii_case(name)) {
-            let v = r.pool().strdup(value);
+            let v = r.pool().strdup_bytes(&value);
             // SAFETY: ProxyPassReverse mapping with mod_proxy's own function on pool strings.
             let mapped = unsafe { ffi::ap_proxy_location_reverse_map(r.as_ptr(), dconf, v) };
             // SAFETY: returns NULL or a NUL-terminated pool string.
-            let mapped = unsafe { crate::httpd::cstr(mapped) }.map(|s| s.into_owned()).unwrap_or_else(|| value.clone());
+            let mapped = if mapped.is_null() { value } else { unsafe { CStr::from_ptr(mapped) }.to_bytes().to_vec() };
             r.add_header_out(name, &mapped);
         } else {
-            r.add_header_out(name, value);
+            r.add_header_out(name, &value);
         }
     }
-    let mut decoder = BodyDecoder::new(framing);
-    let mut out = Vec::new();
-    if let Err(why) = decoder.feed(&surplus, &mut out) {
-        rlog!(r, ERR, "WST01020: bad body from backend: {why}");
-        return ffi::HTTP_BAD_GATEWAY as i32;
-    }
-    let bb = backconn.brigade();
-    let mut chunk = vec![0u8; 16384];
-    while !decoder.is_done() {
-        if !out.is_empty() {
-            if !r.write(&out) {
-                return DONE;
-            }
-            out.clear();
-        }
-        match backconn.read(&bb, &mut chunk, true) {
-            Read::Data(n) => {
-                if let Err(why) = decoder.feed(&chunk[..n], &mut out) {
-                    rlog!(r, ERR, "WST01020: bad body from backend: {why}");
-                    r.connection().set_aborted();
-                    return DONE;
-                }
-            }
-            Read::Eof | Read::WouldBlock if decoder.eof_ok() => break,
-            other => {
-                rlog!(r, ERR, "WST01021: backend answer body ended early ({other:?})");
-                r.connection().set_aborted();
-                return DONE;
-            }
-        }
-    }
-    if !out.is_empty() && !r.write(&out) {
+    if !r.flush() {
         return DONE;
     }
-    OK
+    if framing == BodyFraming::None {
+        return OK;
+    }
+    relay_body(r, backconn, BodyDecoder::new(framing), &surplus)
+}
+
+/// Streams a refusal's body: reads what the backend has, decodes, writes; flushes to the
+/// client only when the backend has nothing more for now, then waits (bounded by the
+/// backend's socket timeout per read, as mod_proxy_http). A body cut short, a bad chunk or
+/// a read error ends the client connection as mod_proxy_http does.
+fn relay_body(r: &Request, backconn: &Connection, mut decoder: BodyDecoder, surplus: &[u8]) -> i32 {
+    let bb = backconn.brigade();
+    let mut chunk = vec![0u8; REFUSAL_CHUNK];
+    let mut out = Vec::with_capacity(REFUSAL_CHUNK);
+    let mut sent: u64 = 0;
+    let mut pending = surplus.to_vec();
+    loop {
+        if !pending.is_empty() {
+            if let Err(why) = decoder.feed(&pending, &mut out) {
+                rlog!(r, ERR, "WST01020: bad body from backend after {sent} bytes: {why}");
+                return broke(r);
+            }
+            pending.clear();
+            if !out.is_empty() {
+                if !r.write(&out) {
+                    return client_gone(r, sent);
+                }
+                sent += out.len() as u64;
+                out.clear();
+            }
+        }
+        if decoder.is_done() {
+            return OK;
+        }
+        let mut read = backconn.read(&bb, &mut chunk, false);
+        if read == Read::WouldBlock {
+            if !r.flush() {
+                return client_gone(r, sent);
+            }
+            read = backconn.read(&bb, &mut chunk, true);
+        }
+        match read {
+            Read::Data(n) => pending.extend_from_slice(&chunk[..n]),
+            Read::Eof | Read::WouldBlock if decoder.eof_ok() => return OK,
+            other => {
+                rlog!(r, ERR, "WST01021: backend answer body ended early after {sent} bytes ({other:?})");
+                return broke(r);
+            }
+        }
+    }
+}
+
+fn broke(r: &Request) -> i32 {
+    r.backend_broke();
+    DONE
+}
+
+fn client_gone(r: &Request, sent: u64) -> i32 {
+    rlog!(r, DEBUG, "WST01023: client went away after {sent} bytes of the backend's answer");
+    r.connection().set_aborted();
+    DONE
 }

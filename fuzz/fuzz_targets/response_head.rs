@@ -7,7 +7,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok((head, len)) = parse_head(data) else { return };
     assert!(len <= data.len() && len <= MAX_HEAD + 4);
     assert!((100..=999).contains(&head.status));
-    let Ok(f) = framing(&head) else { return };
+    let Ok(f) = framing(&head, data.first().is_some_and(|b| b & 1 == 1)) else { return };
     let mut dec = BodyDecoder::new(f);
     let mut out = Vec::new();
     let rest = &data[len..];

@@ -133,9 +133,9 @@ impl<'r> Request<'r> {
         unsafe { ffi::wst_encoded_slashes_nodecode(self.raw) != 0 }
     }
 
-    fn table_set(&self, table: *mut ffi::apr_table_t, name: &str, value: &str, add: bool) {
+    fn table_set(&self, table: *mut ffi::apr_table_t, name: &str, value: &[u8], add: bool) {
         let pool = self.pool();
-        let (k, v) = (pool.strdup(name), pool.strdup(value));
+        let (k, v) = (pool.strdup(name), pool.strdup_bytes(value));
         // SAFETY: key and value are pool copies that live as long as the table.
         unsafe {
             if add {
@@ -148,11 +148,22 @@ impl<'r> Request<'r> {
 
     /// A header that survives error pages (`r->err_headers_out`).
     pub fn set_err_header(&self, name: &str, value: &str) {
-        self.table_set(self.rec().err_headers_out, name, value, false)
+        self.table_set(self.rec().err_headers_out, name, value.as_bytes(), false)
     }
 
-    pub fn set_header_out(&self, name: &str, value: &str) {
+    pub fn set_header_out(&self, name: &str, value: &[u8]) {
         self.table_set(self.rec().headers_out, name, value, false)
+    }
+
+    /// Empties `r->headers_out` (after an interim response went out with them).
+    pub fn clear_headers_out(&self) {
+        // SAFETY: the table belongs to the live request.
+        unsafe { ffi::apr_table_clear(self.rec().headers_out) }
+    }
+
+    /// The request wants no body in the answer (HEAD: `r->header_only`).
+    pub fn header_only(&self) -> bool {
+        self.rec().header_only != 0
     }
 
     /// When the request arrived, in microseconds since the epoch (`r->request_time`).
@@ -163,20 +174,23 @@ impl<'r> Request<'r> {
     /// Sets a variable in the request's environment (`r->subprocess_env`: SetEnvIf's, the
     /// one CustomLog's `env=` reads).
     pub fn set_env(&self, name: &str, value: &str) {
-        self.table_set(self.rec().subprocess_env, name, value, false)
+        self.table_set(self.rec().subprocess_env, name, value.as_bytes(), false)
     }
 
-    pub fn add_header_out(&self, name: &str, value: &str) {
+    /// Adds a response header; the value is bytes (obs-text passes as it came).
+    pub fn add_header_out(&self, name: &str, value: &[u8]) {
         self.table_set(self.rec().headers_out, name, value, true)
     }
 
-    pub fn set_status(&self, status: u16, line: Option<&str>) {
+    /// Sets `r->status` and `r->status_line` ("NNN reason", bytes; None: httpd's own).
+    pub fn set_status(&self, status: u16, line: Option<&[u8]>) {
+        let line = match line {
+            Some(l) => self.pool().strdup_bytes(l),
+            None => std::ptr::null_mut(),
+        } as *const c_char;
         let r = self.rec_mut();
         r.status = status as i32;
-        r.status_line = match line {
-            Some(l) => self.pool().strdup(l),
-            None => std::ptr::null(),
-        } as *const c_char;
+        r.status_line = line;
     }
 
     /// Content type from an untrusted source: never selects a handler (CVE-2024-39884 class).
@@ -192,6 +206,22 @@ impl<'r> Request<'r> {
             // SAFETY: `chunk` is readable for its length (< i32::MAX).
             unsafe { ffi::ap_rwrite(chunk.as_ptr().cast(), chunk.len() as i32, self.raw) >= 0 }
         })
+    }
+
+    /// Ends a response whose body the backend cut short the way mod_proxy_http does
+    /// (`ap_proxy_backend_broke`: an error bucket and EOS down the output filters), so the
+    /// client connection is closed rather than kept alive with a short body.
+    pub fn backend_broke(&self) {
+        let c = self.connection();
+        // SAFETY: a brigade in the request pool with the connection's allocator (which
+        // outlives the request).
+        let bb = unsafe { super::Brigade::new(self.pool(), c.bucket_alloc()) };
+        // SAFETY: mod_proxy appends its error and EOS buckets; the brigade goes down the live
+        // request's output filters, which consume it.
+        unsafe {
+            ffi::ap_proxy_backend_broke(self.raw, bb.as_ptr());
+            ffi::ap_pass_brigade(self.rec().output_filters, bb.as_ptr());
+        }
     }
 
     pub fn flush(&self) -> bool {

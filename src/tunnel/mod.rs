@@ -11,6 +11,8 @@ pub mod polite;
 pub mod relay;
 pub mod shutdown;
 mod sys;
+#[cfg(all(feature = "httpd", not(test)))]
+pub(crate) use sys::{wait_backend, Waited};
 
 #[cfg(all(feature = "httpd", not(test)))]
 mod ends;

@@ -167,3 +167,35 @@ impl Drop for SignalsHeld {
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
     }
 }
+
+/// What [`wait_backend`] saw.
+#[cfg(all(feature = "httpd", not(test)))]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// The backend has bytes (or an end) to read.
+    Backend,
+    /// The client hung up (FIN, reset or error on its socket).
+    ClientGone,
+    /// The time ran out, or a signal came: look at the clock and decide again.
+    Nothing,
+}
+
+#[cfg(all(feature = "httpd", not(test)))]
+/// Waits up to `timeout_ms` for the backend's socket to be readable, watching the client's
+/// socket for a hang-up only (POLLRDHUP: bytes a client pipelined do not wake us).
+pub fn wait_backend(backend: RawFd, client: Option<RawFd>, timeout_ms: i32) -> io::Result<Waited> {
+    let mut fds = [
+        libc::pollfd { fd: backend, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: client.unwrap_or(-1), events: libc::POLLRDHUP, revents: 0 },
+    ];
+    // SAFETY: `fds` is a valid array of two pollfd; a negative fd is ignored by poll(2).
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok(Waited::Nothing) } else { Err(e) };
+    }
+    if fds[1].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+        return Ok(Waited::ClientGone);
+    }
+    Ok(if fds[0].revents != 0 { Waited::Backend } else { Waited::Nothing })
+}

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod h2ws;
+pub mod hostile;
 pub mod httpd;
 pub mod raw;
 pub mod tls;
