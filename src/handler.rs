@@ -325,12 +325,30 @@ fn backend_timeout(backend: &Backend) -> Duration {
 /// ends the wait. Returns the final head and the bytes that followed it.
 fn read_answer(r: &Request, backend: &Backend, backconn: &Connection) -> Result<(Head, Vec<u8>), Waiting> {
     let timeout = backend_timeout(backend);
+    let answer = read_answer_within(r, backend, backconn, timeout);
+    // The body's reads are bounded per read again, as mod_proxy_http's.
+    set_backend_timeout(backend, timeout);
+    answer
+}
+
+fn set_backend_timeout(backend: &Backend, t: Duration) {
+    // SAFETY: the connected backend's socket is live; APR only stores the timeout.
+    unsafe { ffi::apr_socket_timeout_set(backend.rec().sock, t.as_micros().max(1) as ffi::apr_interval_time_t) };
+}
+
+fn read_answer_within(r: &Request, backend: &Backend, backconn: &Connection, timeout: Duration) -> Result<(Head, Vec<u8>), Waiting> {
     let deadline = Instant::now() + timeout;
-    let (bfd, cfd) = (backconn.fd(), r.connection().fd());
+    // A plain backend is waited for with poll(2), watching the client too. Through TLS,
+    // readiness of the socket says nothing about what mod_ssl already holds: there each
+    // blocking read gets what is left of the deadline, and the client is looked at only
+    // between reads.
+    let polled = if backconn.is_tls() { None } else { backconn.fd() };
+    let cfd = r.connection().fd();
     let bb = backconn.brigade();
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 8192];
     let mut interim = 0;
+    let timed_out = || Waiting::Failed(format!("no complete response head within {} ms", timeout.as_millis()));
     loop {
         match response::parse_head(&buf) {
             Ok((head, len)) if head.is_interim() => {
@@ -349,26 +367,32 @@ fn read_answer(r: &Request, backend: &Backend, backconn: &Connection) -> Result<
             }
             Err(HeadError::Malformed(why)) => return Err(Waiting::Failed(why.to_string())),
         }
-        // Read what is there; wait only when nothing is (bytes may sit decrypted in mod_ssl).
-        let block = bfd.is_none();
-        match backconn.read(&bb, &mut chunk, block) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        if polled.is_none() {
+            if r.connection().aborted() {
+                return Err(Waiting::ClientGone);
+            }
+            set_backend_timeout(backend, left);
+        }
+        // Read what is there (without waiting when we poll); wait only when nothing is.
+        match backconn.read(&bb, &mut chunk, polled.is_none()) {
             Read::Data(n) => {
                 buf.extend_from_slice(&chunk[..n]);
                 continue;
             }
-            Read::WouldBlock if !block => {}
+            Read::WouldBlock if polled.is_some() => {}
             Read::Eof | Read::WouldBlock => {
                 return Err(Waiting::Failed("connection closed before a complete response head".into()))
             }
-            Read::Error(e) if is_timeout(e) => return Err(Waiting::Failed("timed out waiting for the response".into())),
+            Read::Error(e) if is_timeout(e) => return Err(timed_out()),
             Read::Error(e) => return Err(Waiting::Failed(format!("read error (APR status {e})"))),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Waiting::Failed(format!("no complete response head within {} ms", timeout.as_millis())));
-        }
-        let Some(bfd) = bfd else { continue };
-        match tunnel::wait_backend(bfd, cfd, left.as_millis().clamp(1, i32::MAX as u128) as i32) {
+        let Some(bfd) = polled else { continue };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        match tunnel::wait_backend(bfd, cfd, ms) {
             Ok(tunnel::Waited::ClientGone) => return Err(Waiting::ClientGone),
             Ok(_) => {}
             Err(e) => return Err(Waiting::Failed(format!("poll: {e}"))),

@@ -155,3 +155,56 @@ fn chromium_page_talks_through_ws_and_wss() {
         assert!(log.contains(&format!("for \"GET {path} HTTP/1.1\"")), "our module did not tunnel {path}:\n{log}");
     }
 }
+
+/// The demo's promise: the URL it prints for a browser works. Chromium opens it; the page's
+/// WebSocket goes through our module to the demo's echo backend and the echo comes back.
+#[test]
+fn the_demo_url_works_in_chromium() {
+    use std::io::BufRead;
+    let dir = TempDir::new("browser-demo");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let demo_bin = wskit::httpd::workspace_root().join("target/release/wst-demo");
+    let mut demo = Command::new(&demo_bin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e} (cargo build --release --workspace)", demo_bin.display()));
+    let mut lines = std::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+    let (mut root, mut url, mut record) = (None, None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(r) = line.split("ServerRoot ").nth(1) {
+            root = Some(std::path::PathBuf::from(r.trim()));
+        }
+        if let Some(u) = line.strip_prefix("   in a browser:  ") {
+            url = Some(u.trim().to_string());
+        }
+        if let Some(a) = line.strip_prefix("access log        : ") {
+            record = Some(a.to_string());
+        }
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let (root, url) = (root.expect("the demo printed its ServerRoot"), url.expect("the demo printed a URL for browsers"));
+    let record = record.unwrap_or_default();
+    assert!(record.contains("\"GET /ws2/ HTTP/1.1\" 101, ") && record.contains(" bytes out"), "{record}");
+    let browser = browse(&dir, &url);
+    let end = Instant::now() + Duration::from_secs(60);
+    let log = root.join("access_log");
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("GET /echoed?hello%20from%20the%20browser ") {
+        assert!(Instant::now() < end, "the browser never got its echo; access log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(browser);
+    let error_log = std::fs::read_to_string(root.join("error_log")).unwrap_or_default();
+    // SAFETY: SIGINT to the demo process we started (its Ctrl-C handler stops its httpd).
+    unsafe { libc::kill(demo.id() as i32, libc::SIGINT) };
+    for line in lines.by_ref() {
+        if line.unwrap_or_default().starts_with("stopped.") {
+            break;
+        }
+    }
+    let _ = demo.wait();
+    assert!(error_log.contains("for \"GET /ws2/ HTTP/1.1\""), "our module did not tunnel the browser's WebSocket:\n{error_log}");
+}

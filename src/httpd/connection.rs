@@ -101,6 +101,11 @@ impl<'c> Connection<'c> {
         unsafe { ffi::wst_conn_write(self.raw, bytes.as_ptr().cast(), bytes.len()) == ffi::APR_SUCCESS as ffi::apr_status_t }
     }
 
+    /// httpd found the connection broken (`c->aborted`).
+    pub fn aborted(&self) -> bool {
+        self.rec().aborted != 0
+    }
+
     pub fn set_aborted(&self) {
         // SAFETY: sets a flag of a live conn_rec from its own thread.
         unsafe { ffi::wst_conn_set_aborted(self.raw) }

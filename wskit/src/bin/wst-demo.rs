@@ -13,8 +13,10 @@ const PAGE: &str = r#"<!doctype html>
 <script>
 const log = t => document.getElementById('log').textContent += t + "\n";
 const ws = new WebSocket("ws://" + location.host + "/ws2/");
-ws.onopen = () => log("open: " + ws.url);
-ws.onmessage = e => log("echo: " + e.data);
+ws.onopen = () => { log("open: " + ws.url); ws.send("hello from the browser"); };
+// The echo is also reported back to httpd (a GET of /echoed?TEXT in its access log), so a
+// headless browser's visit can be checked.
+ws.onmessage = e => { log("echo: " + e.data); fetch("/echoed?" + encodeURIComponent(e.data)); };
 ws.onclose = e => log("closed: " + e.code);
 </script>
 "#;
@@ -38,15 +40,24 @@ async fn main() {
         println!("sent / echoed     : {msg:?} / {:?}", echo.to_text().unwrap());
         assert_eq!(echo.to_text().unwrap(), msg);
     }
+    // Close, read until the backend's Close has come back and the stream ended, then drop
+    // the client's socket: the tunnel ends when both sides have closed, and httpd writes the
+    // tunnel's access-log record (101, duration, bytes) when the request ends.
     ws.close(None).await.ok();
-    // httpd writes the access-log line when the tunnel has ended.
-    for _ in 0..100 {
-        if httpd.access_log().contains(" 101 ") {
+    while let Some(Ok(_)) = ws.next().await {}
+    drop(ws);
+    let mut record = None;
+    for _ in 0..250 {
+        record = httpd.access_log().lines().find(|l| l.contains("\"GET /ws2/ HTTP/1.1\" 101 ")).map(str::to_string);
+        if record.is_some() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    println!("access log        : {}", httpd.access_log().trim());
+    match record.as_deref().and_then(describe) {
+        Some(text) => println!("access log        : {text}"),
+        None => println!("access log        : (no record of the tunnel yet in {}/access_log)", httpd.root.display()),
+    }
     println!();
     println!("Try it yourself:  {url}");
     println!("   in a browser:  http://127.0.0.1:{}/", httpd.port);
@@ -59,4 +70,13 @@ async fn main() {
     tokio::signal::ctrl_c().await.ok();
     httpd.stop();
     println!("stopped.");
+}
+
+/// The demo's access-log line (`%h "%r" %>s %D %I %O`, httpd-test-conf/base.conf.in) in words.
+fn describe(line: &str) -> Option<String> {
+    let (request, rest) = line.split_once("\" ")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let [status, micros, bytes_in, bytes_out] = f[..] else { return None };
+    let ms = micros.parse::<f64>().ok()? / 1000.0;
+    Some(format!("{request}\" {status}, {ms:.1} ms from the request to the tunnel's end, {bytes_in} bytes in, {bytes_out} bytes out (handshake included)"))
 }
