@@ -343,7 +343,10 @@ fn read_answer_within(r: &Request, backend: &Backend, backconn: &Connection, tim
     // blocking read gets what is left of the deadline, and the client is looked at only
     // between reads.
     let polled = if backconn.is_tls() { None } else { backconn.fd() };
-    let cfd = r.connection().fd();
+    // An HTTP/2 stream's connection has no socket of its own to watch (what `fd` finds there
+    // is mod_http2's, which says nothing about this stream).
+    let client = r.connection();
+    let cfd = if client.is_secondary() { None } else { client.fd() };
     let bb = backconn.brigade();
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 8192];
