@@ -40,7 +40,7 @@ fn diversion() -> String {
 /// whether our module did it (its WST01014 line).
 fn tunnelled_by_ours() -> bool {
     let b = Backend::start("pkg");
-    let h = Httpd::start(Config::new("manual.conf.in").module(MOD.into()).var("BACKEND", format!("127.0.0.1:{}", b.port())));
+    let h = Httpd::start(Config::new("demo.conf.in").module(MOD.into()).var("BACKEND", format!("127.0.0.1:{}", b.port())));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(round_trip(&h.url("/ws2/pkg")));
     let log = h.stop();
