@@ -1,5 +1,5 @@
 //! The request's path through mod_proxy's hooks: check_trans, canon and the scheme handler
-//! (DESIGN §3). The backend's answer is read and validated before anything is tunnelled.
+//! (docs/DESIGN.md §3). The backend's answer is read and validated before anything is tunnelled.
 
 use crate::canon::{self, CanonError, Scheme};
 use crate::ffi;

@@ -1,4 +1,4 @@
-//! Asynchronous tunnels (ProxyWebsocketAsync, DESIGN §6): after the delay, a tunnel with two
+//! Asynchronous tunnels (ProxyWebsocketAsync, docs/DESIGN.md §6): after the delay, a tunnel with two
 //! plain-socket ends leaves the request thread for the child's runtime, so a server with 10
 //! request threads holds hundreds of WebSockets and still answers plain HTTP.
 

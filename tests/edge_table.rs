@@ -1,4 +1,4 @@
-//! DESIGN §4, the error and edge table: each row is a test, against a real httpd with our
+//! docs/DESIGN.md §4, the error and edge table: each row is a test, against a real httpd with our
 //! module and the scripted backend.
 
 mod common;

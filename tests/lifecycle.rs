@@ -1,4 +1,4 @@
-//! DESIGN §4, last row: graceful restart and graceful stop with live tunnels: no crash, live
+//! docs/DESIGN.md §4, last row: graceful restart and graceful stop with live tunnels: no crash, live
 //! tunnels keep working through a restart, new connections are served, and a graceful stop
 //! does not hang beyond GracefulShutdownTimeout.
 

@@ -1,4 +1,4 @@
-//! Asynchronous tunnels (DESIGN §6): a tunnel whose ends are both plain sockets leaves the
+//! Asynchronous tunnels (docs/DESIGN.md §6): a tunnel whose ends are both plain sockets leaves the
 //! request thread and is relayed by one small tokio runtime per httpd child, so an idle
 //! WebSocket costs a task and two registered sockets instead of a worker thread.
 //!

@@ -1,5 +1,5 @@
 //! Handing a tunnel from its request thread to the child's asynchronous relay
-//! (`ProxyWebsocketAsync`, DESIGN §6): when, under which cap, and what httpd is told.
+//! (`ProxyWebsocketAsync`, docs/DESIGN.md §6): when, under which cap, and what httpd is told.
 
 use super::detached;
 use crate::ffi;
@@ -63,7 +63,7 @@ fn dup_owned(fd: RawFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(d) })
 }
 
-/// Moves the tunnel to the child's runtime (DESIGN §6): our own copies of both sockets; the
+/// Moves the tunnel to the child's runtime (docs/DESIGN.md §6): our own copies of both sockets; the
 /// client connection is marked aborted so httpd closes its copy without a FIN or lingering
 /// close; the backend connection goes back to mod_proxy (closed, so never reused) when the
 /// handler returns; the worker's busy count is held until the tunnel really ends. When it

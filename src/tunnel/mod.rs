@@ -1,4 +1,4 @@
-//! The tunnel, once the backend's 101 went to the client. Two kinds of ends (DESIGN §5):
+//! The tunnel, once the backend's 101 went to the client. Two kinds of ends (docs/DESIGN.md §5):
 //! raw ends (plain TCP sockets, nothing in httpd's filters transforms their bytes) are relayed
 //! by [`relay`] on the sockets themselves; filtered ends (TLS on either side, HTTP/2 streams)
 //! must keep passing through httpd's filters and are relayed by mod_proxy's filter-aware
