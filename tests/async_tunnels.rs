@@ -19,7 +19,7 @@ fn server(b: &Backend) -> Httpd {
 fn server2(b: &Backend, b2: &Backend) -> Httpd {
     Httpd::start(
         Config::new("async.conf.in")
-            .ports(3)
+            .ports(4)
             .var("BACKEND", format!("127.0.0.1:{}", b.port()))
             .var("BACKEND2", format!("127.0.0.1:{}", b2.port())),
     )
@@ -292,4 +292,36 @@ async fn a_child_retired_for_spare_threads_keeps_its_tunnels() {
         std::thread::sleep(Duration::from_millis(100));
     }
     h.stop();
+}
+
+/// A client that floods its tunnel and never reads the echoes: once asynchronous, its tunnel
+/// ends after the write-stall limit (Timeout 2 here), as a synchronous one does (WST02005).
+#[test]
+fn an_asynchronous_tunnel_whose_client_never_reads_ends_after_the_write_stall() {
+    let b = Backend::start("stall");
+    let h = server(&b);
+    let mut s = raw::connect(h.ports[3]);
+    s.write_all(raw::handshake("/echo/raw-echo", "").as_bytes()).unwrap();
+    let resp = raw::read_response(&mut s);
+    assert_eq!(resp.status, 101, "{}", resp.head);
+    assert!(h.wait_log("WST02010", Duration::from_secs(5)), "the tunnel went asynchronous:\n{}", h.error_log());
+    let t0 = Instant::now();
+    let mut w = s.try_clone().unwrap();
+    w.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+    let flood = std::thread::spawn(move || {
+        let block = vec![b'x'; 65536];
+        let mut sent = 0usize;
+        while sent < (1 << 30) && w.write_all(&block).is_ok() {
+            sent += block.len();
+        }
+        sent
+    });
+    assert!(h.wait_log("client took no data for 2s", Duration::from_secs(20)), "{}", h.error_log());
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(12), "ended after {took:?}");
+    drop(s);
+    let sent = flood.join().unwrap();
+    assert!(sent < 1 << 30, "the tunnel took {sent} bytes without anyone reading");
+    let log = h.stop();
+    assert!(log.contains("WST02011") && !log.contains("WST02005"), "the asynchronous relay ended it:\n{log}");
 }

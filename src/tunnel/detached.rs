@@ -30,6 +30,8 @@ pub enum Ending {
     Failed(&'static str, io::Error),
     /// No byte either way for the idle timeout.
     Idle,
+    /// Bytes waited that long to be written to this side ("client" or "backend"), which took none.
+    Stalled(&'static str, Duration),
     /// The httpd child is stopping.
     Shutdown,
     /// The httpd child is stopping; both sides got a WebSocket Close (1001, Going Away) at a
@@ -49,7 +51,7 @@ pub struct Report {
 pub struct Tunnel {
     pub client: OwnedFd,
     pub backend: OwnedFd,
-    pub idle: Option<Duration>,
+    pub timeouts: super::limits::Timeouts,
     /// Where each direction's WebSocket frames stand (client to backend, backend to client);
     /// None for other protocols.
     pub frames: Option<(Frames, Frames)>,
@@ -135,7 +137,7 @@ pub fn spawn(t: Tunnel) -> Result<(), (Tunnel, io::Error)> {
     rt.spawn(async move {
         let on_end = t.on_end;
         let meter = t.board.meter();
-        let (c2b, b2c, ending) = relay(t.client, t.backend, t.idle, t.frames, meter, stop).await;
+        let (c2b, b2c, ending) = relay(t.client, t.backend, t.timeouts, t.frames, meter, stop).await;
         drop(t.board);
         on_end(Report { client_to_backend: c2b, backend_to_client: b2c, ending });
         drop(live);
@@ -166,7 +168,7 @@ impl Drop for Live {
 async fn relay(
     client: OwnedFd,
     backend: OwnedFd,
-    idle: Option<Duration>,
+    timeouts: super::limits::Timeouts,
     frames: Option<(Frames, Frames)>,
     meter: Meter,
     mut phase: Phases,
@@ -184,18 +186,20 @@ async fn relay(
     let (p1, p2) = (phase.clone(), phase.clone());
     let both = async {
         let clock = Clock { start, last: &activity };
-        let to_backend = Direction { src: &c, dst: &b, names: ("client", "backend"), moved: &c2b, shown: meter.client_to_backend, activity: clock };
-        let to_client = Direction { src: &b, dst: &c, names: ("backend", "client"), moved: &b2c, shown: meter.backend_to_client, activity: clock };
+        let stall = timeouts.write_stall;
+        let to_backend = Direction { src: &c, dst: &b, names: ("client", "backend"), moved: &c2b, shown: meter.client_to_backend, activity: clock, stall };
+        let to_client = Direction { src: &b, dst: &c, names: ("backend", "client"), moved: &b2c, shown: meter.backend_to_client, activity: clock, stall };
         // A failure in one direction ends the other too.
         match tokio::try_join!(to_backend.pump(cf, p1), to_client.pump(bf, p2)) {
             Ok((true, true)) => Ending::GoingAway,
             Ok(_) => Ending::Closed,
+            Err((side, e)) if e.get_ref().is_some_and(|x| x.is::<WriteStall>()) => Ending::Stalled(side, stall_of(&timeouts)),
             Err((side, e)) => Ending::Failed(side, e),
         }
     };
     let idle_watch = async {
         loop {
-            let Some(d) = idle else { return std::future::pending::<()>().await };
+            let Some(d) = timeouts.idle else { return std::future::pending::<()>().await };
             let due = start + Duration::from_micros(activity.load(Ordering::Relaxed)) + d;
             if Instant::now() >= due {
                 return;
@@ -223,6 +227,23 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
 }
 
 type Failure = (&'static str, io::Error);
+
+/// A write waited longer than the write-stall limit (carried in an io::Error, told apart from
+/// the socket's own errors by its type).
+#[derive(Debug)]
+struct WriteStall;
+
+impl std::fmt::Display for WriteStall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("write stalled")
+    }
+}
+
+impl std::error::Error for WriteStall {}
+
+fn stall_of(t: &super::limits::Timeouts) -> Duration {
+    t.write_stall.unwrap_or_default()
+}
 
 /// When a tunnel last moved a byte.
 #[derive(Clone, Copy)]
@@ -254,6 +275,8 @@ struct Direction<'a> {
     /// The status board's counter for this direction.
     shown: &'static AtomicU64,
     activity: Clock<'a>,
+    /// How long bytes may wait for `dst` to take them.
+    stall: Option<Duration>,
 }
 
 impl Direction<'_> {
@@ -331,9 +354,23 @@ impl Direction<'_> {
         }
     }
 
+    /// Waits until `dst` may take bytes, at most the write-stall limit. A socket already
+    /// known writable answers at once (no timer is armed then).
+    async fn writable(&self) -> Result<tokio::io::unix::AsyncFdReadyGuard<'_, OwnedFd>, Failure> {
+        let ready = self.dst.writable();
+        let guard = match self.stall {
+            None => ready.await,
+            Some(stall) => match tokio::time::timeout(stall, ready).await {
+                Ok(g) => g,
+                Err(_) => return Err((self.names.1, io::Error::other(WriteStall))),
+            },
+        };
+        guard.map_err(|e| (self.names.1, e))
+    }
+
     async fn write_all(&self, mut bytes: &[u8]) -> Result<(), Failure> {
         while !bytes.is_empty() {
-            let mut guard = self.dst.writable().await.map_err(|e| (self.names.1, e))?;
+            let mut guard = self.writable().await?;
             match guard.try_io(|fd| send(fd.as_raw_fd(), bytes)) {
                 Ok(Ok(w)) => {
                     bytes = &bytes[w..];
@@ -397,7 +434,7 @@ impl Direction<'_> {
             self.activity.touch();
             let mut left = n;
             while left > 0 {
-                let mut guard = self.dst.writable().await.map_err(|e| (dst_name, e))?;
+                let mut guard = self.writable().await?;
                 match guard.try_io(|fd| splice(pipe.read.as_raw_fd(), fd.as_raw_fd(), left)) {
                     Ok(Ok(w)) => {
                         left -= w;
@@ -449,6 +486,7 @@ impl Pipe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tunnel::limits::Timeouts;
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
 
@@ -464,10 +502,14 @@ mod tests {
     }
 
     fn start(rc: TcpStream, rb: TcpStream, idle: Option<Duration>) -> std::thread::JoinHandle<(u64, u64, Ending)> {
+        start_with(rc, rb, Timeouts { idle, write_stall: None })
+    }
+
+    fn start_with(rc: TcpStream, rb: TcpStream, t: Timeouts) -> std::thread::JoinHandle<(u64, u64, Ending)> {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let (_tx, rx) = tokio::sync::watch::channel(Phase::Run);
-            rt.block_on(relay(OwnedFd::from(rc), OwnedFd::from(rb), idle, None, Meter::default(), rx))
+            rt.block_on(relay(OwnedFd::from(rc), OwnedFd::from(rb), t, None, Meter::default(), rx))
         })
     }
 
@@ -512,7 +554,7 @@ mod tests {
         let (tx, rx) = tokio::sync::watch::channel(Phase::Run);
         let h = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(relay(OwnedFd::from(rc), OwnedFd::from(rb), None, Some(Default::default()), Meter::default(), rx))
+            rt.block_on(relay(OwnedFd::from(rc), OwnedFd::from(rb), Timeouts::default(), Some(Default::default()), Meter::default(), rx))
         });
         // A masked 70,000-byte binary frame: big enough to be spliced, half of it in flight.
         let mut frame = vec![0x82, 0x80 | 127];
@@ -550,7 +592,7 @@ mod tests {
     fn a_tunnels_task_holds_no_buffer() {
         let ((_c, rc), (rb, _b)) = pairs();
         let (_tx, rx) = tokio::sync::watch::channel(Phase::Run);
-        let task = relay(OwnedFd::from(rc), OwnedFd::from(rb), None, Some(Default::default()), Meter::default(), rx);
+        let task = relay(OwnedFd::from(rc), OwnedFd::from(rb), Timeouts::default(), Some(Default::default()), Meter::default(), rx);
         let size = std::mem::size_of_val(&task);
         assert!(size < 4096, "the relay's future is {size} bytes");
     }
@@ -573,5 +615,31 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(250));
         let mut rest = Vec::new();
         assert_eq!(c.read_to_end(&mut rest).unwrap_or(0), 0, "both sockets closed");
+    }
+
+    /// A side that takes no bytes stalls its writer, and after the write-stall limit the
+    /// tunnel ends (as the request thread's relay ends it), whatever the other side sends.
+    #[test]
+    fn a_reader_that_stops_reading_ends_the_tunnel_after_the_write_stall() {
+        let ((c, rc), (rb, mut b)) = pairs();
+        let t = Timeouts { idle: None, write_stall: Some(Duration::from_millis(400)) };
+        let h = start_with(rc, rb, t);
+        // The backend floods; the client never reads.
+        let flood = std::thread::spawn(move || {
+            let block = vec![7u8; 65536];
+            let mut sent = 0usize;
+            while b.write_all(&block).is_ok() {
+                sent += block.len();
+            }
+            sent
+        });
+        let t0 = Instant::now();
+        let (_, b2c, end) = h.join().unwrap();
+        assert!(matches!(end, Ending::Stalled("client", d) if d == Duration::from_millis(400)), "{end:?}");
+        assert!(t0.elapsed() >= Duration::from_millis(350) && t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        assert!(b2c < 64 << 20, "{b2c} bytes went into a stalled tunnel");
+        drop(c);
+        let sent = flood.join().unwrap();
+        assert!(sent < 64 << 20, "{sent}");
     }
 }

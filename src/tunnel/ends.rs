@@ -85,11 +85,11 @@ fn raw(
     unsafe { ffi::apr_socket_timeout_get(backend.sock, &mut backend_timeout) };
     // SAFETY: the request's server_rec is live.
     let server_timeout = unsafe { (*r.server()).timeout };
-    let stall = backend_timeout.max(server_timeout);
+    let timeouts = super::limits::Timeouts::new(idle, backend_timeout, server_timeout);
     let mut board = status::Tunnel::start();
     let limits = Limits {
-        idle,
-        write_stall: (stall > 0).then(|| Duration::from_micros(stall as u64)),
+        idle: timeouts.idle,
+        write_stall: timeouts.write_stall,
         stop_fd: super::shutdown::stop_fd(),
         on_signal: Some(notice_mpm_stopping),
         polite: Some(super::shutdown::polite_until),
@@ -111,7 +111,7 @@ fn raw(
             (Some(c), Some(b)) => Some((*c, *b)),
             _ => None,
         };
-        match handoff(r, client, backend, backconn, idle, frames, board, (out.client_to_backend, out.backend_to_client)) {
+        match handoff(r, client, backend, backconn, timeouts, frames, board, (out.client_to_backend, out.backend_to_client)) {
             Ok(()) => {
                 rlog!(
                     r,

@@ -74,7 +74,7 @@ pub fn handoff(
     client: &Connection,
     backend: &ffi::proxy_conn_rec,
     backconn: &Connection,
-    idle: Option<Duration>,
+    timeouts: super::limits::Timeouts,
     frames: Option<(Frames, Frames)>,
     mut board: status::Tunnel,
     moved: (u64, u64),
@@ -100,6 +100,7 @@ pub fn handoff(
             detached::Ending::Closed => "closed by both sides".to_string(),
             detached::Ending::Failed(side, e) => format!("{side} connection failed: {e}"),
             detached::Ending::Idle => "idle (ProxyWebsocketIdleTimeout)".to_string(),
+            detached::Ending::Stalled(side, t) => format!("{side} took no data for {t:?} (Timeout/ProxyTimeout)"),
             detached::Ending::Shutdown => "httpd child stopping".to_string(),
             detached::Ending::GoingAway => "httpd child stopping: both sides closed with WebSocket Close 1001 (Going Away)".to_string(),
         };
@@ -113,7 +114,7 @@ pub fn handoff(
         crate::httpd::log::server(file!(), line!(), server as *const ffi::server_rec, INFO, 0, &msg);
     });
     board.detach();
-    let tunnel = detached::Tunnel { client: cfd, backend: bfd, idle, frames, board, on_end };
+    let tunnel = detached::Tunnel { client: cfd, backend: bfd, timeouts, frames, board, on_end };
     match detached::spawn(tunnel) {
         Ok(()) => {
             client.set_aborted();

@@ -6,6 +6,7 @@
 //! lets a raw tunnel move on to the child's runtime ([`detached`], via `handoff`).
 
 mod bulk;
+pub mod limits;
 pub mod detached;
 pub mod polite;
 pub mod relay;
