@@ -400,3 +400,49 @@ fn a_stalled_reader_of_a_refusal_costs_no_more_than_with_stock() {
     // RSS moves by whole pages and allocator arenas: a tenth and 16 KiB of slack.
     assert!(ours <= stock * 1.1 + 16.0, "ours {ours:.1} KiB vs stock {stock:.1} KiB per stalled reader");
 }
+
+/// The same answers from a wss:// backend: the head is read through mod_ssl, where each
+/// blocking read gets what is left of the deadline.
+#[test]
+fn refusals_from_a_tls_backend_behave_the_same() {
+    let dir = TempDir::new("refusals-tls");
+    let pki = wskit::Pki::generate(&dir.0);
+    let hostile = Hostile::start_tls(&pki.server);
+    let h = Httpd::start(
+        Config::new("refusals_tls.conf.in").var("HOSTILE", hostile.port()).var("CA", pki.ca_file.display()),
+    );
+    // HEAD: the head at once, no body, the connection serves the next request.
+    let mut s = TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    let start = Instant::now();
+    s.write_all(&upgrade_request("HEAD", "/h/head-cl", "")).unwrap();
+    let t = Timed::read_from(&mut s, start, Duration::from_millis(1500));
+    let (hs, rest) = heads(&t.bytes());
+    assert_eq!(hs.len(), 1, "{:?}", t.text());
+    assert_eq!((status(&hs[0]), header(&hs[0], "Content-Length").as_deref()), (200, Some("1000")));
+    assert!(rest.is_empty() && t.when(b"\r\n\r\n").unwrap() < Duration::from_secs(1));
+    s.write_all(b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    assert!(Timed::read_from(&mut s, Instant::now(), Duration::from_secs(3)).text().ends_with("local index\n"));
+    // A trickling head: 502 at the deadline.
+    let t = Timed::request(h.port, &upgrade_request("GET", "/h/trickle", ""), Duration::from_secs(10));
+    let at = t.when(b"HTTP/1.1 502").unwrap_or_else(|| panic!("{:?}", t.text()));
+    assert!(at > Duration::from_millis(1800) && at < Duration::from_secs(4), "502 after {at:?}");
+    // Interim answers: ten forwarded, then the final one.
+    let t = Timed::request(h.port, &upgrade_request("GET", "/h/interim-10", ""), Duration::from_secs(3));
+    let codes: Vec<u16> = heads(&t.bytes()).0.iter().map(|h| status(h)).collect();
+    assert_eq!(codes, [vec![103; 10], vec![200]].concat(), "{:?}", t.text());
+    // A chunked answer streams.
+    let t = Timed::request(h.port, &upgrade_request("GET", "/h/chunked-slow", "Connection: close\r\n"), Duration::from_secs(8));
+    let ticks: Vec<f64> = (0..4).map(|i| secs(t.when(format!("tick {i}").as_bytes()).unwrap())).collect();
+    for (i, at) in ticks.iter().enumerate() {
+        assert!((*at - i as f64).abs() < 0.7, "tick {i} at {at:.2} s (all: {ticks:?})");
+    }
+    // A body cut short: what came, then the end of the connection.
+    let t = Timed::request(h.port, &upgrade_request("GET", "/h/short-stall", ""), Duration::from_secs(8));
+    assert!(t.when(b"01234567890123456789").unwrap() < Duration::from_secs(1), "{:?}", t.text());
+    assert!(t.closed.is_some_and(|c| secs(c) < 4.5), "{:?}", t.closed);
+    // Header bytes as they came.
+    let t = Timed::request(h.port, &upgrade_request("GET", "/h/obs-404", "Connection: close\r\n"), Duration::from_secs(3));
+    assert!(t.bytes().windows(14).any(|w| w == b"X-Name: caf\xe9\r\n"), "{:?}", t.text());
+    plain_http_served(&h);
+    h.stop();
+}

@@ -41,15 +41,31 @@ pub struct Hostile {
 
 impl Hostile {
     pub fn start() -> Hostile {
+        Self::start_with(None)
+    }
+
+    /// The same scripts behind TLS (a `wss://` backend) with `identity`'s certificate.
+    pub fn start_tls(identity: &crate::tls::Identity) -> Hostile {
+        Self::start_with(Some(identity.server_config()))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Hostile {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         std::thread::spawn(move || {
             for sock in listener.incoming().flatten() {
-                let seen = seen.clone();
+                let (seen, tls) = (seen.clone(), tls.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(sock, &seen);
+                    let _ = sock.set_nodelay(true);
+                    match tls {
+                        None => drop(serve(sock, &seen)),
+                        Some(cfg) => {
+                            let Ok(conn) = rustls::ServerConnection::new(cfg) else { return };
+                            drop(serve(Flushing(rustls::StreamOwned::new(conn, sock)), &seen));
+                        }
+                    }
                 });
             }
         });
@@ -66,7 +82,27 @@ impl Hostile {
     }
 }
 
-fn read_head(s: &mut TcpStream) -> Option<String> {
+/// A TLS stream that sends every write at once (the scripts' timing is the point).
+struct Flushing<S: Write>(S);
+
+impl<S: Read + Write> Read for Flushing<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<S: Write> Write for Flushing<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.0.flush()?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn read_head(s: &mut impl Read) -> Option<String> {
     let mut buf = Vec::new();
     let mut b = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -97,7 +133,7 @@ fn websocket_101(head: &str, extra: &[u8]) -> Vec<u8> {
     out
 }
 
-fn raw_echo(s: &mut TcpStream) -> std::io::Result<()> {
+fn raw_echo(s: &mut (impl Read + Write)) -> std::io::Result<()> {
     let mut buf = [0u8; 16384];
     loop {
         let n = s.read(&mut buf)?;
@@ -108,8 +144,7 @@ fn raw_echo(s: &mut TcpStream) -> std::io::Result<()> {
     }
 }
 
-fn serve(mut s: TcpStream, seen: &Mutex<Vec<String>>) -> std::io::Result<()> {
-    s.set_nodelay(true)?;
+fn serve<S: Read + Write>(mut s: S, seen: &Mutex<Vec<String>>) -> std::io::Result<()> {
     let Some(head) = read_head(&mut s) else { return Ok(()) };
     seen.lock().unwrap().push(head.clone());
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
