@@ -54,6 +54,13 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// `n` distinct free ports: each stays bound until all are chosen (ports picked one by one
+/// can repeat, and httpd refuses two `Listen`s on one port).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
 /// A loopback port where nothing listens, for as long as this value lives. A port that was
 /// merely free when chosen can be taken by another test's httpd or backend a moment later
 /// (and then answers 404 instead of refusing); this one stays bound, without listening and
@@ -210,7 +217,7 @@ impl Httpd {
         for _ in 0..5 {
             match Self::try_start(&cfg) {
                 Ok(h) => return h,
-                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) if log.contains("Address already in use") || log.contains("multiple Listeners on the same") => continue,
                 Err(log) => panic!("httpd exited at start-up:\n{log}"),
             }
         }
@@ -223,8 +230,8 @@ impl Httpd {
         let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(&root).status();
         // ... and write core dumps into it (CoreDumpDirectory), should one crash.
         let _ = Command::new("chmod").args(["a+w"]).arg(&root).status();
-        let port = free_port();
-        let ports: Vec<u16> = (0..cfg.extra_ports).map(|_| free_port()).collect();
+        let mut ports = free_ports(cfg.extra_ports + 1);
+        let port = ports.remove(0);
         let site = std::fs::read_to_string(conf_dir().join(&cfg.site)).unwrap_or_else(|e| panic!("{}: {e}", cfg.site));
         let conf = render(cfg, &root, port, &ports, &site);
         std::fs::write(root.join("httpd.conf"), &conf).unwrap();
