@@ -5,7 +5,7 @@ use crate::canon::{self, CanonError, Scheme};
 use crate::ffi;
 use crate::httpd::connection::{is_timeout, Read};
 use crate::httpd::log::{DEBUG, ERR, INFO, TRACE1, TRACE5};
-use crate::httpd::{Connection, Request};
+use crate::httpd::{proxy, Connection, Request};
 use crate::response::{self, BodyDecoder, BodyFraming, Head, HeadError};
 use crate::rlog;
 use crate::tunnel;
@@ -304,17 +304,13 @@ enum Waiting {
     Failed(String),
 }
 
-/// The backend's socket timeout (mod_proxy set it from the worker's `timeout=`,
-/// `ProxyTimeout` or `Timeout`): the bound of one read, and of the whole answer head.
-fn backend_timeout(backend: &Backend) -> Duration {
-    let mut t: ffi::apr_interval_time_t = 0;
-    // SAFETY: the connected backend's socket is live; APR writes its timeout (microseconds).
-    unsafe { ffi::apr_socket_timeout_get(backend.rec().sock, &mut t) };
-    if t > 0 {
-        Duration::from_micros(t as u64)
-    } else {
+/// The bound of one read from the backend, and of the whole answer head: the backend
+/// socket's timeout, else the server's `Timeout` (at least a second).
+fn backend_timeout(r: &Request, backend: &Backend) -> Duration {
+    match proxy::socket_timeout_us(backend.rec()) {
+        t if t > 0 => Duration::from_micros(t as u64),
         // SAFETY: the request's server record is live.
-        Duration::from_micros(unsafe { (*backend.r.server()).timeout }.max(1_000_000) as u64)
+        _ => Duration::from_micros(unsafe { (*r.server()).timeout }.max(1_000_000) as u64),
     }
 }
 
@@ -324,16 +320,11 @@ fn backend_timeout(backend: &Backend) -> Duration {
 /// client that asked for it), at most [`response::MAX_INTERIM`]; a client that hangs up
 /// ends the wait. Returns the final head and the bytes that followed it.
 fn read_answer(r: &Request, backend: &Backend, backconn: &Connection) -> Result<(Head, Vec<u8>), Waiting> {
-    let timeout = backend_timeout(backend);
+    let timeout = backend_timeout(r, backend);
     let answer = read_answer_within(r, backend, backconn, timeout);
     // The body's reads are bounded per read again, as mod_proxy_http's.
-    set_backend_timeout(backend, timeout);
+    proxy::set_socket_timeout(backend.rec(), timeout);
     answer
-}
-
-fn set_backend_timeout(backend: &Backend, t: Duration) {
-    // SAFETY: the connected backend's socket is live; APR only stores the timeout.
-    unsafe { ffi::apr_socket_timeout_set(backend.rec().sock, t.as_micros().max(1) as ffi::apr_interval_time_t) };
 }
 
 fn read_answer_within(r: &Request, backend: &Backend, backconn: &Connection, timeout: Duration) -> Result<(Head, Vec<u8>), Waiting> {
@@ -375,10 +366,10 @@ fn read_answer_within(r: &Request, backend: &Backend, backconn: &Connection, tim
             return Err(timed_out());
         }
         if polled.is_none() {
-            if r.connection().aborted() {
+            if client.aborted() {
                 return Err(Waiting::ClientGone);
             }
-            set_backend_timeout(backend, left);
+            proxy::set_socket_timeout(backend.rec(), left);
         }
         // Read what is there (without waiting when we poll); wait only when nothing is.
         match backconn.read(&bb, &mut chunk, polled.is_none()) {
@@ -477,21 +468,18 @@ fn relay_body(r: &Request, backconn: &Connection, mut decoder: BodyDecoder, surp
     let mut chunk = vec![0u8; REFUSAL_CHUNK];
     let mut out = Vec::with_capacity(REFUSAL_CHUNK);
     let mut sent: u64 = 0;
-    let mut pending = surplus.to_vec();
+    let mut input = surplus;
     loop {
-        if !pending.is_empty() {
-            if let Err(why) = decoder.feed(&pending, &mut out) {
-                rlog!(r, ERR, "WST01020: bad body from backend after {sent} bytes: {why}");
-                return broke(r);
+        if let Err(why) = decoder.feed(input, &mut out) {
+            rlog!(r, ERR, "WST01020: bad body from backend after {sent} bytes: {why}");
+            return broke(r);
+        }
+        if !out.is_empty() {
+            if !r.write(&out) {
+                return client_gone(r, sent);
             }
-            pending.clear();
-            if !out.is_empty() {
-                if !r.write(&out) {
-                    return client_gone(r, sent);
-                }
-                sent += out.len() as u64;
-                out.clear();
-            }
+            sent += out.len() as u64;
+            out.clear();
         }
         if decoder.is_done() {
             return OK;
@@ -504,7 +492,7 @@ fn relay_body(r: &Request, backconn: &Connection, mut decoder: BodyDecoder, surp
             read = backconn.read(&bb, &mut chunk, true);
         }
         match read {
-            Read::Data(n) => pending.extend_from_slice(&chunk[..n]),
+            Read::Data(n) => input = &chunk[..n],
             Read::Eof | Read::WouldBlock if decoder.eof_ok() => return OK,
             other => {
                 rlog!(r, ERR, "WST01021: backend answer body ended early after {sent} bytes ({other:?})");

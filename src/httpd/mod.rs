@@ -6,6 +6,7 @@ pub mod brigade;
 pub mod connection;
 pub mod log;
 pub mod pool;
+pub mod proxy;
 pub mod record;
 pub mod request;
 pub mod worker;

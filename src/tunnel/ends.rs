@@ -80,9 +80,7 @@ fn raw(
     // Bytes read from the client through httpd's filters are counted by mod_logio already.
     let client_filtered = std::cell::Cell::new(0u64);
     // Writes may wait as long as httpd would let a blocking write wait on either side.
-    let mut backend_timeout: ffi::apr_interval_time_t = 0;
-    // SAFETY: the backend socket is live while the backend connection is held.
-    unsafe { ffi::apr_socket_timeout_get(backend.sock, &mut backend_timeout) };
+    let backend_timeout = crate::httpd::proxy::socket_timeout_us(backend);
     // SAFETY: the request's server_rec is live.
     let server_timeout = unsafe { (*r.server()).timeout };
     let timeouts = super::limits::Timeouts::new(idle, backend_timeout, server_timeout);
