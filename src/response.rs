@@ -92,16 +92,14 @@ pub fn parse_head(buf: &[u8]) -> Result<(Head, usize), HeadError> {
     if !(100..=999).contains(&status) {
         return Err(HeadError::Malformed("status code out of range"));
     }
-    let reason = resp.reason.unwrap_or("").as_bytes().to_vec();
     let minor_version = resp.version.unwrap_or(1);
     let headers = resp.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect();
-    // httparse gives reasons with obs-text as &str only when UTF-8; take the raw bytes.
-    let reason = if reason.is_empty() { raw_reason(&buf[..len]) } else { reason };
+    // httparse hands out the reason as &str, empty when it is not UTF-8: take the bytes.
+    let reason = raw_reason(&buf[..len]);
     Ok((Head { status, reason, minor_version, headers }, len))
 }
 
-/// The reason phrase straight from the status line (httparse hands out an empty one when
-/// it is not UTF-8).
+/// The reason phrase straight from a status line httparse has validated.
 fn raw_reason(head: &[u8]) -> Vec<u8> {
     let line = head.split(|&b| b == b'\n').next().unwrap_or(b"");
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -117,9 +115,7 @@ pub fn is_hop_by_hop(name: &str, connection_tokens: &[String]) -> bool {
 }
 
 fn connection_tokens(head: &Head) -> Vec<String> {
-    head.get_all("Connection")
-        .map(|v| v.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_string).collect())
-        .unwrap_or_default()
+    head.get_all("Connection").map(|v| crate::upgrade::tokens(&v).map(str::to_string).collect()).unwrap_or_default()
 }
 
 /// How the body of a non-101 response ends.

@@ -193,7 +193,7 @@ async fn relay(
         match tokio::try_join!(to_backend.pump(cf, p1), to_client.pump(bf, p2)) {
             Ok((true, true)) => Ending::GoingAway,
             Ok(_) => Ending::Closed,
-            Err((side, e)) if e.get_ref().is_some_and(|x| x.is::<WriteStall>()) => Ending::Stalled(side, stall_of(&timeouts)),
+            Err((side, e)) if e.get_ref().is_some_and(|x| x.is::<WriteStall>()) => Ending::Stalled(side, timeouts.write_stall.unwrap_or_default()),
             Err((side, e)) => Ending::Failed(side, e),
         }
     };
@@ -240,10 +240,6 @@ impl std::fmt::Display for WriteStall {
 }
 
 impl std::error::Error for WriteStall {}
-
-fn stall_of(t: &super::limits::Timeouts) -> Duration {
-    t.write_stall.unwrap_or_default()
-}
 
 /// When a tunnel last moved a byte.
 #[derive(Clone, Copy)]
