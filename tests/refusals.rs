@@ -56,10 +56,7 @@ fn status(head: &str) -> u16 {
 }
 
 fn header(head: &str, name: &str) -> Option<String> {
-    head.lines().skip(1).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-    })
+    wskit::raw::header(head, name).map(str::to_string)
 }
 
 /// Decodes a chunked body as a client would; None if it is not complete.

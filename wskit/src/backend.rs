@@ -18,6 +18,7 @@
 //! | `/raw-hold`         | 101, reads until EOF, records when the EOF came |
 //! | `/raw-flood-N`      | 101, writes N bytes (as fast as the client takes them), then FIN |
 
+use crate::raw::header;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -123,12 +124,6 @@ impl Backend {
     }
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
 
 /// Reads one request head; returns it and any bytes that followed.
 async fn read_head<S: Conn>(sock: &mut S, buf: &mut Vec<u8>) -> Option<String> {

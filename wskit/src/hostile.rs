@@ -25,6 +25,7 @@
 //! | `/h/close-body` | 200 without a length, a body, FIN |
 //! | `/h/big`        | 200 `Content-Length` 256 MiB, written as fast as the reader takes it |
 
+use crate::raw::header;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -114,12 +115,6 @@ fn read_head(s: &mut impl Read) -> Option<String> {
     Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
 
 fn websocket_101(head: &str, extra: &[u8]) -> Vec<u8> {
     let key = header(head, "Sec-WebSocket-Key").unwrap_or("");
@@ -235,7 +230,17 @@ fn serve<S: Read + Write>(mut s: S, seen: &Mutex<Vec<String>>) -> std::io::Resul
         "close-body" => {
             s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end\n")?;
         }
-        "interim" | "big" | "" => {}
+        "big" => {
+            let total: usize = 256 << 20;
+            s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n").as_bytes())?;
+            let block = vec![b'x'; 65536];
+            let mut sent = 0;
+            while sent < total {
+                s.write_all(&block)?;
+                sent += block.len();
+            }
+            return serve(s, seen);
+        }
         other if other.starts_with("interim-") => {
             let n: usize = other["interim-".len()..].parse().unwrap_or(1);
             for _ in 0..n {
@@ -245,17 +250,6 @@ fn serve<S: Read + Write>(mut s: S, seen: &Mutex<Vec<String>>) -> std::io::Resul
             return serve(s, seen);
         }
         _ => {}
-    }
-    if script == "big" {
-        let total: usize = 256 << 20;
-        s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n").as_bytes())?;
-        let block = vec![b'x'; 65536];
-        let mut sent = 0;
-        while sent < total {
-            s.write_all(&block)?;
-            sent += block.len();
-        }
-        return serve(s, seen);
     }
     Ok(())
 }
@@ -289,14 +283,16 @@ impl Timed {
             }
             s.set_read_timeout(Some(left)).unwrap();
             match s.read(&mut buf) {
-                Ok(0) | Err(_) if start.elapsed() < max => {
-                    t.closed = Some(start.elapsed());
-                    return t;
-                }
+                Ok(0) => break,
                 Ok(n) => t.pieces.push((start.elapsed(), buf[..n].to_vec())),
-                Err(_) => return t,
+                // The read deadline passed with the connection still open.
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return t,
+                // A reset ends the connection as a FIN does.
+                Err(_) => break,
             }
         }
+        t.closed = Some(start.elapsed());
+        t
     }
 
     pub fn bytes(&self) -> Vec<u8> {
