@@ -198,6 +198,18 @@ pub struct Meter {
     pub backend_to_client: &'static AtomicU64,
 }
 
+impl Meter {
+    /// Adds bytes moved each way (relays add them in batches: the board is shared memory).
+    pub fn add(&self, client_to_backend: u64, backend_to_client: u64) {
+        if client_to_backend > 0 {
+            self.client_to_backend.fetch_add(client_to_backend, Relaxed);
+        }
+        if backend_to_client > 0 {
+            self.backend_to_client.fetch_add(backend_to_client, Relaxed);
+        }
+    }
+}
+
 impl Default for Meter {
     /// Counters nobody shows (tests, or a relay outside httpd).
     fn default() -> Meter {

@@ -75,7 +75,7 @@ async fn delay_then_asynchronous_with_idle_timeout() {
     assert!(matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))), "{end:?}");
     let waited = idle_from.elapsed();
     assert!(waited >= Duration::from_millis(1400) && waited < Duration::from_secs(4), "idle close after {waited:?}");
-    assert_eq!(wait_count(&h, "idle (ProxyWebsocketIdleTimeout)", 1, Duration::from_secs(3)), 1, "{}", h.error_log());
+    assert_eq!(wait_count(&h, "tunnel idle for 1.5s (ProxyWebsocketIdleTimeout)", 1, Duration::from_secs(3)), 1, "{}", h.error_log());
     h.stop();
 }
 
@@ -172,7 +172,7 @@ async fn graceful_stop_drains_asynchronous_tunnels() {
         assert!(matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))), "{end:?}");
     }
     let log = h.stop();
-    assert_eq!(log.matches("httpd child stopping").count(), 50, "{log}");
+    assert_eq!(log.matches("httpd child is stopping").count(), 50, "{log}");
 }
 
 /// The "Busy" column of the balancer manager for the one member of balancer://busy.

@@ -3,48 +3,35 @@
 //! WebSocket costs a task and two registered sockets instead of a worker thread.
 //!
 //! The module owns the sockets completely (its own `dup`s; httpd closes its copies without a
-//! FIN). Buffers exist only while bytes move: an idle tunnel holds none. Bulk transfers move
-//! by `splice(2)` through a pipe taken from a small pool, so they never enter user space.
+//! FIN). A tunnel is one task: the core (`core`) decides, the pump both raw drivers share
+//! (`pump`) moves the bytes, and the task waits on the reactor's readiness of its two sockets,
+//! one timer (moved only when a deadline comes earlier than the one set) and the child's
+//! phase. Buffers and pipes exist only while bytes move: an idle tunnel holds none.
 //!
 //! Pure Rust (no httpd calls): the caller passes what it needs done at the end as a closure.
 
-use once_cell::sync::OnceCell;
-use std::io;
-use super::bulk::{self, Read};
-use super::sys::{going_away, make_pipe, recv, send, set_nonblocking, splice};
+use super::core::{Core, End, Side, Tick};
+use super::pump::{pump, Io, Pipe};
+use super::sys::{recv, send, set_nonblocking, shutdown_write, splice};
 use crate::frames::Frames;
 use crate::status::Meter;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use once_cell::sync::OnceCell;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-
-/// How a detached tunnel ended.
-#[derive(Debug)]
-pub enum Ending {
-    /// Both directions finished with a FIN.
-    Closed,
-    /// A read or write failed (reset, broken pipe, ...): "client" or "backend" and the error.
-    Failed(&'static str, io::Error),
-    /// No byte either way for the idle timeout.
-    Idle,
-    /// Bytes waited that long to be written to this side ("client" or "backend"), which took none.
-    Stalled(&'static str, Duration),
-    /// The httpd child is stopping.
-    Shutdown,
-    /// The httpd child is stopping; both sides got a WebSocket Close (1001, Going Away) at a
-    /// frame boundary and answered with theirs.
-    GoingAway,
-}
 
 /// What is reported when a detached tunnel ends.
 #[derive(Debug)]
 pub struct Report {
     pub client_to_backend: u64,
     pub backend_to_client: u64,
-    pub ending: Ending,
+    pub ending: End,
 }
 
 /// A tunnel to relay: the module's own copies of both sockets.
@@ -163,7 +150,7 @@ impl Drop for Live {
     }
 }
 
-/// Relays until both directions end, one fails, the tunnel idles out or the child stops.
+/// Relays until both directions end, one fails, a limit ends it or the child stops.
 /// Both sockets are closed on return.
 async fn relay(
     client: OwnedFd,
@@ -172,52 +159,101 @@ async fn relay(
     frames: Option<(Frames, Frames)>,
     meter: Meter,
     mut phase: Phases,
-) -> (u64, u64, Ending) {
-    let (c, b) = match (register(client), register(backend)) {
-        (Ok(c), Ok(b)) => (c, b),
-        (Err(e), _) => return (0, 0, Ending::Failed("client", e)),
-        (_, Err(e)) => return (0, 0, Ending::Failed("backend", e)),
+) -> (u64, u64, End) {
+    let fds = match (register(client), register(backend)) {
+        (Ok(c), Ok(b)) => [c, b],
+        (Err(e), _) => return (0, 0, End::Failed(Side::Client, e)),
+        (_, Err(e)) => return (0, 0, End::Failed(Side::Backend, e)),
     };
-    // Last activity, as microseconds since `start` (atomics: the task may change threads).
-    let start = Instant::now();
-    let activity = AtomicU64::new(0);
-    let (c2b, b2c) = (AtomicU64::new(0), AtomicU64::new(0));
-    let (cf, bf) = frames.map_or((None, None), |(c, b)| (Some(c), Some(b)));
-    let (p1, p2) = (phase.clone(), phase.clone());
-    let both = async {
-        let clock = Clock { start, last: &activity };
-        let stall = timeouts.write_stall;
-        let to_backend = Direction { src: &c, dst: &b, names: ("client", "backend"), moved: &c2b, shown: meter.client_to_backend, activity: clock, stall };
-        let to_client = Direction { src: &b, dst: &c, names: ("backend", "client"), moved: &b2c, shown: meter.backend_to_client, activity: clock, stall };
-        // A failure in one direction ends the other too.
-        match tokio::try_join!(to_backend.pump(cf, p1), to_client.pump(bf, p2)) {
-            Ok((true, true)) => Ending::GoingAway,
-            Ok(_) => Ending::Closed,
-            Err((side, e)) if e.get_ref().is_some_and(|x| x.is::<WriteStall>()) => Ending::Stalled(side, timeouts.write_stall.unwrap_or_default()),
-            Err((side, e)) => Ending::Failed(side, e),
-        }
+    let mut tunnel = Task { core: Core::new(timeouts, frames, &[], Tick::now()), pipes: Default::default(), armed: None, meter };
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    // Whether the child's phase can still change (its sender lives).
+    let mut watching = true;
+    // A drain that began before the task did.
+    let early = match *phase.borrow_and_update() {
+        Phase::Run => None,
+        Phase::Polite => tunnel.core.close_politely(None).err(),
+        Phase::Stop => Some(End::Shutdown),
     };
-    let idle_watch = async {
-        loop {
-            let Some(d) = timeouts.idle else { return std::future::pending::<()>().await };
-            let due = start + Duration::from_micros(activity.load(Ordering::Relaxed)) + d;
-            if Instant::now() >= due {
-                return;
+    let end = if let Some(end) = early { end } else { loop {
+        let changed = async {
+            if watching {
+                phase.changed().await.is_ok()
+            } else {
+                std::future::pending().await
             }
-            tokio::time::sleep_until(due.into()).await;
+        };
+        tokio::select! {
+            biased;
+            ok = changed => match *phase.borrow_and_update() {
+                _ if !ok => watching = false,
+                // The drain's deadline comes as Phase::Stop.
+                Phase::Polite => if let Err(end) = tunnel.core.close_politely(None) {
+                    break end;
+                },
+                Phase::Stop => break End::Shutdown,
+                Phase::Run => {}
+            },
+            end = poll_fn(|cx| tunnel.drive(cx, &fds, timer.as_mut())) => break end,
         }
-    };
-    let stopped = async {
-        if phase.wait_for(|p| *p == Phase::Stop).await.is_err() {
-            std::future::pending::<()>().await
+    }};
+    if let Some((c2b, b2c)) = tunnel.core.to_show(Tick::now(), true) {
+        tunnel.meter.add(c2b, b2c);
+    }
+    let (c2b, b2c) = tunnel.core.moved();
+    (c2b, b2c, end)
+}
+
+/// A tunnel's state in its task.
+struct Task {
+    core: Core,
+    pipes: [Pipe; 2],
+    /// When the timer is set to go off.
+    armed: Option<Tick>,
+    meter: Meter,
+}
+
+impl Task {
+    /// Moves what can move; Ready when the tunnel is over. Pending leaves every readiness the
+    /// core waits for registered with the reactor, and the timer set for its next deadline.
+    fn drive(&mut self, cx: &mut Context<'_>, fds: &[AsyncFd<OwnedFd>; 2], mut timer: Pin<&mut tokio::time::Sleep>) -> Poll<End> {
+        loop {
+            let now = Tick::now();
+            let mut io = ReactorIo { fds, cx };
+            let mut more = false;
+            for (d, pipe) in self.core.dirs.iter_mut().zip(self.pipes.iter_mut()) {
+                match pump(d, pipe, &mut io, now) {
+                    Ok(p) => more |= p.more,
+                    Err(end) => return Poll::Ready(end),
+                }
+            }
+            if let Some((c2b, b2c)) = self.core.to_show(now, false) {
+                self.meter.add(c2b, b2c);
+            }
+            if let Some(end) = self.core.ended(now).or_else(|| self.core.expired(now)) {
+                return Poll::Ready(end);
+            }
+            if more {
+                // Its turn is over; the other tasks get theirs first.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            // The timer moves only for an earlier deadline: a later one (the idle limit after
+            // traffic) is found when it goes off, so busy tunnels never touch it.
+            if let Some(d) = self.core.next_deadline() {
+                if self.armed.map_or(true, |a| d < a) {
+                    timer.as_mut().reset(tokio::time::Instant::now() + now.until(d));
+                    self.armed = Some(d);
+                }
+            }
+            if self.armed.is_some() && timer.as_mut().poll(cx).is_ready() {
+                self.armed = None;
+                continue;
+            }
+            return Poll::Pending;
         }
-    };
-    let ending = tokio::select! {
-        e = both => e,
-        _ = idle_watch => Ending::Idle,
-        _ = stopped => Ending::Shutdown,
-    };
-    (c2b.load(Ordering::Relaxed), b2c.load(Ordering::Relaxed), ending)
+    }
 }
 
 fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
@@ -226,256 +262,58 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }.map_err(|e| e.into())
 }
 
-type Failure = (&'static str, io::Error);
-
-/// A write waited longer than the write-stall limit (carried in an io::Error, told apart from
-/// the socket's own errors by its type).
-#[derive(Debug)]
-struct WriteStall;
-
-impl std::fmt::Display for WriteStall {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("write stalled")
-    }
+/// The sockets as the reactor sees them. A call on a side the reactor does not know to be
+/// ready registers the task's waker and says `WouldBlock`; a call that would block or that
+/// drained the socket (a short read) or filled it (a short write) clears the readiness.
+struct ReactorIo<'a, 'b> {
+    fds: &'a [AsyncFd<OwnedFd>; 2],
+    cx: &'a mut Context<'b>,
 }
 
-impl std::error::Error for WriteStall {}
-
-/// When a tunnel last moved a byte.
-#[derive(Clone, Copy)]
-struct Clock<'a> {
-    start: Instant,
-    last: &'a AtomicU64,
-}
-
-impl Clock<'_> {
-    fn touch(&self) {
-        self.last.store(self.start.elapsed().as_micros() as u64, Ordering::Relaxed);
-    }
-}
-
-/// What one read-and-write step did.
-enum Step {
-    Moved(usize),
-    Eof,
-    /// The child's drain began while waiting for bytes.
-    Woken,
-}
-
-/// One direction of a tunnel, `src` to `dst`.
-struct Direction<'a> {
-    src: &'a AsyncFd<OwnedFd>,
-    dst: &'a AsyncFd<OwnedFd>,
-    names: (&'static str, &'static str),
-    moved: &'a AtomicU64,
-    /// The status board's counter for this direction.
-    shown: &'static AtomicU64,
-    activity: Clock<'a>,
-    /// How long bytes may wait for `dst` to take them.
-    stall: Option<Duration>,
-}
-
-impl Direction<'_> {
-    /// Relays this direction. Small reads go through a buffer that exists only while bytes
-    /// move (an idle tunnel holds none); bulk transfers are spliced through a pooled pipe
-    /// (src → pipe → dst, no copy to user space); when which: `bulk`. With `frames`
-    /// (WebSocket), splices stay within payloads, so every header is seen.
-    ///
-    /// Ends with a FIN to `dst` after `src`'s FIN and every byte before it; or, in the child's
-    /// polite drain, at the next frame boundary with a Close (1001) and a FIN to `dst`, once
-    /// `src` answered with its own Close (returns true then).
-    async fn pump(&self, mut frames: Option<Frames>, mut phase: Phases) -> Result<bool, Failure> {
-        let mut splicing = false;
-        let mut closing = false;
+impl ReactorIo<'_, '_> {
+    fn attempt(&mut self, side: Side, write: bool, asked: usize, mut op: impl FnMut(RawFd) -> io::Result<usize>) -> io::Result<usize> {
+        let fd = &self.fds[side.index()];
         loop {
-            let politeness = frames.as_ref().filter(|f| !f.lost());
-            closing = closing || (politeness.is_some() && *phase.borrow() == Phase::Polite);
-            if let Some(f) = politeness.filter(|f| closing && (f.at_boundary() || f.close_seen())) {
-                if !f.close_seen() {
-                    self.write_all(&going_away(self.names.1 == "backend")).await?;
-                }
-                self.shut_dst();
-                self.discard(frames.as_mut().expect("closing needs frames")).await;
-                return Ok(true);
-            }
-            let plan = bulk::next(frames.as_ref(), splicing, closing);
-            let at_header = frames.as_ref().is_some_and(|f| f.payload_left() == 0);
-            let step = match plan {
-                Read::Splice(limit) => {
-                    let step = self.splice_once(limit).await?;
-                    if let (Some(f), Step::Moved(n)) = (frames.as_mut(), &step) {
-                        f.skip(*n);
-                    }
-                    step
-                }
-                Read::Copy(limit) => {
-                    let wake = (politeness.is_some() && !closing).then_some(&mut phase);
-                    self.copy_once(limit, frames.as_mut(), wake).await?
-                }
+            let ready = if write { fd.poll_write_ready(self.cx) } else { fd.poll_read_ready(self.cx) };
+            let mut guard = match ready {
+                Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+                Poll::Ready(r) => r?,
             };
-            match step {
-                Step::Eof => {
-                    self.shut_dst();
-                    return Ok(false);
+            match guard.try_io(|f| op(f.as_raw_fd())) {
+                Ok(Ok(n)) => {
+                    if n < asked {
+                        guard.clear_ready();
+                    }
+                    return Ok(n);
                 }
-                Step::Moved(n) => splicing = bulk::after(frames.as_ref(), splicing, plan, n, at_header),
-                Step::Woken => {}
-            }
-        }
-    }
-
-    fn count(&self, n: usize) {
-        self.moved.fetch_add(n as u64, Ordering::Relaxed);
-        self.shown.fetch_add(n as u64, Ordering::Relaxed);
-        self.activity.touch();
-    }
-
-    fn shut_dst(&self) {
-        // SAFETY: shutdown(2) on a socket we own.
-        unsafe { libc::shutdown(self.dst.as_raw_fd(), libc::SHUT_WR) };
-    }
-
-    /// After its Close went out, reads `src` (so closing it resets nothing) and drops the
-    /// bytes until `src`'s own Close, its FIN or an error.
-    async fn discard(&self, frames: &mut Frames) {
-        // On the heap: an array here would be part of every tunnel's task, idle or not.
-        let mut scratch = vec![0u8; 4096];
-        while !frames.close_seen() {
-            let Ok(mut guard) = self.src.readable().await else { return };
-            match guard.try_io(|fd| recv(fd.as_raw_fd(), &mut scratch)) {
-                Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(n)) => frames.feed(&scratch[..n]),
+                Ok(Err(e)) => return Err(e),
+                // Readiness cleared: ask again, which registers the waker (or finds new readiness).
                 Err(_would_block) => {}
             }
         }
     }
-
-    /// Waits until `dst` may take bytes, at most the write-stall limit. A socket already
-    /// known writable answers at once (no timer is armed then).
-    async fn writable(&self) -> Result<tokio::io::unix::AsyncFdReadyGuard<'_, OwnedFd>, Failure> {
-        let ready = self.dst.writable();
-        let guard = match self.stall {
-            None => ready.await,
-            Some(stall) => match tokio::time::timeout(stall, ready).await {
-                Ok(g) => g,
-                Err(_) => return Err((self.names.1, io::Error::other(WriteStall))),
-            },
-        };
-        guard.map_err(|e| (self.names.1, e))
-    }
-
-    async fn write_all(&self, mut bytes: &[u8]) -> Result<(), Failure> {
-        while !bytes.is_empty() {
-            let mut guard = self.writable().await?;
-            match guard.try_io(|fd| send(fd.as_raw_fd(), bytes)) {
-                Ok(Ok(w)) => {
-                    bytes = &bytes[w..];
-                    self.count(w);
-                }
-                Ok(Err(e)) => return Err((self.names.1, e)),
-                Err(_would_block) => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads up to `limit` bytes of what `src` has (waiting for it, or for `wake` to change),
-    /// writes them all to `dst`.
-    async fn copy_once(&self, limit: usize, frames: Option<&mut Frames>, mut wake: Option<&mut Phases>) -> Result<Step, Failure> {
-        let mut buf = Vec::new();
-        let n = loop {
-            let readable = self.src.readable();
-            let mut guard = match wake.as_mut() {
-                None => readable.await,
-                Some(w) => tokio::select! {
-                    g = readable => g,
-                    _ = w.changed() => return Ok(Step::Woken),
-                },
-            }
-            .map_err(|e| (self.names.0, e))?;
-            if buf.is_empty() {
-                buf = vec![0u8; limit];
-            }
-            match guard.try_io(|fd| recv(fd.as_raw_fd(), &mut buf)) {
-                Ok(Ok(0)) => return Ok(Step::Eof),
-                Ok(Ok(n)) => break n,
-                Ok(Err(e)) => return Err((self.names.0, e)),
-                // Spurious readiness: no buffer is held while waiting.
-                Err(_would_block) => buf = Vec::new(),
-            }
-        };
-        if let Some(f) = frames {
-            f.feed(&buf[..n]);
-        }
-        self.activity.touch();
-        self.write_all(&buf[..n]).await?;
-        Ok(Step::Moved(n))
-    }
-
-    /// Splices up to `limit` bytes of what `src` has into a pooled pipe (waiting for it), then
-    /// the pipe into `dst`.
-    async fn splice_once(&self, limit: usize) -> Result<Step, Failure> {
-        let (src_name, dst_name) = self.names;
-        let pipe = Pipe::get().map_err(|e| (src_name, e))?;
-        let result = async {
-            let n = loop {
-                let mut guard = self.src.readable().await.map_err(|e| (src_name, e))?;
-                match guard.try_io(|fd| splice(fd.as_raw_fd(), pipe.write.as_raw_fd(), limit)) {
-                    Ok(Ok(0)) => return Ok(Step::Eof),
-                    Ok(Ok(n)) => break n,
-                    Ok(Err(e)) => return Err((src_name, e)),
-                    Err(_would_block) => {}
-                }
-            };
-            self.activity.touch();
-            let mut left = n;
-            while left > 0 {
-                let mut guard = self.writable().await?;
-                match guard.try_io(|fd| splice(pipe.read.as_raw_fd(), fd.as_raw_fd(), left)) {
-                    Ok(Ok(w)) => {
-                        left -= w;
-                        self.count(w);
-                    }
-                    Ok(Err(e)) => return Err((dst_name, e)),
-                    Err(_would_block) => {}
-                }
-            }
-            Ok(Step::Moved(n))
-        }
-        .await;
-        // Only an empty pipe goes back to the pool; one with bytes stuck in it (a failed write)
-        // is closed with them.
-        if result.is_ok() {
-            Pipe::put(pipe);
-        }
-        result
-    }
 }
 
-/// A pipe for splicing; empty whenever it is in the pool.
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-}
-
-static POOL: Mutex<Vec<Pipe>> = Mutex::new(Vec::new());
-/// Pipes kept for reuse; more are closed when returned.
-const POOL_MAX: usize = 64;
-
-impl Pipe {
-    fn get() -> io::Result<Pipe> {
-        if let Some(p) = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            return Ok(p);
-        }
-        let (read, write) = make_pipe()?;
-        Ok(Pipe { read, write })
+impl Io for ReactorIo<'_, '_> {
+    fn recv(&mut self, side: Side, buf: &mut [u8]) -> io::Result<usize> {
+        let asked = buf.len();
+        self.attempt(side, false, asked, |fd| recv(fd, buf))
     }
 
-    fn put(p: Pipe) {
-        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < POOL_MAX {
-            pool.push(p);
-        }
+    fn send(&mut self, side: Side, bytes: &[u8]) -> io::Result<usize> {
+        self.attempt(side, true, bytes.len(), |fd| send(fd, bytes))
+    }
+
+    fn splice_in(&mut self, side: Side, to: RawFd, len: usize) -> io::Result<usize> {
+        self.attempt(side, false, len, |fd| splice(fd, to, len))
+    }
+
+    fn splice_out(&mut self, from: RawFd, side: Side, len: usize) -> io::Result<usize> {
+        self.attempt(side, true, len, |fd| splice(from, fd, len))
+    }
+
+    fn shutdown(&mut self, side: Side) -> io::Result<()> {
+        shutdown_write(self.fds[side.index()].as_raw_fd())
     }
 }
 
@@ -497,11 +335,11 @@ mod tests {
         (mk(), mk())
     }
 
-    fn start(rc: TcpStream, rb: TcpStream, idle: Option<Duration>) -> std::thread::JoinHandle<(u64, u64, Ending)> {
+    fn start(rc: TcpStream, rb: TcpStream, idle: Option<Duration>) -> std::thread::JoinHandle<(u64, u64, End)> {
         start_with(rc, rb, Timeouts { idle, write_stall: None })
     }
 
-    fn start_with(rc: TcpStream, rb: TcpStream, t: Timeouts) -> std::thread::JoinHandle<(u64, u64, Ending)> {
+    fn start_with(rc: TcpStream, rb: TcpStream, t: Timeouts) -> std::thread::JoinHandle<(u64, u64, End)> {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let (_tx, rx) = tokio::sync::watch::channel(Phase::Run);
@@ -541,7 +379,7 @@ mod tests {
         assert!(at_b == data && at_c == data, "bytes lost or reordered");
         let (c2b, b2c, end) = h.join().unwrap();
         assert_eq!((c2b, b2c), (N as u64, N as u64));
-        assert!(matches!(end, Ending::Closed), "{end:?}");
+        assert!(matches!(end, End::Closed), "{end:?}");
     }
 
     #[test]
@@ -579,7 +417,7 @@ mod tests {
         cl.write_all(&crate::frames::close_frame(1001, Some([1, 2, 3, 4]))).unwrap();
         be.write_all(&crate::frames::close_frame(1001, None)).unwrap();
         let (_, _, end) = h.join().unwrap();
-        assert!(matches!(end, Ending::GoingAway), "{end:?}");
+        assert!(matches!(end, End::GoingAway), "{end:?}");
     }
 
     /// An idle tunnel costs its task's state: no buffer may live in it (they are allocated
@@ -607,7 +445,7 @@ mod tests {
         }
         let t0 = Instant::now();
         let (_, _, end) = h.join().unwrap();
-        assert!(matches!(end, Ending::Idle), "{end:?}");
+        assert!(matches!(end, End::Idle(_)), "{end:?}");
         assert!(t0.elapsed() >= Duration::from_millis(250));
         let mut rest = Vec::new();
         assert_eq!(c.read_to_end(&mut rest).unwrap_or(0), 0, "both sockets closed");
@@ -631,7 +469,7 @@ mod tests {
         });
         let t0 = Instant::now();
         let (_, b2c, end) = h.join().unwrap();
-        assert!(matches!(end, Ending::Stalled("client", d) if d == Duration::from_millis(400)), "{end:?}");
+        assert!(matches!(end, End::WriteStalled(Side::Client, d) if d == Duration::from_millis(400)), "{end:?}");
         assert!(t0.elapsed() >= Duration::from_millis(350) && t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
         assert!(b2c < 64 << 20, "{b2c} bytes went into a stalled tunnel");
         drop(c);

@@ -5,10 +5,11 @@ use crate::ffi;
 use crate::handler::DONE;
 use crate::httpd::connection::Read;
 use crate::httpd::log::{DEBUG, INFO, WARNING};
+use super::core::End;
 use crate::httpd::{Connection, Request};
 use crate::rlog;
 use super::handoff::{async_handoff_at, handoff};
-use super::relay::{self, End, Ends, Limits};
+use super::relay::{self, Ends, Limits};
 use crate::frames::Frames;
 use crate::status;
 use std::time::Duration;
@@ -144,28 +145,15 @@ fn raw(
         }
     }
     let bytes = format!("{} bytes client to backend, {} bytes backend to client", out.client_to_backend, out.backend_to_client);
-    match &out.end {
-        End::Closed => rlog!(r, DEBUG, "WST02001: tunnel closed by both sides; {bytes}"),
-        End::Failed(side, e) => rlog!(r, DEBUG, "WST02003: tunnel ended: {} connection failed: {e}; {bytes}", side.name()),
-        End::Idle => rlog!(
-            r,
-            INFO,
-            "WST02004: tunnel idle for {:?} (ProxyWebsocketIdleTimeout): closing both sides; {bytes}",
-            idle.unwrap_or_default()
-        ),
-        End::Shutdown => rlog!(r, INFO, "WST02007: httpd child is stopping: tunnel closed; {bytes}"),
-        End::GoingAway => rlog!(r, INFO, "WST02014: httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away); {bytes}"),
-        End::Handoff => unreachable!("a handoff either succeeds or relays on"),
-        End::WriteStalled(side) => rlog!(
-            r,
-            INFO,
-            "WST02005: {} took no data for {:?} (Timeout/ProxyTimeout): closing both sides; {bytes}",
-            side.name(),
-            limits.write_stall.unwrap_or_default()
-        ),
-    }
-    if !matches!(out.end, End::Closed) {
+    log_end(r, &out.end, &bytes);
+    if out.end.abort_client() {
         // Close the client now, without lingering: the tunnel is over on both sides.
         client.set_aborted();
     }
+}
+
+/// The error log's line for a tunnel that ended on its request thread (every kind of end).
+pub(super) fn log_end(r: &Request, end: &End, bytes: &str) {
+    let level = if end.is_notable() { INFO } else { DEBUG };
+    rlog!(r, level, "{}: {}; {bytes}", end.id(), end.describe());
 }

@@ -4,11 +4,12 @@
 //! its bytes and tracks its frames, and in a draining child ends it politely from inside
 //! (see [`super::polite`]).
 
+use super::core::End;
 use super::ends::notice_mpm_stopping;
 use super::polite::{self, Direction};
 use crate::canon::Scheme;
 use crate::ffi;
-use crate::httpd::log::{DEBUG, ERR, INFO};
+use crate::httpd::log::{DEBUG, ERR};
 use crate::httpd::{Connection, Request};
 use crate::rlog;
 use crate::status::Meter;
@@ -156,17 +157,6 @@ impl Drop for Watch {
     }
 }
 
-/// How a filtered tunnel ended.
-enum End {
-    /// mod_proxy's tunnel returned: both sides closed, or (with a status) one failed.
-    Closed(i32),
-    Idle(Duration),
-    /// The drain's deadline.
-    Stopped,
-    /// In the drain's polite end, after a Close went.
-    WentAway,
-}
-
 pub fn run(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>, scheme: Scheme, websocket: bool, meter: Meter) {
     rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
     let mut watch = Watch::start(r, backconn, &surplus, websocket, meter);
@@ -185,15 +175,8 @@ pub fn run(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Du
     }
     let end = relay(r, backconn, tunnel, &mut watch, idle);
     let [c2b, b2c] = watch.dirs().map(|d| d.passed());
-    let bytes = format!("{c2b} bytes client to backend, {b2c} bytes backend to client");
-    match end {
-        End::Closed(crate::handler::OK) => rlog!(r, DEBUG, "WST02001: tunnel closed by both sides; {bytes}"),
-        End::Closed(status) => rlog!(r, DEBUG, "WST02003: tunnel ended with status {status}; {bytes}"),
-        End::Idle(idle) => rlog!(r, INFO, "WST02004: tunnel idle for {idle:?} (ProxyWebsocketIdleTimeout): closing both sides; {bytes}"),
-        End::Stopped => rlog!(r, INFO, "WST02007: httpd child is stopping: tunnel closed; {bytes}"),
-        End::WentAway => rlog!(r, INFO, "WST02014: httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away); {bytes}"),
-    }
-    if matches!(end, End::Stopped | End::WentAway) {
+    super::ends::log_end(r, &end, &format!("{c2b} bytes client to backend, {b2c} bytes backend to client"));
+    if matches!(end, End::Shutdown | End::GoingAway) {
         // Close the client now, without lingering: the tunnel is over on both sides.
         r.connection().set_aborted();
     }
@@ -209,11 +192,13 @@ fn relay(r: &Request, backconn: &Connection, tunnel: *mut ffi::proxy_tunnel_rec,
         let now = Instant::now();
         if status != ffi::HTTP_GATEWAY_TIME_OUT as i32 {
             return if super::shutdown::stopping() {
-                End::Stopped
+                End::Shutdown
             } else if watch.dirs().iter().any(Direction::closed) {
-                End::WentAway
+                End::GoingAway
+            } else if status == crate::handler::OK {
+                End::Closed
             } else {
-                End::Closed(status)
+                End::Status(status)
             };
         }
         // The run ended after a slice without traffic; if it lasted longer, traffic came
@@ -224,10 +209,10 @@ fn relay(r: &Request, backconn: &Connection, tunnel: *mut ffi::proxy_tunnel_rec,
         notice_mpm_stopping();
         if watch.send_going_away(r, backconn) && watch.closes_answered() {
             // Nobody sends after a Close, and a client waits for the server to close first.
-            return End::WentAway;
+            return End::GoingAway;
         }
         if super::shutdown::stopping() {
-            return End::Stopped;
+            return End::Shutdown;
         }
         if let Some(idle) = idle.filter(|d| now - quiet_since >= *d) {
             return End::Idle(idle);

@@ -96,14 +96,7 @@ pub fn handoff(
         if let Some(record) = record {
             record.log(c2b, b2c);
         }
-        let how = match &rep.ending {
-            detached::Ending::Closed => "closed by both sides".to_string(),
-            detached::Ending::Failed(side, e) => format!("{side} connection failed: {e}"),
-            detached::Ending::Idle => "idle (ProxyWebsocketIdleTimeout)".to_string(),
-            detached::Ending::Stalled(side, t) => format!("{side} took no data for {t:?} (Timeout/ProxyTimeout)"),
-            detached::Ending::Shutdown => "httpd child stopping".to_string(),
-            detached::Ending::GoingAway => "httpd child stopping: both sides closed with WebSocket Close 1001 (Going Away)".to_string(),
-        };
+        let how = rep.ending.describe();
         let msg = format!(
             "WST02011: asynchronous tunnel ended: {what} 101 {}ms, {} bytes client to backend, {} bytes backend to client; {how}",
             since_ms(arrived),

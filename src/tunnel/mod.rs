@@ -6,7 +6,9 @@
 //! lets a raw tunnel move on to the child's runtime ([`detached`], via `handoff`).
 
 mod bulk;
+pub mod core;
 pub mod limits;
+mod pump;
 pub mod detached;
 pub mod polite;
 pub mod relay;

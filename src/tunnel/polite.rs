@@ -6,26 +6,17 @@
 //! until the sender's own Close; after that it reads as end of stream. A direction that rests
 //! is closed from outside (between slices, or by the other direction's filter).
 
+use super::core::Polite;
 use super::sys::going_away;
 use crate::frames::Frames;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Bytes pass.
-    Open,
-    /// The kept bytes reach a boundary: the Close goes right behind them, unless the sender's
-    /// own Close was among them (a close handshake under way needs no second Close).
-    Due { sender_closed: bool },
-    /// The Close went: the sender's bytes are dropped until its own Close.
-    Closed,
-}
-
-/// One direction of a filtered tunnel: its sender's frames and its part in a polite end.
+/// One direction of a filtered tunnel: its sender's frames and its part in a polite end (the
+/// core's rule, [`Polite`], applied to bytes as the filter sees them).
 #[derive(Debug, Clone, Copy)]
 pub struct Direction {
     /// None when the tunnel does not speak WebSocket: it only ends at the deadline.
     frames: Option<Frames>,
-    phase: Phase,
+    phase: Polite,
     to_backend: bool,
     /// Bytes passed on so far.
     passed: u64,
@@ -33,7 +24,7 @@ pub struct Direction {
 
 impl Direction {
     pub fn new(to_backend: bool, websocket: bool) -> Direction {
-        Direction { frames: websocket.then(Frames::default), phase: Phase::Open, to_backend, passed: 0 }
+        Direction { frames: websocket.then(Frames::default), phase: Polite::Open, to_backend, passed: 0 }
     }
 
     /// Bytes just read from the sender: how many of them go on. In the polite end (`polite`)
@@ -47,20 +38,23 @@ impl Direction {
 
     fn keep(&mut self, bytes: &[u8], polite: bool) -> usize {
         let Some(f) = self.frames.as_mut() else { return bytes.len() };
+        if polite && self.phase == Polite::Open && !f.lost() {
+            self.phase = Polite::Closing;
+        }
         match self.phase {
-            Phase::Open if polite && !f.lost() => match f.feed_to_boundary(bytes) {
+            Polite::Closing => match f.feed_to_boundary(bytes) {
                 Some(n) => {
-                    self.phase = Phase::Due { sender_closed: f.close_seen() };
+                    self.phase = self.phase.after_bytes(f);
                     f.feed(&bytes[n..]);
                     n
                 }
                 None => bytes.len(),
             },
-            Phase::Open => {
+            Polite::Open => {
                 f.feed(bytes);
                 bytes.len()
             }
-            Phase::Due { .. } | Phase::Closed => {
+            Polite::Due { .. } | Polite::Closed => {
                 f.feed(bytes);
                 0
             }
@@ -69,14 +63,14 @@ impl Direction {
 
     /// Whether the direction's Close fell due in `read` (see `take_due_close`).
     pub fn due(&self) -> bool {
-        matches!(self.phase, Phase::Due { .. })
+        matches!(self.phase, Polite::Due { .. })
     }
 
     /// Once the Close fell due in `read`: the direction is closed, and the Close for the
     /// destination goes right behind the bytes kept.
     pub fn take_due_close(&mut self) -> Option<Vec<u8>> {
         match self.phase {
-            Phase::Due { sender_closed } => self.close(sender_closed),
+            Polite::Due { send } => self.close(!send),
             _ => None,
         }
     }
@@ -85,13 +79,13 @@ impl Direction {
     /// is closed now, from outside the filter: the Close for the destination.
     pub fn close_if_resting(&mut self) -> Option<Vec<u8>> {
         match self.frames {
-            Some(f) if self.phase == Phase::Open && f.at_boundary() => self.close(f.close_seen()),
+            Some(f) if matches!(self.phase, Polite::Open | Polite::Closing) && f.at_boundary() => self.close(f.close_seen()),
             _ => None,
         }
     }
 
     fn close(&mut self, sender_closed: bool) -> Option<Vec<u8>> {
-        self.phase = Phase::Closed;
+        self.phase = Polite::Closed;
         (!sender_closed).then(|| going_away(self.to_backend))
     }
 
@@ -102,7 +96,7 @@ impl Direction {
 
     /// Its Close went to the destination (or the sender's own went before it).
     pub fn closed(&self) -> bool {
-        self.phase == Phase::Closed
+        self.phase == Polite::Closed
     }
 
     /// The sender's Close followed ours (or came first): nothing more is to come this way.

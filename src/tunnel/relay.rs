@@ -1,57 +1,19 @@
-//! The synchronous relay between two raw sockets: both directions at once, bounded buffers
-//! with back-pressure (a direction stops reading while its buffer is full), half-close
-//! propagated after all earlier bytes, a reset on either side ends the tunnel, and an
-//! optional idle timeout. It runs on the calling thread with poll(2) on non-blocking fds.
+//! The synchronous driver: relays a raw tunnel on the request thread, waiting in poll(2) on
+//! the two non-blocking sockets (and the child's stop fd). Every decision is the core's
+//! (`core`); the bytes move through the pump both raw drivers share (`pump`). Bytes httpd
+//! already buffered are read first, through its input filters.
 //!
 //! Pure Rust over file descriptors: unit-tested with socket pairs, no httpd needed.
 
-use super::bulk::{self, Read};
-use super::sys::{self, going_away, make_pipe, recv, send, set_keepalive, set_nonblocking, socket_error, splice};
+use super::core::{Core, Limits as Timeouts, Tick};
+pub use super::core::{End, Side};
+use super::pump::{pump, Io, Pipe};
+use super::sys::{self, recv, send, set_keepalive, set_nonblocking, shutdown_write, socket_error, splice};
 use crate::frames::Frames;
 use crate::status::Meter;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
-
-/// Bytes buffered per direction at most (plus what httpd handed over before the relay).
-pub const BUF_SIZE: usize = sys::CHUNK;
-/// Reads per wake-up and direction before the other direction gets its turn.
-const MAX_READS_PER_WAKE: usize = 16;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Client,
-    Backend,
-}
-
-impl Side {
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Client => "client",
-            Side::Backend => "backend",
-        }
-    }
-}
-
-#[derive(Debug)]
-pub enum End {
-    /// Both directions finished with a FIN.
-    Closed,
-    /// A read or write on this side failed (reset, broken pipe, ...).
-    Failed(Side, io::Error),
-    /// No byte in either direction for the idle timeout.
-    Idle,
-    /// A peer did not take any of the bytes pending for it within the write timeout.
-    WriteStalled(Side),
-    /// The process is shutting down.
-    Shutdown,
-    /// The process is shutting down and the WebSocket tunnel ended politely: each side got a
-    /// Close frame (1001 Going Away, or its peer's own Close) at a frame boundary and answered.
-    GoingAway,
-    /// `Limits::handoff_at` passed with nothing in flight: the sockets may change hands.
-    Handoff,
-}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
@@ -87,318 +49,6 @@ pub struct Outcome {
 /// blocking. `WouldBlock` means httpd holds nothing more: from then on the socket is read.
 pub type Buffered<'a> = Box<dyn FnMut(&mut [u8]) -> io::Result<usize> + 'a>;
 
-/// How long a tunnel keeps its buffers without traffic.
-const RELEASE_AFTER: Duration = Duration::from_secs(1);
-
-/// A direction's part in a polite end (WebSocket tunnels in a draining child).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Polite {
-    Off,
-    /// Reading up to the next frame boundary only, then a Close goes to `dst`.
-    Closing,
-    /// A Close went to `dst` (then a FIN); `src` is read and discarded until its own Close.
-    Closed,
-}
-
-/// One direction: reads `src` (first through `buffered`, if any), writes `dst`.
-struct Pipe<'a> {
-    buffered: Option<Buffered<'a>>,
-    src: RawFd,
-    dst: RawFd,
-    src_side: Side,
-    dst_side: Side,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    eof_in: bool,
-    shut_out: bool,
-    moved: u64,
-    /// The status board's counter for this direction.
-    shown: &'static AtomicU64,
-    last_write: Instant,
-    /// Bulk mode: bytes move by splice(2) through `kernel_pipe` (src → pipe → dst) instead
-    /// of through `buf` (when and how much: `bulk`).
-    splicing: bool,
-    kernel_pipe: Option<(OwnedFd, OwnedFd)>,
-    in_pipe: usize,
-    /// Frame boundaries of `src`'s stream (WebSocket tunnels only).
-    frames: Option<Frames>,
-    polite: Polite,
-}
-
-impl<'a> Pipe<'a> {
-    fn new(
-        src: (RawFd, Side),
-        dst: (RawFd, Side),
-        pre: Vec<u8>,
-        buffered: Option<Buffered<'a>>,
-        frames: Option<Frames>,
-        shown: &'static AtomicU64,
-    ) -> Pipe<'a> {
-        let end = pre.len();
-        let frames = frames.map(|mut f| {
-            f.feed(&pre);
-            f
-        });
-        Pipe {
-            buffered,
-            src: src.0,
-            dst: dst.0,
-            src_side: src.1,
-            dst_side: dst.1,
-            buf: pre,
-            start: 0,
-            end,
-            eof_in: false,
-            shut_out: false,
-            moved: 0,
-            shown,
-            last_write: Instant::now(),
-            splicing: false,
-            kernel_pipe: None,
-            in_pipe: 0,
-            frames,
-            polite: Polite::Off,
-        }
-    }
-
-    fn pending(&self) -> bool {
-        self.end > self.start || self.in_pipe > 0
-    }
-
-    fn wants_read(&self) -> bool {
-        match self.polite {
-            Polite::Closed => return !self.eof_in && !self.frames.as_ref().is_some_and(Frames::close_seen),
-            Polite::Closing if self.frames.as_ref().is_some_and(|f| f.at_boundary() || f.close_seen()) => return false,
-            _ => {}
-        }
-        // Bytes in the buffer come before bytes in the pipe: one of them at a time.
-        !self.eof_in && self.in_pipe == 0 && if self.splicing { self.end == self.start } else { self.end - self.start < BUF_SIZE }
-    }
-
-    /// Gives the buffer (and the pipe) back when nothing is in flight: an idle tunnel holds none.
-    fn release_buffer(&mut self) {
-        if !self.pending() && (!self.buf.is_empty() || self.kernel_pipe.is_some()) {
-            self.buf = Vec::new();
-            self.start = 0;
-            self.end = 0;
-            self.kernel_pipe = None;
-            self.splicing = false;
-        }
-    }
-
-    fn holds_buffer(&self) -> bool {
-        !self.buf.is_empty() || self.kernel_pipe.is_some()
-    }
-
-    /// Splices at most `limit` bytes from `src` into the kernel pipe (made on first use).
-    fn splice_in(&mut self, limit: usize) -> io::Result<usize> {
-        if self.kernel_pipe.is_none() {
-            self.kernel_pipe = Some(make_pipe()?);
-        }
-        let (_, w) = self.kernel_pipe.as_ref().expect("made above");
-        let n = splice(self.src, w.as_raw_fd(), limit)?;
-        if let Some(f) = self.frames.as_mut() {
-            f.skip(n);
-        }
-        Ok(n)
-    }
-
-    fn splice_out(&mut self) -> io::Result<usize> {
-        let (r, _) = self.kernel_pipe.as_ref().expect("bytes are in the pipe");
-        splice(r.as_raw_fd(), self.dst, self.in_pipe)
-    }
-
-    /// Nothing in flight, httpd's buffers drained, still open both ways: the state a tunnel
-    /// can be handed over in (half-closed tunnels stay where they are).
-    fn quiet(&self) -> bool {
-        !self.pending() && self.buffered.is_none() && !self.eof_in && !self.shut_out && self.polite == Polite::Off
-    }
-
-    /// Bytes may be waiting in httpd's buffers, where poll cannot see them.
-    fn has_buffered(&self) -> bool {
-        self.buffered.is_some() && self.wants_read()
-    }
-
-    /// Reads at most `limit` bytes into the buffer.
-    fn read(&mut self, limit: usize) -> io::Result<usize> {
-        let (end, limit) = (self.end, self.end + limit.min(self.buf.len() - self.end));
-        let mut n = None;
-        if let Some(f) = self.buffered.as_mut() {
-            match f(&mut self.buf[end..limit]) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.buffered = None,
-                other => n = Some(other?),
-            }
-        }
-        let n = match n {
-            Some(n) => n,
-            None => recv(self.src, &mut self.buf[end..limit])?,
-        };
-        if let Some(f) = self.frames.as_mut() {
-            f.feed(&self.buf[end..end + n]);
-        }
-        Ok(n)
-    }
-
-    /// After its Close went out, what `src` still sends is read (so that closing the socket
-    /// does not reset it) and dropped, watching for `src`'s own Close.
-    fn discard(&mut self) -> Result<(), End> {
-        let mut scratch = [0u8; 4096];
-        while self.wants_read() {
-            match recv(self.src, &mut scratch) {
-                Ok(0) => self.eof_in = true,
-                Ok(n) => {
-                    if let Some(f) = self.frames.as_mut() {
-                        f.feed(&scratch[..n]);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                // The peer is gone: nothing more to wait for.
-                Err(_) => self.eof_in = true,
-            }
-        }
-        Ok(())
-    }
-
-    /// A closing direction that reached a frame boundary with nothing in flight sends its
-    /// Close (unless `src`'s own Close or FIN already went that way).
-    fn close_if_due(&mut self) {
-        if self.polite != Polite::Closing || self.pending() {
-            return;
-        }
-        let Some(f) = &self.frames else { return };
-        if f.close_seen() || self.eof_in {
-            self.polite = Polite::Closed;
-        } else if f.at_boundary() {
-            self.buf = going_away(self.dst_side == Side::Backend);
-            (self.start, self.end) = (0, self.buf.len());
-            self.polite = Polite::Closed;
-        }
-    }
-
-    /// Whether this direction may take part in a polite end.
-    fn can_close_politely(&self) -> bool {
-        self.shut_out || self.frames.as_ref().is_some_and(|f| !f.lost())
-    }
-
-    fn start_closing(&mut self) {
-        self.polite = if self.shut_out { Polite::Closed } else { Polite::Closing };
-    }
-
-    /// Its Close (and FIN) went out and `src` answered with its own Close or a FIN.
-    fn closed_politely(&self) -> bool {
-        self.polite == Polite::Closed && self.shut_out && (self.eof_in || self.frames.as_ref().is_some_and(Frames::close_seen))
-    }
-
-    /// Moves bytes until nothing more can be done without waiting. `readable`/`writable`
-    /// say whether the fds may be ready; they are cleared when a call would block.
-    fn pump(&mut self, mut readable: bool, mut writable: bool, activity: &mut Instant) -> Result<(), End> {
-        let mut reads = 0;
-        loop {
-            let mut progressed = false;
-            if readable && self.polite == Polite::Closed {
-                self.discard()?;
-                readable = false;
-            }
-            if writable && self.pending() {
-                let from_pipe = self.end == self.start;
-                let sent = if from_pipe { self.splice_out() } else { send(self.dst, &self.buf[self.start..self.end]) };
-                match sent {
-                    Ok(n) => {
-                        if from_pipe {
-                            self.in_pipe -= n;
-                        } else {
-                            self.start += n;
-                        }
-                        self.moved += n as u64;
-                        self.shown.fetch_add(n as u64, Ordering::Relaxed);
-                        self.last_write = Instant::now();
-                        *activity = self.last_write;
-                        progressed = true;
-                        if self.start == self.end {
-                            self.start = 0;
-                            self.end = 0;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable = false,
-                    Err(e) => return Err(End::Failed(self.dst_side, e)),
-                }
-            }
-            let plan = bulk::next(self.frames.as_ref(), self.splicing, self.polite == Polite::Closing);
-            let at_header = self.frames.as_ref().is_some_and(|f| f.payload_left() == 0);
-            if let (true, true, true, Read::Splice(limit)) = (readable, self.wants_read(), reads < MAX_READS_PER_WAKE, plan) {
-                reads += 1;
-                // Progress or not, the loop goes round: the write side is next.
-                match self.splice_in(limit) {
-                    Ok(0) => self.eof_in = true,
-                    Ok(n) => {
-                        self.last_write = Instant::now();
-                        self.in_pipe = n;
-                        self.splicing = bulk::after(self.frames.as_ref(), self.splicing, plan, n, at_header);
-                        *activity = Instant::now();
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => readable = false,
-                    Err(e) => return Err(End::Failed(self.src_side, e)),
-                }
-                continue;
-            }
-            if let (true, true, true, Read::Copy(limit)) = (readable, self.wants_read(), reads < MAX_READS_PER_WAKE, plan) {
-                if self.buf.len() < BUF_SIZE {
-                    self.buf.resize(BUF_SIZE, 0);
-                }
-                if self.end == self.buf.len() {
-                    self.buf.copy_within(self.start..self.end, 0);
-                    self.end -= self.start;
-                    self.start = 0;
-                }
-                reads += 1;
-                match self.read(limit) {
-                    Ok(0) => {
-                        self.eof_in = true;
-                        progressed = true;
-                    }
-                    Ok(n) => {
-                        if !self.pending() {
-                            // The write-stall clock starts when bytes start waiting.
-                            self.last_write = Instant::now();
-                        }
-                        // Bulk mode (splicing) only for bytes read from the socket itself.
-                        self.splicing = bulk::after(self.frames.as_ref(), self.splicing, plan, n, at_header) && self.buffered.is_none();
-                        self.end += n;
-                        *activity = Instant::now();
-                        progressed = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => readable = false,
-                    Err(e) => return Err(End::Failed(self.src_side, e)),
-                }
-            }
-            if !progressed {
-                break;
-            }
-        }
-        self.close_if_due();
-        if self.pending() && writable {
-            // The Close just queued goes out now if it can.
-            return self.pump(false, true, activity);
-        }
-        if (self.eof_in || self.polite == Polite::Closed) && !self.pending() && !self.shut_out {
-            // Half-close: the peer sees FIN only after every earlier byte.
-            // SAFETY: shutdown(2) on an fd the caller keeps open for the relay's duration.
-            let rc = unsafe { libc::shutdown(self.dst, libc::SHUT_WR) };
-            if rc != 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::ENOTCONN) {
-                    return Err(End::Failed(self.dst_side, e));
-                }
-            }
-            self.shut_out = true;
-            // A finished direction keeps no buffer.
-            self.buf = Vec::new();
-        }
-        Ok(())
-    }
-}
-
 /// The two ends and what httpd already read from each before the relay took over.
 pub struct Ends<'a> {
     pub client: RawFd,
@@ -415,55 +65,121 @@ pub struct Ends<'a> {
     pub meter: Meter,
 }
 
-/// Relays until both directions are finished, a side fails, or a timeout fires.
+/// The moment `t` on the core's clock.
+fn tick_of(t: Instant, now: Tick) -> Tick {
+    now.after(t.saturating_duration_since(Instant::now()))
+}
+
+/// Relays until both directions are finished, a side fails, or a limit ends it.
 /// The fds stay owned by the caller; they are switched to non-blocking mode.
 pub fn run(ends: Ends, limits: Limits) -> Outcome {
-    for fd in [ends.client, ends.backend] {
+    for (fd, side) in [(ends.client, Side::Client), (ends.backend, Side::Backend)] {
         if let Err(e) = set_nonblocking(fd) {
-            let side = if fd == ends.client { Side::Client } else { Side::Backend };
             return Outcome { client_to_backend: 0, backend_to_client: 0, end: End::Failed(side, e), frames: (None, None) };
         }
         set_keepalive(fd);
     }
-    let (cf, bf) = ends.frames.map_or((None, None), |(c, b)| (Some(c), Some(b)));
-    let m = ends.meter;
-    let mut c2b = Pipe::new((ends.client, Side::Client), (ends.backend, Side::Backend), Vec::new(), ends.client_buffered, cf, m.client_to_backend);
-    let mut b2c = Pipe::new((ends.backend, Side::Backend), (ends.client, Side::Client), ends.backend_pre, ends.backend_buffered, bf, m.backend_to_client);
-    let end = relay_loop(&mut c2b, &mut b2c, limits);
-    Outcome { client_to_backend: c2b.moved, backend_to_client: b2c.moved, end, frames: (c2b.frames, b2c.frames) }
+    let now = Tick::now();
+    let mut core = Core::new(Timeouts { idle: limits.idle, write_stall: limits.write_stall }, ends.frames, &ends.backend_pre, now);
+    core.set_handoff_at(limits.handoff_at.map(|t| tick_of(t, now)));
+    let mut io = PollIo { fds: [ends.client, ends.backend], ready: [[true; 2]; 2], buffered: [ends.client_buffered, ends.backend_buffered] };
+    let end = drive(&mut core, &mut io, &limits, ends.meter);
+    if let Some((c2b, b2c)) = core.to_show(Tick::now(), true) {
+        ends.meter.add(c2b, b2c);
+    }
+    let (client_to_backend, backend_to_client) = core.moved();
+    Outcome { client_to_backend, backend_to_client, end, frames: core.frames() }
 }
 
-fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
-    let signals = sys::SignalsHeld::new();
-    let mut activity = Instant::now();
-    // Set when the child's drain lets the tunnel end politely: the moment it must be over.
-    let mut polite_until: Option<Instant> = None;
-    // First pass: everything may be ready (and bytes may already be buffered).
-    let (mut c_in, mut c_out, mut b_in, mut b_out) = (true, true, true, true);
-    loop {
-        if let Err(end) = c2b.pump(c_in, b_out, &mut activity) {
-            return end;
+/// The sockets as poll(2) sees them: whether each side may be readable and writable, and
+/// what httpd's filters still hold of it.
+struct PollIo<'a> {
+    fds: [RawFd; 2],
+    /// [side][read, write]: may be ready (cleared when a call would block or drained it).
+    ready: [[bool; 2]; 2],
+    buffered: [Option<Buffered<'a>>; 2],
+}
+
+impl PollIo<'_> {
+    /// Runs a read (`way` 0) or write (1) on `side` if it may be ready; a short count means
+    /// the socket is drained (or full) until poll says otherwise.
+    fn attempt(&mut self, side: Side, way: usize, asked: usize, op: impl FnOnce(RawFd) -> io::Result<usize>) -> io::Result<usize> {
+        let i = side.index();
+        if !self.ready[i][way] {
+            return Err(io::ErrorKind::WouldBlock.into());
         }
-        if let Err(end) = b2c.pump(b_in, c_out, &mut activity) {
-            return end;
+        let r = op(self.fds[i]);
+        match &r {
+            Ok(n) if *n < asked => self.ready[i][way] = false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready[i][way] = false,
+            _ => {}
         }
-        if polite_until.is_some() {
-            if c2b.closed_politely() && b2c.closed_politely() {
-                return End::GoingAway;
+        r
+    }
+}
+
+impl Io for PollIo<'_> {
+    fn recv(&mut self, side: Side, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(f) = self.buffered[side.index()].as_mut() {
+            match f(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.buffered[side.index()] = None,
+                other => return other,
             }
-        } else if c2b.shut_out && b2c.shut_out {
-            return End::Closed;
         }
-        if limits.handoff_at.is_some_and(|t| Instant::now() >= t) && c2b.quiet() && b2c.quiet() {
-            return End::Handoff;
+        let asked = buf.len();
+        self.attempt(side, 0, asked, |fd| recv(fd, buf))
+    }
+
+    fn send(&mut self, side: Side, bytes: &[u8]) -> io::Result<usize> {
+        self.attempt(side, 1, bytes.len(), |fd| send(fd, bytes))
+    }
+
+    fn splice_in(&mut self, side: Side, to: RawFd, len: usize) -> io::Result<usize> {
+        self.attempt(side, 0, len, |fd| splice(fd, to, len))
+    }
+
+    fn splice_out(&mut self, from: RawFd, side: Side, len: usize) -> io::Result<usize> {
+        self.attempt(side, 1, len, |fd| splice(from, fd, len))
+    }
+
+    fn shutdown(&mut self, side: Side) -> io::Result<()> {
+        shutdown_write(self.fds[side.index()])
+    }
+
+    fn filters_hold(&self, side: Side) -> bool {
+        self.buffered[side.index()].is_some()
+    }
+}
+
+fn drive(core: &mut Core, io: &mut PollIo, limits: &Limits, meter: Meter) -> End {
+    let signals = sys::SignalsHeld::new();
+    let mut pipes = [Pipe::default(), Pipe::default()];
+    loop {
+        let now = Tick::now();
+        let mut more = false;
+        for (d, pipe) in core.dirs.iter_mut().zip(pipes.iter_mut()) {
+            match pump(d, pipe, io, now) {
+                Ok(p) => more |= p.more,
+                Err(end) => return end,
+            }
         }
-        let ev = |read: bool, write: bool| {
+        if let Some((c2b, b2c)) = core.to_show(now, false) {
+            meter.add(c2b, b2c);
+        }
+        if let Some(end) = core.ended(now).or_else(|| core.expired(now)) {
+            return end;
+        }
+        // What to wait for: each side's reads its direction wants, writes the other one has.
+        let want = |s: Side| {
+            let read = core.dirs[s.index()].next_read(io.filters_hold(s)).is_some();
+            let write = core.dirs[s.other().index()].pending();
             (if read { libc::POLLIN } else { 0 }) | (if write { libc::POLLOUT } else { 0 })
         };
+        let stop = if core.polite() { -1 } else { limits.stop_fd.unwrap_or(-1) };
         let mut fds = [
-            libc::pollfd { fd: c2b.src, events: ev(c2b.wants_read(), b2c.pending()), revents: 0 },
-            libc::pollfd { fd: b2c.src, events: ev(b2c.wants_read(), c2b.pending()), revents: 0 },
-            libc::pollfd { fd: if polite_until.is_some() { -1 } else { limits.stop_fd.unwrap_or(-1) }, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: io.fds[0], events: want(Side::Client), revents: 0 },
+            libc::pollfd { fd: io.fds[1], events: want(Side::Backend), revents: 0 },
+            libc::pollfd { fd: stop, events: libc::POLLIN, revents: 0 },
         ];
         // An fd we neither read nor write is left out: a hang-up on it would otherwise wake
         // poll forever. Its fate shows on the next read or write.
@@ -472,97 +188,46 @@ fn relay_loop(c2b: &mut Pipe, b2c: &mut Pipe, limits: Limits) -> End {
                 p.fd = -1;
             }
         }
-        let now = Instant::now();
-        // Quiet for a while: give the buffers back, so an idle tunnel costs its thread only.
-        if now >= activity + RELEASE_AFTER {
-            c2b.release_buffer();
-            b2c.release_buffer();
-        }
-        let mut deadline: Option<Instant> = limits.idle.map(|d| activity + d);
-        if [&*c2b, &*b2c].iter().any(|p| p.holds_buffer() && !p.pending()) {
-            // Wake up to release them (a pending buffer is covered by the write-stall clock).
-            let t = (activity + RELEASE_AFTER).max(now);
-            deadline = Some(deadline.map_or(t, |x| x.min(t)));
-        }
-        for t in [limits.handoff_at, polite_until].into_iter().flatten() {
-            deadline = Some(deadline.map_or(t, |x| x.min(t)));
-        }
-        if let Some(stall) = limits.write_stall {
-            for p in [&*c2b, &*b2c] {
-                if p.pending() {
-                    let d = p.last_write + stall;
-                    deadline = Some(deadline.map_or(d, |x| x.min(d)));
-                }
-            }
-        }
-        let (c_forced, b_forced) = (c2b.has_buffered(), b2c.has_buffered());
-        let timeout_ms = match deadline {
-            _ if c_forced || b_forced => 0,
+        let timeout_ms = match core.next_deadline() {
+            _ if more => 0,
             None => -1,
-            Some(d) => d.saturating_duration_since(now).as_millis().min(i64::MAX as u128) as i64,
+            // The coarse clock may lag a few ms: never wake before the deadline.
+            Some(d) => now.until(d).as_millis() as i64 + 1,
         };
-        let n = match signals.poll(&mut fds, timeout_ms) {
-            Ok(n) => n,
+        match signals.poll(&mut fds, timeout_ms) {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 if let Some(f) = limits.on_signal {
                     f();
                 }
-                (c_in, c_out, b_in, b_out) = (false, false, false, false);
                 continue;
             }
             Err(e) => return End::Failed(Side::Client, e),
-        };
-        if n == 0 && (c_forced || b_forced) {
-            (c_in, c_out, b_in, b_out) = (c_forced, false, b_forced, false);
-            continue;
-        }
-        if n == 0 {
-            let now = Instant::now();
-            if polite_until.is_some_and(|t| now >= t) {
-                return End::Shutdown;
-            }
-            if limits.idle.is_some_and(|d| now >= activity + d) {
-                return End::Idle;
-            }
-            if let Some(stall) = limits.write_stall {
-                if c2b.pending() && now >= c2b.last_write + stall {
-                    return End::WriteStalled(Side::Backend);
-                }
-                if b2c.pending() && now >= b2c.last_write + stall {
-                    return End::WriteStalled(Side::Client);
-                }
-            }
-            (c_in, c_out, b_in, b_out) = (false, false, false, false);
-            continue;
         }
         if fds[2].revents != 0 {
-            match limits.polite.and_then(|f| f()) {
-                Some(t) if c2b.can_close_politely() && b2c.can_close_politely() => {
-                    polite_until = Some(t);
-                    c2b.start_closing();
-                    b2c.start_closing();
-                    (c_in, c_out, b_in, b_out) = (true, true, true, true);
-                    continue;
+            let until = limits.polite.and_then(|f| f()).map(|t| tick_of(t, Tick::now()));
+            match until {
+                Some(t) => {
+                    if let Err(end) = core.close_politely(Some(t)) {
+                        return end;
+                    }
                 }
-                _ => return End::Shutdown,
+                None => return End::Shutdown,
             }
         }
-        // Errors and hang-ups surface through the next read or write on that fd.
-        let bad = libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
-        let r = |p: &libc::pollfd| p.revents & (libc::POLLIN | bad) != 0;
-        let w = |p: &libc::pollfd| p.revents & (libc::POLLOUT | bad) != 0;
-        if fds[0].revents & libc::POLLNVAL != 0 {
-            return End::Failed(Side::Client, io::Error::from_raw_os_error(libc::EBADF));
-        }
-        if fds[1].revents & libc::POLLNVAL != 0 {
-            return End::Failed(Side::Backend, io::Error::from_raw_os_error(libc::EBADF));
-        }
         for (p, side) in [(&fds[0], Side::Client), (&fds[1], Side::Backend)] {
+            if p.revents & libc::POLLNVAL != 0 {
+                return End::Failed(side, io::Error::from_raw_os_error(libc::EBADF));
+            }
             if p.revents & libc::POLLERR != 0 {
                 return End::Failed(side, socket_error(p.fd));
             }
+            // Errors and hang-ups surface through the next read or write on that fd.
+            let bad = libc::POLLHUP;
+            let ready = &mut io.ready[side.index()];
+            ready[0] |= p.revents & (libc::POLLIN | bad) != 0;
+            ready[1] |= p.revents & (libc::POLLOUT | bad) != 0;
         }
-        (c_in, c_out, b_in, b_out) = (r(&fds[0]) || c_forced, w(&fds[0]), r(&fds[1]) || b_forced, w(&fds[1]));
     }
 }
 
@@ -707,7 +372,7 @@ mod tests {
             be.read_exact(&mut b).unwrap();
         }
         let out = h.join().unwrap();
-        assert!(matches!(out.end, End::Idle));
+        assert!(matches!(out.end, End::Idle(_)));
         assert!(t0.elapsed() >= Duration::from_millis(900), "{:?}", t0.elapsed());
         assert_eq!(out.client_to_backend, 4);
     }
@@ -855,7 +520,7 @@ mod tests {
             }
         }
         let out = h.join().unwrap();
-        assert!(matches!(out.end, End::WriteStalled(Side::Backend)), "{:?}", out.end);
+        assert!(matches!(out.end, End::WriteStalled(Side::Backend, _)), "{:?}", out.end);
         assert!(pushed < 64 << 20, "pushed {pushed} bytes into a stalled tunnel");
         drop(be);
     }

@@ -87,6 +87,20 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends the FIN on `fd` (shutdown(2) for writing); a peer already gone is no error.
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    // SAFETY: shutdown(2) on an fd the caller keeps open; integer arguments only.
+    if unsafe { libc::shutdown(fd, libc::SHUT_WR) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOTCONN) {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
 /// Turns on TCP keep-alive so that a vanished peer is eventually noticed.
 pub fn set_keepalive(fd: RawFd) {
     let on: libc::c_int = 1;

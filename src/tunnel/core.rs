@@ -1,0 +1,862 @@
+//! The tunnel core (docs/DESIGN.md §5): every decision about a tunnel, with no I/O in it. A
+//! [`Direction`] says what to read next (copy or splice, how much, or nothing), what to write
+//! next (bytes, the kernel pipe, a FIN), when a WebSocket Close 1001 is due and when the
+//! direction is finished; a [`Core`] holds both directions and says which deadline comes next
+//! and why the tunnel ended. Drivers do the I/O and pass the time in: the poll driver on the
+//! request thread (`relay`), the asynchronous one on the child's runtime (`detached`), both
+//! through one pump (`pump`); the filtered tunnel's watch filter uses the same polite-end rule
+//! ([`Polite`]) and the same ends ([`End`]) and messages.
+//!
+//! Buffers come from a small per-thread pool and go back as soon as they are empty: an idle
+//! tunnel holds none, and a busy one allocates nothing per message.
+
+use super::bulk::{self, Read};
+use super::sys::CHUNK;
+use crate::frames::Frames;
+use std::cell::RefCell;
+use std::io;
+use std::time::Duration;
+
+/// One end of a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Backend,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Backend => "backend",
+        }
+    }
+
+    pub fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Backend,
+            Side::Backend => Side::Client,
+        }
+    }
+
+    /// 0 for the client, 1 for the backend: the index of the direction this side sends.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a tunnel ended, whichever driver relayed it.
+#[derive(Debug)]
+pub enum End {
+    /// Both directions finished with a FIN.
+    Closed,
+    /// A read or write on this side failed (reset, broken pipe, ...).
+    Failed(Side, io::Error),
+    /// mod_proxy's filter-aware tunnel returned this HTTP status (one of its sides failed).
+    Status(i32),
+    /// No byte either way for this long (`ProxyWebsocketIdleTimeout`).
+    Idle(Duration),
+    /// Bytes waited this long for this side, which took none.
+    WriteStalled(Side, Duration),
+    /// The httpd child is stopping.
+    Shutdown,
+    /// The httpd child is stopping and both sides got a WebSocket Close (1001, or their
+    /// peer's own) at a frame boundary and answered with theirs.
+    GoingAway,
+    /// The hand-over moment passed with nothing in flight: the sockets may change hands.
+    Handoff,
+}
+
+impl End {
+    /// The error log's message id for this end.
+    pub fn id(&self) -> &'static str {
+        match self {
+            End::Closed => "WST02001",
+            End::Failed(..) | End::Status(_) => "WST02003",
+            End::Idle(_) => "WST02004",
+            End::WriteStalled(..) => "WST02005",
+            End::Shutdown => "WST02007",
+            End::GoingAway => "WST02014",
+            End::Handoff => "WST02010",
+        }
+    }
+
+    /// Whether an administrator wants to hear of it at `info` (else `debug`): the ends that
+    /// httpd, not a peer, chose.
+    pub fn is_notable(&self) -> bool {
+        !matches!(self, End::Closed | End::Failed(..) | End::Status(_) | End::Handoff)
+    }
+
+    /// What happened, in the words every driver logs.
+    pub fn describe(&self) -> String {
+        match self {
+            End::Closed => "tunnel closed by both sides".into(),
+            End::Failed(side, e) => format!("tunnel ended: {} connection failed: {e}", side.name()),
+            End::Status(s) => format!("tunnel ended with status {s}"),
+            End::Idle(d) => format!("tunnel idle for {d:?} (ProxyWebsocketIdleTimeout): closing both sides"),
+            End::WriteStalled(side, d) => format!("{} took no data for {d:?} (Timeout/ProxyTimeout): closing both sides", side.name()),
+            End::Shutdown => "httpd child is stopping: tunnel closed".into(),
+            End::GoingAway => "httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away)".into(),
+            End::Handoff => "tunnel handed to the asynchronous relay".into(),
+        }
+    }
+
+    /// Whether the client connection should be closed at once, without httpd's lingering
+    /// close: the tunnel is over on both sides, or one of them is gone.
+    pub fn abort_client(&self) -> bool {
+        !matches!(self, End::Closed)
+    }
+}
+
+/// A point in time, in milliseconds of the coarse monotonic clock (a few ms resolution, a
+/// fraction of the cost of a precise read): good enough for limits measured in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Tick(pub u64);
+
+impl Tick {
+    pub fn now() -> Tick {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec into `ts`.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+        Tick(ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000)
+    }
+
+    pub fn after(self, d: Duration) -> Tick {
+        Tick(self.0.saturating_add(d.as_millis().min(u64::MAX as u128) as u64))
+    }
+
+    /// How long from `self` until `later` (zero if it passed).
+    pub fn until(self, later: Tick) -> Duration {
+        Duration::from_millis(later.0.saturating_sub(self.0))
+    }
+}
+
+/// The time limits of a tunnel (decided once, `limits::Timeouts`).
+pub use super::limits::Timeouts as Limits;
+
+/// How often at most a busy tunnel adds its bytes to the status board (a shared cache line).
+pub const SHOW_EVERY: Duration = Duration::from_millis(250);
+
+/// What a direction reads next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Read at most this many bytes into the direction's buffer ([`Direction::read_space`]).
+    Copy(usize),
+    /// Splice at most this many bytes from the socket into the kernel pipe.
+    Splice(usize),
+    /// After its Close went out: read and drop what the sender still sends ([`Direction::discarded`]).
+    Discard,
+}
+
+/// What a direction writes next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Out<'a> {
+    Bytes(&'a [u8]),
+    /// This many bytes wait in the kernel pipe.
+    Pipe(usize),
+    /// Every byte went: the FIN (or, in the polite end, the FIN after our Close).
+    Fin,
+}
+
+/// A direction's part in the polite end of a WebSocket tunnel (a draining child), the one
+/// rule every driver follows: up to the next frame boundary, then a Close 1001 to the
+/// destination unless the sender's own Close already went that way, then the sender's bytes
+/// are read and dropped until its own Close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polite {
+    /// Bytes pass.
+    Open,
+    /// The polite end began: bytes pass up to the next frame boundary.
+    Closing,
+    /// The boundary came: the Close goes next (`send` false when the sender's own Close was
+    /// the last frame through, a close handshake under way needs no second one).
+    Due { send: bool },
+    /// Our Close (or the sender's) went; the sender's bytes are dropped until its own Close.
+    Closed,
+}
+
+impl Polite {
+    /// After bytes of a closing direction passed, with `frames` where they stand now.
+    pub fn after_bytes(self, frames: &Frames) -> Polite {
+        match self {
+            Polite::Closing if frames.close_seen() => Polite::Due { send: false },
+            Polite::Closing if frames.at_boundary() => Polite::Due { send: true },
+            other => other,
+        }
+    }
+}
+
+thread_local! {
+    /// Empty buffers of `CHUNK` bytes, reused by the directions on this thread.
+    static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Buffers a thread keeps for reuse: enough for the read-then-write of a message in each
+/// direction; a buffer held back by a slow reader is its direction's own.
+const POOL_MAX: usize = 4;
+
+fn take_buffer() -> Box<[u8]> {
+    POOL.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| vec![0u8; CHUNK].into_boxed_slice())
+}
+
+fn give_buffer(b: Box<[u8]>) {
+    if b.len() == CHUNK {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOL_MAX {
+                p.push(b);
+            }
+        });
+    }
+}
+
+/// One direction of a tunnel: bytes from `from` to the other side.
+#[derive(Debug)]
+pub struct Direction {
+    from: Side,
+    /// Bytes read and not yet written: `buf[start..end]`; the buffer exists only while bytes wait.
+    buf: Option<Box<[u8]>>,
+    start: usize,
+    end: usize,
+    /// Bytes spliced into the kernel pipe and not yet out of it.
+    in_pipe: usize,
+    /// Bulk mode: reads splice (when and how much: `bulk`).
+    splicing: bool,
+    eof_in: bool,
+    shut_out: bool,
+    /// Frame boundaries of the sender's stream (WebSocket tunnels only).
+    frames: Option<Frames>,
+    polite: Polite,
+    moved: u64,
+    /// Moved but not yet on the status board.
+    unshown: u64,
+    /// The last read or write.
+    active: Tick,
+    /// Since when the bytes in flight wait for the destination (the write-stall clock).
+    waiting: Tick,
+}
+
+impl Direction {
+    /// `pre`: bytes already read from the sender (the backend's, behind its 101).
+    pub fn new(from: Side, frames: Option<Frames>, pre: &[u8], now: Tick) -> Direction {
+        let mut d = Direction {
+            from,
+            buf: None,
+            start: 0,
+            end: 0,
+            in_pipe: 0,
+            splicing: false,
+            eof_in: false,
+            shut_out: false,
+            frames,
+            polite: Polite::Open,
+            moved: 0,
+            unshown: 0,
+            active: now,
+            waiting: now,
+        };
+        d.load(pre);
+        if let Some(f) = d.frames.as_mut() {
+            f.feed(pre);
+        }
+        d
+    }
+
+    pub fn from(&self) -> Side {
+        self.from
+    }
+
+    pub fn to(&self) -> Side {
+        self.from.other()
+    }
+
+    /// Bytes written to the destination so far.
+    pub fn moved(&self) -> u64 {
+        self.moved
+    }
+
+    pub fn frames(&self) -> Option<Frames> {
+        self.frames
+    }
+
+    /// Puts bytes in front of the destination (the buffer is empty).
+    fn load(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut b = if bytes.len() <= CHUNK { take_buffer() } else { vec![0u8; bytes.len()].into_boxed_slice() };
+        b[..bytes.len()].copy_from_slice(bytes);
+        (self.buf, self.start, self.end) = (Some(b), 0, bytes.len());
+    }
+
+    fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Bytes read and not yet written.
+    pub fn pending(&self) -> bool {
+        self.end > self.start || self.in_pipe > 0
+    }
+
+    /// Holds no buffer (an idle direction).
+    pub fn holds_nothing(&self) -> bool {
+        self.buf.is_none()
+    }
+
+    /// The FIN went to the destination: nothing more goes this way.
+    pub fn finished(&self) -> bool {
+        self.shut_out
+    }
+
+    /// What to read next; None: nothing now (the buffer is full, the sender finished, or a
+    /// closing direction reached its boundary). `filters_hold`: httpd's input filters hold
+    /// bytes of the sender, which must be read (copied) before its socket is spliced.
+    pub fn next_read(&self, filters_hold: bool) -> Option<Want> {
+        if self.eof_in || self.in_pipe > 0 {
+            return None;
+        }
+        match self.polite {
+            Polite::Closed => return (!self.frames.is_some_and(|f| f.close_seen())).then_some(Want::Discard),
+            Polite::Due { .. } => return None,
+            Polite::Closing if self.frames.is_some_and(|f| f.at_boundary() || f.close_seen()) => return None,
+            _ => {}
+        }
+        // Bytes in the buffer go out before bytes in the pipe: one of them at a time.
+        let room = CHUNK.saturating_sub(self.buffered());
+        match bulk::next(self.frames.as_ref(), self.splicing, self.polite == Polite::Closing) {
+            Read::Splice(n) if !filters_hold => (self.buffered() == 0).then_some(Want::Splice(n)),
+            Read::Splice(n) | Read::Copy(n) if !self.splicing || self.buffered() == 0 => (room > 0).then_some(Want::Copy(n.min(room))),
+            _ => None,
+        }
+    }
+
+    /// Where to read at most `limit` bytes for [`Want::Copy`]; then [`Direction::copied`].
+    pub fn read_space(&mut self, limit: usize) -> &mut [u8] {
+        let b = self.buf.get_or_insert_with(take_buffer);
+        if self.end + limit > b.len() && self.start > 0 {
+            b.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        let to = b.len().min(self.end + limit);
+        &mut b[self.end..to]
+    }
+
+    /// `n` bytes were read into [`Direction::read_space`] (0: the sender's FIN).
+    /// `from_filters`: they came from httpd's input filters, not the socket.
+    pub fn copied(&mut self, n: usize, from_filters: bool, now: Tick) {
+        if n == 0 {
+            self.eof_in = true;
+            self.drop_empty_buffer();
+            return self.settle();
+        }
+        let at_header = self.frames.is_some_and(|f| f.payload_left() == 0);
+        let fresh = &self.buf.as_ref().expect("read_space made it")[self.end..self.end + n];
+        if let Some(f) = self.frames.as_mut() {
+            f.feed(fresh);
+        }
+        if !self.pending() {
+            self.waiting = now;
+        }
+        self.end += n;
+        self.active = now;
+        // Bulk mode only for bytes from the socket itself.
+        self.splicing = bulk::after(self.frames.as_ref(), self.splicing, Read::Copy(n), n, at_header) && !from_filters;
+        self.settle();
+    }
+
+    /// `n` bytes were spliced from the sender into the kernel pipe (0: its FIN).
+    pub fn spliced(&mut self, limit: usize, n: usize, now: Tick) {
+        if n == 0 {
+            self.eof_in = true;
+            return self.settle();
+        }
+        let at_header = self.frames.is_some_and(|f| f.payload_left() == 0);
+        if let Some(f) = self.frames.as_mut() {
+            f.skip(n);
+        }
+        self.in_pipe = n;
+        self.waiting = now;
+        self.active = now;
+        self.splicing = bulk::after(self.frames.as_ref(), self.splicing, Read::Splice(limit), n, at_header);
+        self.settle();
+    }
+
+    /// What the sender sent after our Close (empty: it finished or is gone).
+    pub fn discarded(&mut self, bytes: &[u8], now: Tick) {
+        if bytes.is_empty() {
+            self.eof_in = true;
+            return;
+        }
+        self.active = now;
+        if let Some(f) = self.frames.as_mut() {
+            f.feed(bytes);
+        }
+    }
+
+    /// What to write next.
+    pub fn next_write(&self) -> Option<Out<'_>> {
+        if self.end > self.start {
+            Some(Out::Bytes(&self.buf.as_ref().expect("bytes are in it")[self.start..self.end]))
+        } else if self.in_pipe > 0 {
+            Some(Out::Pipe(self.in_pipe))
+        } else if (self.eof_in || self.polite == Polite::Closed) && !self.shut_out {
+            Some(Out::Fin)
+        } else {
+            None
+        }
+    }
+
+    /// `n` bytes of [`Out::Bytes`] or [`Out::Pipe`] went to the destination.
+    pub fn wrote(&mut self, n: usize, now: Tick) {
+        if self.end > self.start {
+            self.start += n;
+            if self.start == self.end {
+                (self.start, self.end) = (0, 0);
+                self.drop_empty_buffer();
+            }
+        } else {
+            self.in_pipe -= n;
+        }
+        self.moved += n as u64;
+        self.unshown += n as u64;
+        self.active = now;
+        self.waiting = now;
+        self.settle();
+    }
+
+    /// The FIN went (or the destination was gone already).
+    pub fn fin_sent(&mut self) {
+        self.shut_out = true;
+        self.drop_empty_buffer();
+    }
+
+    fn drop_empty_buffer(&mut self) {
+        if self.end == self.start {
+            if let Some(b) = self.buf.take() {
+                give_buffer(b);
+            }
+            (self.start, self.end) = (0, 0);
+        }
+    }
+
+    /// A closing direction whose bytes reached a boundary, with nothing in flight, queues its
+    /// Close (or notes that the sender's went).
+    fn settle(&mut self) {
+        let Some(f) = self.frames else { return };
+        if self.eof_in && matches!(self.polite, Polite::Closing | Polite::Due { .. }) {
+            self.polite = Polite::Closed;
+            return;
+        }
+        self.polite = self.polite.after_bytes(&f);
+        if let (Polite::Due { send }, false) = (self.polite, self.pending()) {
+            if send {
+                self.load(&super::sys::going_away(self.to() == Side::Backend));
+            }
+            self.polite = Polite::Closed;
+        }
+    }
+
+    /// Whether this direction can end politely: its frames are known (or it is finished).
+    pub fn can_close_politely(&self) -> bool {
+        self.shut_out || self.frames.is_some_and(|f| !f.lost())
+    }
+
+    /// The polite end begins for this direction.
+    pub fn close_politely(&mut self) {
+        if self.polite == Polite::Open {
+            self.polite = if self.shut_out { Polite::Closed } else { Polite::Closing };
+            self.settle();
+        }
+    }
+
+    /// Our Close and FIN went, and the sender answered with its own Close or a FIN.
+    pub fn closed_politely(&self) -> bool {
+        self.polite == Polite::Closed && self.shut_out && (self.eof_in || self.frames.is_some_and(|f| f.close_seen()))
+    }
+
+    /// Nothing in flight, still open both ways, no polite end under way: the state a tunnel
+    /// can change hands in.
+    pub fn quiet(&self) -> bool {
+        !self.pending() && !self.eof_in && !self.shut_out && self.polite == Polite::Open
+    }
+
+    /// Bytes moved since the last call (for the status board).
+    pub fn take_unshown(&mut self) -> u64 {
+        std::mem::take(&mut self.unshown)
+    }
+}
+
+/// Both directions of a tunnel and its limits: what ends it and when to look again.
+#[derive(Debug)]
+pub struct Core {
+    /// Client to backend, backend to client ([`Side::index`] of the sender).
+    pub dirs: [Direction; 2],
+    limits: Limits,
+    /// The polite end began.
+    polite: bool,
+    /// Its deadline, if the driver keeps one (the asynchronous one is told when to stop).
+    polite_until: Option<Tick>,
+    /// From this moment on, a quiet tunnel may be handed over.
+    handoff_at: Option<Tick>,
+    /// When the status board last got this tunnel's bytes.
+    shown: Tick,
+}
+
+impl Core {
+    /// `frames`: where each direction's WebSocket frames stand (None: not WebSocket);
+    /// `backend_pre`: the backend's bytes behind its 101, not yet sent to the client.
+    pub fn new(limits: Limits, frames: Option<(Frames, Frames)>, backend_pre: &[u8], now: Tick) -> Core {
+        let (cf, bf) = frames.map_or((None, None), |(c, b)| (Some(c), Some(b)));
+        Core {
+            dirs: [Direction::new(Side::Client, cf, &[], now), Direction::new(Side::Backend, bf, backend_pre, now)],
+            limits,
+            polite: false,
+            polite_until: None,
+            handoff_at: None,
+            shown: now,
+        }
+    }
+
+    pub fn set_handoff_at(&mut self, t: Option<Tick>) {
+        self.handoff_at = t;
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Bytes moved (client to backend, backend to client).
+    pub fn moved(&self) -> (u64, u64) {
+        (self.dirs[0].moved, self.dirs[1].moved)
+    }
+
+    pub fn frames(&self) -> (Option<Frames>, Option<Frames>) {
+        (self.dirs[0].frames, self.dirs[1].frames)
+    }
+
+    pub fn polite(&self) -> bool {
+        self.polite
+    }
+
+    /// The child is draining: a WebSocket tunnel ends politely (by `until`, if given); any
+    /// other must end now (`Err`).
+    pub fn close_politely(&mut self, until: Option<Tick>) -> Result<(), End> {
+        if !self.dirs.iter().all(Direction::can_close_politely) {
+            return Err(End::Shutdown);
+        }
+        if !self.polite {
+            (self.polite, self.polite_until) = (true, until);
+            self.dirs.iter_mut().for_each(Direction::close_politely);
+        }
+        Ok(())
+    }
+
+    /// The tunnel is over by itself: both directions finished (politely, in a drain), or it
+    /// may change hands now.
+    pub fn ended(&self, now: Tick) -> Option<End> {
+        let [c2b, b2c] = &self.dirs;
+        if self.polite() {
+            if c2b.closed_politely() && b2c.closed_politely() {
+                return Some(End::GoingAway);
+            }
+        } else if c2b.shut_out && b2c.shut_out {
+            return Some(End::Closed);
+        }
+        if self.handoff_at.is_some_and(|t| now >= t) && c2b.quiet() && b2c.quiet() {
+            return Some(End::Handoff);
+        }
+        None
+    }
+
+    /// A limit that ends the tunnel at `now`.
+    pub fn expired(&self, now: Tick) -> Option<End> {
+        if self.polite_until.is_some_and(|t| now >= t) {
+            return Some(End::Shutdown);
+        }
+        if let Some(idle) = self.limits.idle {
+            if now >= self.last_active().after(idle) {
+                return Some(End::Idle(idle));
+            }
+        }
+        let stall = self.limits.write_stall?;
+        // When both wait, the one that waited longer is the cause (a peer that reads nothing
+        // stops the other peer's reading too, once its own writes back up).
+        let longest = self.dirs.iter().filter(|d| d.pending()).min_by_key(|d| d.waiting)?;
+        (now >= longest.waiting.after(stall)).then(|| End::WriteStalled(longest.to(), stall))
+    }
+
+    fn last_active(&self) -> Tick {
+        self.dirs[0].active.max(self.dirs[1].active)
+    }
+
+    /// When to look at the clock next (None: only I/O can change anything).
+    pub fn next_deadline(&self) -> Option<Tick> {
+        let idle = self.limits.idle.map(|d| self.last_active().after(d));
+        let stall = self.limits.write_stall.and_then(|s| self.dirs.iter().filter(|d| d.pending()).map(|d| d.waiting.after(s)).min());
+        let show = self.dirs.iter().any(|d| d.unshown > 0).then(|| self.shown.after(SHOW_EVERY));
+        [idle, stall, show, self.polite_until, self.handoff_at].into_iter().flatten().min()
+    }
+
+    /// Bytes each way to add to the status board, if it is time (`force`: the tunnel ends).
+    pub fn to_show(&mut self, now: Tick, force: bool) -> Option<(u64, u64)> {
+        if !force && now < self.shown.after(SHOW_EVERY) {
+            return None;
+        }
+        self.shown = now;
+        let [c2b, b2c] = &mut self.dirs;
+        let shown = (c2b.take_unshown(), b2c.take_unshown());
+        (shown != (0, 0)).then_some(shown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::close_frame;
+
+    const T0: Tick = Tick(1_000);
+
+    fn ms(n: u64) -> Tick {
+        Tick(T0.0 + n)
+    }
+
+    /// A masked client frame with a payload of `len` bytes (< 126).
+    fn frame(len: usize) -> Vec<u8> {
+        let mut f = vec![0x82, 0x80 | len as u8, 1, 2, 3, 4];
+        f.extend(std::iter::repeat_n(7u8, len));
+        f
+    }
+
+    /// Feeds `bytes` into `d` as one read of a driver.
+    fn read(d: &mut Direction, bytes: &[u8], now: Tick) {
+        match d.next_read(false) {
+            Some(Want::Copy(n)) => {
+                assert!(n >= bytes.len(), "wanted {n}, given {}", bytes.len());
+                d.read_space(bytes.len()).copy_from_slice(bytes);
+                d.copied(bytes.len(), false, now);
+            }
+            other => panic!("wanted {other:?}"),
+        }
+    }
+
+    /// Writes everything pending; returns it.
+    fn write_all(d: &mut Direction, now: Tick) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(Out::Bytes(b)) = d.next_write() {
+            let n = b.len();
+            out.extend_from_slice(b);
+            d.wrote(n, now);
+        }
+        out
+    }
+
+    #[test]
+    fn a_message_passes_and_the_buffer_goes_back() {
+        let mut d = Direction::new(Side::Client, None, &[], T0);
+        assert_eq!(d.next_read(false), Some(Want::Copy(CHUNK)));
+        read(&mut d, b"hello", ms(1));
+        assert!(d.pending() && !d.holds_nothing());
+        assert_eq!(write_all(&mut d, ms(2)), b"hello");
+        assert!(!d.pending() && d.holds_nothing(), "an idle direction holds no buffer");
+        assert_eq!((d.moved(), d.take_unshown(), d.take_unshown()), (5, 5, 0));
+        assert_eq!(d.next_write(), None);
+    }
+
+    #[test]
+    fn a_partial_write_keeps_the_rest_in_order_and_a_full_buffer_stops_reading() {
+        let mut d = Direction::new(Side::Backend, None, b"pre:", T0);
+        read(&mut d, &vec![1u8; CHUNK - 4], ms(1));
+        assert_eq!(d.next_read(false), None, "the buffer is full");
+        d.wrote(10, ms(2));
+        assert_eq!(d.next_read(false), Some(Want::Copy(10)), "room for what went out");
+        let rest = write_all(&mut d, ms(3));
+        assert_eq!(rest.len(), CHUNK - 10);
+    }
+
+    /// The half-close rule, as a table of events: (what happens, what the direction says next).
+    #[test]
+    fn the_fin_goes_after_every_earlier_byte_and_only_once() {
+        let mut d = Direction::new(Side::Client, None, &[], T0);
+        read(&mut d, b"last", ms(1));
+        d.copied(0, false, ms(2));
+        assert_eq!(d.next_read(false), None, "nothing is read after the FIN");
+        assert_eq!(d.next_write(), Some(Out::Bytes(b"last")));
+        d.wrote(4, ms(3));
+        assert_eq!(d.next_write(), Some(Out::Fin));
+        d.fin_sent();
+        assert!(d.finished());
+        assert_eq!(d.next_write(), None);
+    }
+
+    #[test]
+    fn the_core_ends_when_both_directions_finished() {
+        let mut c = Core::new(Limits::default(), None, &[], T0);
+        for d in c.dirs.iter_mut() {
+            d.copied(0, false, ms(1));
+            assert_eq!(d.next_write(), Some(Out::Fin));
+        }
+        c.dirs[0].fin_sent();
+        assert!(c.ended(ms(1)).is_none(), "one direction still open");
+        c.dirs[1].fin_sent();
+        assert!(matches!(c.ended(ms(1)), Some(End::Closed)));
+    }
+
+    #[test]
+    fn idle_and_write_stall_limits_and_the_next_deadline() {
+        let limits = Limits { idle: Some(Duration::from_secs(10)), write_stall: Some(Duration::from_secs(3)) };
+        let mut c = Core::new(limits, None, &[], T0);
+        assert_eq!(c.next_deadline(), Some(ms(10_000)));
+        read(&mut c.dirs[1], b"x", ms(1_000));
+        // Bytes wait for the client from 1 s on: the stall limit comes before the idle one.
+        assert_eq!(c.next_deadline(), Some(ms(4_000)));
+        assert!(c.expired(ms(3_999)).is_none());
+        assert!(matches!(c.expired(ms(4_000)), Some(End::WriteStalled(Side::Client, _))));
+        // Writing restarts the stall clock; an empty direction has none.
+        write_all(&mut c.dirs[1], ms(3_000));
+        assert!(c.expired(ms(4_000)).is_none());
+        assert_eq!(c.to_show(ms(3_000), false), Some((0, 1)));
+        assert_eq!(c.next_deadline(), Some(ms(13_000)), "idle from the last write");
+        assert!(matches!(c.expired(ms(13_000)), Some(End::Idle(_))));
+    }
+
+    /// A client that reads nothing backs up the backend, which then reads nothing either: the
+    /// tunnel ends naming the side that stopped first.
+    #[test]
+    fn the_side_that_stalled_first_is_named() {
+        let limits = Limits { idle: None, write_stall: Some(Duration::from_secs(2)) };
+        let mut c = Core::new(limits, None, &[], T0);
+        read(&mut c.dirs[1], b"echo", ms(100));
+        read(&mut c.dirs[0], b"flood", ms(900));
+        assert!(c.expired(ms(2_099)).is_none());
+        assert!(matches!(c.expired(ms(5_000)), Some(End::WriteStalled(Side::Client, _))));
+    }
+
+    #[test]
+    fn bytes_reach_the_board_at_most_every_show_interval() {
+        let mut c = Core::new(Limits::default(), None, &[], T0);
+        read(&mut c.dirs[0], b"abc", ms(1));
+        write_all(&mut c.dirs[0], ms(1));
+        assert_eq!(c.to_show(ms(1), false), None);
+        assert_eq!(c.next_deadline(), Some(T0.after(SHOW_EVERY)), "a wake-up to show them");
+        assert_eq!(c.to_show(T0.after(SHOW_EVERY), false), Some((3, 0)));
+        assert_eq!(c.next_deadline(), None);
+    }
+
+    /// The polite end, as a table: a closing direction reads up to its boundary only, then its
+    /// Close (masked towards the backend) goes behind the bytes, then the sender is discarded
+    /// until its own Close.
+    #[test]
+    fn the_polite_end_closes_at_the_next_boundary() {
+        let f = frame(100);
+        let mut c = Core::new(Limits::default(), Some(Default::default()), &[], T0);
+        read(&mut c.dirs[0], &f[..50], ms(1));
+        c.close_politely(Some(ms(5_000))).unwrap();
+        // The resting direction (backend to client) has its Close queued at once, unmasked.
+        assert_eq!(write_all(&mut c.dirs[1], ms(2)), close_frame(1001, None));
+        assert_eq!(c.dirs[1].next_write(), Some(Out::Fin));
+        // Client to backend: only up to the boundary.
+        assert_eq!(c.dirs[0].next_read(false), Some(Want::Copy(f.len() - 50)));
+        read(&mut c.dirs[0], &f[50..], ms(3));
+        let out = write_all(&mut c.dirs[0], ms(4));
+        let (rest, close) = out.split_at(f.len());
+        assert_eq!(rest, &f[..]);
+        assert_eq!((close.len(), close[0], close[1]), (8, 0x88, 0x82), "masked Close to the backend");
+        assert_eq!(c.dirs[0].next_write(), Some(Out::Fin));
+        c.dirs.iter_mut().for_each(Direction::fin_sent);
+        // Each sender answers with its Close: discarded, and the tunnel went away politely.
+        assert_eq!(c.dirs[0].next_read(false), Some(Want::Discard));
+        c.dirs[0].discarded(&close_frame(1001, Some([1, 2, 3, 4])), ms(5));
+        assert!(c.ended(ms(5)).is_none());
+        c.dirs[1].discarded(&close_frame(1001, None), ms(5));
+        assert_eq!(c.dirs[1].next_read(false), None);
+        assert!(matches!(c.ended(ms(5)), Some(End::GoingAway)));
+        assert!(matches!(c.expired(ms(5_000)), Some(End::Shutdown)), "the deadline holds");
+    }
+
+    #[test]
+    fn a_sender_whose_close_went_gets_no_second_close() {
+        let mut c = Core::new(Limits::default(), Some(Default::default()), &[], T0);
+        let close = close_frame(1000, Some([1, 2, 3, 4]));
+        read(&mut c.dirs[0], &close[..3], ms(1));
+        c.close_politely(Some(ms(5_000))).unwrap();
+        // A closing direction reads exactly up to each boundary: the header's rest, the code.
+        assert_eq!(c.dirs[0].next_read(false), Some(Want::Copy(3)));
+        read(&mut c.dirs[0], &close[3..6], ms(2));
+        read(&mut c.dirs[0], &close[6..], ms(2));
+        assert_eq!(write_all(&mut c.dirs[0], ms(3)), close, "the sender's Close only");
+        assert_eq!(c.dirs[0].next_write(), Some(Out::Fin));
+        assert_eq!(c.dirs[0].next_read(false), None, "its Close was its last frame");
+    }
+
+    #[test]
+    fn without_framing_the_polite_end_is_refused() {
+        let mut c = Core::new(Limits::default(), None, &[], T0);
+        assert!(matches!(c.close_politely(Some(ms(5_000))), Err(End::Shutdown)));
+    }
+
+    #[test]
+    fn a_quiet_tunnel_is_handed_over_once_the_moment_passed() {
+        let mut c = Core::new(Limits::default(), None, b"behind the 101", T0);
+        c.set_handoff_at(Some(ms(100)));
+        assert!(c.ended(ms(100)).is_none(), "bytes in flight");
+        write_all(&mut c.dirs[1], ms(50));
+        assert!(c.ended(ms(99)).is_none());
+        assert!(matches!(c.ended(ms(100)), Some(End::Handoff)));
+    }
+
+    #[test]
+    fn large_frames_splice_after_a_full_read_and_headers_are_copied() {
+        let mut d = Direction::new(Side::Client, Some(Default::default()), &[], T0);
+        // A 1 MiB frame: its header and the first chunk are copied...
+        let mut head = vec![0x82, 0x80 | 127];
+        head.extend_from_slice(&(1u64 << 20).to_be_bytes());
+        head.extend_from_slice(&[1, 2, 3, 4]);
+        let mut first = head.clone();
+        first.resize(CHUNK, 0);
+        read(&mut d, &first, ms(1));
+        write_all(&mut d, ms(1));
+        // ...then the payload is spliced, never past the frame's end.
+        let left = (1u64 << 20) as usize - (CHUNK - head.len());
+        assert_eq!(d.next_read(false), Some(Want::Splice(CHUNK)));
+        assert_eq!(d.next_read(true), Some(Want::Copy(CHUNK)), "httpd's bytes first");
+        d.spliced(CHUNK, CHUNK, ms(2));
+        assert_eq!(d.next_read(false), None, "the pipe empties first");
+        assert_eq!(d.next_write(), Some(Out::Pipe(CHUNK)));
+        d.wrote(CHUNK, ms(2));
+        let mut left = left - CHUNK;
+        while left > 0 {
+            match d.next_read(false) {
+                Some(Want::Splice(n)) => {
+                    let n = n.min(left);
+                    d.spliced(n, n, ms(3));
+                    d.wrote(n, ms(3));
+                    left -= n;
+                }
+                // The small rest of the payload is copied, exactly up to the boundary.
+                Some(Want::Copy(n)) => {
+                    assert_eq!(n, left);
+                    read(&mut d, &vec![0u8; n], ms(3));
+                    write_all(&mut d, ms(3));
+                    left = 0;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(d.frames().unwrap().at_boundary());
+        assert_eq!(d.next_read(false), Some(Want::Copy(14)), "the next header is read exactly");
+    }
+
+    #[test]
+    fn ends_name_their_message_and_level() {
+        let table = [
+            (End::Closed, "WST02001", false, "tunnel closed by both sides"),
+            (End::Idle(Duration::from_secs(2)), "WST02004", true, "tunnel idle for 2s (ProxyWebsocketIdleTimeout): closing both sides"),
+            (End::WriteStalled(Side::Client, Duration::from_secs(2)), "WST02005", true, "client took no data for 2s (Timeout/ProxyTimeout): closing both sides"),
+            (End::Shutdown, "WST02007", true, "httpd child is stopping: tunnel closed"),
+            (End::Status(502), "WST02003", false, "tunnel ended with status 502"),
+        ];
+        for (end, id, notable, text) in table {
+            assert_eq!((end.id(), end.is_notable(), end.describe().as_str()), (id, notable, text));
+        }
+    }
+}
