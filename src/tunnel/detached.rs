@@ -48,7 +48,7 @@ pub struct Tunnel {
     pub on_end: Box<dyn FnOnce(Report) + Send>,
 }
 
-static RUNTIME: OnceCell<tokio::runtime::Runtime> = OnceCell::new();
+static RUNTIME: OnceCell<Runtime> = OnceCell::new();
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static STOP: OnceCell<tokio::sync::watch::Sender<Phase>> = OnceCell::new();
 
@@ -101,16 +101,49 @@ pub fn wait_until_none(deadline: impl Fn() -> Option<Instant>) -> bool {
     true
 }
 
-/// The child's runtime, started on first use (after fork: never in httpd's parent).
-fn runtime() -> io::Result<&'static tokio::runtime::Runtime> {
-    RUNTIME.get_or_try_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("wst-async")
-            .enable_io()
-            .enable_time()
-            .build()
-    })
+/// The child's runtime, started on first use (after fork: never in httpd's parent): one thread
+/// that runs every asynchronous tunnel. Its shape was chosen by measurement (docs/DESIGN.md
+/// §6); the feature `multi-thread-runtime` builds the other one, for comparing.
+fn runtime() -> io::Result<&'static Runtime> {
+    RUNTIME.get_or_try_init(start_runtime)
+}
+
+#[cfg(not(feature = "multi-thread-runtime"))]
+type Runtime = current::Runtime;
+#[cfg(not(feature = "multi-thread-runtime"))]
+fn start_runtime() -> io::Result<Runtime> {
+    current::Runtime::start()
+}
+
+#[cfg(feature = "multi-thread-runtime")]
+type Runtime = tokio::runtime::Runtime;
+#[cfg(feature = "multi-thread-runtime")]
+fn start_runtime() -> io::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("wst-async").enable_io().enable_time().build()
+}
+
+/// A current-thread runtime driven by a thread of its own, which spawns reach through its
+/// handle: no work-stealing scheduler for a single thread to pay for.
+#[cfg(not(feature = "multi-thread-runtime"))]
+mod current {
+    use std::io;
+
+    pub struct Runtime {
+        handle: tokio::runtime::Handle,
+    }
+
+    impl Runtime {
+        pub fn start() -> io::Result<Runtime> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+            let handle = rt.handle().clone();
+            std::thread::Builder::new().name("wst-async".into()).spawn(move || rt.block_on(std::future::pending::<()>()))?;
+            Ok(Runtime { handle })
+        }
+
+        pub fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) {
+            self.handle.spawn(f);
+        }
+    }
 }
 
 /// Hands a tunnel to the runtime. On failure the tunnel comes back untouched.

@@ -1,10 +1,19 @@
 //! The benchmark: one echo backend (a separate process), and in one run, one after the other
 //! on the same workloads: direct to the backend, httpd with the stock mod_proxy_wstunnel
 //! (fallback Off), stock with mod_proxy_http doing the tunnel (fallback On), ours synchronous,
-//! ours asynchronous. Prints a Markdown report with each figure's ratio to stock and to direct.
+//! ours asynchronous, and, when installed, nginx and HAProxy (Debian's packages:
+//! `scripts/setup.sh --no-build nginx haproxy`). Each workload runs `--runs` times (3) and
+//! the medians are printed, in a Markdown report with each figure's ratio to stock, to nginx
+//! and to direct. CPU is the whole process tree of each server: parent, live children and
+//! the children it reaped. The load client is one thread, as is the backend.
 //!
-//! Usage: wst-bench [--quick] [--idle N] [--hold SECS] [--only TARGET] [--out FILE]
-//! (`--only` runs one target, e.g. `--only "ours async"`, without ratios to the others.)
+//! Usage: wst-bench [--quick] [--runs N] [--idle N] [--hold SECS] [--busy N] [--only TARGET]
+//!                  [--mt-module SO] [--out FILE]
+//!        wst-bench --syscalls [--only TARGET]
+//! (`--only` runs one target, e.g. `--only "ours async"`, without ratios to the others.
+//! `--syscalls`: only 64 B ping-pong, each server's process tree under `strace -f -c`, and
+//! prints the system calls per round trip; strace slows everything, so no speeds.
+//! `--mt-module`: a build of ours with `--features multi-thread-runtime`, one more target.)
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -14,14 +23,21 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wskit::backend::BackendProcess;
+use wskit::peers::{tree_ticks, Peer};
 use wskit::{Config, Httpd};
 
 struct Opts {
     secs: u64,
+    runs: usize,
     idle: usize,
     hold: u64,
     only: Option<String>,
     out: Option<String>,
+    syscalls: bool,
+    /// Connections of the busy ping-pong (targets that hold more than MaxRequestWorkers).
+    busy: usize,
+    /// A build of ours with the multi-thread runtime, measured as one more target.
+    mt_module: Option<String>,
 }
 
 fn opts() -> Opts {
@@ -30,9 +46,13 @@ fn opts() -> Opts {
     let quick = args.iter().any(|a| a == "--quick");
     Opts {
         secs: if quick { 2 } else { 5 },
+        runs: val("--runs").and_then(|v| v.parse().ok()).unwrap_or(if quick { 1 } else { 3 }),
         idle: val("--idle").and_then(|v| v.parse().ok()).unwrap_or(if quick { 1000 } else { 10_000 }),
         hold: val("--hold").and_then(|v| v.parse().ok()).unwrap_or(if quick { 5 } else { 60 }),
         only: val("--only"),
+        syscalls: args.iter().any(|a| a == "--syscalls"),
+        busy: val("--busy").and_then(|v| v.parse().ok()).unwrap_or(if quick { 500 } else { 5000 }),
+        mt_module: val("--mt-module"),
         out: val("--out"),
     }
 }
@@ -80,45 +100,61 @@ async fn open(hostport: &str, prefix: &str) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
-#[derive(Clone, Copy, Default)]
-struct Cpu(u64);
-
-/// CPU time (user + system, clock ticks) of httpd: the parent, its live children, and the
-/// children it already reaped (the parent's cutime/cstime), so exiting children still count.
-fn httpd_ticks(h: &Httpd) -> Cpu {
-    let fields = |pid: u32| -> Vec<u64> {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .map(|stat| stat.rsplit_once(')').map(|x| x.1).unwrap_or("").split_whitespace().map(|v| v.parse().unwrap_or(0)).collect())
-            .unwrap_or_default()
-    };
-    // After the ')': state is field 0, utime 11, stime 12, cutime 13, cstime 14.
-    let parent = fields(h.pid());
-    let mut t: u64 = parent.iter().skip(11).take(4).sum();
-    for pid in h.children() {
-        t += fields(pid).iter().skip(11).take(2).sum::<u64>();
-    }
-    Cpu(t)
-}
-
 fn ticks_per_sec() -> f64 {
     // SAFETY: sysconf with a constant name.
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
 }
 
 struct PingPong {
+    /// Round trips done.
+    count: u64,
     msgs_per_s: f64,
     p50_us: u32,
     p99_us: u32,
     cpu_s_per_m: Option<f64>,
 }
 
-async fn ping_pong(hostport: &str, prefix: &str, conns: usize, secs: u64, h: Option<&Httpd>) -> Option<PingPong> {
+/// The median of `runs` by each figure on its own.
+fn median<T>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> Option<f64> {
+    runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    runs.get(runs.len() / 2).map(key)
+}
+
+async fn ping_pong_median(hostport: &str, prefix: &str, conns: usize, o: &Opts, pid: Option<u32>) -> Option<PingPong> {
+    let mut runs = Vec::new();
+    for _ in 0..o.runs {
+        runs.push(ping_pong(hostport, prefix, conns, o.secs, pid).await?);
+    }
+    let cpu = runs.iter().all(|r| r.cpu_s_per_m.is_some()).then(|| median(runs.iter().map(|r| r.cpu_s_per_m.unwrap_or(0.0)).collect(), |c| *c)).flatten();
+    Some(PingPong {
+        count: runs.iter().map(|r| r.count).sum(),
+        msgs_per_s: median(runs.iter().map(|r| r.msgs_per_s).collect(), |v| *v)?,
+        p50_us: median(runs.iter().map(|r| r.p50_us).collect(), |v| *v as f64)? as u32,
+        p99_us: median(runs.iter().map(|r| r.p99_us).collect(), |v| *v as f64)? as u32,
+        cpu_s_per_m: cpu,
+    })
+}
+
+async fn pipelined_median(hostport: &str, prefix: &str, conns: usize, o: &Opts, pid: Option<u32>) -> Option<Throughput> {
+    let mut runs = Vec::new();
+    for _ in 0..o.runs {
+        let r = pipelined(hostport, prefix, conns, o.secs, pid).await?;
+        if r.stalled {
+            // A stalled tunnel holds its worker: no second run on this server.
+            return Some(r);
+        }
+        runs.push(r);
+    }
+    let cpu = runs.iter().all(|r| r.cpu_s_per_gb.is_some()).then(|| median(runs.iter().map(|r| r.cpu_s_per_gb.unwrap_or(0.0)).collect(), |c| *c)).flatten();
+    Some(Throughput { mb_per_s: median(runs.iter().map(|r| r.mb_per_s).collect(), |v| *v)?, stalled: false, cpu_s_per_gb: cpu })
+}
+
+async fn ping_pong(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: Option<u32>) -> Option<PingPong> {
     let mut socks = Vec::new();
     for _ in 0..conns {
         socks.push(open(hostport, prefix).await.ok()?);
     }
-    let cpu0 = h.map(httpd_ticks);
+    let cpu0 = pid.map(tree_ticks);
     let deadline = Instant::now() + Duration::from_secs(secs);
     let msg = frame(&[0x42; 64]);
     let tasks: Vec<_> = socks
@@ -126,7 +162,7 @@ async fn ping_pong(hostport: &str, prefix: &str, conns: usize, secs: u64, h: Opt
         .map(|mut s| {
             let msg = msg.clone();
             tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(100_000);
+                let mut lat = Vec::with_capacity(1024);
                 let mut back = vec![0u8; msg.len()];
                 while Instant::now() < deadline {
                     let t = Instant::now();
@@ -145,11 +181,11 @@ async fn ping_pong(hostport: &str, prefix: &str, conns: usize, secs: u64, h: Opt
         all.extend(t.await.ok()?);
     }
     let took = t0.elapsed().as_secs_f64();
-    let cpu = h.zip(cpu0).map(|(h, c0)| httpd_ticks(h).0.saturating_sub(c0.0) as f64 / ticks_per_sec());
+    let cpu = pid.zip(cpu0).map(|(p, c0)| tree_ticks(p).saturating_sub(c0) as f64 / ticks_per_sec());
     all.sort_unstable();
     let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
     let n = all.len() as f64;
-    Some(PingPong { msgs_per_s: n / took, p50_us: pct(0.50), p99_us: pct(0.99), cpu_s_per_m: cpu.map(|c| c / (n / 1e6)) })
+    Some(PingPong { count: all.len() as u64, msgs_per_s: n / took, p50_us: pct(0.50), p99_us: pct(0.99), cpu_s_per_m: cpu.map(|c| c / (n / 1e6)) })
 }
 
 struct Throughput {
@@ -158,12 +194,12 @@ struct Throughput {
     cpu_s_per_gb: Option<f64>,
 }
 
-async fn pipelined(hostport: &str, prefix: &str, conns: usize, secs: u64, h: Option<&Httpd>) -> Option<Throughput> {
+async fn pipelined(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: Option<u32>) -> Option<Throughput> {
     let mut socks = Vec::new();
     for _ in 0..conns {
         socks.push(open(hostport, prefix).await.ok()?);
     }
-    let cpu0 = h.map(httpd_ticks);
+    let cpu0 = pid.map(tree_ticks);
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let msg = Arc::new(frame(&vec![0x5a; 64 * 1024]));
@@ -210,7 +246,7 @@ async fn pipelined(hostport: &str, prefix: &str, conns: usize, secs: u64, h: Opt
     let took = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let bytes = received.load(Ordering::Relaxed) as f64;
-    let cpu = h.zip(cpu0).map(|(h, c0)| httpd_ticks(h).0.saturating_sub(c0.0) as f64 / ticks_per_sec());
+    let cpu = pid.zip(cpu0).map(|(p, c0)| tree_ticks(p).saturating_sub(c0) as f64 / ticks_per_sec());
     // Nothing at all came back: the tunnel never moved (a deadlock, not a slow run).
     let stalled = stalled || bytes == 0.0;
     for t in tasks {
@@ -228,9 +264,10 @@ struct Idle {
     threads: Option<u64>,
 }
 
-fn httpd_rss_threads(h: &Httpd) -> (u64, u64) {
+/// RSS (KiB) and threads of a server's whole process tree.
+fn rss_threads(root: u32) -> (u64, u64) {
     let (mut rss, mut threads) = (0, 0);
-    for pid in h.children() {
+    for pid in wskit::peers::tree(root) {
         rss += wskit::httpd::rss_kib(pid);
         if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
             threads += s.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
@@ -239,8 +276,8 @@ fn httpd_rss_threads(h: &Httpd) -> (u64, u64) {
     (rss, threads)
 }
 
-async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, h: Option<&Httpd>) -> Idle {
-    let before = h.map(httpd_rss_threads);
+async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32>) -> Idle {
+    let before = pid.map(rss_threads);
     let sem = Arc::new(tokio::sync::Semaphore::new(200));
     let tasks: Vec<_> = (0..n)
         .map(|_| {
@@ -259,7 +296,7 @@ async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, h: Option<&Http
     }
     let opened = socks.len();
     tokio::time::sleep(Duration::from_secs(hold)).await;
-    let after = h.map(httpd_rss_threads);
+    let after = pid.map(rss_threads);
     let msg = frame(b"still there?");
     let tasks: Vec<_> = socks
         .into_iter()
@@ -286,60 +323,116 @@ async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, h: Option<&Http
     Idle { asked: n, opened, echoed, rss_kib_per_tunnel: per, threads: after.map(|a| a.1) }
 }
 
+/// What is measured: the backend itself, an httpd with a module and its mode, or a peer.
+enum Kind {
+    Direct,
+    Httpd { module: std::path::PathBuf, mode: &'static str },
+    Peer(fn(&str) -> Option<Peer>),
+}
+
 struct Target {
     name: &'static str,
-    module: Option<std::path::PathBuf>,
-    mode: &'static str,
+    kind: Kind,
+}
+
+/// A running server under test.
+enum Server {
+    Direct,
+    Httpd(Httpd),
+    Peer(Peer),
+}
+
+impl Server {
+    /// The root of its process tree (none for "direct").
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Server::Direct => None,
+            Server::Httpd(h) => Some(h.pid()),
+            Server::Peer(p) => Some(p.pid()),
+        }
+    }
+
+    /// Where the clients connect: the server's port and alias, or the backend itself.
+    fn address(&self, backend: &BackendProcess) -> (String, &'static str) {
+        match self {
+            Server::Direct => (backend.addr.clone(), "/"),
+            Server::Httpd(h) => (format!("127.0.0.1:{}", h.port), "/ws/"),
+            Server::Peer(p) => (format!("127.0.0.1:{}", p.port), "/ws/"),
+        }
+    }
+
+    fn stop(self) {
+        if let Server::Httpd(h) = self {
+            h.stop();
+        }
+    }
 }
 
 #[derive(Default)]
 struct Results {
     pp1: Option<PingPong>,
     pp50: Option<PingPong>,
+    /// `--busy` connections, for targets that can hold them.
+    pp_busy: Option<PingPong>,
     tp1: Option<Throughput>,
     tp8: Option<Throughput>,
     idle: Option<Idle>,
 }
 
-#[tokio::main]
+/// Every target, in the report's order.
+const NAMES: [&str; 8] =
+    ["direct", "stock wstunnel (Off)", "stock proxy_http (On)", "ours sync", "ours async", "ours async, multi-thread runtime", "nginx", "HAProxy"];
+
+// One thread for the load: the servers get the rest of the machine, as a single-threaded load
+// tool gives them.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let o = opts();
     let backend = BackendProcess::start();
     let ours = wskit::httpd::our_module();
     let stock = wskit::httpd::stock_module();
+    let off = "ProxyWebsocketFallbackToProxyHttp Off";
+    let async_on = "ProxyWebsocketFallbackToProxyHttp Off\nProxyWebsocketAsync On";
+    let mt = o.mt_module.as_ref().map(|m| Target { name: NAMES[5], kind: Kind::Httpd { module: m.into(), mode: async_on } });
     let targets = [
-        Target { name: "direct", module: None, mode: "" },
-        Target { name: "stock wstunnel (Off)", module: Some(stock.clone()), mode: "ProxyWebsocketFallbackToProxyHttp Off" },
-        Target { name: "stock proxy_http (On)", module: Some(stock.clone()), mode: "ProxyWebsocketFallbackToProxyHttp On" },
-        Target { name: "ours sync", module: Some(ours.clone()), mode: "ProxyWebsocketFallbackToProxyHttp Off" },
-        Target {
-            name: "ours async",
-            module: Some(ours.clone()),
-            mode: "ProxyWebsocketFallbackToProxyHttp Off\nProxyWebsocketAsync On",
-        },
+        Target { name: NAMES[0], kind: Kind::Direct },
+        Target { name: NAMES[1], kind: Kind::Httpd { module: stock.clone(), mode: off } },
+        Target { name: NAMES[2], kind: Kind::Httpd { module: stock.clone(), mode: "ProxyWebsocketFallbackToProxyHttp On" } },
+        Target { name: NAMES[3], kind: Kind::Httpd { module: ours.clone(), mode: off } },
+        Target { name: NAMES[4], kind: Kind::Httpd { module: ours.clone(), mode: async_on } },
+        Target { name: NAMES[6], kind: Kind::Peer(Peer::nginx) },
+        Target { name: NAMES[7], kind: Kind::Peer(Peer::haproxy) },
     ];
+    let targets: Vec<Target> = targets.into_iter().chain(mt).collect();
+    if o.syscalls {
+        return syscalls(&o, &targets, &backend).await;
+    }
     let mut results: BTreeMap<&str, Results> = BTreeMap::new();
     for t in targets.iter().filter(|t| o.only.as_deref().is_none_or(|n| n == t.name)) {
+        let Some(server) = start(t, &backend) else {
+            eprintln!("== {}: not installed, skipped", t.name);
+            continue;
+        };
         eprintln!("== {}", t.name);
-        let h = start(t, &backend);
         let mut r = Results::default();
-        let (hostport, prefix) = address(&h, &backend);
-        r.pp1 = ping_pong(&hostport, prefix, 1, o.secs, h.as_ref()).await;
-        r.pp50 = ping_pong(&hostport, prefix, 50, o.secs, h.as_ref()).await;
-        r.tp1 = pipelined(&hostport, prefix, 1, o.secs, h.as_ref()).await;
-        // A stalled tunnel holds its worker: start afresh for the next workload.
-        let h = if r.tp1.as_ref().is_some_and(|t| t.stalled) { restart(h, t, &backend) } else { h };
-        let (hostport, prefix) = address(&h, &backend);
-        r.tp8 = pipelined(&hostport, prefix, 8, o.secs, h.as_ref()).await;
-        let h = restart(h, t, &backend);
-        let (hostport, prefix) = address(&h, &backend);
-        // Synchronous tunnels cap at MaxRequestWorkers: showing that needs far fewer.
-        let n = if t.name == "ours async" || t.name == "direct" { o.idle } else { 400.min(o.idle) };
-        let hold = if n == o.idle { o.hold } else { 2 };
-        r.idle = Some(idle(&hostport, prefix, n, hold, h.as_ref()).await);
-        if let Some(h) = h {
-            h.stop();
+        let (hostport, prefix) = server.address(&backend);
+        r.pp1 = ping_pong_median(&hostport, prefix, 1, &o, server.pid()).await;
+        r.pp50 = ping_pong_median(&hostport, prefix, 50, &o, server.pid()).await;
+        // Synchronous tunnels cap at MaxRequestWorkers.
+        let sync = matches!(t.name, "stock wstunnel (Off)" | "stock proxy_http (On)" | "ours sync");
+        if !sync {
+            r.pp_busy = ping_pong_median(&hostport, prefix, o.busy, &o, server.pid()).await;
         }
+        r.tp1 = pipelined_median(&hostport, prefix, 1, &o, server.pid()).await;
+        // A stalled tunnel holds its worker: start afresh for the next workload.
+        let server = if r.tp1.as_ref().is_some_and(|t| t.stalled) { restart(server, t, &backend) } else { server };
+        r.tp8 = pipelined_median(&hostport_of(&server, &backend), prefix, 8, &o, server.pid()).await;
+        let server = restart(server, t, &backend);
+        // Showing the cap of synchronous tunnels needs far fewer.
+        let n = if sync { 400.min(o.idle) } else { o.idle };
+        let hold = if n == o.idle { o.hold } else { 2 };
+        r.idle = Some(idle(&hostport_of(&server, &backend), prefix, n, hold, server.pid()).await);
+        server.stop();
         results.insert(t.name, r);
     }
     let report = render(&o, &results);
@@ -350,25 +443,87 @@ async fn main() {
     }
 }
 
-/// The httpd of a target (none for "direct").
-fn start(t: &Target, backend: &BackendProcess) -> Option<Httpd> {
-    let module = t.module.clone()?;
-    Some(Httpd::start(
-        Config::new("bench.conf.in").module(module).var("BACKEND", &backend.addr).var("MODE", t.mode).var("LOGLEVEL", "warn"),
-    ))
-}
-
-fn restart(h: Option<Httpd>, t: &Target, backend: &BackendProcess) -> Option<Httpd> {
-    h?.stop();
-    start(t, backend)
-}
-
-/// Where the clients connect: httpd's port and alias, or the backend itself.
-fn address(h: &Option<Httpd>, backend: &BackendProcess) -> (String, &'static str) {
-    match h {
-        Some(h) => (format!("127.0.0.1:{}", h.port), "/ws/"),
-        None => (backend.addr.clone(), "/"),
+/// System calls per 64 B round trip, at 1 and 50 connections, for each target's process tree.
+async fn syscalls(o: &Opts, targets: &[Target], backend: &BackendProcess) {
+    let mut report = String::from("| target | 1 conn: syscalls per round trip | of which failed (EAGAIN) | 50 conns: syscalls per round trip | of which failed |\n|---|---|---|---|---|\n");
+    for t in targets.iter().filter(|t| o.only.as_deref().is_none_or(|n| n == t.name)) {
+        let Some(server) = start(t, backend) else { continue };
+        let Some(pid) = server.pid() else { continue };
+        eprintln!("== {}", t.name);
+        let (hostport, prefix) = server.address(backend);
+        let mut cells = Vec::new();
+        for conns in [1, 50] {
+            let trace = Strace::attach(pid);
+            let pp = ping_pong(&hostport, prefix, conns, o.secs, None).await;
+            let counted = trace.and_then(Strace::finish);
+            match (pp, counted) {
+                (Some(pp), Some((calls, errors))) => {
+                    let n = pp.count as f64;
+                    cells.push(format!("{:.2} | {:.2}", calls as f64 / n, errors as f64 / n));
+                }
+                _ => cells.push("– | –".into()),
+            }
+        }
+        report += &format!("| {} | {} | {} |\n", t.name, cells[0], cells[1]);
+        server.stop();
     }
+    println!("{report}");
+}
+
+/// `strace -f -c` attached to every process of a tree.
+struct Strace {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Strace {
+    fn attach(root: u32) -> Option<Strace> {
+        let out = std::env::temp_dir().join(format!("wst-strace-{}-{root}", std::process::id()));
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-c", "-o"]).arg(&out).stderr(std::process::Stdio::null());
+        for p in wskit::peers::tree(root) {
+            cmd.arg("-p").arg(p.to_string());
+        }
+        let child = cmd.spawn().ok()?;
+        // Attaching takes a moment; the counts are per round trip, so what it misses is harmless.
+        std::thread::sleep(Duration::from_millis(700));
+        Some(Strace { child, out })
+    }
+
+    /// Detaches; (calls, failed calls) from strace's summary.
+    fn finish(mut self) -> Option<(u64, u64)> {
+        // SAFETY: SIGINT to the strace process we spawned, which then detaches and reports.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.child.wait().ok()?;
+        let text = std::fs::read_to_string(&self.out).ok()?;
+        let _ = std::fs::remove_file(&self.out);
+        let total = text.lines().find(|l| l.trim_end().ends_with(" total"))?;
+        let f: Vec<&str> = total.split_whitespace().collect();
+        // "100.00 seconds usecs/call calls [errors] total"
+        let calls = f.get(3)?.parse().ok()?;
+        let errors = if f.len() >= 6 { f[4].parse().unwrap_or(0) } else { 0 };
+        Some((calls, errors))
+    }
+}
+
+fn hostport_of(s: &Server, backend: &BackendProcess) -> String {
+    s.address(backend).0
+}
+
+/// Starts a target's server; None for a peer that is not installed.
+fn start(t: &Target, backend: &BackendProcess) -> Option<Server> {
+    match &t.kind {
+        Kind::Direct => Some(Server::Direct),
+        Kind::Httpd { module, mode } => Some(Server::Httpd(Httpd::start(
+            Config::new("bench.conf.in").module(module.clone()).var("BACKEND", &backend.addr).var("MODE", mode).var("LOGLEVEL", "warn"),
+        ))),
+        Kind::Peer(start) => start(&backend.addr).map(Server::Peer),
+    }
+}
+
+fn restart(s: Server, t: &Target, backend: &BackendProcess) -> Server {
+    s.stop();
+    start(t, backend).expect("it started before")
 }
 
 fn ratio(x: Option<f64>, base: Option<f64>) -> String {
@@ -379,65 +534,93 @@ fn ratio(x: Option<f64>, base: Option<f64>) -> String {
 }
 
 fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
-    let names = ["direct", "stock wstunnel (Off)", "stock proxy_http (On)", "ours sync", "ours async"];
     let date = Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mut s = format!(
-        "# wst-bench, {date}\n\nLoopback, one raw echo backend (separate process), {cpus} CPUs, event MPM with Debian's defaults \
-         (ThreadsPerChild 25, MaxRequestWorkers 150), LogLevel warn. {}s per workload. Ratios: to stock wstunnel (Off) \
-         and to direct; for 64 KiB pipelined also to stock proxy_http (On).\n\n",
-        o.secs
+        "# wst-bench, {date}\n\nLoopback, one raw echo backend (separate process, one thread), a one-thread load client, \
+         {cpus} CPUs. httpd: event MPM with Debian's defaults (ThreadsPerChild 25, MaxRequestWorkers 150), LogLevel warn; \
+         nginx: `worker_processes auto`, the documented WebSocket location; HAProxy: `mode http`, `timeout tunnel`. \
+         Each workload {} s, {} run(s), medians. CPU: the server's whole process tree (parent, live children, reaped \
+         children). Ratios: to stock wstunnel (Off), to nginx and to direct; for 64 KiB pipelined also to stock \
+         proxy_http (On).\n\n",
+        o.secs, o.runs
     );
     let empty = Results::default();
     let get = |n: &str| r.get(n).unwrap_or(&empty);
     let stock = get("stock wstunnel (Off)");
     let http = get("stock proxy_http (On)");
+    let nginx = get("nginx");
     let direct = get("direct");
-    s += "## 64 B ping-pong\n\n| target | 1 conn msgs/s | vs stock | vs direct | 50 conns msgs/s | vs stock | vs direct | p50 µs | p99 µs | p99 vs stock | httpd CPU-s per M msgs |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
-    for n in names {
+    let names: Vec<&str> = NAMES.into_iter().filter(|n| r.contains_key(n)).collect();
+    s += "## 64 B ping-pong\n\n| target | 1 conn msgs/s | 1 conn p50 µs | vs stock | 50 conns msgs/s | vs stock | vs nginx | vs direct | p50 µs | p99 µs | proxy CPU-s per 1M round trips | vs stock | vs nginx |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    let msgs = |x: &Option<PingPong>| x.as_ref().map(|p| p.msgs_per_s);
+    let cpu_m = |x: &Option<PingPong>| x.as_ref().and_then(|p| p.cpu_s_per_m);
+    for &n in &names {
         let x = get(n);
-        let m1 = x.pp1.as_ref().map(|p| p.msgs_per_s);
-        let m50 = x.pp50.as_ref().map(|p| p.msgs_per_s);
+        let (m1, m50) = (msgs(&x.pp1), msgs(&x.pp50));
+        let p50_1 = x.pp1.as_ref().map(|p| p.p50_us as f64);
         s += &format!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             m1.map_or("failed".into(), |v| format!("{v:.0}")),
-            ratio(m1, stock.pp1.as_ref().map(|p| p.msgs_per_s)),
-            ratio(m1, direct.pp1.as_ref().map(|p| p.msgs_per_s)),
+            p50_1.map_or("–".into(), |v| format!("{v:.0}")),
+            ratio(p50_1, stock.pp1.as_ref().map(|p| p.p50_us as f64)),
             m50.map_or("failed".into(), |v| format!("{v:.0}")),
-            ratio(m50, stock.pp50.as_ref().map(|p| p.msgs_per_s)),
-            ratio(m50, direct.pp50.as_ref().map(|p| p.msgs_per_s)),
+            ratio(m50, msgs(&stock.pp50)),
+            ratio(m50, msgs(&nginx.pp50)),
+            ratio(m50, msgs(&direct.pp50)),
             x.pp50.as_ref().map_or("–".into(), |p| p.p50_us.to_string()),
             x.pp50.as_ref().map_or("–".into(), |p| p.p99_us.to_string()),
-            ratio(x.pp50.as_ref().map(|p| p.p99_us as f64), stock.pp50.as_ref().map(|p| p.p99_us as f64)),
-            x.pp50.as_ref().and_then(|p| p.cpu_s_per_m).map_or("–".into(), |c| format!("{c:.1}")),
+            cpu_m(&x.pp50).map_or("–".into(), |c| format!("{c:.1}")),
+            ratio(cpu_m(&x.pp50), cpu_m(&stock.pp50)),
+            ratio(cpu_m(&x.pp50), cpu_m(&nginx.pp50)),
         );
     }
-    s += "\n## 64 KiB messages pipelined (unlimited in flight)\n\n| target | 1 conn MB/s | 8 conns MB/s | vs stock | vs proxy_http | vs direct | httpd CPU-s per GB (8 conns) | vs proxy_http |\n|---|---|---|---|---|---|---|---|\n";
+    s += &format!(
+        "\n## 64 B ping-pong, {} busy connections (targets that hold more than MaxRequestWorkers)\n\n| target | msgs/s | vs nginx | p50 µs | p99 µs | proxy CPU-s per 1M round trips | vs nginx |\n|---|---|---|---|---|---|---|\n",
+        o.busy
+    );
+    for &n in &names {
+        let x = get(n);
+        let Some(p) = &x.pp_busy else { continue };
+        s += &format!(
+            "| {n} | {:.0} | {} | {} | {} | {} | {} |\n",
+            p.msgs_per_s,
+            ratio(Some(p.msgs_per_s), msgs(&nginx.pp_busy)),
+            p.p50_us,
+            p.p99_us,
+            p.cpu_s_per_m.map_or("–".into(), |c| format!("{c:.1}")),
+            ratio(p.cpu_s_per_m, cpu_m(&nginx.pp_busy)),
+        );
+    }
+    s += "\n## 64 KiB messages pipelined (unlimited in flight)\n\n| target | 1 conn MB/s | 8 conns MB/s | vs stock | vs proxy_http | vs nginx | vs direct | proxy CPU-s per GB (8 conns) | vs proxy_http | vs nginx |\n|---|---|---|---|---|---|---|---|---|---|\n";
     let mb = |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).map(|t| t.mb_per_s);
+    let cpu_gb = |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).and_then(|t| t.cpu_s_per_gb);
     let show = |t: &Option<Throughput>| match t {
         None => "failed".to_string(),
         Some(t) if t.stalled => format!("stalled ({:.0} MB/s before)", t.mb_per_s),
         Some(t) => format!("{:.0}", t.mb_per_s),
     };
-    for n in names {
+    for &n in &names {
         let x = get(n);
-        let cpu = x.tp8.as_ref().filter(|t| !t.stalled).and_then(|t| t.cpu_s_per_gb);
+        let cpu = cpu_gb(&x.tp8);
         s += &format!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             show(&x.tp1),
             show(&x.tp8),
             ratio(mb(&x.tp8), mb(&stock.tp8)),
             ratio(mb(&x.tp8), mb(&http.tp8)),
+            ratio(mb(&x.tp8), mb(&nginx.tp8)),
             ratio(mb(&x.tp8), mb(&direct.tp8)),
             cpu.map_or("–".into(), |c| format!("{c:.2}")),
-            ratio(cpu, http.tp8.as_ref().and_then(|t| t.cpu_s_per_gb)),
+            ratio(cpu, cpu_gb(&http.tp8)),
+            ratio(cpu, cpu_gb(&nginx.tp8)),
         );
     }
     s += &format!(
-        "\n## Idle WebSockets (MaxRequestWorkers 150; held {}s, then one echo on each)\n\n| target | asked | opened | echoed after the hold | httpd RSS growth per tunnel KiB | httpd threads |\n|---|---|---|---|---|---|\n",
+        "\n## Idle WebSockets (httpd: MaxRequestWorkers 150; held {}s, then one echo on each)\n\n| target | asked | opened | echoed after the hold | RSS growth per tunnel KiB (process tree) | threads |\n|---|---|---|---|---|---|\n",
         o.hold
     );
-    for n in names {
+    for &n in &names {
         if let Some(i) = &get(n).idle {
             s += &format!(
                 "| {n} | {} | {} | {} | {} | {} |\n",
