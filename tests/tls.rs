@@ -32,7 +32,7 @@ fn env(fallback: &str) -> Env {
     let rogue = Backend::start_tls("rogue", &pki.rogue);
     let h = Httpd::start(
         Config::new("tls.conf.in")
-            .ports(2)
+            .ports(3)
             .var("FALLBACK", fallback)
             .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
             .var("TLSBACKEND", tls.port())
@@ -136,7 +136,11 @@ async fn tls_front_end_to_ws_and_wss_backends() {
 
 /// Raw bytes through a TLS front end: a WebSocket handshake, then TLS records both ways.
 async fn tls_tunnel(e: &Env, path: &str) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
-    let mut s = tls_stream(e.h.ports[1], &e.pki, &[b"http/1.1"]).await;
+    tls_tunnel_on(e, e.h.ports[1], path).await
+}
+
+async fn tls_tunnel_on(e: &Env, port: u16, path: &str) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
+    let mut s = tls_stream(port, &e.pki, &[b"http/1.1"]).await;
     s.write_all(raw::handshake(path, "").as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -185,5 +189,28 @@ async fn tls_front_end_half_close_each_way() {
         assert!(matches!(seen, Some(Event::AfterFin(n)) if n == after.len()), "{backend}: after its FIN the backend got {seen:?}");
         b.clear_events();
     }
+    e.h.stop();
+}
+
+/// A wss:// client that takes nothing while the backend sends is cut off after the
+/// write-stall limit (Timeout 2 in that virtual host), as on a plain front end (WST02005),
+/// and the log names the client.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_client_that_never_reads_is_cut_off_after_the_write_stall() {
+    let e = env("Off");
+    let (s, _) = tls_tunnel_on(&e, e.h.ports[2], "/ws2/raw-flood-1000000000").await;
+    let t0 = std::time::Instant::now();
+    let h = &e.h;
+    let ended = tokio::task::block_in_place(|| h.wait_log("WST02005", Duration::from_secs(20)));
+    let took = t0.elapsed();
+    assert!(ended, "the tunnel outlived the write-stall limit:\n{}", h.error_log());
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(12), "ended after {took:?}");
+    let log = h.error_log();
+    let line = log.lines().find(|l| l.contains("WST02005")).unwrap_or_default();
+    assert!(line.contains("client took no data for 2s"), "{line}");
+    // Far less than the backend had to send went through: the rest waited for nobody.
+    let to_client: u64 = line.split(", ").find_map(|p| p.strip_suffix(" bytes backend to client")).and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+    assert!(to_client < 256 << 20, "{line}");
+    drop(s);
     e.h.stop();
 }

@@ -486,6 +486,15 @@ impl Direction {
     }
 }
 
+/// The write-stall rule, for every driver: among the directions whose bytes wait for their
+/// destination, given as (destination, since when they waited without progress), the one that
+/// waited longest ends the tunnel once it waited `limit`, and its destination is named (a peer
+/// that reads nothing stops the other peer's reading too, once that one's writes back up).
+pub fn stalled(waiting: impl Iterator<Item = (Side, Tick)>, limit: Duration, now: Tick) -> Option<End> {
+    let (to, since) = waiting.min_by_key(|(_, since)| *since)?;
+    (now >= since.after(limit)).then_some(End::WriteStalled(to, limit))
+}
+
 /// Both directions of a tunnel and its limits: what ends it and when to look again.
 #[derive(Debug)]
 pub struct Core {
@@ -578,11 +587,8 @@ impl Core {
                 return Some(End::Idle(idle));
             }
         }
-        let stall = self.limits.write_stall?;
-        // When both wait, the one that waited longer is the cause (a peer that reads nothing
-        // stops the other peer's reading too, once its own writes back up).
-        let longest = self.dirs.iter().filter(|d| d.pending()).min_by_key(|d| d.waiting)?;
-        (now >= longest.waiting.after(stall)).then(|| End::WriteStalled(longest.to(), stall))
+        let waiting = self.dirs.iter().filter(|d| d.pending()).map(|d| (d.to(), d.waiting));
+        stalled(waiting, self.limits.write_stall?, now)
     }
 
     fn last_active(&self) -> Tick {

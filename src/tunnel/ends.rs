@@ -59,12 +59,17 @@ pub fn run(
     let client = r.connection();
     r.enter_tunnel_mode();
     let idle = (idle_us > 0).then(|| Duration::from_micros(idle_us as u64));
+    // Writes may wait as long as httpd would let a blocking write wait on either side.
+    let backend_timeout = crate::httpd::proxy::socket_timeout_us(backend);
+    // SAFETY: the request's server_rec is live.
+    let server_timeout = unsafe { (*r.server()).timeout };
+    let timeouts = super::limits::Timeouts::new(idle, backend_timeout, server_timeout);
     if scheme == Scheme::Ws && is_raw(&client) && is_raw(backconn) {
         let frames = websocket.then(Default::default);
-        raw(r, &client, backend, backconn, surplus, idle, frames);
+        raw(r, &client, backend, backconn, surplus, timeouts, frames);
     } else {
         let board = status::Tunnel::start();
-        super::filtered::run(r, backconn, surplus, idle, scheme, websocket, board.meter());
+        super::filtered::run(r, backconn, surplus, timeouts, scheme, websocket, board.meter());
     }
     DONE
 }
@@ -75,16 +80,11 @@ fn raw(
     backend: &ffi::proxy_conn_rec,
     backconn: &Connection,
     surplus: Vec<u8>,
-    idle: Option<Duration>,
+    timeouts: super::limits::Timeouts,
     frames: Option<(Frames, Frames)>,
 ) {
     // Bytes read from the client through httpd's filters are counted by mod_logio already.
     let client_filtered = std::cell::Cell::new(0u64);
-    // Writes may wait as long as httpd would let a blocking write wait on either side.
-    let backend_timeout = crate::httpd::proxy::socket_timeout_us(backend);
-    // SAFETY: the request's server_rec is live.
-    let server_timeout = unsafe { (*r.server()).timeout };
-    let timeouts = super::limits::Timeouts::new(idle, backend_timeout, server_timeout);
     let mut board = status::Tunnel::start();
     let limits = Limits {
         idle: timeouts.idle,

@@ -4,7 +4,9 @@
 //! its bytes and tracks its frames, and in a draining child ends it politely from inside
 //! (see [`super::polite`]).
 
-use super::core::End;
+use super::core::{stalled, End, Tick};
+use super::limits::Timeouts;
+use super::sys::unread;
 use super::ends::notice_mpm_stopping;
 use super::polite::{self, Direction};
 use crate::canon::Scheme;
@@ -13,6 +15,7 @@ use crate::httpd::log::{DEBUG, ERR};
 use crate::httpd::{Connection, Request};
 use crate::rlog;
 use crate::status::Meter;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -72,7 +75,8 @@ impl Half {
     /// Bytes just read: how many of them go on.
     pub fn read(&self, bytes: &[u8]) -> usize {
         // SAFETY: called by the filter (see `pair`).
-        let keep = unsafe { pair(self.dirs)[self.i].read(bytes, super::shutdown::polite_until().is_some()) };
+        let dirs = unsafe { pair(self.dirs) };
+        let keep = dirs[self.i].read(bytes, super::shutdown::polite_until().is_some(), Tick::now());
         self.counter.fetch_add(keep as u64, Relaxed);
         keep
     }
@@ -99,6 +103,7 @@ impl Half {
 /// away: connections outlive requests.
 struct Watch {
     dirs: *mut [Direction; 2],
+    senders: [Option<RawFd>; 2],
     filters: [*mut ffi::ap_filter_t; 2],
 }
 
@@ -108,18 +113,25 @@ impl Watch {
         let dirs = pool.alloc([Direction::new(true, websocket), Direction::new(false, websocket)]);
         // SAFETY: reads the loaded MPM's answer; no arguments.
         let ask_mpm = unsafe { ffi::wst_mpm_is_threaded() } == 0;
+        // An HTTP/2 stream's connection shows its main connection's socket: not its own.
+        let sender = |c: &Connection| c.fd().filter(|_| !c.is_secondary());
+        let senders = [sender(&r.connection()), sender(backconn)];
         let half = |i, counter| pool.alloc(Half { r: r.as_ptr(), dirs, i, counter, ask_mpm });
         let halves = [half(0, meter.client_to_backend), half(1, meter.backend_to_client)];
         // The bytes that came with the 101 reach the client without passing a filter.
         // SAFETY: just allocated; no filter runs yet.
-        unsafe { (*dirs)[1].read(surplus, false) };
+        let now = Tick::now();
+        unsafe {
+            (*dirs).iter_mut().for_each(|d| d.started(now));
+            (*dirs)[1].read(surplus, false, now);
+        }
         meter.backend_to_client.fetch_add(surplus.len() as u64, Relaxed);
         // SAFETY: the halves live in the request pool, which outlives the tunnel; the filters
         // are removed (drop) before the handler returns.
         let filters = unsafe {
             [ffi::wst_watch_add(r.connection().as_ptr(), halves[0].cast()), ffi::wst_watch_add(backconn.as_ptr(), halves[1].cast())]
         };
-        Watch { dirs, filters }
+        Watch { dirs, senders, filters }
     }
 
     /// Between slices, when no filter runs.
@@ -142,6 +154,15 @@ impl Watch {
         self.dirs().iter().any(Direction::closed)
     }
 
+    /// A write stall that ends the tunnel now: bytes wait unread in a sender's socket (the
+    /// tunnel stopped reading them: their destination takes nothing) and none passed that way
+    /// for `limit`.
+    fn stalled(&mut self, limit: Duration) -> Option<End> {
+        let senders = self.senders;
+        let waiting = self.dirs().iter().zip(senders).filter(|(_, s)| waiting(*s)).map(|(d, _)| (d.to(), d.moved_at()));
+        stalled(waiting, limit, Tick::now())
+    }
+
     /// Both sides answered their Close.
     fn closes_answered(&mut self) -> bool {
         self.dirs().iter().all(Direction::finished)
@@ -157,7 +178,7 @@ impl Drop for Watch {
     }
 }
 
-pub fn run(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Duration>, scheme: Scheme, websocket: bool, meter: Meter) {
+pub fn run(r: &Request, backconn: &Connection, surplus: Vec<u8>, timeouts: Timeouts, scheme: Scheme, websocket: bool, meter: Meter) {
     rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
     let mut watch = Watch::start(r, backconn, &surplus, websocket, meter);
     if !surplus.is_empty() && (!r.write(&surplus) || !r.flush()) {
@@ -173,18 +194,19 @@ pub fn run(r: &Request, backconn: &Connection, surplus: Vec<u8>, idle: Option<Du
         r.connection().set_aborted();
         return;
     }
-    let end = relay(r, backconn, tunnel, &mut watch, idle);
+    let end = relay(r, backconn, tunnel, &mut watch, timeouts);
     let [c2b, b2c] = watch.dirs().map(|d| d.passed());
     super::ends::log_end(r, &end, &format!("{c2b} bytes client to backend, {b2c} bytes backend to client"));
-    if matches!(end, End::Shutdown | End::GoingAway) {
+    if matches!(end, End::Shutdown | End::GoingAway | End::WriteStalled(..)) {
         // Close the client now, without lingering: the tunnel is over on both sides.
         r.connection().set_aborted();
     }
 }
 
 /// Runs mod_proxy's tunnel in slices until it ends, or must end.
-fn relay(r: &Request, backconn: &Connection, tunnel: *mut ffi::proxy_tunnel_rec, watch: &mut Watch, idle: Option<Duration>) -> End {
+fn relay(r: &Request, backconn: &Connection, tunnel: *mut ffi::proxy_tunnel_rec, watch: &mut Watch, timeouts: Timeouts) -> End {
     let mut quiet_since = Instant::now();
+    // Each direction's sender: where bytes wait while mod_proxy's tunnel cannot write them on.
     loop {
         let started = Instant::now();
         // SAFETY: `tunnel` was created for this request, which outlives the loop.
@@ -214,8 +236,18 @@ fn relay(r: &Request, backconn: &Connection, tunnel: *mut ffi::proxy_tunnel_rec,
         if super::shutdown::stopping() {
             return End::Shutdown;
         }
-        if let Some(idle) = idle.filter(|d| now - quiet_since >= *d) {
+        if let Some(idle) = timeouts.idle.filter(|d| now - quiet_since >= *d) {
             return End::Idle(idle);
         }
+        // A quiet slice with bytes waiting in a sender's socket (HTTP/2 streams have no
+        // socket of their own: their flow control is mod_http2's).
+        if let Some(end) = timeouts.write_stall.and_then(|limit| watch.stalled(limit)) {
+            return end;
+        }
     }
+}
+
+/// Whether bytes wait unread in `sender`'s socket.
+fn waiting(sender: Option<RawFd>) -> bool {
+    sender.is_some_and(|fd| unread(fd) > 0)
 }

@@ -6,7 +6,7 @@
 //! until the sender's own Close; after that it reads as end of stream. A direction that rests
 //! is closed from outside (between slices, or by the other direction's filter).
 
-use super::core::Polite;
+use super::core::{Polite, Tick};
 use super::sys::going_away;
 use crate::frames::Frames;
 
@@ -20,19 +20,44 @@ pub struct Direction {
     to_backend: bool,
     /// Bytes passed on so far.
     passed: u64,
+    /// When bytes last passed (or the tunnel began): the write-stall clock's start, should
+    /// bytes wait now.
+    moved_at: Tick,
 }
 
 impl Direction {
     pub fn new(to_backend: bool, websocket: bool) -> Direction {
-        Direction { frames: websocket.then(Frames::default), phase: Polite::Open, to_backend, passed: 0 }
+        Direction { frames: websocket.then(Frames::default), phase: Polite::Open, to_backend, passed: 0, moved_at: Tick::default() }
+    }
+
+    /// The tunnel begins at `now`.
+    pub fn started(&mut self, now: Tick) {
+        self.moved_at = now;
+    }
+
+    /// Where this direction's bytes go.
+    pub fn to(&self) -> super::core::Side {
+        if self.to_backend {
+            super::core::Side::Backend
+        } else {
+            super::core::Side::Client
+        }
+    }
+
+    /// When bytes last passed this way.
+    pub fn moved_at(&self) -> Tick {
+        self.moved_at
     }
 
     /// Bytes just read from the sender: how many of them go on. In the polite end (`polite`)
     /// an open direction keeps bytes up to its next boundary, its Close falls due there, and
     /// the rest is dropped (still watched for the sender's Close).
-    pub fn read(&mut self, bytes: &[u8], polite: bool) -> usize {
+    pub fn read(&mut self, bytes: &[u8], polite: bool, now: Tick) -> usize {
         let keep = self.keep(bytes, polite);
         self.passed += keep as u64;
+        if keep > 0 {
+            self.moved_at = now;
+        }
         keep
     }
 
@@ -119,6 +144,8 @@ pub fn closes_after_read(dirs: &mut [Direction; 2], i: usize) -> (Option<Vec<u8>
 mod tests {
     use super::*;
 
+    const T: Tick = Tick(0);
+
     /// A frame of `len` payload bytes, masked (client to backend) or not.
     fn frame(opcode: u8, len: usize, masked: bool) -> Vec<u8> {
         assert!(len < 126);
@@ -138,8 +165,8 @@ mod tests {
     fn before_the_polite_end_everything_passes() {
         let mut d = Direction::new(true, true);
         let bytes = frame(2, 100, true);
-        assert_eq!(d.read(&bytes[..50], false), 50);
-        assert_eq!(d.read(&bytes[50..], false), bytes.len() - 50);
+        assert_eq!(d.read(&bytes[..50], false, T), 50);
+        assert_eq!(d.read(&bytes[50..], false, T), bytes.len() - 50);
         assert!(d.take_due_close().is_none() && !d.closed());
     }
 
@@ -150,27 +177,27 @@ mod tests {
         let first = stream.len();
         stream.extend(frame(2, 10, true));
         // Mid-frame when the polite end begins: the frame finishes, nothing after it passes.
-        assert_eq!(d.read(&stream[..30], false), 30);
-        assert_eq!(d.read(&stream[30..], true), first - 30);
+        assert_eq!(d.read(&stream[..30], false, T), 30);
+        assert_eq!(d.read(&stream[30..], true, T), first - 30);
         let close = d.take_due_close().expect("due at the boundary");
         assert!(is_going_away(&close, true), "masked towards the backend: {close:?}");
         assert!(d.closed() && !d.finished() && d.take_due_close().is_none());
         assert_eq!(d.passed(), first as u64, "what passed: the frames before the boundary");
         // The sender goes on a while, then answers with its Close.
-        assert_eq!(d.read(&frame(1, 20, true), true), 0);
+        assert_eq!(d.read(&frame(1, 20, true), true, T), 0);
         assert!(!d.finished());
         let answer = frame(8, 2, true);
-        assert_eq!(d.read(&answer[..3], true), 0);
+        assert_eq!(d.read(&answer[..3], true, T), 0);
         assert!(!d.finished());
-        assert_eq!(d.read(&answer[3..], true), 0);
+        assert_eq!(d.read(&answer[3..], true, T), 0);
         assert!(d.finished());
     }
 
     #[test]
     fn a_direction_between_frames_closes_at_once() {
         let mut d = Direction::new(false, true);
-        assert_eq!(d.read(&frame(1, 5, false), false), 7);
-        assert_eq!(d.read(&frame(1, 5, false), true), 0, "the boundary came first");
+        assert_eq!(d.read(&frame(1, 5, false), false, T), 7);
+        assert_eq!(d.read(&frame(1, 5, false), true, T), 0, "the boundary came first");
         assert!(is_going_away(&d.take_due_close().unwrap(), false));
     }
 
@@ -180,7 +207,7 @@ mod tests {
         assert!(is_going_away(&resting.close_if_resting().unwrap(), false));
         assert!(resting.closed() && resting.close_if_resting().is_none());
         let mut mid = Direction::new(false, true);
-        mid.read(&frame(2, 50, false)[..10], false);
+        mid.read(&frame(2, 50, false)[..10], false, T);
         assert!(mid.close_if_resting().is_none());
     }
 
@@ -190,33 +217,33 @@ mod tests {
         // ours does not follow.
         let mut d = Direction::new(true, true);
         let close = frame(8, 2, true);
-        assert_eq!(d.read(&close[..3], false), 3);
-        assert_eq!(d.read(&close[3..], true), close.len() - 3);
+        assert_eq!(d.read(&close[..3], false, T), 3);
+        assert_eq!(d.read(&close[3..], true, T), close.len() - 3);
         assert!(d.due() && d.take_due_close().is_none());
         assert!(d.closed() && d.finished(), "nothing more comes from a sender that closed");
         // Resting, its Close passed earlier: closed from outside without a Close either.
         let mut r = Direction::new(false, true);
-        r.read(&frame(8, 2, false), false);
+        r.read(&frame(8, 2, false), false, T);
         assert!(r.close_if_resting().is_none() && r.finished());
         // Its Close after the boundary (dropped): ours goes, and theirs counts as the answer.
         let mut late = Direction::new(true, true);
         let mut bytes = frame(2, 3, true);
         bytes.extend(frame(8, 2, true));
-        assert_eq!(late.read(&bytes, true), 0);
+        assert_eq!(late.read(&bytes, true, T), 0);
         assert!(late.take_due_close().is_some() && late.finished());
     }
 
     #[test]
     fn without_websocket_bytes_always_pass_and_nothing_closes() {
         let mut d = Direction::new(true, false);
-        assert_eq!(d.read(b"GET / HTTP/1.1\r\n", true), 16);
+        assert_eq!(d.read(b"GET / HTTP/1.1\r\n", true, T), 16);
         assert!(d.take_due_close().is_none() && d.close_if_resting().is_none() && !d.finished());
     }
 
     #[test]
     fn the_direction_that_closes_tells_its_sender_if_the_other_way_rests() {
         let mut dirs = [Direction::new(true, true), Direction::new(false, true)];
-        assert_eq!(dirs[0].read(&frame(2, 5, true), true), 0);
+        assert_eq!(dirs[0].read(&frame(2, 5, true), true, T), 0);
         let (here, back) = closes_after_read(&mut dirs, 0);
         assert!(is_going_away(&here.unwrap(), true));
         assert!(is_going_away(&back.unwrap(), false), "the client hears at once");
@@ -224,10 +251,10 @@ mod tests {
         // The other way is mid-frame: it closes itself at its boundary later.
         let mut dirs = [Direction::new(true, true), Direction::new(false, true)];
         let big = frame(2, 60, false);
-        dirs[1].read(&big[..10], false);
-        dirs[0].read(&frame(2, 5, true), true);
+        dirs[1].read(&big[..10], false, T);
+        dirs[0].read(&frame(2, 5, true), true, T);
         assert!(closes_after_read(&mut dirs, 0).1.is_none());
-        assert_eq!(dirs[1].read(&big[10..], true), big.len() - 10);
+        assert_eq!(dirs[1].read(&big[10..], true, T), big.len() - 10);
         assert!(is_going_away(&closes_after_read(&mut dirs, 1).0.unwrap(), false));
     }
 }

@@ -101,6 +101,17 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
     }
 }
 
+/// Bytes received on socket `fd` and not yet read (0 if it cannot tell).
+pub fn unread(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int into `n`.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } == 0 {
+        n.max(0) as usize
+    } else {
+        0
+    }
+}
+
 /// Turns on TCP keep-alive so that a vanished peer is eventually noticed.
 pub fn set_keepalive(fd: RawFd) {
     let on: libc::c_int = 1;
