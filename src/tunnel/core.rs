@@ -7,8 +7,10 @@
 //! through one pump (`pump`); the filtered tunnel's watch filter uses the same polite-end rule
 //! ([`Polite`]) and the same ends ([`End`]) and messages.
 //!
-//! Buffers come from a small per-thread pool and go back as soon as they are empty: an idle
-//! tunnel holds none, and a busy one allocates nothing per message.
+//! Buffers ([`Buffers`]): a tunnel that has its thread to itself keeps its buffer while it is
+//! busy and frees it after a quiet second; tunnels that share a thread (the runtime's) take
+//! one from the thread's pool for each message and give it back as soon as it is written.
+//! Either way an idle tunnel holds none, and a busy one allocates nothing per message.
 
 use super::bulk::{self, Read};
 use super::sys::CHUNK;
@@ -137,6 +139,20 @@ pub use super::limits::Timeouts as Limits;
 /// How often at most a busy tunnel adds its bytes to the status board (a shared cache line).
 pub const SHOW_EVERY: Duration = Duration::from_millis(250);
 
+/// How long a tunnel with a thread to itself keeps its buffers without traffic.
+pub const RELEASE_AFTER: Duration = Duration::from_secs(1);
+
+/// Where a direction's buffer lives between messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buffers {
+    /// The tunnel has its thread to itself (the poll driver): the direction keeps its buffer
+    /// (and kernel pipe) while it is busy and frees them after [`RELEASE_AFTER`] without traffic.
+    Keep,
+    /// Many tunnels share the thread (the runtime): a buffer goes back to the thread's pool as
+    /// soon as it is empty, so memory follows the bytes in flight, not the tunnels.
+    Share,
+}
+
 /// What a direction reads next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
@@ -191,8 +207,8 @@ thread_local! {
     static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Buffers a thread keeps for reuse: enough for the read-then-write of a message in each
-/// direction; a buffer held back by a slow reader is its direction's own.
+/// Buffers a thread keeps for reuse ([`Buffers::Share`]): enough for the read-then-write of a
+/// message in each direction; a buffer held back by a slow reader is its direction's own.
 const POOL_MAX: usize = 4;
 
 fn take_buffer() -> Box<[u8]> {
@@ -214,6 +230,7 @@ fn give_buffer(b: Box<[u8]>) {
 #[derive(Debug)]
 pub struct Direction {
     from: Side,
+    buffers: Buffers,
     /// Bytes read and not yet written: `buf[start..end]`; the buffer exists only while bytes wait.
     buf: Option<Box<[u8]>>,
     start: usize,
@@ -238,9 +255,10 @@ pub struct Direction {
 
 impl Direction {
     /// `pre`: bytes already read from the sender (the backend's, behind its 101).
-    pub fn new(from: Side, frames: Option<Frames>, pre: &[u8], now: Tick) -> Direction {
+    pub fn new(from: Side, buffers: Buffers, frames: Option<Frames>, pre: &[u8], now: Tick) -> Direction {
         let mut d = Direction {
             from,
+            buffers,
             buf: None,
             start: 0,
             end: 0,
@@ -303,6 +321,26 @@ impl Direction {
         self.buf.is_none()
     }
 
+    /// Whether an empty kernel pipe stays with the direction ([`Buffers::Keep`]) or goes back
+    /// to the thread's pool.
+    pub fn keeps_buffers(&self) -> bool {
+        self.buffers == Buffers::Keep
+    }
+
+    /// When a kept buffer falls to be freed, if one is held and nothing is in flight.
+    fn release_at(&self) -> Option<Tick> {
+        (self.buffers == Buffers::Keep && !self.pending() && self.buf.is_some()).then(|| self.active.after(RELEASE_AFTER))
+    }
+
+    /// Frees a kept buffer after a quiet while; true if the direction holds none now (the
+    /// driver then closes its kernel pipe too).
+    pub fn release_if_quiet(&mut self, now: Tick) -> bool {
+        if self.release_at().is_some_and(|t| now >= t) {
+            self.buf = None;
+        }
+        self.buf.is_none() && !self.pending()
+    }
+
     /// The FIN went to the destination: nothing more goes this way.
     pub fn finished(&self) -> bool {
         self.shut_out
@@ -362,6 +400,12 @@ impl Direction {
         // Bulk mode only for bytes from the socket itself.
         self.splicing = bulk::after(self.frames.as_ref(), self.splicing, Read::Copy(n), n, at_header) && !from_filters;
         self.settle();
+    }
+
+    /// The read into [`Direction::read_space`] found nothing (it would block): a shared
+    /// buffer goes back to the pool, so that waiting tunnels hold none.
+    pub fn nothing_read(&mut self) {
+        self.drop_empty_buffer();
     }
 
     /// `n` bytes were spliced from the sender into the kernel pipe (0: its FIN).
@@ -430,12 +474,19 @@ impl Direction {
         self.drop_empty_buffer();
     }
 
+    /// An empty buffer goes back to the pool ([`Buffers::Share`]) or, once the direction is
+    /// finished, away.
     fn drop_empty_buffer(&mut self) {
         if self.end == self.start {
-            if let Some(b) = self.buf.take() {
-                give_buffer(b);
-            }
             (self.start, self.end) = (0, 0);
+            if self.buffers == Buffers::Keep && !self.shut_out && !self.eof_in {
+                return;
+            }
+            if let Some(b) = self.buf.take() {
+                if self.buffers == Buffers::Share {
+                    give_buffer(b);
+                }
+            }
         }
     }
 
@@ -514,10 +565,10 @@ pub struct Core {
 impl Core {
     /// `frames`: where each direction's WebSocket frames stand (None: not WebSocket);
     /// `backend_pre`: the backend's bytes behind its 101, not yet sent to the client.
-    pub fn new(limits: Limits, frames: Option<(Frames, Frames)>, backend_pre: &[u8], now: Tick) -> Core {
+    pub fn new(limits: Limits, buffers: Buffers, frames: Option<(Frames, Frames)>, backend_pre: &[u8], now: Tick) -> Core {
         let (cf, bf) = frames.map_or((None, None), |(c, b)| (Some(c), Some(b)));
         Core {
-            dirs: [Direction::new(Side::Client, cf, &[], now), Direction::new(Side::Backend, bf, backend_pre, now)],
+            dirs: [Direction::new(Side::Client, buffers, cf, &[], now), Direction::new(Side::Backend, buffers, bf, backend_pre, now)],
             limits,
             polite: false,
             polite_until: None,
@@ -600,7 +651,8 @@ impl Core {
         let idle = self.limits.idle.map(|d| self.last_active().after(d));
         let stall = self.limits.write_stall.and_then(|s| self.dirs.iter().filter(|d| d.pending()).map(|d| d.waiting.after(s)).min());
         let show = self.dirs.iter().any(|d| d.unshown > 0).then(|| self.shown.after(SHOW_EVERY));
-        [idle, stall, show, self.polite_until, self.handoff_at].into_iter().flatten().min()
+        let release = self.dirs.iter().filter_map(Direction::release_at).min();
+        [idle, stall, show, release, self.polite_until, self.handoff_at].into_iter().flatten().min()
     }
 
     /// Bytes each way to add to the status board, if it is time (`force`: the tunnel ends).
@@ -658,7 +710,7 @@ mod tests {
 
     #[test]
     fn a_message_passes_and_the_buffer_goes_back() {
-        let mut d = Direction::new(Side::Client, None, &[], T0);
+        let mut d = Direction::new(Side::Client, Buffers::Share, None, &[], T0);
         assert_eq!(d.next_read(false), Some(Want::Copy(CHUNK)));
         read(&mut d, b"hello", ms(1));
         assert!(d.pending() && !d.holds_nothing());
@@ -668,9 +720,35 @@ mod tests {
         assert_eq!(d.next_write(), None);
     }
 
+    /// A tunnel with its thread to itself keeps its buffer between messages, and frees it
+    /// after a quiet second (the driver is woken for it).
+    #[test]
+    fn a_kept_buffer_is_freed_after_a_quiet_second() {
+        let mut c = Core::new(Limits::default(), Buffers::Keep, None, &[], T0);
+        read(&mut c.dirs[0], b"hello", ms(10));
+        write_all(&mut c.dirs[0], ms(20));
+        assert!(!c.dirs[0].holds_nothing(), "kept for the next message");
+        assert_eq!(c.next_deadline(), Some(ms(20).after(RELEASE_AFTER).min(T0.after(SHOW_EVERY))));
+        assert!(!c.dirs[0].release_if_quiet(ms(1_019)));
+        assert!(c.dirs[0].release_if_quiet(ms(1_020)));
+        assert!(c.dirs[0].holds_nothing());
+        assert_eq!(c.to_show(ms(1_020), true), Some((5, 0)));
+        assert_eq!(c.next_deadline(), None, "nothing left to wake up for");
+    }
+
+    /// A tunnel waiting for bytes holds no shared buffer: the one taken for a read that found
+    /// nothing goes back at once.
+    #[test]
+    fn a_read_that_finds_nothing_gives_the_shared_buffer_back() {
+        let mut d = Direction::new(Side::Client, Buffers::Share, None, &[], T0);
+        assert!(!d.read_space(CHUNK).is_empty());
+        d.nothing_read();
+        assert!(d.holds_nothing());
+    }
+
     #[test]
     fn a_partial_write_keeps_the_rest_in_order_and_a_full_buffer_stops_reading() {
-        let mut d = Direction::new(Side::Backend, None, b"pre:", T0);
+        let mut d = Direction::new(Side::Backend, Buffers::Share, None, b"pre:", T0);
         read(&mut d, &vec![1u8; CHUNK - 4], ms(1));
         assert_eq!(d.next_read(false), None, "the buffer is full");
         d.wrote(10, ms(2));
@@ -682,7 +760,7 @@ mod tests {
     /// The half-close rule, as a table of events: (what happens, what the direction says next).
     #[test]
     fn the_fin_goes_after_every_earlier_byte_and_only_once() {
-        let mut d = Direction::new(Side::Client, None, &[], T0);
+        let mut d = Direction::new(Side::Client, Buffers::Share, None, &[], T0);
         read(&mut d, b"last", ms(1));
         d.copied(0, false, ms(2));
         assert_eq!(d.next_read(false), None, "nothing is read after the FIN");
@@ -696,7 +774,7 @@ mod tests {
 
     #[test]
     fn the_core_ends_when_both_directions_finished() {
-        let mut c = Core::new(Limits::default(), None, &[], T0);
+        let mut c = Core::new(Limits::default(), Buffers::Share, None, &[], T0);
         for d in c.dirs.iter_mut() {
             d.copied(0, false, ms(1));
             assert_eq!(d.next_write(), Some(Out::Fin));
@@ -710,7 +788,7 @@ mod tests {
     #[test]
     fn idle_and_write_stall_limits_and_the_next_deadline() {
         let limits = Limits { idle: Some(Duration::from_secs(10)), write_stall: Some(Duration::from_secs(3)) };
-        let mut c = Core::new(limits, None, &[], T0);
+        let mut c = Core::new(limits, Buffers::Share, None, &[], T0);
         assert_eq!(c.next_deadline(), Some(ms(10_000)));
         read(&mut c.dirs[1], b"x", ms(1_000));
         // Bytes wait for the client from 1 s on: the stall limit comes before the idle one.
@@ -730,7 +808,7 @@ mod tests {
     #[test]
     fn the_side_that_stalled_first_is_named() {
         let limits = Limits { idle: None, write_stall: Some(Duration::from_secs(2)) };
-        let mut c = Core::new(limits, None, &[], T0);
+        let mut c = Core::new(limits, Buffers::Share, None, &[], T0);
         read(&mut c.dirs[1], b"echo", ms(100));
         read(&mut c.dirs[0], b"flood", ms(900));
         assert!(c.expired(ms(2_099)).is_none());
@@ -739,7 +817,7 @@ mod tests {
 
     #[test]
     fn bytes_reach_the_board_at_most_every_show_interval() {
-        let mut c = Core::new(Limits::default(), None, &[], T0);
+        let mut c = Core::new(Limits::default(), Buffers::Share, None, &[], T0);
         read(&mut c.dirs[0], b"abc", ms(1));
         write_all(&mut c.dirs[0], ms(1));
         assert_eq!(c.to_show(ms(1), false), None);
@@ -754,7 +832,7 @@ mod tests {
     #[test]
     fn the_polite_end_closes_at_the_next_boundary() {
         let f = frame(100);
-        let mut c = Core::new(Limits::default(), Some(Default::default()), &[], T0);
+        let mut c = Core::new(Limits::default(), Buffers::Share, Some(Default::default()), &[], T0);
         read(&mut c.dirs[0], &f[..50], ms(1));
         c.close_politely(Some(ms(5_000))).unwrap();
         // The resting direction (backend to client) has its Close queued at once, unmasked.
@@ -781,7 +859,7 @@ mod tests {
 
     #[test]
     fn a_sender_whose_close_went_gets_no_second_close() {
-        let mut c = Core::new(Limits::default(), Some(Default::default()), &[], T0);
+        let mut c = Core::new(Limits::default(), Buffers::Share, Some(Default::default()), &[], T0);
         let close = close_frame(1000, Some([1, 2, 3, 4]));
         read(&mut c.dirs[0], &close[..3], ms(1));
         c.close_politely(Some(ms(5_000))).unwrap();
@@ -796,13 +874,13 @@ mod tests {
 
     #[test]
     fn without_framing_the_polite_end_is_refused() {
-        let mut c = Core::new(Limits::default(), None, &[], T0);
+        let mut c = Core::new(Limits::default(), Buffers::Share, None, &[], T0);
         assert!(matches!(c.close_politely(Some(ms(5_000))), Err(End::Shutdown)));
     }
 
     #[test]
     fn a_quiet_tunnel_is_handed_over_once_the_moment_passed() {
-        let mut c = Core::new(Limits::default(), None, b"behind the 101", T0);
+        let mut c = Core::new(Limits::default(), Buffers::Share, None, b"behind the 101", T0);
         c.set_handoff_at(Some(ms(100)));
         assert!(c.ended(ms(100)).is_none(), "bytes in flight");
         write_all(&mut c.dirs[1], ms(50));
@@ -812,7 +890,7 @@ mod tests {
 
     #[test]
     fn large_frames_splice_after_a_full_read_and_headers_are_copied() {
-        let mut d = Direction::new(Side::Client, Some(Default::default()), &[], T0);
+        let mut d = Direction::new(Side::Client, Buffers::Share, Some(Default::default()), &[], T0);
         // A 1 MiB frame: its header and the first chunk are copied...
         let mut head = vec![0x82, 0x80 | 127];
         head.extend_from_slice(&(1u64 << 20).to_be_bytes());

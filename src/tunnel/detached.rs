@@ -10,7 +10,7 @@
 //!
 //! Pure Rust (no httpd calls): the caller passes what it needs done at the end as a closure.
 
-use super::core::{Core, End, Side, Tick};
+use super::core::{Buffers, Core, End, Side, Tick};
 use super::pump::{pump, Io, Pipe};
 use super::sys::{recv, send, set_nonblocking, shutdown_write, splice};
 use crate::frames::Frames;
@@ -198,7 +198,7 @@ async fn relay(
         (Err(e), _) => return (0, 0, End::Failed(Side::Client, e)),
         (_, Err(e)) => return (0, 0, End::Failed(Side::Backend, e)),
     };
-    let mut tunnel = Task { core: Core::new(timeouts, frames, &[], Tick::now()), pipes: Default::default(), armed: None, meter };
+    let mut tunnel = Task { core: Core::new(timeouts, Buffers::Share, frames, &[], Tick::now()), pipes: Default::default(), armed: None, meter };
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     // Whether the child's phase can still change (its sender lives).

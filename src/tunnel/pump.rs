@@ -57,6 +57,11 @@ thread_local! {
 const PIPES_MAX: usize = 16;
 
 impl Pipe {
+    /// Closes a kept pipe (the direction went quiet: [`Direction::release_if_quiet`]).
+    pub fn close(&mut self) {
+        self.0 = None;
+    }
+
     fn ends(&mut self) -> io::Result<(RawFd, RawFd)> {
         if self.0.is_none() {
             self.0 = Some(match PIPES.with(|p| p.borrow_mut().pop()) {
@@ -101,7 +106,7 @@ pub fn pump(d: &mut Direction, pipe: &mut Pipe, io: &mut impl Io, now: Tick) -> 
                 match io.splice_out(r, dst, n) {
                     Ok(w) => {
                         d.wrote(w, now);
-                        if !d.pending() {
+                        if !d.pending() && !d.keeps_buffers() {
                             pipe.release();
                         }
                         progressed = true;
@@ -128,7 +133,7 @@ pub fn pump(d: &mut Direction, pipe: &mut Pipe, io: &mut impl Io, now: Tick) -> 
                         reads += 1;
                         progressed = true;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => d.nothing_read(),
                     Err(e) => return Err(End::Failed(src, e)),
                 }
             }

@@ -5,7 +5,7 @@
 //!
 //! Pure Rust over file descriptors: unit-tested with socket pairs, no httpd needed.
 
-use super::core::{Core, Limits as Timeouts, Tick};
+use super::core::{Buffers, Core, Limits as Timeouts, Tick};
 pub use super::core::{End, Side};
 use super::pump::{pump, Io, Pipe};
 use super::sys::{self, recv, send, set_keepalive, set_nonblocking, shutdown_write, socket_error, splice};
@@ -80,7 +80,7 @@ pub fn run(ends: Ends, limits: Limits) -> Outcome {
         set_keepalive(fd);
     }
     let now = Tick::now();
-    let mut core = Core::new(Timeouts { idle: limits.idle, write_stall: limits.write_stall }, ends.frames, &ends.backend_pre, now);
+    let mut core = Core::new(Timeouts { idle: limits.idle, write_stall: limits.write_stall }, Buffers::Keep, ends.frames, &ends.backend_pre, now);
     core.set_handoff_at(limits.handoff_at.map(|t| tick_of(t, now)));
     let mut io = PollIo { fds: [ends.client, ends.backend], ready: [[true; 2]; 2], buffered: [ends.client_buffered, ends.backend_buffered] };
     let end = drive(&mut core, &mut io, &limits, ends.meter);
@@ -168,6 +168,12 @@ fn drive(core: &mut Core, io: &mut PollIo, limits: &Limits, meter: Meter) -> End
         }
         if let Some(end) = core.ended(now).or_else(|| core.expired(now)) {
             return end;
+        }
+        // Quiet for a while: the buffers go, so an idle tunnel costs its thread only.
+        for (d, pipe) in core.dirs.iter_mut().zip(pipes.iter_mut()) {
+            if d.release_if_quiet(now) {
+                pipe.close();
+            }
         }
         // What to wait for: each side's reads its direction wants, writes the other one has.
         let want = |s: Side| {
