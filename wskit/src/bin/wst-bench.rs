@@ -8,7 +8,7 @@
 //! the children it reaped. The load client is one thread, as is the backend.
 //!
 //! Usage: wst-bench [--quick] [--runs N] [--idle N] [--hold SECS] [--busy N] [--only TARGET]
-//!                  [--mt-module SO] [--out FILE]
+//!                  [--mt-module SO] [--workloads pp1,pp50,busy,tp1,tp8,idle] [--out FILE]
 //!        wst-bench --syscalls [--only TARGET]
 //! (`--only` runs one target, e.g. `--only "ours async"`, without ratios to the others.
 //! `--syscalls`: only 64 B ping-pong, each server's process tree under `strace -f -c`, and
@@ -38,6 +38,14 @@ struct Opts {
     busy: usize,
     /// A build of ours with the multi-thread runtime, measured as one more target.
     mt_module: Option<String>,
+    /// Workloads to run (pp1, pp50, busy, tp1, tp8, idle); all by default.
+    workloads: Vec<String>,
+}
+
+impl Opts {
+    fn runs(&self, workload: &str) -> bool {
+        self.workloads.is_empty() || self.workloads.iter().any(|w| w == workload)
+    }
 }
 
 fn opts() -> Opts {
@@ -53,6 +61,7 @@ fn opts() -> Opts {
         syscalls: args.iter().any(|a| a == "--syscalls"),
         busy: val("--busy").and_then(|v| v.parse().ok()).unwrap_or(if quick { 500 } else { 5000 }),
         mt_module: val("--mt-module"),
+        workloads: val("--workloads").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default(),
         out: val("--out"),
     }
 }
@@ -100,6 +109,15 @@ async fn open(hostport: &str, prefix: &str) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
+/// Busy CPU time of the whole machine (clock ticks, every CPU, every process and the kernel's
+/// own work such as softirqs): what a user's machine pays, wherever the kernel charged it.
+fn machine_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0)).collect();
+    // user nice system idle iowait irq softirq steal ...: all but idle and iowait.
+    f.iter().take(8).sum::<u64>() - f.get(3).copied().unwrap_or(0) - f.get(4).copied().unwrap_or(0)
+}
+
 fn ticks_per_sec() -> f64 {
     // SAFETY: sysconf with a constant name.
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
@@ -112,6 +130,8 @@ struct PingPong {
     p50_us: u32,
     p99_us: u32,
     cpu_s_per_m: Option<f64>,
+    /// The whole machine's busy CPU-s per 1M round trips (client and backend included).
+    machine_s_per_m: f64,
 }
 
 /// The median of `runs` by each figure on its own.
@@ -132,6 +152,7 @@ async fn ping_pong_median(hostport: &str, prefix: &str, conns: usize, o: &Opts, 
         p50_us: median(runs.iter().map(|r| r.p50_us).collect(), |v| *v as f64)? as u32,
         p99_us: median(runs.iter().map(|r| r.p99_us).collect(), |v| *v as f64)? as u32,
         cpu_s_per_m: cpu,
+        machine_s_per_m: median(runs.iter().map(|r| r.machine_s_per_m).collect(), |v| *v)?,
     })
 }
 
@@ -146,7 +167,12 @@ async fn pipelined_median(hostport: &str, prefix: &str, conns: usize, o: &Opts, 
         runs.push(r);
     }
     let cpu = runs.iter().all(|r| r.cpu_s_per_gb.is_some()).then(|| median(runs.iter().map(|r| r.cpu_s_per_gb.unwrap_or(0.0)).collect(), |c| *c)).flatten();
-    Some(Throughput { mb_per_s: median(runs.iter().map(|r| r.mb_per_s).collect(), |v| *v)?, stalled: false, cpu_s_per_gb: cpu })
+    Some(Throughput {
+        mb_per_s: median(runs.iter().map(|r| r.mb_per_s).collect(), |v| *v)?,
+        stalled: false,
+        cpu_s_per_gb: cpu,
+        machine_s_per_gb: median(runs.iter().map(|r| r.machine_s_per_gb).collect(), |v| *v)?,
+    })
 }
 
 async fn ping_pong(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: Option<u32>) -> Option<PingPong> {
@@ -155,6 +181,7 @@ async fn ping_pong(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: O
         socks.push(open(hostport, prefix).await.ok()?);
     }
     let cpu0 = pid.map(tree_ticks);
+    let machine0 = machine_ticks();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let msg = frame(&[0x42; 64]);
     let tasks: Vec<_> = socks
@@ -182,16 +209,19 @@ async fn ping_pong(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: O
     }
     let took = t0.elapsed().as_secs_f64();
     let cpu = pid.zip(cpu0).map(|(p, c0)| tree_ticks(p).saturating_sub(c0) as f64 / ticks_per_sec());
+    let machine = machine_ticks().saturating_sub(machine0) as f64 / ticks_per_sec();
     all.sort_unstable();
     let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
     let n = all.len() as f64;
-    Some(PingPong { count: all.len() as u64, msgs_per_s: n / took, p50_us: pct(0.50), p99_us: pct(0.99), cpu_s_per_m: cpu.map(|c| c / (n / 1e6)) })
+    Some(PingPong { count: all.len() as u64, msgs_per_s: n / took, p50_us: pct(0.50), p99_us: pct(0.99), cpu_s_per_m: cpu.map(|c| c / (n / 1e6)), machine_s_per_m: machine / (n / 1e6) })
 }
 
 struct Throughput {
     mb_per_s: f64,
     stalled: bool,
     cpu_s_per_gb: Option<f64>,
+    /// The whole machine's busy CPU-s per GB relayed.
+    machine_s_per_gb: f64,
 }
 
 async fn pipelined(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: Option<u32>) -> Option<Throughput> {
@@ -200,6 +230,7 @@ async fn pipelined(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: O
         socks.push(open(hostport, prefix).await.ok()?);
     }
     let cpu0 = pid.map(tree_ticks);
+    let machine0 = machine_ticks();
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let msg = Arc::new(frame(&vec![0x5a; 64 * 1024]));
@@ -247,13 +278,14 @@ async fn pipelined(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: O
     stop.store(true, Ordering::Relaxed);
     let bytes = received.load(Ordering::Relaxed) as f64;
     let cpu = pid.zip(cpu0).map(|(p, c0)| tree_ticks(p).saturating_sub(c0) as f64 / ticks_per_sec());
+    let machine = machine_ticks().saturating_sub(machine0) as f64 / ticks_per_sec();
     // Nothing at all came back: the tunnel never moved (a deadlock, not a slow run).
     let stalled = stalled || bytes == 0.0;
     for t in tasks {
         t.abort();
     }
     // httpd relays each echoed byte twice (to the backend and back).
-    Some(Throughput { mb_per_s: bytes / took / 1e6, stalled, cpu_s_per_gb: cpu.map(|c| c / (2.0 * bytes / 1e9)) })
+    Some(Throughput { mb_per_s: bytes / took / 1e6, stalled, cpu_s_per_gb: cpu.map(|c| c / (2.0 * bytes / 1e9)), machine_s_per_gb: machine / (2.0 * bytes / 1e9) })
 }
 
 struct Idle {
@@ -416,22 +448,32 @@ async fn main() {
         eprintln!("== {}", t.name);
         let mut r = Results::default();
         let (hostport, prefix) = server.address(&backend);
-        r.pp1 = ping_pong_median(&hostport, prefix, 1, &o, server.pid()).await;
-        r.pp50 = ping_pong_median(&hostport, prefix, 50, &o, server.pid()).await;
+        if o.runs("pp1") {
+            r.pp1 = ping_pong_median(&hostport, prefix, 1, &o, server.pid()).await;
+        }
+        if o.runs("pp50") {
+            r.pp50 = ping_pong_median(&hostport, prefix, 50, &o, server.pid()).await;
+        }
         // Synchronous tunnels cap at MaxRequestWorkers.
         let sync = matches!(t.name, "stock wstunnel (Off)" | "stock proxy_http (On)" | "ours sync");
-        if !sync {
+        if !sync && o.runs("busy") {
             r.pp_busy = ping_pong_median(&hostport, prefix, o.busy, &o, server.pid()).await;
         }
-        r.tp1 = pipelined_median(&hostport, prefix, 1, &o, server.pid()).await;
+        if o.runs("tp1") {
+            r.tp1 = pipelined_median(&hostport, prefix, 1, &o, server.pid()).await;
+        }
         // A stalled tunnel holds its worker: start afresh for the next workload.
         let server = if r.tp1.as_ref().is_some_and(|t| t.stalled) { restart(server, t, &backend) } else { server };
-        r.tp8 = pipelined_median(&hostport_of(&server, &backend), prefix, 8, &o, server.pid()).await;
+        if o.runs("tp8") {
+            r.tp8 = pipelined_median(&hostport_of(&server, &backend), prefix, 8, &o, server.pid()).await;
+        }
         let server = restart(server, t, &backend);
         // Showing the cap of synchronous tunnels needs far fewer.
         let n = if sync { 400.min(o.idle) } else { o.idle };
         let hold = if n == o.idle { o.hold } else { 2 };
-        r.idle = Some(idle(&hostport_of(&server, &backend), prefix, n, hold, server.pid()).await);
+        if o.runs("idle") {
+            r.idle = Some(idle(&hostport_of(&server, &backend), prefix, n, hold, server.pid()).await);
+        }
         server.stop();
         results.insert(t.name, r);
     }
@@ -445,7 +487,7 @@ async fn main() {
 
 /// System calls per 64 B round trip, at 1 and 50 connections, for each target's process tree.
 async fn syscalls(o: &Opts, targets: &[Target], backend: &BackendProcess) {
-    let mut report = String::from("| target | 1 conn: syscalls per round trip | of which failed (EAGAIN) | 50 conns: syscalls per round trip | of which failed |\n|---|---|---|---|---|\n");
+    let mut report = String::from("| target | 1 conn: syscalls per round trip | of which failed (EAGAIN) | 50 conns: syscalls per round trip | of which failed | 64 KiB pipelined, 8 conns: syscalls per MB relayed | of which failed |\n|---|---|---|---|---|---|---|\n");
     for t in targets.iter().filter(|t| o.only.as_deref().is_none_or(|n| n == t.name)) {
         let Some(server) = start(t, backend) else { continue };
         let Some(pid) = server.pid() else { continue };
@@ -464,7 +506,17 @@ async fn syscalls(o: &Opts, targets: &[Target], backend: &BackendProcess) {
                 _ => cells.push("– | –".into()),
             }
         }
-        report += &format!("| {} | {} | {} |\n", t.name, cells[0], cells[1]);
+        let trace = Strace::attach(pid);
+        let tp = pipelined(&hostport, prefix, 8, o.secs, None).await;
+        match (tp, trace.and_then(Strace::finish)) {
+            (Some(tp), Some((calls, errors))) if !tp.stalled => {
+                // Each echoed byte crosses the proxy twice.
+                let mb = 2.0 * tp.mb_per_s * o.secs as f64;
+                cells.push(format!("{:.1} | {:.1}", calls as f64 / mb, errors as f64 / mb));
+            }
+            _ => cells.push("– | –".into()),
+        }
+        report += &format!("| {} | {} | {} | {} |\n", t.name, cells[0], cells[1], cells[2]);
         server.stop();
     }
     println!("{report}");
@@ -497,6 +549,8 @@ impl Strace {
         self.child.wait().ok()?;
         let text = std::fs::read_to_string(&self.out).ok()?;
         let _ = std::fs::remove_file(&self.out);
+        // The whole table, call by call, for whoever wants to look closer.
+        eprintln!("{text}");
         let total = text.lines().find(|l| l.trim_end().ends_with(" total"))?;
         let f: Vec<&str> = total.split_whitespace().collect();
         // "100.00 seconds usecs/call calls [errors] total"
@@ -540,8 +594,9 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
         "# wst-bench, {date}\n\nLoopback, one raw echo backend (separate process, one thread), a one-thread load client, \
          {cpus} CPUs. httpd: event MPM with Debian's defaults (ThreadsPerChild 25, MaxRequestWorkers 150), LogLevel warn; \
          nginx: `worker_processes auto`, the documented WebSocket location; HAProxy: `mode http`, `timeout tunnel`. \
-         Each workload {} s, {} run(s), medians. CPU: the server's whole process tree (parent, live children, reaped \
-         children). Ratios: to stock wstunnel (Off), to nginx and to direct; for 64 KiB pipelined also to stock \
+         Each workload {} s, {} run(s), medians. Proxy CPU: the server's whole process tree (parent, live children, reaped \
+         children); machine CPU: every process and the kernel (the load client and the backend too; the kernel \
+         charges loopback TCP work to whichever process happens to run it, so this is what a user's machine pays). Ratios: to stock wstunnel (Off), to nginx and to direct; for 64 KiB pipelined also to stock \
          proxy_http (On).\n\n",
         o.secs, o.runs
     );
@@ -552,15 +607,16 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
     let nginx = get("nginx");
     let direct = get("direct");
     let names: Vec<&str> = NAMES.into_iter().filter(|n| r.contains_key(n)).collect();
-    s += "## 64 B ping-pong\n\n| target | 1 conn msgs/s | 1 conn p50 µs | vs stock | 50 conns msgs/s | vs stock | vs nginx | vs direct | p50 µs | p99 µs | proxy CPU-s per 1M round trips | vs stock | vs nginx |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    s += "## 64 B ping-pong\n\n| target | 1 conn msgs/s | 1 conn p50 µs | vs stock | 50 conns msgs/s | vs stock | vs nginx | vs direct | p50 µs | p99 µs | proxy CPU-s per 1M round trips | vs stock | vs nginx | machine CPU-s per 1M | vs nginx |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     let msgs = |x: &Option<PingPong>| x.as_ref().map(|p| p.msgs_per_s);
     let cpu_m = |x: &Option<PingPong>| x.as_ref().and_then(|p| p.cpu_s_per_m);
+    let machine_m = |x: &Option<PingPong>| x.as_ref().map(|p| p.machine_s_per_m);
     for &n in &names {
         let x = get(n);
         let (m1, m50) = (msgs(&x.pp1), msgs(&x.pp50));
         let p50_1 = x.pp1.as_ref().map(|p| p.p50_us as f64);
         s += &format!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             m1.map_or("failed".into(), |v| format!("{v:.0}")),
             p50_1.map_or("–".into(), |v| format!("{v:.0}")),
             ratio(p50_1, stock.pp1.as_ref().map(|p| p.p50_us as f64)),
@@ -573,28 +629,33 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
             cpu_m(&x.pp50).map_or("–".into(), |c| format!("{c:.1}")),
             ratio(cpu_m(&x.pp50), cpu_m(&stock.pp50)),
             ratio(cpu_m(&x.pp50), cpu_m(&nginx.pp50)),
+            machine_m(&x.pp50).map_or("–".into(), |c| format!("{c:.1}")),
+            ratio(machine_m(&x.pp50), machine_m(&nginx.pp50)),
         );
     }
     s += &format!(
-        "\n## 64 B ping-pong, {} busy connections (targets that hold more than MaxRequestWorkers)\n\n| target | msgs/s | vs nginx | p50 µs | p99 µs | proxy CPU-s per 1M round trips | vs nginx |\n|---|---|---|---|---|---|---|\n",
+        "\n## 64 B ping-pong, {} busy connections (targets that hold more than MaxRequestWorkers)\n\n| target | msgs/s | vs nginx | p50 µs | p99 µs | proxy CPU-s per 1M round trips | vs nginx | machine CPU-s per 1M | vs nginx |\n|---|---|---|---|---|---|---|---|---|\n",
         o.busy
     );
     for &n in &names {
         let x = get(n);
         let Some(p) = &x.pp_busy else { continue };
         s += &format!(
-            "| {n} | {:.0} | {} | {} | {} | {} | {} |\n",
+            "| {n} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
             p.msgs_per_s,
             ratio(Some(p.msgs_per_s), msgs(&nginx.pp_busy)),
             p.p50_us,
             p.p99_us,
             p.cpu_s_per_m.map_or("–".into(), |c| format!("{c:.1}")),
             ratio(p.cpu_s_per_m, cpu_m(&nginx.pp_busy)),
+            p.machine_s_per_m,
+            ratio(Some(p.machine_s_per_m), machine_m(&nginx.pp_busy)),
         );
     }
-    s += "\n## 64 KiB messages pipelined (unlimited in flight)\n\n| target | 1 conn MB/s | 8 conns MB/s | vs stock | vs proxy_http | vs nginx | vs direct | proxy CPU-s per GB (8 conns) | vs proxy_http | vs nginx |\n|---|---|---|---|---|---|---|---|---|---|\n";
+    s += "\n## 64 KiB messages pipelined (unlimited in flight)\n\n| target | 1 conn MB/s | 8 conns MB/s | vs stock | vs proxy_http | vs nginx | vs direct | proxy CPU-s per GB (8 conns) | vs proxy_http | vs nginx | machine CPU-s per GB | vs nginx |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     let mb = |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).map(|t| t.mb_per_s);
     let cpu_gb = |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).and_then(|t| t.cpu_s_per_gb);
+    let machine_gb = |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).map(|t| t.machine_s_per_gb);
     let show = |t: &Option<Throughput>| match t {
         None => "failed".to_string(),
         Some(t) if t.stalled => format!("stalled ({:.0} MB/s before)", t.mb_per_s),
@@ -604,7 +665,7 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
         let x = get(n);
         let cpu = cpu_gb(&x.tp8);
         s += &format!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             show(&x.tp1),
             show(&x.tp8),
             ratio(mb(&x.tp8), mb(&stock.tp8)),
@@ -614,6 +675,8 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
             cpu.map_or("–".into(), |c| format!("{c:.2}")),
             ratio(cpu, cpu_gb(&http.tp8)),
             ratio(cpu, cpu_gb(&nginx.tp8)),
+            machine_gb(&x.tp8).map_or("–".into(), |c| format!("{c:.2}")),
+            ratio(machine_gb(&x.tp8), machine_gb(&nginx.tp8)),
         );
     }
     s += &format!(
