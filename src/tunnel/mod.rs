@@ -6,6 +6,8 @@
 //! lets a raw tunnel move on to the child's runtime ([`detached`], via `handoff`).
 
 mod bulk;
+#[cfg(test)]
+mod conformance;
 pub mod core;
 pub mod limits;
 mod pump;

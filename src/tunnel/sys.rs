@@ -102,6 +102,7 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
 }
 
 /// Bytes received on socket `fd` and not yet read (0 if it cannot tell).
+#[cfg(all(feature = "httpd", not(test)))]
 pub fn unread(fd: RawFd) -> usize {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int into `n`.
