@@ -646,13 +646,16 @@ impl Core {
         self.dirs[0].active.max(self.dirs[1].active)
     }
 
-    /// When to look at the clock next (None: only I/O can change anything).
-    pub fn next_deadline(&self) -> Option<Tick> {
+    /// When to look at the clock next (None: only I/O can change anything). A hand-over moment
+    /// that passed is no deadline: the tunnel is handed over at its first quiet moment, which
+    /// only I/O brings (a half-closed tunnel never is, and must not be woken for it).
+    pub fn next_deadline(&self, now: Tick) -> Option<Tick> {
         let idle = self.limits.idle.map(|d| self.last_active().after(d));
         let stall = self.limits.write_stall.and_then(|s| self.dirs.iter().filter(|d| d.pending()).map(|d| d.waiting.after(s)).min());
         let show = self.dirs.iter().any(|d| d.unshown > 0).then(|| self.shown.after(SHOW_EVERY));
         let release = self.dirs.iter().filter_map(Direction::release_at).min();
-        [idle, stall, show, release, self.polite_until, self.handoff_at].into_iter().flatten().min()
+        let handoff = self.handoff_at.filter(|t| *t > now);
+        [idle, stall, show, release, self.polite_until, handoff].into_iter().flatten().min()
     }
 
     /// Bytes each way to add to the status board, if it is time (`force`: the tunnel ends).
@@ -728,12 +731,12 @@ mod tests {
         read(&mut c.dirs[0], b"hello", ms(10));
         write_all(&mut c.dirs[0], ms(20));
         assert!(!c.dirs[0].holds_nothing(), "kept for the next message");
-        assert_eq!(c.next_deadline(), Some(ms(20).after(RELEASE_AFTER).min(T0.after(SHOW_EVERY))));
+        assert_eq!(c.next_deadline(T0), Some(ms(20).after(RELEASE_AFTER).min(T0.after(SHOW_EVERY))));
         assert!(!c.dirs[0].release_if_quiet(ms(1_019)));
         assert!(c.dirs[0].release_if_quiet(ms(1_020)));
         assert!(c.dirs[0].holds_nothing());
         assert_eq!(c.to_show(ms(1_020), true), Some((5, 0)));
-        assert_eq!(c.next_deadline(), None, "nothing left to wake up for");
+        assert_eq!(c.next_deadline(T0), None, "nothing left to wake up for");
     }
 
     /// A tunnel waiting for bytes holds no shared buffer: the one taken for a read that found
@@ -789,17 +792,17 @@ mod tests {
     fn idle_and_write_stall_limits_and_the_next_deadline() {
         let limits = Limits { idle: Some(Duration::from_secs(10)), write_stall: Some(Duration::from_secs(3)) };
         let mut c = Core::new(limits, Buffers::Share, None, &[], T0);
-        assert_eq!(c.next_deadline(), Some(ms(10_000)));
+        assert_eq!(c.next_deadline(T0), Some(ms(10_000)));
         read(&mut c.dirs[1], b"x", ms(1_000));
         // Bytes wait for the client from 1 s on: the stall limit comes before the idle one.
-        assert_eq!(c.next_deadline(), Some(ms(4_000)));
+        assert_eq!(c.next_deadline(T0), Some(ms(4_000)));
         assert!(c.expired(ms(3_999)).is_none());
         assert!(matches!(c.expired(ms(4_000)), Some(End::WriteStalled(Side::Client, _))));
         // Writing restarts the stall clock; an empty direction has none.
         write_all(&mut c.dirs[1], ms(3_000));
         assert!(c.expired(ms(4_000)).is_none());
         assert_eq!(c.to_show(ms(3_000), false), Some((0, 1)));
-        assert_eq!(c.next_deadline(), Some(ms(13_000)), "idle from the last write");
+        assert_eq!(c.next_deadline(T0), Some(ms(13_000)), "idle from the last write");
         assert!(matches!(c.expired(ms(13_000)), Some(End::Idle(_))));
     }
 
@@ -821,9 +824,9 @@ mod tests {
         read(&mut c.dirs[0], b"abc", ms(1));
         write_all(&mut c.dirs[0], ms(1));
         assert_eq!(c.to_show(ms(1), false), None);
-        assert_eq!(c.next_deadline(), Some(T0.after(SHOW_EVERY)), "a wake-up to show them");
+        assert_eq!(c.next_deadline(T0), Some(T0.after(SHOW_EVERY)), "a wake-up to show them");
         assert_eq!(c.to_show(T0.after(SHOW_EVERY), false), Some((3, 0)));
-        assert_eq!(c.next_deadline(), None);
+        assert_eq!(c.next_deadline(T0), None);
     }
 
     /// The polite end, as a table: a closing direction reads up to its boundary only, then its
@@ -886,6 +889,18 @@ mod tests {
         write_all(&mut c.dirs[1], ms(50));
         assert!(c.ended(ms(99)).is_none());
         assert!(matches!(c.ended(ms(100)), Some(End::Handoff)));
+    }
+
+    /// A tunnel that is not quiet when the hand-over moment passes (here half-closed, which is
+    /// never handed over) is not woken for it again and again.
+    #[test]
+    fn a_passed_hand_over_moment_wakes_nobody() {
+        let mut c = Core::new(Limits::default(), Buffers::Keep, None, &[], T0);
+        c.set_handoff_at(Some(ms(100)));
+        assert_eq!(c.next_deadline(T0), Some(ms(100)));
+        c.dirs[0].copied(0, false, ms(50));
+        assert!(c.ended(ms(100)).is_none(), "half-closed: stays where it is");
+        assert_eq!(c.next_deadline(ms(100)), None);
     }
 
     #[test]

@@ -274,7 +274,7 @@ impl Task {
             }
             // The timer moves only for an earlier deadline: a later one (the idle limit after
             // traffic) is found when it goes off, so busy tunnels never touch it.
-            if let Some(d) = self.core.next_deadline() {
+            if let Some(d) = self.core.next_deadline(now) {
                 if self.armed.map_or(true, |a| d < a) {
                     timer.as_mut().reset(tokio::time::Instant::now() + now.until(d));
                     self.armed = Some(d);

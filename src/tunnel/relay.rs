@@ -194,7 +194,7 @@ fn drive(core: &mut Core, io: &mut PollIo, limits: &Limits, meter: Meter) -> End
                 p.fd = -1;
             }
         }
-        let timeout_ms = match core.next_deadline() {
+        let timeout_ms = match core.next_deadline(now) {
             _ if more => 0,
             None => -1,
             // The coarse clock may lag a few ms: never wake before the deadline.
