@@ -3,7 +3,7 @@
 //!
 //! | path contains       | behaviour |
 //! | ------------------- | --------- |
-//! | (anything else)     | WebSocket echo (tungstenite, RFC 6455), or `200 plain http from NAME` without Upgrade |
+//! | (anything else)     | WebSocket echo (tungstenite, RFC 6455), or `200 plain http from NAME` (then close) without Upgrade |
 //! | `/status/NNN`       | answers NNN with a body, keep-alive; records later requests on the same connection |
 //! | `/wrong101`         | 101 with `Upgrade: h2c` |
 //! | `/noupgrade101`     | 101 without `Upgrade` |
@@ -218,7 +218,12 @@ async fn serve<S: Conn>(mut sock: S, ev: Arc<Mutex<Vec<Event>>>, name: String) -
     }
     if !upgrade {
         let body = format!("plain http from {name}\n");
-        let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Backend: {name}\r\n\r\n{body}", body.len());
+        // It closes after answering, so it says so: a proxy must not pool a connection that is
+        // about to close (mod_proxy_http's next request on it raced the FIN: a 502 in CI).
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\nX-Backend: {name}\r\n\r\n{body}",
+            body.len()
+        );
         return sock.write_all(resp.as_bytes()).await;
     }
     if path.contains("/wrong101") {
