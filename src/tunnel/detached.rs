@@ -375,6 +375,7 @@ mod tests {
         let (_tx, rx) = tokio::sync::watch::channel(Phase::Run);
         let task = relay(OwnedFd::from(rc), OwnedFd::from(rb), Timeouts::default(), Some(Default::default()), Meter::default(), rx);
         let size = std::mem::size_of_val(&task);
-        assert!(size < 4096, "the relay's future is {size} bytes");
+        // 904 bytes when this was written: the core, two pipes, the timer and the phase.
+        assert!(size < 2048, "the relay's future is {size} bytes");
     }
 }
