@@ -287,6 +287,9 @@ impl Timed {
                 Ok(n) => t.pieces.push((start.elapsed(), buf[..n].to_vec())),
                 // The read deadline passed with the connection still open.
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return t,
+                // A read with a timeout set fails on any signal the process handles, restartable
+                // or not (signal(7)): say a child's SIGCHLD. The connection is still open.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // A reset ends the connection as a FIN does.
                 Err(_) => break,
             }
