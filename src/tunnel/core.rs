@@ -581,10 +581,6 @@ impl Core {
         self.handoff_at = t;
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Bytes moved (client to backend, backend to client).
     pub fn moved(&self) -> (u64, u64) {
         (self.dirs[0].moved, self.dirs[1].moved)
