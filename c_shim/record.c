@@ -13,6 +13,13 @@
  * tunnel's life), the tunnel's bytes each way through mod_logio (%I/%O), and the environment
  * variable "wstunnel-end" (the request's own record carries "wstunnel-handoff"), so
  * `CustomLog ... env=!wstunnel-handoff` logs every tunnel once, at its end.
+ *
+ * This relies on what a module cannot see from its API: the request and connection records
+ * of the running httpd laid out as in the headers the module was built with, and mod_logio's
+ * private per-connection record. src/httpd/record.rs checks both at startup (the running
+ * httpd's version against the headers', and mod_logio's record by a trial on a scratch
+ * connection); when either fails, no record reaches mod_log_config and the error log's
+ * WST02011 line is the tunnel's only record.
  */
 #include <httpd.h>
 #include <http_config.h>
@@ -215,6 +222,11 @@ static apr_sockaddr_t *addr_in(apr_pool_t *p, const apr_sockaddr_t *src)
     return a;
 }
 
+/* mod_logio's per-connection record is private to it; record.c gives it a zeroed block of
+ * LOGIO_BLOCK bytes and fills it through mod_logio's own functions. Whether that block holds
+ * its counters is tried once at startup (wst_record_probe_logio) and decided in Rust. */
+#define LOGIO_BLOCK 256
+
 /* mod_log_config's log_transaction hook, or NULL when mod_log_config is not loaded. */
 static ap_HOOK_log_transaction_t *log_config_hook(void)
 {
@@ -232,6 +244,59 @@ static ap_HOOK_log_transaction_t *log_config_hook(void)
         }
     }
     return NULL;
+}
+
+int wst_record_has_log_config(void)
+{
+    return log_config_hook() != NULL;
+}
+
+static apr_off_t word_at(const char *block, apr_size_t at)
+{
+    apr_off_t v;
+
+    memcpy(&v, block + at, sizeof v);
+    return v;
+}
+
+void wst_record_probe_logio(wst_logio_probe *out)
+{
+    APR_OPTIONAL_FN_TYPE(ap_logio_add_bytes_in) *add_in = APR_RETRIEVE_OPTIONAL_FN(ap_logio_add_bytes_in);
+    APR_OPTIONAL_FN_TYPE(ap_logio_add_bytes_out) *add_out = APR_RETRIEVE_OPTIONAL_FN(ap_logio_add_bytes_out);
+    module *logio = ap_find_linked_module("mod_logio.c");
+    apr_pool_t *p;
+    conn_rec *c;
+    char *block;
+    apr_size_t at;
+
+    memset(out, 0, sizeof *out);
+    out->in_at = out->out_at = -1;
+    out->loaded = logio != NULL;
+    out->functions = add_in != NULL && add_out != NULL;
+    if (!out->loaded || !out->functions || apr_pool_create_unmanaged_ex(&p, NULL, NULL) != APR_SUCCESS) {
+        return;
+    }
+    /* Twice the block, so that a write past it shows. */
+    block = apr_pcalloc(p, 2 * LOGIO_BLOCK);
+    c = apr_pcalloc(p, sizeof *c);
+    c->pool = p;
+    c->conn_config = ap_create_conn_config(p);
+    ap_set_module_config(c->conn_config, logio, block);
+    add_in(c, 1);
+    add_out(c, 2);
+    for (at = 0; at + sizeof(apr_off_t) <= LOGIO_BLOCK; at += sizeof(apr_off_t)) {
+        apr_off_t v = word_at(block, at);
+        if (v == 1 && out->in_at < 0) {
+            out->in_at = (long)at;
+        }
+        else if (v == 2 && out->out_at < 0) {
+            out->out_at = (long)at;
+        }
+    }
+    for (at = LOGIO_BLOCK; at < 2 * LOGIO_BLOCK; at++) {
+        out->beyond |= block[at] != 0;
+    }
+    apr_pool_destroy(p);
 }
 
 int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backend_to_client)
@@ -275,7 +340,7 @@ int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backe
     if (logio && add_in && add_out) {
         /* mod_logio's per-connection counters start zeroed (as its pre_connection makes
          * them); more room than they need, then filled through its own functions. */
-        ap_set_module_config(c->conn_config, logio, apr_pcalloc(p, 256));
+        ap_set_module_config(c->conn_config, logio, apr_pcalloc(p, LOGIO_BLOCK));
         add_in(c, client_to_backend);
         add_out(c, backend_to_client);
     }

@@ -7,9 +7,10 @@
 
 #include <httpd.h>
 #include <http_config.h>
+#include <util_filter.h>
 #include <mod_proxy.h>
 
-/* ---- implemented in Rust (src/ffi_entry.rs), called by httpd through the shim ---- */
+/* ---- implemented in Rust (src/module.rs), called by httpd through the shim ---- */
 extern module AP_MODULE_DECLARE_DATA proxy_wstunnel_module;
 void *wst_rs_create_dir_config(apr_pool_t *p, char *dir);
 void *wst_rs_merge_dir_config(apr_pool_t *p, void *base, void *add);
@@ -22,16 +23,16 @@ const char *wst_rs_cmd_async_delay(cmd_parms *cmd, void *dconf, const char *arg)
 const char *wst_rs_cmd_async_max(cmd_parms *cmd, void *dconf, const char *arg);
 const char *wst_rs_cmd_drain_timeout(cmd_parms *cmd, void *dconf, const char *arg);
 int wst_rs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s);
-void wst_rs_child_init(int generation);
-void wst_rs_child_exit(int graceful_shutdown_timeout);
-apr_size_t wst_rs_status_board_size(int slots);
-void wst_rs_status_attach(void *base, int slots);
-void wst_rs_status(request_rec *r, int short_report, int tables, int extended);
-void wst_rs_child_stopping(int graceful, int graceful_shutdown_timeout);
+void wst_rs_child_init(apr_pool_t *pchild, server_rec *s);
+void wst_rs_child_stopping(apr_pool_t *pchild, int graceful);
+int wst_rs_status(request_rec *r, int flags);
 int wst_rs_check_trans(request_rec *r, const char *url);
 int wst_rs_canon(request_rec *r, char *url);
 int wst_rs_handler(request_rec *r, proxy_worker *worker, proxy_server_conf *conf, char *url,
                    const char *proxyname, apr_port_t proxyport);
+/* The watch filter WSTUNNEL_WATCH (src/httpd/filter.rs). */
+apr_status_t wst_rs_watch_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
+                             apr_read_type_e block, apr_off_t readbytes);
 
 /* ---- implemented in C (c_shim/mod_proxy_wstunnel.c), called by Rust ---- */
 /* The directive table and hook registration the Rust module record points at. */
@@ -49,70 +50,51 @@ void *wst_dir_conf(request_rec *r);
 void *wst_srv_conf(server_rec *s);
 void *wst_proxy_dir_conf(request_rec *r);
 
-/* Read up to *len bytes from a connection's input filter chain (AP_MODE_READBYTES).
- * On return *len holds the bytes copied. APR_EOF at end of stream, APR_EAGAIN if nothing now. */
-apr_status_t wst_conn_read(conn_rec *c, apr_bucket_brigade *bb, char *buf, apr_size_t *len, int block);
-
-/* Send the request head brigade plus our Upgrade/Connection lines and the blank line, flushed. */
-int wst_send_head(request_rec *r, proxy_conn_rec *backend, apr_bucket_brigade *header_bb, const char *upgrade);
+/* Brigade and bucket macros (APR_BRIGADE_*, APR_BUCKET_*, apr_bucket_read/delete/split). */
+apr_bucket *wst_brigade_first(apr_bucket_brigade *bb);            /* NULL when empty */
+apr_bucket *wst_brigade_last(apr_bucket_brigade *bb);             /* NULL when empty */
+apr_bucket *wst_bucket_next(apr_bucket_brigade *bb, apr_bucket *e); /* first for NULL; NULL at the end */
+int wst_brigade_starts_with_eos(apr_bucket_brigade *bb);
+/* A data bucket's bytes (blocking read); APR_ENOTIMPL for a metadata bucket. */
+apr_status_t wst_bucket_read(apr_bucket *e, const char **data, apr_size_t *len);
+void wst_bucket_delete(apr_bucket *e);
+/* Keeps the first `len` bytes of a data bucket and deletes the rest. */
+void wst_bucket_truncate(apr_bucket *e, apr_size_t len);
+/* Appends a heap copy of the bytes. */
+void wst_brigade_append(apr_bucket_brigade *bb, const char *data, apr_size_t len);
+/* Writes `len` bytes to a connection's output filters and flushes; APR status. */
+apr_status_t wst_conn_write(conn_rec *c, const char *data, apr_size_t len);
 
 /* mod_logio's optional counters; no-ops when mod_logio is absent. */
 void wst_logio_add(conn_rec *c, apr_off_t in, apr_off_t out);
 
-/* Switch a request to tunnel mode: drop HTTP protocol filters and mod_reqtimeout, no keep-alive. */
-void wst_enter_tunnel_mode(request_rec *r);
+/* AllowEncodedSlashes NoDecode in effect for this request (core_dir_config bitfields). */
+int wst_encoded_slashes_nodecode(request_rec *r);
 
-/* The socket fd of a connection (core's socket), or -1. */
-int wst_conn_fd(conn_rec *c);
-
-/* conn_rec field accessors that bindgen renders as bitfields. */
-void wst_conn_set_aborted(conn_rec *c);
-
-/* The MPM runs worker threads (event, worker), not one request per process (prefork). */
-int wst_mpm_is_threaded(void);
-/* The MPM is stopping this child (graceful restart or stop): prefork signals a busy child
- * without running child_stopping until its request ends. */
-int wst_mpm_stopping(void);
-/* httpd as a whole is stopping or restarting (1), or it only retires this child for spare
- * threads (0): threaded MPMs mark a stopping child "quiescing" in the scoreboard, so a
- * sibling of the same generation that is not quiescing means the server goes on. prefork
- * marks nothing: always 1 there. */
-int wst_server_draining(void);
-int wst_graceful_shutdown_timeout(void);
-
-/* mod_proxy's own filter-aware tunnel, for ends whose bytes httpd's filters must see (TLS,
- * HTTP/2 streams): created once (NULL on failure), then run in slices of `slice` microseconds;
- * each run returns HTTP_GATEWAY_TIME_OUT after a slice without traffic, OK when both
- * directions ended, another status on failure. */
-proxy_tunnel_rec *wst_filtered_tunnel_create(request_rec *r, conn_rec *backconn, const char *scheme);
-int wst_filtered_tunnel_run(proxy_tunnel_rec *tunnel, apr_interval_time_t slice);
+/* Adds the watch filter (its context is `watch`) to connection `c`. */
+ap_filter_t *wst_watch_add(conn_rec *c, void *watch);
 
 /* The access-log record of an asynchronous tunnel (c_shim/record.c): a compact copy of the
  * request taken at the hand-over (NULL if out of memory), logged through mod_log_config when
  * the tunnel ends (returns 0 when mod_log_config is not loaded), freed either way by
- * wst_record_free. Safe to log from any thread. */
+ * wst_record_free. Safe to log from any thread. Used only when src/httpd/record.rs found at
+ * startup that the running httpd is the one it assumes (wst_record_has_log_config,
+ * wst_record_probe_logio). */
 typedef struct wst_record wst_record;
 wst_record *wst_record_take(request_rec *r);
 int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backend_to_client);
 void wst_record_free(wst_record *rec);
-
-/* The watch on a filtered end: an input filter above TLS/HTTP/2 on connection `c` through
- * which every byte mod_proxy's tunnel reads (decrypted) passes. The Rust side decides, per
- * read, whether to read at all (wst_rs_watch_verdict), how many bytes of each bucket go on
- * (wst_rs_watch_read: the rest is dropped) and what to append (wst_rs_watch_closes: a Close
- * frame; it may also write one to `c` itself). Must be removed (wst_watch_remove) before
- * `watch` goes away: connections outlive requests (mod_http2 reuses secondary connections). */
-enum { WST_WATCH_READ = 0, WST_WATCH_EOF = 1, WST_WATCH_ABORT = 2 };
-#define WST_WATCH_CLOSE_MAX 14
-ap_filter_t *wst_watch_add(conn_rec *c, void *watch);
-void wst_watch_remove(ap_filter_t *f);
-int wst_rs_watch_verdict(void *watch);
-apr_size_t wst_rs_watch_read(void *watch, const char *data, apr_size_t len);
-apr_size_t wst_rs_watch_closes(void *watch, conn_rec *c, char *buf, apr_size_t cap);
-/* Writes `len` bytes to a connection's output filters and flushes; APR status. */
-apr_status_t wst_conn_write(conn_rec *c, const char *data, apr_size_t len);
-
-/* AllowEncodedSlashes NoDecode in effect for this request (core_dir_config bitfields). */
-int wst_encoded_slashes_nodecode(request_rec *r);
+int wst_record_has_log_config(void);
+/* mod_logio tried on a scratch connection: loaded, its optional functions present, where
+ * adding 1 byte in and 2 bytes out wrote in the block record.c gives it (byte offsets, -1 if
+ * nowhere), and whether anything past that block changed. */
+typedef struct {
+    int loaded;
+    int functions;
+    long in_at;
+    long out_at;
+    int beyond;
+} wst_logio_probe;
+void wst_record_probe_logio(wst_logio_probe *out);
 
 #endif

@@ -4,11 +4,10 @@
 //!
 //! The netloc parser and the path encoder are mod_proxy's exported functions, so our result is
 //! byte-identical to stock by construction; the decisions around them are plain Rust here.
+#![forbid(unsafe_code)]
 
 #[cfg(all(feature = "httpd", not(test)))]
-use crate::{ffi, httpd::Request};
-#[cfg(all(feature = "httpd", not(test)))]
-use std::{ffi::CStr, os::raw::c_char};
+use crate::httpd::{proxy, Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -118,24 +117,7 @@ pub fn check_forwarded(path_is_raw: bool, path: &[u8], query: Option<&[u8]>) -> 
 /// Canonicalises `url` (the part after `proxy:`) for request `r`. Returns `r->filename`.
 #[cfg(all(feature = "httpd", not(test)))]
 pub fn canonicalise(r: &Request, scheme: Scheme, after_scheme: &[u8]) -> Result<Vec<u8>, CanonError> {
-    let pool = r.pool();
-    // ap_proxy_canon_netloc wants a writable C string pointer it advances past the netloc.
-    let copy = pool.strdup_bytes(after_scheme);
-    let mut url: *mut c_char = copy;
-    let mut host: *mut c_char = std::ptr::null_mut();
-    let mut port: ffi::apr_port_t = scheme.default_port();
-    // SAFETY: `url` points to a NUL-terminated pool string; the out-pointers are valid; user
-    // and password are discarded (NULL), as stock does.
-    let err = unsafe {
-        ffi::ap_proxy_canon_netloc(pool.as_ptr(), &mut url, std::ptr::null_mut(), std::ptr::null_mut(), &mut host, &mut port)
-    };
-    if !err.is_null() {
-        // SAFETY: mod_proxy returns a NUL-terminated message from the pool.
-        let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
-        return Err(CanonError::BadRequest(msg));
-    }
-    // SAFETY: on success host and url point to NUL-terminated pool strings.
-    let (host, rest) = unsafe { (CStr::from_ptr(host).to_bytes(), CStr::from_ptr(url).to_bytes()) };
+    let proxy::Netloc { host, port, rest } = proxy::canon_netloc(r.pool(), after_scheme, scheme.default_port()).map_err(CanonError::BadRequest)?;
     let mode = if r.has_note("proxy-nocanon") {
         PathMode::Raw
     } else if r.has_note("proxy-noencode") {
@@ -144,24 +126,15 @@ pub fn canonicalise(r: &Request, scheme: Scheme, after_scheme: &[u8]) -> Result<
         PathMode::Encode { keep_encoded_slashes: r.encoded_slashes_nodecode() }
     };
     let (path, query): (Vec<u8>, Option<&[u8]>) = match mode {
-        PathMode::Raw => (rest.to_vec(), None),
-        PathMode::NoEncode => (rest.to_vec(), r.args()),
+        PathMode::Raw => (rest, None),
+        PathMode::NoEncode => (rest, r.args()),
         PathMode::Encode { keep_encoded_slashes } => {
-            let flags = if keep_encoded_slashes { ffi::PROXY_CANONENC_NOENCODEDSLASHENCODING } else { 0 };
-            // SAFETY: `url` is NUL-terminated with `rest.len()` bytes; the result is a pool
-            // string or NULL for a bad %-escape.
-            let enc = unsafe {
-                ffi::ap_proxy_canonenc_ex(pool.as_ptr(), url, rest.len() as i32, ffi::enc_path, flags as i32, r.proxyreq())
-            };
-            if enc.is_null() {
-                return Err(CanonError::BadRequest("bad %-escape in path".into()));
-            }
-            // SAFETY: non-NULL results are NUL-terminated pool strings.
-            (unsafe { CStr::from_ptr(enc) }.to_bytes().to_vec(), r.args())
+            let enc = proxy::canonenc_path(r, &rest, keep_encoded_slashes).ok_or_else(|| CanonError::BadRequest("bad %-escape in path".into()))?;
+            (enc, r.args())
         }
     };
     check_forwarded(matches!(mode, PathMode::Raw | PathMode::NoEncode), &path, query)?;
-    Ok(filename(scheme, host, port, &path, query))
+    Ok(filename(scheme, &host, port, &path, query))
 }
 
 #[cfg(test)]

@@ -1,93 +1,93 @@
 //! Configuration: the per-directory and per-server records httpd stores for us, their
 //! merges, and the parsing of directive arguments (pure, unit-tested).
 
-/// Per-directory configuration (server, vhost, `<Location>`, `<Directory>`, `<Proxy>`).
-/// Lives in an APR pool; `repr(C)` because httpd hands it back to us as `void *`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct DirConfig {
-    /// `ProxyWebsocketFallbackToProxyHttp`: 1 = On (default), 0 = Off.
-    pub fallback_to_proxy_http: i32,
-    pub fallback_set: i32,
-}
+use std::time::Duration;
 
-impl Default for DirConfig {
-    fn default() -> Self {
-        DirConfig { fallback_to_proxy_http: 1, fallback_set: 0 }
-    }
+/// Per-directory configuration (server, vhost, `<Location>`, `<Directory>`, `<Proxy>`).
+/// httpd keeps it in a pool and hands it back as `void *`; only Rust reads it. `None` is
+/// "not set here", so that a merge can tell an inherited value from an explicit one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirConfig {
+    /// `ProxyWebsocketFallbackToProxyHttp`.
+    pub fallback_to_proxy_http: Option<bool>,
 }
 
 impl DirConfig {
     /// The innermost explicitly set value wins.
     pub fn merge(base: &DirConfig, add: &DirConfig) -> DirConfig {
-        DirConfig {
-            fallback_to_proxy_http: if add.fallback_set != 0 { add.fallback_to_proxy_http } else { base.fallback_to_proxy_http },
-            fallback_set: (base.fallback_set != 0 || add.fallback_set != 0) as i32,
-        }
+        DirConfig { fallback_to_proxy_http: add.fallback_to_proxy_http.or(base.fallback_to_proxy_http) }
+    }
+
+    /// Whether mod_proxy_http takes the upgrade (default On, as stock).
+    pub fn fallback(&self) -> bool {
+        self.fallback_to_proxy_http.unwrap_or(true)
     }
 }
 
-/// Per-server configuration (server config, virtual host). Each value has a `_set` flag:
-/// a virtual host inherits every value it does not set itself.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+/// Per-server configuration (server config, virtual host): each value `None` until a
+/// directive sets it; a virtual host inherits every value it does not set itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// `ProxyWebsocketIdleTimeout` in microseconds; 0 = no idle timeout.
-    pub idle_timeout_us: i64,
-    pub idle_timeout_set: i32,
-    /// `ProxyWebsocketAsync`: 1 = On; default Off.
-    pub async_on: i32,
-    pub async_set: i32,
-    /// `ProxyWebsocketAsyncDelay` in microseconds; default 0.
-    pub async_delay_us: i64,
-    pub async_delay_set: i32,
-    /// `ProxyWebsocketAsyncMaxTunnels`: per child; 0 = derived from the open-files limit.
-    pub async_max: i64,
-    pub async_max_set: i32,
-    /// `ProxyWebsocketDrainTimeout` in microseconds (server config only): how long tunnels
-    /// live on once a graceful restart or stop begins; unset = GracefulShutdownTimeout.
-    pub drain_us: i64,
-    pub drain_set: i32,
+    /// `ProxyWebsocketIdleTimeout`; zero means no idle limit.
+    pub idle_timeout: Option<Duration>,
+    /// `ProxyWebsocketAsync` (default Off).
+    pub async_on: Option<bool>,
+    /// `ProxyWebsocketAsyncDelay` (default 0).
+    pub async_delay: Option<Duration>,
+    /// `ProxyWebsocketAsyncMaxTunnels`, per child (default: from the open-files limit).
+    pub async_max: Option<u64>,
+    /// `ProxyWebsocketDrainTimeout` (server config only): how long tunnels live on once a
+    /// graceful restart or stop begins; unset means GracefulShutdownTimeout.
+    pub drain: Option<Duration>,
 }
 
 impl ServerConfig {
     pub fn merge(base: &ServerConfig, add: &ServerConfig) -> ServerConfig {
-        let pick = |set: i32| if set != 0 { add } else { base };
-        let (idle, asy, delay, max) = (pick(add.idle_timeout_set), pick(add.async_set), pick(add.async_delay_set), pick(add.async_max_set));
-        let drain = pick(add.drain_set);
         ServerConfig {
-            idle_timeout_us: idle.idle_timeout_us,
-            idle_timeout_set: idle.idle_timeout_set,
-            async_on: asy.async_on,
-            async_set: asy.async_set,
-            async_delay_us: delay.async_delay_us,
-            async_delay_set: delay.async_delay_set,
-            async_max: max.async_max,
-            async_max_set: max.async_max_set,
-            drain_us: drain.drain_us,
-            drain_set: drain.drain_set,
+            idle_timeout: add.idle_timeout.or(base.idle_timeout),
+            async_on: add.async_on.or(base.async_on),
+            async_delay: add.async_delay.or(base.async_delay),
+            async_max: add.async_max.or(base.async_max),
+            drain: add.drain.or(base.drain),
         }
+    }
+
+    /// The idle limit, if there is one.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout.filter(|d| !d.is_zero())
+    }
+
+    pub fn async_on(&self) -> bool {
+        self.async_on.unwrap_or(false)
+    }
+
+    pub fn async_delay(&self) -> Duration {
+        self.async_delay.unwrap_or_default()
     }
 }
 
 /// The default per-child cap on asynchronous tunnels: each holds two descriptors, and the
 /// child keeps room for everything else it opens (listeners, logs, synchronous requests).
-pub fn default_async_max(open_files_limit: u64) -> i64 {
-    (open_files_limit.saturating_sub(1024) / 2).clamp(64, 1_000_000) as i64
+pub fn default_async_max(open_files_limit: u64) -> u64 {
+    (open_files_limit.saturating_sub(1024) / 2).clamp(64, 1_000_000)
 }
 
 /// Parses `ProxyWebsocketAsyncMaxTunnels`: a positive integer.
-pub fn parse_count(arg: &str) -> Result<i64, String> {
-    match arg.trim().parse::<i64>() {
+pub fn parse_count(arg: &str) -> Result<u64, String> {
+    match arg.trim().parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("'{arg}' is not a positive number of tunnels")),
     }
 }
 
 /// Parses a duration as httpd's timeout directives write it: a non-negative integer with
-/// an optional unit `ms`, `s`, `mi` (minutes) or `h`; no unit means seconds. Returns
-/// microseconds. Stricter than `ap_timeout_parameter_parse`: trailing garbage is an error.
-pub fn parse_duration_us(arg: &str) -> Result<i64, String> {
+/// an optional unit `ms`, `s`, `mi` (minutes) or `h`; no unit means seconds. Stricter than
+/// `ap_timeout_parameter_parse`: trailing garbage is an error.
+pub fn parse_duration(arg: &str) -> Result<Duration, String> {
+    parse_duration_us(arg).map(|us| Duration::from_micros(us as u64))
+}
+
+fn parse_duration_us(arg: &str) -> Result<i64, String> {
     let arg = arg.trim();
     let digits_end = arg.find(|c: char| !c.is_ascii_digit()).unwrap_or(arg.len());
     let (num, unit) = arg.split_at(digits_end);
@@ -123,26 +123,37 @@ mod tests {
     }
 
     #[test]
+    fn durations_as_directives_take_them() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
     fn innermost_explicit_fallback_wins() {
         let unset = DirConfig::default();
-        let off = DirConfig { fallback_to_proxy_http: 0, fallback_set: 1 };
-        let on = DirConfig { fallback_to_proxy_http: 1, fallback_set: 1 };
-        assert_eq!(DirConfig::merge(&off, &unset).fallback_to_proxy_http, 0);
-        assert_eq!(DirConfig::merge(&off, &on).fallback_to_proxy_http, 1);
-        assert_eq!(DirConfig::merge(&on, &off).fallback_to_proxy_http, 0);
-        assert_eq!(DirConfig::merge(&unset, &unset).fallback_to_proxy_http, 1);
+        let off = DirConfig { fallback_to_proxy_http: Some(false) };
+        let on = DirConfig { fallback_to_proxy_http: Some(true) };
+        assert!(!DirConfig::merge(&off, &unset).fallback());
+        assert!(DirConfig::merge(&off, &on).fallback());
+        assert!(!DirConfig::merge(&on, &off).fallback());
+        assert!(DirConfig::merge(&unset, &unset).fallback());
+        assert_eq!(DirConfig::merge(&unset, &unset).fallback_to_proxy_http, None);
     }
 
     #[test]
     fn vhost_inherits_each_value_it_does_not_set() {
-        let base = ServerConfig { idle_timeout_us: 5, idle_timeout_set: 1, async_on: 1, async_set: 1, ..Default::default() };
+        let secs = Duration::from_secs;
+        let base = ServerConfig { idle_timeout: Some(secs(5)), async_on: Some(true), ..Default::default() };
         let merged = ServerConfig::merge(&base, &ServerConfig::default());
-        assert_eq!((merged.idle_timeout_us, merged.async_on), (5, 1));
-        let add = ServerConfig { idle_timeout_us: 0, idle_timeout_set: 1, async_delay_us: 7, async_delay_set: 1, ..Default::default() };
+        assert_eq!((merged.idle_timeout(), merged.async_on()), (Some(secs(5)), true));
+        let add = ServerConfig { idle_timeout: Some(Duration::ZERO), async_delay: Some(secs(7)), ..Default::default() };
         let merged = ServerConfig::merge(&base, &add);
-        assert_eq!((merged.idle_timeout_us, merged.async_on, merged.async_delay_us), (0, 1, 7));
-        let off = ServerConfig { async_on: 0, async_set: 1, ..Default::default() };
-        assert_eq!(ServerConfig::merge(&base, &off).async_on, 0);
+        assert_eq!((merged.idle_timeout(), merged.async_on(), merged.async_delay()), (None, true, secs(7)));
+        let off = ServerConfig { async_on: Some(false), ..Default::default() };
+        assert!(!ServerConfig::merge(&base, &off).async_on());
+        let unset = ServerConfig::default();
+        assert_eq!((unset.idle_timeout(), unset.async_on(), unset.async_delay(), unset.drain), (None, false, Duration::ZERO, None));
     }
 
     #[test]

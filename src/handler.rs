@@ -1,30 +1,26 @@
 //! The request's path through mod_proxy's hooks: check_trans, canon and the scheme handler
 //! (docs/DESIGN.md §3). The backend's answer is read and validated before anything is tunnelled.
+#![forbid(unsafe_code)]
 
 use crate::canon::{self, CanonError, Scheme};
-use crate::ffi;
-use crate::httpd::connection::{is_timeout, Read};
+use crate::httpd::codes::{BAD_GATEWAY, BAD_REQUEST, DECLINED, DONE, FORBIDDEN, OK, SERVICE_UNAVAILABLE, UPGRADE_REQUIRED};
 use crate::httpd::log::{DEBUG, ERR, INFO, TRACE1, TRACE5};
-use crate::httpd::{proxy, Connection, Request};
+use crate::httpd::outcome::{is_timeout, Read};
+use crate::httpd::proxy::{self, Backend, SchemeArgs};
+use crate::httpd::{Connection, Request};
 use crate::response::{self, BodyDecoder, BodyFraming, Head, HeadError};
 use crate::rlog;
 use crate::tunnel;
 use crate::upgrade::{self, Decision, Policy};
-use std::ffi::CStr;
-use std::os::raw::c_char;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-pub const OK: i32 = ffi::OK as i32;
-pub const DECLINED: i32 = ffi::DECLINED;
-pub const DONE: i32 = ffi::DONE;
 
 /// Set in post_config: fallback to mod_proxy_http is possible only when it is loaded.
 pub static CAN_FALLBACK: AtomicBool = AtomicBool::new(false);
 
 /// True when this request belongs to mod_proxy_http (fallback On and mod_proxy_http loaded).
 fn fallback(r: &Request) -> bool {
-    CAN_FALLBACK.load(Ordering::Relaxed) && r.dir_config().fallback_to_proxy_http != 0
+    CAN_FALLBACK.load(Ordering::Relaxed) && r.dir_config().fallback()
 }
 
 /// mod_proxy's check_trans: a ws alias without `Upgrade` does not match, so the next
@@ -35,7 +31,7 @@ pub fn check_trans(r: &Request, url: &[u8]) -> i32 {
     }
     if r.header_in("Upgrade").is_none() {
         rlog!(r, TRACE1, "WST01001: no Upgrade header: ws alias {} does not match", String::from_utf8_lossy(url));
-        return ffi::HTTP_UPGRADE_REQUIRED as i32;
+        return UPGRADE_REQUIRED;
     }
     OK
 }
@@ -55,38 +51,18 @@ pub fn canon(r: &Request, url: &[u8]) -> i32 {
         }
         Err(CanonError::BadRequest(why)) => {
             rlog!(r, ERR, "WST01004: error parsing URL {}: {}", String::from_utf8_lossy(url), why);
-            ffi::HTTP_BAD_REQUEST as i32
+            BAD_REQUEST
         }
         Err(CanonError::Forbidden(what)) => {
             rlog!(r, ERR, "WST01005: to be forwarded {what} contains control characters or spaces");
-            ffi::HTTP_FORBIDDEN as i32
+            FORBIDDEN
         }
     }
 }
 
-/// The worker's `upgrade=` parameter as stored in shared memory.
-fn worker_upgrade(worker: *mut ffi::proxy_worker) -> String {
-    // SAFETY: mod_proxy hands us a live worker whose shared record holds a NUL-terminated
-    // char[16] (PROXY_STRNCPY always terminates).
-    unsafe {
-        let s = &*(*worker).s;
-        CStr::from_ptr(s.upgrade.as_ptr()).to_string_lossy().into_owned()
-    }
-}
-
-/// Everything the scheme handler receives from mod_proxy.
-pub struct HandlerArgs {
-    pub worker: *mut ffi::proxy_worker,
-    pub conf: *mut ffi::proxy_server_conf,
-    pub url: *mut c_char,
-    pub proxyname: *const c_char,
-    pub proxyport: ffi::apr_port_t,
-}
-
 /// mod_proxy's scheme_handler.
-pub fn handle(r: &Request, args: &HandlerArgs) -> i32 {
-    // SAFETY: mod_proxy passes a NUL-terminated URL in the request pool.
-    let url = unsafe { CStr::from_ptr(args.url) }.to_bytes();
+pub fn handle<'r>(r: &Request<'r>, args: &SchemeArgs<'r>) -> i32 {
+    let url = args.url();
     if fallback(r) {
         rlog!(r, TRACE5, "WST01006: handler: leaving {} to mod_proxy_http", String::from_utf8_lossy(url));
         return DECLINED;
@@ -100,7 +76,7 @@ pub fn handle(r: &Request, args: &HandlerArgs) -> i32 {
     if r.header_in("X-Wst-Panic-Probe").is_some() {
         panic!("panic probe requested by the test");
     }
-    let policy = Policy::from_worker(&worker_upgrade(args.worker));
+    let policy = Policy::from_worker(&args.worker.upgrade());
     let client_upgrade = r.header_in_str("Upgrade");
     let offer = match upgrade::decide(&policy, client_upgrade.as_deref(), r.proto_num() < 1001) {
         Decision::Forward(offer) => offer,
@@ -117,163 +93,72 @@ pub fn handle(r: &Request, args: &HandlerArgs) -> i32 {
             );
             r.set_err_header("Connection", "Upgrade");
             r.set_err_header("Upgrade", &advertised);
-            return ffi::HTTP_UPGRADE_REQUIRED as i32;
+            return UPGRADE_REQUIRED;
         }
     };
-    let mut backend = match Backend::acquire(r, scheme, args) {
+    let mut backend = match Backend::acquire(r, scheme.proxy_function(), args.worker, scheme == Scheme::Wss) {
         Ok(b) => b,
-        Err(status) => return status,
-    };
-    let status = proxy_upgrade(r, &mut backend, scheme, args, &offer);
-    drop(backend);
-    status
-}
-
-/// A backend connection acquired from mod_proxy; always closed (never pooled) on drop.
-struct Backend<'r> {
-    conn: *mut ffi::proxy_conn_rec,
-    scheme: Scheme,
-    r: Request<'r>,
-}
-
-impl<'r> Backend<'r> {
-    fn acquire(r: &Request<'r>, scheme: Scheme, args: &HandlerArgs) -> Result<Self, i32> {
-        let mut conn: *mut ffi::proxy_conn_rec = std::ptr::null_mut();
-        // SAFETY: worker and server are live; mod_proxy fills `conn` on success.
-        let status = unsafe {
-            ffi::ap_proxy_acquire_connection(scheme.proxy_function().as_ptr(), &mut conn, args.worker, r.server())
-        };
-        if status != OK {
+        Err(status) => {
             rlog!(r, ERR, "WST01009: no backend connection available for {} (status {status})", scheme.as_str());
-            return Err(status);
+            return status;
         }
-        // SAFETY: acquire succeeded, so `conn` is a live proxy_conn_rec we own until release.
-        unsafe {
-            (*conn).set_is_ssl((scheme == Scheme::Wss) as u32);
-            (*conn).set_close(0);
-        }
-        Ok(Backend { conn, scheme, r: *r })
-    }
-
-    fn rec(&self) -> &mut ffi::proxy_conn_rec {
-        // SAFETY: owned by us between acquire and release (Drop); used from this thread only.
-        unsafe { &mut *self.conn }
-    }
-
-    fn connection(&self) -> Option<Connection<'r>> {
-        let c = self.rec().connection;
-        // SAFETY: created by ap_proxy_connection_create_ex and alive until release.
-        (!c.is_null()).then(|| unsafe { Connection::from_raw(c) })
-    }
-}
-
-impl Drop for Backend<'_> {
-    fn drop(&mut self) {
-        // A tunnelled (or refused) connection is never reused for another request.
-        self.rec().set_close(1);
-        // SAFETY: releases the connection we acquired, exactly once.
-        unsafe {
-            ffi::ap_proxy_release_connection(self.scheme.proxy_function().as_ptr(), self.conn, self.r.server());
-        }
-    }
+    };
+    proxy_upgrade(r, &mut backend, scheme, args, &offer)
 }
 
 /// Connects, sends the upgrade request, reads the answer, and either tunnels (101) or relays
 /// the answer as an ordinary response.
-fn proxy_upgrade(r: &Request, backend: &mut Backend, scheme: Scheme, args: &HandlerArgs, offer: &str) -> i32 {
-    let pool = r.pool();
-    let uri = pool.alloc(ffi::apr_uri_t::default());
-    let mut locurl: *mut c_char = args.url;
-    let mut portstr = [0 as c_char; 32];
-    // SAFETY: all pointers are live for the call; mod_proxy resolves the backend address and
-    // rewrites `locurl` to the path to request.
-    let status = unsafe {
-        ffi::ap_proxy_determine_connection(
-            pool.as_ptr(),
-            r.as_ptr(),
-            args.conf,
-            args.worker,
-            backend.conn,
-            uri,
-            &mut locurl,
-            args.proxyname,
-            args.proxyport,
-            portstr.as_mut_ptr(),
-            portstr.len() as i32,
-        )
+fn proxy_upgrade<'r>(r: &Request<'r>, backend: &mut Backend<'r>, scheme: Scheme, args: &SchemeArgs<'r>, offer: &str) -> i32 {
+    let mut target = match backend.determine(args) {
+        Ok(t) => t,
+        Err(status) => return status,
     };
-    if status != OK {
-        return status;
+    if !backend.connect() {
+        rlog!(r, ERR, "WST01010: failed to make connection to backend: {}", backend.hostname());
+        return SERVICE_UNAVAILABLE;
     }
-    let func = scheme.proxy_function().as_ptr();
-    // SAFETY: the connection was determined above; mod_proxy connects with the worker's timeouts.
-    if unsafe { ffi::ap_proxy_connect_backend(func, backend.conn, args.worker, r.server()) } != OK {
-        rlog!(r, ERR, "WST01010: failed to make connection to backend: {}", hostname(backend));
-        return ffi::HTTP_SERVICE_UNAVAILABLE as i32;
-    }
-    // SAFETY: creates the backend conn_rec (and mod_ssl's state for wss) for this request.
-    let status = unsafe { ffi::ap_proxy_connection_create_ex(func, backend.conn, r.as_ptr()) };
-    if status != OK {
-        if scheme == Scheme::Wss {
-            rlog!(
-                r,
-                ERR,
-                "WST01011: cannot speak TLS to wss:// backend {}: TLS to backends needs mod_ssl and \
-                 'SSLProxyEngine On' in this server or virtual host",
-                hostname(backend)
-            );
-        } else {
-            rlog!(r, ERR, "WST01012: cannot set up the connection to backend {}", hostname(backend));
+    let backconn = match backend.create_connection() {
+        Ok(c) => c,
+        Err(status) => {
+            if scheme == Scheme::Wss {
+                rlog!(
+                    r,
+                    ERR,
+                    "WST01011: cannot speak TLS to wss:// backend {}: TLS to backends needs mod_ssl and \
+                     'SSLProxyEngine On' in this server or virtual host",
+                    backend.hostname()
+                );
+            } else {
+                rlog!(r, ERR, "WST01012: cannot set up the connection to backend {}", backend.hostname());
+            }
+            return status;
         }
-        return status;
-    }
-    let Some(backconn) = backend.connection() else { return ffi::HTTP_INTERNAL_SERVER_ERROR as i32 };
-
-    let header_bb = backconn.brigade();
-    let (mut old_cl, mut old_te): (*mut c_char, *mut c_char) = (std::ptr::null_mut(), std::ptr::null_mut());
-    // SAFETY: mod_proxy builds the request head (Host, X-Forwarded-*, Via, RequestHeader
-    // edits, hop-by-hop purge) into our brigade.
-    let status = unsafe {
-        ffi::ap_proxy_create_hdrbrgd(
-            pool.as_ptr(),
-            header_bb.as_ptr(),
-            r.as_ptr(),
-            backend.conn,
-            args.worker,
-            args.conf,
-            uri,
-            locurl,
-            portstr.as_mut_ptr(),
-            &mut old_cl,
-            &mut old_te,
-        )
     };
+    let head = match backend.request_head(args, &mut target) {
+        Ok(bb) => bb,
+        Err(status) => return status,
+    };
+    let status = backend.send(head, upgrade::request_lines(offer).as_bytes());
     if status != OK {
+        rlog!(r, ERR, "WST01013: sending the upgrade request to {} failed (status {status})", backend.hostname());
         return status;
     }
-    let offer_c = pool.strdup(offer);
-    // SAFETY: appends our Upgrade/Connection lines and flushes the head to the backend.
-    let status = unsafe { ffi::wst_send_head(r.as_ptr(), backend.conn, header_bb.as_ptr(), offer_c) };
-    if status != OK {
-        rlog!(r, ERR, "WST01013: sending the upgrade request to {} failed (status {status})", hostname(backend));
-        return status;
-    }
-    rlog!(r, DEBUG, "WST01014: asked {} to upgrade to {offer} for \"{}\"", hostname(backend), r.the_request());
+    rlog!(r, DEBUG, "WST01014: asked {} to upgrade to {offer} for \"{}\"", backend.hostname(), r.the_request());
 
     let (head, surplus) = match read_answer(r, backend, &backconn) {
         Ok(x) => x,
         Err(Waiting::ClientGone) => {
-            rlog!(r, INFO, "WST01022: client went away while {} had not answered the upgrade yet", hostname(backend));
+            rlog!(r, INFO, "WST01022: client went away while {} had not answered the upgrade yet", backend.hostname());
             r.connection().set_aborted();
             return DONE;
         }
         Err(Waiting::Failed(why)) => {
-            rlog!(r, ERR, "WST01015: no valid answer to the upgrade request from {}: {why}", hostname(backend));
-            return ffi::HTTP_BAD_GATEWAY as i32;
+            rlog!(r, ERR, "WST01015: no valid answer to the upgrade request from {}: {why}", backend.hostname());
+            return BAD_GATEWAY;
         }
     };
     if head.status != 101 {
-        rlog!(r, INFO, "WST01016: backend {} refused the upgrade with {}: relaying its answer, no tunnel", hostname(backend), head.status);
+        rlog!(r, INFO, "WST01016: backend {} refused the upgrade with {}: relaying its answer, no tunnel", backend.hostname(), head.status);
         return relay_refusal(r, &backconn, &head, surplus);
     }
     let answered = head.get_all("Upgrade");
@@ -282,20 +167,15 @@ fn proxy_upgrade(r: &Request, backend: &mut Backend, scheme: Scheme, args: &Hand
             r,
             ERR,
             "WST01017: backend {} answered 101 with Upgrade: {} (expecting {offer}): not tunnelling",
-            hostname(backend),
+            backend.hostname(),
             answered.as_deref().unwrap_or("(none)")
         );
-        return ffi::HTTP_BAD_GATEWAY as i32;
+        return BAD_GATEWAY;
     }
     send_101(r, &head);
-    let idle = r.server_config().idle_timeout_us;
+    let idle = r.server_config().idle_timeout();
     let websocket = answered.as_deref().is_some_and(|u| u.trim().eq_ignore_ascii_case("websocket"));
-    tunnel::run(r, backend.rec(), &backconn, surplus, idle, scheme, websocket)
-}
-
-fn hostname(backend: &Backend) -> String {
-    // SAFETY: hostname is NULL or a NUL-terminated string in the connection's pool.
-    unsafe { crate::httpd::cstr(backend.rec().hostname) }.map(|s| s.into_owned()).unwrap_or_else(|| "(unknown)".into())
+    tunnel::run(r, backend, &backconn, surplus, idle, scheme, websocket)
 }
 
 /// Why waiting for the backend's answer ended without one.
@@ -307,11 +187,7 @@ enum Waiting {
 /// The bound of one read from the backend, and of the whole answer head: the backend
 /// socket's timeout, else the server's `Timeout` (at least a second).
 fn backend_timeout(r: &Request, backend: &Backend) -> Duration {
-    match proxy::socket_timeout_us(backend.rec()) {
-        t if t > 0 => Duration::from_micros(t as u64),
-        // SAFETY: the request's server record is live.
-        _ => Duration::from_micros(unsafe { (*r.server()).timeout }.max(1_000_000) as u64),
-    }
+    backend.socket_timeout().unwrap_or_else(|| r.server().timeout().max(Duration::from_secs(1)))
 }
 
 /// Reads the backend's answer head through its input filters (so wss works), however it
@@ -319,15 +195,15 @@ fn backend_timeout(r: &Request, backend: &Backend) -> Duration {
 /// one go to the client as httpd forwards them (`ap_send_interim_response`: 100 only to a
 /// client that asked for it), at most [`response::MAX_INTERIM`]; a client that hangs up
 /// ends the wait. Returns the final head and the bytes that followed it.
-fn read_answer(r: &Request, backend: &Backend, backconn: &Connection) -> Result<(Head, Vec<u8>), Waiting> {
+fn read_answer(r: &Request, backend: &mut Backend, backconn: &Connection) -> Result<(Head, Vec<u8>), Waiting> {
     let timeout = backend_timeout(r, backend);
     let answer = read_answer_within(r, backend, backconn, timeout);
     // The body's reads are bounded per read again, as mod_proxy_http's.
-    proxy::set_socket_timeout(backend.rec(), timeout);
+    backend.set_socket_timeout(timeout);
     answer
 }
 
-fn read_answer_within(r: &Request, backend: &Backend, backconn: &Connection, timeout: Duration) -> Result<(Head, Vec<u8>), Waiting> {
+fn read_answer_within(r: &Request, backend: &mut Backend, backconn: &Connection, timeout: Duration) -> Result<(Head, Vec<u8>), Waiting> {
     let deadline = Instant::now() + timeout;
     // A plain backend is waited for with poll(2), watching the client too. Through TLS,
     // readiness of the socket says nothing about what mod_ssl already holds: there each
@@ -369,7 +245,7 @@ fn read_answer_within(r: &Request, backend: &Backend, backconn: &Connection, tim
             if client.aborted() {
                 return Err(Waiting::ClientGone);
             }
-            proxy::set_socket_timeout(backend.rec(), left);
+            backend.set_socket_timeout(left);
         }
         // Read what is there (without waiting when we poll); wait only when nothing is.
         match backconn.read(&bb, &mut chunk, polled.is_none()) {
@@ -430,22 +306,16 @@ fn relay_refusal(r: &Request, backconn: &Connection, head: &Head, surplus: Vec<u
         Ok(f) => f,
         Err(HeadError::Malformed(why)) => {
             rlog!(r, ERR, "WST01019: backend answer has an invalid body framing: {why}");
-            return ffi::HTTP_BAD_GATEWAY as i32;
+            return BAD_GATEWAY;
         }
-        Err(_) => return ffi::HTTP_BAD_GATEWAY as i32,
+        Err(_) => return BAD_GATEWAY,
     };
     r.set_status(head.status, head.status_line().as_deref());
-    let dconf = r.proxy_dir_conf();
     for (name, value) in response::relayed_headers(head, Some(framing)) {
         if name.eq_ignore_ascii_case("Content-Type") {
             r.set_content_type(&String::from_utf8_lossy(&value));
         } else if ["Location", "Content-Location", "URI"].iter().any(|h| h.eq_ignore_ascii_case(name)) {
-            let v = r.pool().strdup_bytes(&value);
-            // SAFETY: ProxyPassReverse mapping with mod_proxy's own function on pool strings.
-            let mapped = unsafe { ffi::ap_proxy_location_reverse_map(r.as_ptr(), dconf, v) };
-            // SAFETY: returns NULL or a NUL-terminated pool string.
-            let mapped = if mapped.is_null() { value } else { unsafe { CStr::from_ptr(mapped) }.to_bytes().to_vec() };
-            r.add_header_out(name, &mapped);
+            r.add_header_out(name, &proxy::reverse_map(r, &value));
         } else {
             r.add_header_out(name, &value);
         }

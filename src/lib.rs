@@ -17,8 +17,10 @@
 pub mod canon;
 pub mod config;
 pub mod frames;
+pub mod httpd;
 pub mod response;
 pub mod status;
+pub mod sys;
 pub mod tunnel;
 pub mod upgrade;
 
@@ -26,7 +28,5 @@ pub mod upgrade;
 pub mod ffi;
 #[cfg(all(feature = "httpd", not(test)))]
 pub mod handler;
-#[cfg(all(feature = "httpd", not(test)))]
-pub mod httpd;
 #[cfg(all(feature = "httpd", not(test)))]
 pub mod module;

@@ -2,12 +2,15 @@
 //! `extern "C"` entry point. Each entry point catches panics: a panic is logged and fails
 //! only the request (500) or the directive, it never unwinds into C.
 
-use crate::config::{parse_duration_us, DirConfig, ServerConfig};
+use crate::config::{parse_count, parse_duration, DirConfig, ServerConfig};
 use crate::ffi;
-use crate::handler::{self, HandlerArgs, CAN_FALLBACK};
-use crate::httpd::log::{ERR, TRACE1};
-use crate::httpd::{Pool, Request};
-use crate::tunnel::Half;
+use crate::handler::{self, CAN_FALLBACK};
+use crate::httpd::codes::{INTERNAL_SERVER_ERROR, OK};
+use crate::httpd::log::{DEBUG, ERR, TRACE1, WARNING};
+use crate::httpd::outcome::{APR_ECONNABORTED, APR_SUCCESS};
+use crate::httpd::proxy::SchemeArgs;
+use crate::httpd::{cmd::Cmd, filter, mpm, shm, Pool, Request, Server};
+use crate::tunnel::shutdown;
 use crate::{rlog, slog};
 use std::cell::UnsafeCell;
 use std::ffi::CStr;
@@ -74,268 +77,226 @@ fn guard<T>(what: &str, log: impl FnOnce(&str), on_panic: T, f: impl FnOnce() ->
 fn request_guard(r: *mut ffi::request_rec, what: &str, f: impl FnOnce(&Request) -> c_int) -> c_int {
     // SAFETY: httpd passes a live request to its hooks for the duration of the call.
     let req = unsafe { Request::from_raw(r) };
-    guard(
-        what,
-        |m| crate::httpd::log::request(file!(), line!(), r, ERR, 0, m),
-        ffi::HTTP_INTERNAL_SERVER_ERROR as c_int,
-        || f(&req),
-    )
+    guard(what, |m| crate::httpd::log::request(file!(), line!(), &req, ERR, 0, m), INTERNAL_SERVER_ERROR, || f(&req))
+}
+
+/// Runs a directive's handler: its error message, or NULL when the value was taken.
+fn directive(cmd: *mut ffi::cmd_parms, name: &str, f: impl FnOnce(&mut Cmd) -> Result<(), String>) -> *const c_char {
+    // SAFETY: httpd passes the directive's live cmd_parms for this call.
+    let mut cmd = unsafe { Cmd::from_raw(cmd) };
+    guard(name, |_| {}, c"internal error".as_ptr(), || match f(&mut cmd) {
+        Ok(()) => std::ptr::null(),
+        Err(e) => cmd.error(&format!("{name}: {e}")),
+    })
+}
+
+/// A directive's one argument.
+///
+/// # Safety
+/// `arg` must be the NUL-terminated argument httpd passed.
+unsafe fn arg(arg: *const c_char) -> String {
+    // SAFETY: the caller's contract.
+    unsafe { CStr::from_ptr(arg) }.to_string_lossy().into_owned()
+}
+
+/// Stores `v` in the pool as an httpd configuration record.
+fn record<T: Copy>(p: *mut ffi::apr_pool_t, what: &str, v: impl FnOnce() -> T) -> *mut c_void {
+    // SAFETY: httpd passes the configuration pool, live while the configuration is.
+    let pool = unsafe { Pool::from_raw(p) };
+    guard(what, |_| {}, std::ptr::null_mut(), || pool.alloc(v()).cast())
+}
+
+/// Reads back a record `record` stored (httpd hands it back as `void *`).
+///
+/// # Safety
+/// `p` must be a record of type `T` made by `record`.
+unsafe fn stored<T: Copy>(p: *mut c_void) -> T {
+    // SAFETY: the caller's contract.
+    unsafe { *(p as *const T) }
 }
 
 #[no_mangle]
 pub extern "C" fn wst_rs_create_dir_config(p: *mut ffi::apr_pool_t, _dir: *mut c_char) -> *mut c_void {
-    // SAFETY: httpd passes the configuration pool.
-    let pool = unsafe { Pool::from_raw(p) };
-    guard("create_dir_config", |_| {}, std::ptr::null_mut(), || pool.alloc(DirConfig::default()).cast())
+    record(p, "create_dir_config", DirConfig::default)
 }
 
 #[no_mangle]
 pub extern "C" fn wst_rs_merge_dir_config(p: *mut ffi::apr_pool_t, base: *mut c_void, add: *mut c_void) -> *mut c_void {
-    // SAFETY: as above; base and add are records we created with create_dir_config.
-    let pool = unsafe { Pool::from_raw(p) };
-    guard("merge_dir_config", |_| {}, std::ptr::null_mut(), || {
-        // SAFETY: both are DirConfig records written by Pool::alloc.
-        let (b, a) = unsafe { (&*(base as *const DirConfig), &*(add as *const DirConfig)) };
-        pool.alloc(DirConfig::merge(b, a)).cast()
-    })
+    // SAFETY: both are DirConfig records made by create_dir_config or an earlier merge.
+    record(p, "merge_dir_config", || unsafe { DirConfig::merge(&stored(base), &stored(add)) })
 }
 
 #[no_mangle]
 pub extern "C" fn wst_rs_create_server_config(p: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) -> *mut c_void {
-    // SAFETY: httpd passes the configuration pool.
-    let pool = unsafe { Pool::from_raw(p) };
-    guard("create_server_config", |_| {}, std::ptr::null_mut(), || pool.alloc(ServerConfig::default()).cast())
+    record(p, "create_server_config", ServerConfig::default)
 }
 
 #[no_mangle]
 pub extern "C" fn wst_rs_merge_server_config(p: *mut ffi::apr_pool_t, base: *mut c_void, add: *mut c_void) -> *mut c_void {
-    // SAFETY: as above.
-    let pool = unsafe { Pool::from_raw(p) };
-    guard("merge_server_config", |_| {}, std::ptr::null_mut(), || {
-        // SAFETY: both are ServerConfig records written by Pool::alloc.
-        let (b, a) = unsafe { (&*(base as *const ServerConfig), &*(add as *const ServerConfig)) };
-        pool.alloc(ServerConfig::merge(b, a)).cast()
-    })
-}
-
-/// A directive error message in the configuration pool (httpd prints it and refuses to start).
-fn cmd_error(cmd: *mut ffi::cmd_parms, msg: &str) -> *const c_char {
-    // SAFETY: cmd->pool is the configuration pool, live while directives are read.
-    unsafe { Pool::from_raw((*cmd).pool) }.strdup(msg)
+    // SAFETY: both are ServerConfig records made by create_server_config or an earlier merge.
+    record(p, "merge_server_config", || unsafe { ServerConfig::merge(&stored(base), &stored(add)) })
 }
 
 #[no_mangle]
 pub extern "C" fn wst_rs_cmd_fallback(cmd: *mut ffi::cmd_parms, dconf: *mut c_void, flag: c_int) -> *const c_char {
-    guard("ProxyWebsocketFallbackToProxyHttp", |_| {}, c"internal error".as_ptr(), || {
-        // SAFETY: httpd passes the per-dir record of the section being read.
+    directive(cmd, "ProxyWebsocketFallbackToProxyHttp", |_| {
+        // SAFETY: httpd passes the per-dir record of the section being read (a DirConfig
+        // made by create_dir_config), and only this directive's call uses it now.
         let d = unsafe { &mut *(dconf as *mut DirConfig) };
-        d.fallback_to_proxy_http = (flag != 0) as i32;
-        d.fallback_set = 1;
-        let _ = cmd;
-        std::ptr::null()
+        d.fallback_to_proxy_http = Some(flag != 0);
+        Ok(())
     })
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_cmd_idle_timeout(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
-    guard("ProxyWebsocketIdleTimeout", |_| {}, c"internal error".as_ptr(), || {
-        // SAFETY: httpd passes the directive's argument as a NUL-terminated string.
-        let arg = unsafe { CStr::from_ptr(arg) }.to_string_lossy();
-        match parse_duration_us(&arg) {
-            Ok(us) => {
-                let s = server_conf(cmd);
-                s.idle_timeout_us = us;
-                s.idle_timeout_set = 1;
-                std::ptr::null()
-            }
-            Err(e) => cmd_error(cmd, &format!("ProxyWebsocketIdleTimeout: {e}")),
-        }
+pub extern "C" fn wst_rs_cmd_idle_timeout(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, a: *const c_char) -> *const c_char {
+    // SAFETY: httpd passes the argument as a NUL-terminated string.
+    let a = unsafe { arg(a) };
+    directive(cmd, "ProxyWebsocketIdleTimeout", |cmd| {
+        cmd.server_config().idle_timeout = Some(parse_duration(&a)?);
+        Ok(())
     })
-}
-
-/// The per-server record of the server (or virtual host) whose directives are being read.
-fn server_conf(cmd: *mut ffi::cmd_parms) -> &'static mut ServerConfig {
-    // SAFETY: cmd->server is the server being configured; its record is ours (a ServerConfig
-    // allocated in the configuration pool, which outlives directive processing).
-    unsafe { &mut *(ffi::wst_srv_conf((*cmd).server) as *mut ServerConfig) }
 }
 
 #[no_mangle]
 pub extern "C" fn wst_rs_cmd_async(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, flag: c_int) -> *const c_char {
-    guard("ProxyWebsocketAsync", |_| {}, c"internal error".as_ptr(), || {
-        let s = server_conf(cmd);
-        s.async_on = (flag != 0) as i32;
-        s.async_set = 1;
-        std::ptr::null()
+    directive(cmd, "ProxyWebsocketAsync", |cmd| {
+        cmd.server_config().async_on = Some(flag != 0);
+        Ok(())
     })
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_cmd_async_delay(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
-    guard("ProxyWebsocketAsyncDelay", |_| {}, c"internal error".as_ptr(), || {
-        // SAFETY: httpd passes the directive's argument as a NUL-terminated string.
-        let arg = unsafe { CStr::from_ptr(arg) }.to_string_lossy();
-        match parse_duration_us(&arg) {
-            Ok(us) => {
-                let s = server_conf(cmd);
-                s.async_delay_us = us;
-                s.async_delay_set = 1;
-                std::ptr::null()
-            }
-            Err(e) => cmd_error(cmd, &format!("ProxyWebsocketAsyncDelay: {e}")),
-        }
+pub extern "C" fn wst_rs_cmd_async_delay(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, a: *const c_char) -> *const c_char {
+    // SAFETY: httpd passes the argument as a NUL-terminated string.
+    let a = unsafe { arg(a) };
+    directive(cmd, "ProxyWebsocketAsyncDelay", |cmd| {
+        cmd.server_config().async_delay = Some(parse_duration(&a)?);
+        Ok(())
     })
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_cmd_drain_timeout(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
-    guard("ProxyWebsocketDrainTimeout", |_| {}, c"internal error".as_ptr(), || {
-        // SAFETY: httpd passes the directive's argument as a NUL-terminated string, and a live
-        // cmd_parms whose server is the one being configured.
-        let (arg, virtual_host) = unsafe { (CStr::from_ptr(arg).to_string_lossy(), (*(*cmd).server).is_virtual != 0) };
-        if virtual_host {
-            return cmd_error(cmd, "ProxyWebsocketDrainTimeout: only in the server configuration (it applies to whole child processes)");
+pub extern "C" fn wst_rs_cmd_drain_timeout(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, a: *const c_char) -> *const c_char {
+    // SAFETY: httpd passes the argument as a NUL-terminated string.
+    let a = unsafe { arg(a) };
+    directive(cmd, "ProxyWebsocketDrainTimeout", |cmd| {
+        if cmd.server().is_virtual() {
+            return Err("only in the server configuration (it applies to whole child processes)".into());
         }
-        match parse_duration_us(&arg) {
-            Ok(us) => {
-                let s = server_conf(cmd);
-                s.drain_us = us;
-                s.drain_set = 1;
-                std::ptr::null()
-            }
-            Err(e) => cmd_error(cmd, &format!("ProxyWebsocketDrainTimeout: {e}")),
-        }
+        cmd.server_config().drain = Some(parse_duration(&a)?);
+        Ok(())
     })
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_cmd_async_max(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, arg: *const c_char) -> *const c_char {
-    guard("ProxyWebsocketAsyncMaxTunnels", |_| {}, c"internal error".as_ptr(), || {
-        // SAFETY: httpd passes the directive's argument as a NUL-terminated string.
-        let arg = unsafe { CStr::from_ptr(arg) }.to_string_lossy();
-        match crate::config::parse_count(&arg) {
-            Ok(n) => {
-                let s = server_conf(cmd);
-                s.async_max = n;
-                s.async_max_set = 1;
-                std::ptr::null()
-            }
-            Err(e) => cmd_error(cmd, &format!("ProxyWebsocketAsyncMaxTunnels: {e}")),
-        }
+pub extern "C" fn wst_rs_cmd_async_max(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, a: *const c_char) -> *const c_char {
+    // SAFETY: httpd passes the argument as a NUL-terminated string.
+    let a = unsafe { arg(a) };
+    directive(cmd, "ProxyWebsocketAsyncMaxTunnels", |cmd| {
+        cmd.server_config().async_max = Some(parse_count(&a)?);
+        Ok(())
     })
 }
 
+/// The status board's shared memory: made once in httpd's parent, kept across restarts.
+fn attach_status_board(s: Server) {
+    let slots = crate::status::board_slots(mpm::hard_limit_daemons());
+    match shm::retained_array(c"mod_proxy_wstunnel-board", slots) {
+        Ok(board) => crate::status::attach(board),
+        Err(rv) => slog!(
+            s,
+            WARNING,
+            "WST00005: cannot create the shared memory for the tunnels' status (APR status {rv}): mod_status will not show them"
+        ),
+    }
+}
+
 #[no_mangle]
-pub extern "C" fn wst_rs_post_config(
-    _pconf: *mut ffi::apr_pool_t,
-    _plog: *mut ffi::apr_pool_t,
-    _ptemp: *mut ffi::apr_pool_t,
-    s: *mut ffi::server_rec,
-) -> c_int {
-    guard("post_config", |m| crate::httpd::log::server(file!(), line!(), s, ERR, 0, m), ffi::HTTP_INTERNAL_SERVER_ERROR as c_int, || {
+pub extern "C" fn wst_rs_post_config(_pconf: *mut ffi::apr_pool_t, _plog: *mut ffi::apr_pool_t, _ptemp: *mut ffi::apr_pool_t, s: *mut ffi::server_rec) -> c_int {
+    // SAFETY: httpd passes the main server record of the configuration.
+    let s = unsafe { Server::from_raw(s) };
+    guard("post_config", |m| crate::httpd::log::server(file!(), line!(), s, ERR, 0, m), INTERNAL_SERVER_ERROR, || {
+        attach_status_board(s);
         // SAFETY: looks up a module by name in httpd's loaded-module list.
         let http = unsafe { !ffi::ap_find_linked_module(c"mod_proxy_http.c".as_ptr()).is_null() };
         CAN_FALLBACK.store(http, Ordering::Relaxed);
-        // SAFETY: `s` is the main server; its configuration lives in pconf.
-        let cfg = unsafe { *(ffi::wst_srv_conf(s) as *const crate::config::ServerConfig) };
-        let drain = (cfg.drain_set != 0).then(|| std::time::Duration::from_micros(cfg.drain_us.max(0) as u64));
-        crate::tunnel::shutdown::set_drain_timeout(drain);
+        shutdown::set_drain_timeout(s.config().drain);
+        crate::httpd::record::check(s);
         slog!(s, TRACE1, "WST00002: mod_proxy_http is {}loaded: fallback {}possible", if http { "" } else { "not " }, if http { "" } else { "im" });
-        handler::OK
+        OK
     })
 }
 
-/// Cleanup of the child's pool: the child process is exiting.
-#[no_mangle]
-pub extern "C" fn wst_rs_child_exit(graceful_shutdown_timeout: c_int) {
+/// Cleanup of the child's pool: the child process is exiting, its worker threads are done.
+extern "C" fn wst_rs_child_exit(_data: *mut c_void) -> ffi::apr_status_t {
     guard("child_exit", |_| {}, (), || {
-        crate::tunnel::shutdown::child_exit(graceful_shutdown_timeout);
+        shutdown::child_exit(mpm::graceful_shutdown_timeout());
         crate::status::child_exited();
-    })
+    });
+    APR_SUCCESS
+}
+
+/// httpd asks whether the whole server is stopping, from the scoreboard.
+fn server_draining() -> bool {
+    let board = mpm::scoreboard();
+    let procs: Option<(i32, Vec<shutdown::Process>)> = board.map(|(g, ps)| (g, ps.iter().map(|p| (p.pid, p.generation, p.quiescing)).collect()));
+    shutdown::server_draining(mpm::is_threaded(), crate::sys::getpid(), mpm::generation(), procs.as_ref().map(|(g, ps)| (*g, ps.as_slice())))
 }
 
 /// httpd's child_init hook: the child takes its slot on the status board.
 #[no_mangle]
-pub extern "C" fn wst_rs_child_init(generation: c_int) {
+pub extern "C" fn wst_rs_child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
     guard("child_init", |_| {}, (), || {
-        crate::status::child_started(generation.max(0) as u32);
-        // SAFETY: reads httpd's scoreboard, shared memory that lives as long as the child.
-        crate::tunnel::shutdown::set_server_draining_check(|| unsafe { ffi::wst_server_draining() != 0 });
+        crate::status::child_started(mpm::generation().max(0) as u32);
+        shutdown::set_server_draining_check(server_draining);
+        // SAFETY: the child's pool lives until the child exits; the cleanup runs then, once.
+        unsafe { ffi::apr_pool_cleanup_register(pchild, std::ptr::null(), Some(wst_rs_child_exit), Some(ffi::apr_pool_cleanup_null)) };
     })
 }
 
+/// httpd's child_stopping hook (graceful restart, graceful stop, stop).
 #[no_mangle]
-pub extern "C" fn wst_rs_status_board_size(slots: c_int) -> usize {
-    crate::status::board_size(slots.max(0) as usize)
-}
-
-/// The shim made the board's shared memory (post_config, in httpd's parent).
-#[no_mangle]
-pub extern "C" fn wst_rs_status_attach(base: *mut c_void, slots: c_int) {
-    // SAFETY: the shim passes apr_shm memory of wst_rs_status_board_size(slots) bytes, zeroed
-    // when made, page-aligned, from httpd's process-wide pool: it lives as long as the process.
-    guard("post_config", |_| {}, (), || unsafe { crate::status::attach(base.cast(), slots.max(0) as usize) })
-}
-
-/// Runs a callback of the watch filter on a filtered end (shim.h); a panic is logged on the
-/// tunnel's request and turns into `on_panic`.
-fn watch_guard<T>(half: *mut c_void, on_panic: T, f: impl FnOnce(&Half) -> T) -> T {
-    // SAFETY: `half` is the context the tunnel gave this filter, live while it is installed.
-    let h = unsafe { &*half.cast::<Half>() };
-    guard("watch filter", |m| crate::httpd::log::request(file!(), line!(), h.request(), ERR, 0, m), on_panic, || f(h))
-}
-
-/// The watch filter: whether to read at all (a panic fails the read: the tunnel ends).
-#[no_mangle]
-pub extern "C" fn wst_rs_watch_verdict(half: *mut c_void) -> c_int {
-    watch_guard(half, ffi::WST_WATCH_ABORT as c_int, |h| h.verdict() as c_int)
-}
-
-/// The watch filter: bytes of a bucket it read; how many go on.
-#[no_mangle]
-pub extern "C" fn wst_rs_watch_read(half: *mut c_void, data: *const c_char, len: usize) -> usize {
-    watch_guard(half, len, |h| {
-        if data.is_null() {
-            return len;
-        }
-        // SAFETY: `data` holds `len` bytes of a bucket apr_bucket_read just returned.
-        h.read(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
-    })
-}
-
-/// The watch filter, after a read: bytes to append (a Close frame) into `buf`, at most `cap`.
-#[no_mangle]
-pub extern "C" fn wst_rs_watch_closes(half: *mut c_void, c: *mut ffi::conn_rec, buf: *mut c_char, cap: usize) -> usize {
-    watch_guard(half, 0, |h| {
-        // SAFETY: `c` is the connection of the filter that calls us.
-        let Some(close) = (unsafe { h.closes(c) }) else { return 0 };
-        assert!(close.len() <= cap, "a Close frame fits WST_WATCH_CLOSE_MAX");
-        // SAFETY: `buf` has room for `cap` bytes, and we write no more.
-        unsafe { std::ptr::copy_nonoverlapping(close.as_ptr(), buf.cast::<u8>(), close.len()) };
-        close.len()
+pub extern "C" fn wst_rs_child_stopping(_pchild: *mut ffi::apr_pool_t, graceful: c_int) {
+    guard("child_stopping", |_| {}, (), || {
+        let drains = shutdown::drains(graceful != 0, mpm::is_threaded());
+        slog!(Server::main(), DEBUG, "WST00004: child {} stopping ({})", crate::sys::getpid(), if drains { "graceful" } else { "not graceful" });
+        shutdown::child_stopping(drains, mpm::graceful_shutdown_timeout())
     })
 }
 
 /// mod_status's hook: our section of /server-status (HTML, or `?auto` lines).
 #[no_mangle]
-pub extern "C" fn wst_rs_status(r: *mut ffi::request_rec, short_report: c_int, tables: c_int, extended: c_int) {
+pub extern "C" fn wst_rs_status(r: *mut ffi::request_rec, flags: c_int) -> c_int {
+    let flag = |f: u32| flags & f as c_int != 0;
     request_guard(r, "status", |req| {
         let (rows, total) = crate::status::snapshot();
-        let text = if short_report != 0 {
+        let text = if flag(ffi::AP_STATUS_SHORT) {
             crate::status::render_auto(&rows, &total)
         } else {
-            crate::status::render_html(&rows, &total, extended != 0, tables != 0)
+            crate::status::render_html(&rows, &total, flag(ffi::AP_STATUS_EXTENDED), !flag(ffi::AP_STATUS_NOTABLE))
         };
         req.write(text.as_bytes());
-        handler::OK
+        OK
     });
+    OK
 }
 
-/// httpd's child_stopping hook (graceful restart, graceful stop, stop).
+/// The watch filter (`WSTUNNEL_WATCH`, registered by the shim); a panic fails the read, and
+/// with it the tunnel.
 #[no_mangle]
-pub extern "C" fn wst_rs_child_stopping(graceful: c_int, graceful_shutdown_timeout: c_int) {
-    guard("child_stopping", |_| {}, (), || {
-        crate::tunnel::shutdown::child_stopping(graceful != 0, graceful_shutdown_timeout)
+pub extern "C" fn wst_rs_watch_in(
+    f: *mut ffi::ap_filter_t,
+    bb: *mut ffi::apr_bucket_brigade,
+    mode: ffi::ap_input_mode_t,
+    block: ffi::apr_read_type_e,
+    readbytes: ffi::apr_off_t,
+) -> ffi::apr_status_t {
+    // SAFETY: httpd calls the filter with a live filter of a live connection.
+    let s = unsafe { filter::server_of(f) };
+    // SAFETY: httpd's arguments to an input filter that `filter::watch` added.
+    guard("watch filter", |m| crate::httpd::log::server(file!(), line!(), s, ERR, 0, m), APR_ECONNABORTED, || unsafe {
+        filter::input(f, bb, mode, block, readbytes)
     })
 }
 
@@ -367,7 +328,9 @@ pub extern "C" fn wst_rs_handler(
     proxyport: ffi::apr_port_t,
 ) -> c_int {
     request_guard(r, "scheme handler", |req| {
-        let status = handler::handle(req, &HandlerArgs { worker, conf, url, proxyname, proxyport });
+        // SAFETY: mod_proxy's arguments to the scheme handler, for this call.
+        let args = unsafe { SchemeArgs::from_raw(worker, conf, url, proxyname, proxyport) };
+        let status = handler::handle(req, &args);
         rlog!(req, TRACE1, "WST00003: scheme handler returns {status}");
         status
     })

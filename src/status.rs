@@ -1,5 +1,5 @@
 //! The tunnels' status board, for mod_status: one slot per httpd child in memory shared by all
-//! children (the shim creates it once, in httpd's parent, and every child inherits it through
+//! children (`httpd::shm` makes it once, in httpd's parent, and every child inherits it through
 //! fork), so whichever child serves `/server-status` sees every child's tunnels. A child
 //! claims a slot when it starts and gives it back when it exits; what it did then goes into
 //! the board's first slot, so the totals cover children that are gone too.
@@ -9,7 +9,7 @@
 use once_cell::sync::OnceCell;
 use std::collections::BTreeSet;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,38 +31,27 @@ pub struct Slot {
 }
 
 /// The shared block: slot 0 holds what exited children did, the others one child each.
-static BOARD: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
-static BOARD_LEN: AtomicUsize = AtomicUsize::new(0);
+static BOARD: OnceCell<&'static [Slot]> = OnceCell::new();
 
-/// Bytes the shim must share for `n` slots.
-pub const fn board_size(n: usize) -> usize {
-    n * std::mem::size_of::<Slot>()
+/// How many slots the board needs for `ServerLimit` children: one per child process httpd
+/// may run, twice over for the generations that overlap in a graceful restart, and slot 0
+/// for children that are gone. An MPM that does not say gets room for 16.
+pub fn board_slots(server_limit: i32) -> usize {
+    2 * (if server_limit > 0 { server_limit as usize } else { 16 }) + 1
 }
 
-/// Uses the `n` slots at `base` (zeroed memory shared by all children, never unmapped while
-/// the process lives). Called in httpd's parent before it forks the children.
-///
-/// # Safety
-/// `base` must point to `board_size(n)` zeroed (or previously attached) bytes, aligned for
-/// u64, valid and shared for the rest of the process's life.
-pub unsafe fn attach(base: *mut u8, n: usize) {
-    BOARD.store(base.cast(), Relaxed);
-    BOARD_LEN.store(n, Relaxed);
+/// Uses `slots` (zeroed memory shared by all children, or the same block again after a
+/// restart). Called in httpd's parent before it forks the children.
+pub fn attach(slots: &'static [Slot]) {
+    let _ = BOARD.set(slots);
 }
 
 fn board() -> &'static [Slot] {
-    let base = BOARD.load(Relaxed);
-    if base.is_null() {
-        return &[];
-    }
-    // SAFETY: `attach`'s contract: `BOARD_LEN` slots of shared memory for the process's life;
-    // Slot is all atomics, so shared references are sound across threads and processes.
-    unsafe { std::slice::from_raw_parts(base, BOARD_LEN.load(Relaxed)) }
+    BOARD.get().copied().unwrap_or(&[])
 }
 
 fn alive(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    pid != 0 && (unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
+    crate::sys::process_exists(pid)
 }
 
 /// This process's slot; a private one when the board is missing or full (not shown then).
@@ -80,8 +69,7 @@ pub fn child_started(generation: u32) {
 
 /// A free slot, or one whose child died without giving it back (a crash), made ours.
 fn claim() -> Option<&'static Slot> {
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() } as u32;
+    let me = crate::sys::getpid();
     let board = board();
     for s in board.iter().skip(1) {
         let pid = s.pid.load(Relaxed);
@@ -113,8 +101,7 @@ fn retire(s: &Slot) {
 /// The child is exiting: its totals go to slot 0 and the slot is free again.
 pub fn child_exited() {
     let s = mine();
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() } as u32;
+    let me = crate::sys::getpid();
     if s.pid.load(Relaxed) == me {
         retire(s);
         s.sync.store(0, Relaxed);
@@ -376,14 +363,21 @@ mod tests {
 
     // One test drives the process-wide board (it is a static, as in httpd).
     #[test]
+    fn the_board_has_room_for_two_generations_and_the_gone() {
+        assert_eq!(board_slots(16), 33);
+        assert_eq!(board_slots(0), 33);
+        assert_eq!(board_slots(-1), 33);
+        assert_eq!(board_slots(1), 3);
+    }
+
+    #[test]
     fn tunnels_show_on_the_board_and_totals_survive_the_child() {
         let n = 4;
-        let block: &'static mut [Slot] = Box::leak((0..n).map(|_| Slot::default()).collect());
+        let block: &'static [Slot] = Box::leak((0..n).map(|_| Slot::default()).collect());
         // A dead child's slot (a crash) is reclaimed, its totals kept.
         block[1].pid.store(0x7fff_fff0, Relaxed);
         block[1].served.store(5, Relaxed);
-        // SAFETY: `block` is leaked, zeroed Slots, valid for the process's life.
-        unsafe { attach(block.as_mut_ptr().cast(), n) };
+        attach(block);
         child_started(3);
         let mut a = Tunnel::start();
         let b = Tunnel::start();

@@ -113,6 +113,12 @@ pub fn accepts_101(offered: &str, answered: Option<&str>) -> bool {
     tokens(offered).any(|o| o.eq_ignore_ascii_case(proto))
 }
 
+/// The lines that end our request head to the backend: the protocol offered, the hop-by-hop
+/// `Connection: Upgrade` mod_proxy purged from the client's, and the blank line.
+pub fn request_lines(offer: &str) -> String {
+    format!("Upgrade: {offer}\r\nConnection: Upgrade\r\n\r\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +187,10 @@ mod tests {
     fn token_helpers() {
         assert!(has_token("keep-alive, Upgrade", "upgrade"));
         assert!(!has_token("keep-alive", "upgrade"));
+    }
+
+    #[test]
+    fn the_head_ends_with_our_upgrade_lines() {
+        assert_eq!(request_lines("websocket"), "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
     }
 }

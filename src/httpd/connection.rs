@@ -1,27 +1,20 @@
 //! `conn_rec`: a client connection, or the backend connection mod_proxy created for us.
 
-use super::{Brigade, Pool};
+use super::outcome::{read_outcome, Got, Read};
+use super::{Brigade, Pool, Server};
 use crate::ffi;
+use std::ffi::CStr;
 use std::marker::PhantomData;
 use std::os::fd::RawFd;
 
+/// A connection record, used from the thread httpd runs it on. Like [`super::Request`], it
+/// hands out no reference into the record beyond one call and writes fields through its
+/// pointer (interior mutability for a record C owns).
 #[derive(Clone, Copy)]
 pub struct Connection<'c> {
     raw: *mut ffi::conn_rec,
     _life: PhantomData<&'c ()>,
 }
-
-/// The result of a read from a connection's input filters.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Read {
-    Data(usize),
-    Eof,
-    WouldBlock,
-    Error(ffi::apr_status_t),
-}
-
-const APR_EAGAIN: ffi::apr_status_t = 11; // APR_OS_START_ERROR + EAGAIN maps to EAGAIN on Unix
-const APR_TIMEUP: ffi::apr_status_t = 70007;
 
 impl<'c> Connection<'c> {
     /// # Safety
@@ -31,12 +24,12 @@ impl<'c> Connection<'c> {
         Connection { raw, _life: PhantomData }
     }
 
-    pub fn as_ptr(&self) -> *mut ffi::conn_rec {
+    pub(crate) fn as_ptr(&self) -> *mut ffi::conn_rec {
         self.raw
     }
 
     fn rec(&self) -> &ffi::conn_rec {
-        // SAFETY: live for 'c per the constructor's contract.
+        // SAFETY: live for 'c per the constructor's contract; see the type's documentation.
         unsafe { &*self.raw }
     }
 
@@ -45,7 +38,13 @@ impl<'c> Connection<'c> {
         unsafe { Pool::from_raw(self.rec().pool) }
     }
 
-    pub fn bucket_alloc(&self) -> *mut ffi::apr_bucket_alloc_t {
+    /// The server the connection came in on.
+    pub fn server(&self) -> Server {
+        // SAFETY: base_server is a server record of the running configuration.
+        unsafe { Server::from_raw(self.rec().base_server) }
+    }
+
+    pub(super) fn bucket_alloc(&self) -> *mut ffi::apr_bucket_alloc_t {
         self.rec().bucket_alloc
     }
 
@@ -53,6 +52,23 @@ impl<'c> Connection<'c> {
     pub fn brigade(&self) -> Brigade<'c> {
         // SAFETY: the allocator belongs to this connection, which outlives its pool's brigades.
         unsafe { Brigade::new(self.pool(), self.bucket_alloc()) }
+    }
+
+    /// The heads of its input and output filter chains.
+    pub(super) fn filters(&self) -> (*mut ffi::ap_filter_t, *mut ffi::ap_filter_t) {
+        (self.rec().input_filters, self.rec().output_filters)
+    }
+
+    /// Takes the input filter named `name` (as registered) off the connection, if present.
+    pub fn remove_input_filter(&self, name: &CStr) {
+        // SAFETY: the chain is the live connection's; httpd unlinks the filter by name.
+        unsafe { ffi::ap_remove_input_filter_byhandle(self.rec().input_filters, name.as_ptr()) };
+    }
+
+    /// The connection will not be kept alive after this request.
+    pub fn set_close(&self) {
+        // SAFETY: a field write through the pointer (see the type's documentation).
+        unsafe { (*self.raw).keepalive = ffi::AP_CONN_CLOSE };
     }
 
     /// True if bytes on this connection pass through TLS (mod_ssl).
@@ -72,33 +88,41 @@ impl<'c> Connection<'c> {
         unsafe { crate::httpd::cstr(self.rec().client_ip) }.map(|s| s.into_owned()).unwrap_or_else(|| "-".into())
     }
 
-    /// The connection's socket fd, if it has one.
+    /// The connection's socket fd (core's socket), if it has one.
     pub fn fd(&self) -> Option<RawFd> {
-        // SAFETY: the shim only reads core's socket of a live connection.
-        let fd = unsafe { ffi::wst_conn_fd(self.raw) };
-        (fd >= 0).then_some(fd)
+        // SAFETY: reads core's socket of a live connection (NULL if none).
+        let sock = unsafe { ffi::ap_get_conn_socket(self.raw) };
+        if sock.is_null() {
+            return None;
+        }
+        let mut fd: ffi::apr_os_sock_t = -1;
+        // SAFETY: a live APR socket; APR writes its descriptor into `fd`.
+        (unsafe { ffi::apr_os_sock_get(&mut fd, sock) } == 0 && fd >= 0).then_some(fd)
     }
 
     /// Reads at most `buf.len()` bytes through the connection's input filters.
     pub fn read(&self, bb: &Brigade<'_>, buf: &mut [u8], block: bool) -> Read {
-        let mut len = buf.len() as ffi::apr_size_t;
-        // SAFETY: `buf` is writable for `len` bytes; the brigade belongs to a pool that is
-        // alive; the shim empties the brigade before returning.
-        let rv = unsafe { ffi::wst_conn_read(self.raw, bb.as_ptr(), buf.as_mut_ptr().cast(), &mut len, block as i32) };
-        match rv {
-            0 if len > 0 => Read::Data(len as usize),
-            0 => Read::WouldBlock,
-            e if e == ffi::APR_EOF as ffi::apr_status_t => Read::Eof,
-            APR_EAGAIN => Read::WouldBlock,
-            e => Read::Error(e),
-        }
+        let mode = if block { ffi::APR_BLOCK_READ } else { ffi::APR_NONBLOCK_READ };
+        // SAFETY: the brigade belongs to a live pool; the filters fill it.
+        let rv = unsafe { ffi::ap_get_brigade(self.rec().input_filters, bb.as_ptr(), ffi::AP_MODE_READBYTES, mode, buf.len() as ffi::apr_off_t) };
+        let got = if rv != 0 {
+            Got::Failed(rv)
+        } else if bb.is_empty() {
+            Got::Empty
+        } else if bb.starts_with_eos() {
+            Got::Eos
+        } else {
+            let (status, len) = bb.flatten(buf);
+            Got::Bytes { status, len }
+        };
+        bb.cleanup();
+        read_outcome(got, block)
     }
 
-    /// Marks the connection aborted: httpd then closes it without lingering or keep-alive.
     /// Writes `bytes` through the connection's output filters and flushes; false on failure.
     pub fn write(&self, bytes: &[u8]) -> bool {
         // SAFETY: a live connection; the shim copies the bytes into a heap bucket.
-        unsafe { ffi::wst_conn_write(self.raw, bytes.as_ptr().cast(), bytes.len()) == ffi::APR_SUCCESS as ffi::apr_status_t }
+        unsafe { ffi::wst_conn_write(self.raw, bytes.as_ptr().cast(), bytes.len()) == 0 }
     }
 
     /// httpd found the connection broken (`c->aborted`).
@@ -106,9 +130,10 @@ impl<'c> Connection<'c> {
         self.rec().aborted != 0
     }
 
+    /// Marks the connection aborted: httpd then closes it without lingering or keep-alive.
     pub fn set_aborted(&self) {
-        // SAFETY: sets a flag of a live conn_rec from its own thread.
-        unsafe { ffi::wst_conn_set_aborted(self.raw) }
+        // SAFETY: a field write through the pointer (see the type's documentation).
+        unsafe { (*self.raw).aborted = 1 };
     }
 
     /// Adds bytes moved outside httpd's filters to mod_logio's counters (%I, %O).
@@ -116,9 +141,4 @@ impl<'c> Connection<'c> {
         // SAFETY: the shim calls mod_logio's optional functions if present.
         unsafe { ffi::wst_logio_add(self.raw, bytes_in as ffi::apr_off_t, bytes_out as ffi::apr_off_t) }
     }
-}
-
-/// True if an APR status is a timeout.
-pub fn is_timeout(rv: ffi::apr_status_t) -> bool {
-    rv == APR_TIMEUP || rv == APR_EAGAIN
 }

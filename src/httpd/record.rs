@@ -2,9 +2,64 @@
 //! compact copy taken at the hand-over, given to mod_log_config when the tunnel ends
 //! (c_shim/record.c says how it is rebuilt and why only mod_log_config sees it).
 
-use super::Request;
+use super::assumptions::{self, Facts, Logio, Unusable};
+use super::log::{INFO, WARNING};
+use super::{Request, Server};
 use crate::ffi;
+use crate::slog;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set at startup: every assumption of the record holds in this httpd.
+static USABLE: AtomicBool = AtomicBool::new(false);
+
+/// What the running httpd shows of the record's assumptions.
+fn facts() -> Facts {
+    let mut running = ffi::ap_version_t::default();
+    // SAFETY: fills the struct we pass with the running httpd's version.
+    unsafe { ffi::ap_get_server_revision(&mut running) };
+    let mut p = ffi::wst_logio_probe::default();
+    // SAFETY: the shim fills `p`; it runs mod_logio's functions on a scratch connection.
+    unsafe { ffi::wst_record_probe_logio(&mut p) };
+    let at = |o: std::os::raw::c_long| (o >= 0).then_some(o as usize);
+    let built_for = (ffi::AP_SERVER_MAJORVERSION_NUMBER as i32, ffi::AP_SERVER_MINORVERSION_NUMBER as i32, ffi::AP_SERVER_PATCHLEVEL_NUMBER as i32);
+    Facts {
+        built_for: probe_built_for().unwrap_or(built_for),
+        running: (running.major, running.minor, running.patch),
+        // SAFETY: looks the hook up in httpd's hook array, read-only.
+        log_config: unsafe { ffi::wst_record_has_log_config() } != 0,
+        logio: Logio { loaded: p.loaded != 0, functions: p.functions != 0, in_at: at(p.in_at), out_at: at(p.out_at), beyond: p.beyond != 0 },
+    }
+}
+
+/// Test builds only (feature `panic-probe`): `Define WST_PROBE_FOREIGN_HTTPD` in the
+/// configuration makes the module believe it was built for another httpd, to prove the
+/// fallback.
+fn probe_built_for() -> Option<assumptions::Version> {
+    // SAFETY: reads httpd's list of defines.
+    (cfg!(feature = "panic-probe") && unsafe { ffi::ap_exists_config_define(c"WST_PROBE_FOREIGN_HTTPD".as_ptr()) } != 0).then_some((2, 4, 0))
+}
+
+/// Checks, once per configuration (in httpd's parent, before the children), whether the
+/// end-of-tunnel record can go to mod_log_config; says why not when it matters.
+pub fn check(s: Server) {
+    let verdict = assumptions::check(&facts());
+    USABLE.store(verdict.is_ok(), Ordering::Relaxed);
+    // httpd reads its configuration twice at startup; say it the second time only.
+    // SAFETY: a query of httpd's state, no arguments besides the code.
+    if unsafe { ffi::ap_state_query(ffi::AP_SQ_MAIN_STATE as i32) } == ffi::AP_SQ_MS_CREATE_PRE_CONFIG as i32 {
+        return;
+    }
+    match verdict {
+        Ok(()) => {}
+        Err(Unusable::NoLogConfig) => slog!(s, INFO, "WST00006: mod_log_config is not loaded: asynchronous tunnels' ends are logged by WST02011 only"),
+        Err(Unusable::Broken(why)) => slog!(
+            s,
+            WARNING,
+            "WST00007: asynchronous tunnels' ends will not reach the access log, only the error log (WST02011): {why}"
+        ),
+    }
+}
 
 pub struct LogRecord(NonNull<ffi::wst_record>);
 
@@ -14,8 +69,12 @@ pub struct LogRecord(NonNull<ffi::wst_record>);
 unsafe impl Send for LogRecord {}
 
 impl LogRecord {
-    /// Copies what the access log may need from the request; None if out of memory.
+    /// Copies what the access log may need from the request; None if out of memory, or if
+    /// the startup check found the record unusable in this httpd.
     pub fn take(r: &Request) -> Option<LogRecord> {
+        if !USABLE.load(Ordering::Relaxed) {
+            return None;
+        }
         // SAFETY: the request is live for the duration of the call; the copy owns its bytes.
         NonNull::new(unsafe { ffi::wst_record_take(r.as_ptr()) }).map(LogRecord)
     }

@@ -1,12 +1,17 @@
 //! `request_rec`: the request being proxied, valid for the duration of a hook call.
 
-use super::{Connection, Pool};
+use super::{Connection, Pool, Server};
 use crate::config::{DirConfig, ServerConfig};
 use crate::ffi;
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
 use std::os::raw::c_char;
 
+/// A request record. Copies of a `Request` may coexist on the request's thread (hooks pass
+/// `&Request` around), so it never hands out a reference into the record that outlives one of
+/// its calls, and never a `&mut`: it writes fields through the raw pointer, as C code does.
+/// That is interior mutability for a record C owns; the raw pointer keeps `Request` on its
+/// thread (neither `Send` nor `Sync`).
 #[derive(Clone, Copy)]
 pub struct Request<'r> {
     raw: *mut ffi::request_rec,
@@ -24,19 +29,15 @@ impl<'r> Request<'r> {
         Request { raw, _life: PhantomData }
     }
 
-    pub fn as_ptr(&self) -> *mut ffi::request_rec {
+    pub(crate) fn as_ptr(&self) -> *mut ffi::request_rec {
         self.raw
     }
 
+    /// For reads within one call (see the type's documentation).
     fn rec(&self) -> &ffi::request_rec {
-        // SAFETY: live for 'r (constructor contract).
+        // SAFETY: live for 'r (constructor contract); no write happens while the reference
+        // is used, as none outlives the method that takes it.
         unsafe { &*self.raw }
-    }
-
-    fn rec_mut(&self) -> &mut ffi::request_rec {
-        // SAFETY: live for 'r and only touched from the request's thread; no other Rust
-        // reference to the record is held across this call.
-        unsafe { &mut *self.raw }
     }
 
     pub fn pool(&self) -> Pool<'r> {
@@ -49,8 +50,10 @@ impl<'r> Request<'r> {
         unsafe { Connection::from_raw(self.rec().connection) }
     }
 
-    pub fn server(&self) -> *mut ffi::server_rec {
-        self.rec().server
+    /// The (virtual) server the request came to.
+    pub fn server(&self) -> Server {
+        // SAFETY: r->server is a server record of the running configuration.
+        unsafe { Server::from_raw(self.rec().server) }
     }
 
     /// HTTP/1.0 is 1000, HTTP/1.1 is 1001.
@@ -102,29 +105,19 @@ impl<'r> Request<'r> {
         let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
         // SAFETY: copies `len` readable bytes into the request pool, NUL-terminated.
         let p = unsafe { ffi::apr_pstrmemdup(self.rec().pool, bytes.as_ptr().cast(), len) };
-        self.rec_mut().filename = p;
+        // SAFETY: a field write through the raw pointer (see the type's documentation).
+        unsafe { (*self.raw).filename = p };
     }
 
     pub fn dir_config(&self) -> DirConfig {
         // SAFETY: the shim returns our per-dir record (created by create_dir_config) or NULL.
         let p = unsafe { ffi::wst_dir_conf(self.raw) } as *const DirConfig;
-        if p.is_null() {
-            DirConfig::default()
-        } else {
-            // SAFETY: non-NULL records were written by Pool::alloc as DirConfig.
-            unsafe { *p }
-        }
+        // SAFETY: non-NULL records were written by Pool::alloc as DirConfig, which is Copy.
+        unsafe { p.as_ref() }.copied().unwrap_or_default()
     }
 
     pub fn server_config(&self) -> ServerConfig {
-        // SAFETY: as for dir_config, for the per-server record.
-        let p = unsafe { ffi::wst_srv_conf(self.rec().server) } as *const ServerConfig;
-        if p.is_null() {
-            ServerConfig::default()
-        } else {
-            // SAFETY: written by Pool::alloc as ServerConfig.
-            unsafe { *p }
-        }
+        self.server().config()
     }
 
     /// `AllowEncodedSlashes NoDecode` is in effect.
@@ -188,9 +181,11 @@ impl<'r> Request<'r> {
             Some(l) => self.pool().strdup_bytes(l),
             None => std::ptr::null_mut(),
         } as *const c_char;
-        let r = self.rec_mut();
-        r.status = status as i32;
-        r.status_line = line;
+        // SAFETY: field writes through the raw pointer (see the type's documentation).
+        unsafe {
+            (*self.raw).status = status as i32;
+            (*self.raw).status_line = line;
+        }
     }
 
     /// Content type from an untrusted source: never selects a handler (CVE-2024-39884 class).
@@ -236,15 +231,27 @@ impl<'r> Request<'r> {
         unsafe { ffi::ap_send_interim_response(self.raw, 1) }
     }
 
-    /// Switches the request to tunnel mode: HTTP protocol filters and mod_reqtimeout are
-    /// dropped and the connection will not be kept alive.
+    /// Switches the request to tunnel mode for a relay of our own (mod_proxy's tunnel,
+    /// `ap_proxy_tunnel_create`, does the same for the filtered ones): mod_reqtimeout's body
+    /// timeout would cut an idle tunnel, no HTTP framing (chunks, error pages) may reach the
+    /// upgraded stream, and the connection will not be kept alive.
     pub fn enter_tunnel_mode(&self) {
-        // SAFETY: rewires filter pointers of the live request to its connection's chains.
-        unsafe { ffi::wst_enter_tunnel_mode(self.raw) }
+        let c = self.connection();
+        c.remove_input_filter(c"reqtimeout");
+        let (input, output) = c.filters();
+        // SAFETY: field writes through the raw pointer (see the type's documentation); the
+        // chains are the live connection's.
+        unsafe {
+            (*self.raw).input_filters = input;
+            (*self.raw).proto_input_filters = input;
+            (*self.raw).output_filters = output;
+            (*self.raw).proto_output_filters = output;
+        }
+        c.set_close();
     }
 
     /// mod_proxy's per-directory configuration (for ProxyPassReverse).
-    pub fn proxy_dir_conf(&self) -> *mut ffi::proxy_dir_conf {
+    pub(super) fn proxy_dir_conf(&self) -> *mut ffi::proxy_dir_conf {
         // SAFETY: mod_proxy is loaded (we are called from its hooks), so its per-dir record exists.
         unsafe { ffi::wst_proxy_dir_conf(self.raw) as *mut ffi::proxy_dir_conf }
     }

@@ -7,7 +7,7 @@
 //! rest of a payload, is copied exactly, then the payload spliced; a frame too small to be
 //! worth splicing ends bulk mode.
 
-use super::sys::{CHUNK, SPLICE_SMALL};
+use crate::sys::{CHUNK, SPLICE_SMALL};
 use crate::frames::Frames;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use crate::frames::{close_frame, Frames};
 use crate::status::Meter;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -45,9 +45,7 @@ struct Running {
 impl Running {
     /// The child starts draining.
     fn drain(&self) {
-        let one = 1u64;
-        // SAFETY: an 8-byte write from a valid u64 to the eventfd we own.
-        unsafe { libc::write(self.stop.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        crate::sys::eventfd_signal(self.stop.as_raw_fd());
         self.phase.send_replace(if self.setup.polite { Phase::Polite } else { Phase::Stop });
     }
 
@@ -72,8 +70,7 @@ fn pairs() -> ((TcpStream, TcpStream), (TcpStream, TcpStream)) {
 }
 
 fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running {
-    // SAFETY: eventfd with constant flags; the OwnedFd closes it.
-    let stop = unsafe { OwnedFd::from_raw_fd(libc::eventfd(0, libc::EFD_NONBLOCK)) };
+    let stop = crate::sys::eventfd().expect("an eventfd");
     let stop_fd = stop.as_raw_fd();
     let (phase, rx) = tokio::sync::watch::channel(Phase::Run);
     let frames = setup.frames.then(|| (Frames::default(), Frames::default()));
@@ -255,11 +252,8 @@ fn a_reset_on_one_side_ends_the_tunnel_promptly() {
     for driver in DRIVERS {
         let ((cl, rc), (rb, mut be)) = pairs();
         let r = start(driver, rc, rb, Setup::default());
-        let lin = libc::linger { l_onoff: 1, l_linger: 0 };
-        // SAFETY: valid pointer and size for SO_LINGER (then close: an RST).
-        unsafe {
-            libc::setsockopt(cl.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, (&lin as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as u32);
-        }
+        // Then close: an RST.
+        crate::sys::set_linger_zero(cl.as_raw_fd());
         drop(cl);
         let (_, _, end) = r.done();
         assert!(matches!(end, End::Failed(Side::Client, _) | End::Closed), "{driver:?}: {end:?}");

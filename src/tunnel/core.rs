@@ -13,7 +13,7 @@
 //! Either way an idle tunnel holds none, and a busy one allocates nothing per message.
 
 use super::bulk::{self, Read};
-use super::sys::CHUNK;
+use crate::sys::CHUNK;
 use crate::frames::Frames;
 use std::cell::RefCell;
 use std::io;
@@ -117,10 +117,7 @@ pub struct Tick(pub u64);
 
 impl Tick {
     pub fn now() -> Tick {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes one timespec into `ts`.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-        Tick(ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000)
+        Tick(crate::sys::monotonic_coarse_ms())
     }
 
     pub fn after(self, d: Duration) -> Tick {
@@ -501,7 +498,7 @@ impl Direction {
         self.polite = self.polite.after_bytes(&f);
         if let (Polite::Due { send }, false) = (self.polite, self.pending()) {
             if send {
-                self.load(&super::sys::going_away(self.to() == Side::Backend));
+                self.load(&crate::sys::going_away(self.to() == Side::Backend));
             }
             self.polite = Polite::Closed;
         }

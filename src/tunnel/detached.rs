@@ -12,7 +12,7 @@
 
 use super::core::{Buffers, Core, End, Side, Tick};
 use super::pump::{pump, Io, Pipe};
-use super::sys::{recv, send, set_nonblocking, shutdown_write, splice};
+use crate::sys::{recv, send, shutdown_write, splice};
 use crate::frames::Frames;
 use crate::status::Meter;
 use once_cell::sync::OnceCell;
@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 
 /// What is reported when a detached tunnel ends.
 #[derive(Debug)]
@@ -290,9 +289,7 @@ impl Task {
 }
 
 fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    set_nonblocking(fd.as_raw_fd())?;
-    // SAFETY: an OwnedFd always returns the same open fd until it is dropped with the AsyncFd.
-    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }.map_err(|e| e.into())
+    crate::sys::async_fd(fd)
 }
 
 /// The sockets as the reactor sees them. A call on a side the reactor does not know to be

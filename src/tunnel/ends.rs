@@ -1,12 +1,13 @@
 //! Choosing the kind of ends, handing httpd's buffered bytes to the relay, and logging the outcome.
+#![forbid(unsafe_code)]
 
 use crate::canon::Scheme;
-use crate::ffi;
-use crate::handler::DONE;
-use crate::httpd::connection::Read;
+use crate::httpd::codes::DONE;
 use crate::httpd::log::{DEBUG, INFO, WARNING};
+use crate::httpd::outcome::Read;
+use crate::httpd::proxy::Backend;
+use crate::httpd::{mpm, Connection, Request};
 use super::core::End;
-use crate::httpd::{Connection, Request};
 use crate::rlog;
 use super::handoff::{async_handoff_at, handoff};
 use super::relay::{self, Ends, Limits};
@@ -33,10 +34,8 @@ fn buffered<'a>(c: &'a Connection<'a>, counted: Option<&'a std::cell::Cell<u64>>
 
 /// Starts the graceful drain if the MPM says this child is stopping (see `Limits::on_signal`).
 pub(super) fn notice_mpm_stopping() {
-    // SAFETY: both read process-global MPM state; no arguments.
-    let (stopping, grace) = unsafe { (ffi::wst_mpm_stopping() != 0, ffi::wst_graceful_shutdown_timeout()) };
-    if stopping {
-        super::shutdown::child_stopping(true, grace);
+    if mpm::stopping() {
+        super::shutdown::child_stopping(true, mpm::graceful_shutdown_timeout());
     }
 }
 
@@ -49,22 +48,18 @@ fn is_raw(c: &Connection) -> bool {
 /// the 101 is out).
 pub fn run(
     r: &Request,
-    backend: &mut ffi::proxy_conn_rec,
+    backend: &Backend,
     backconn: &Connection,
     surplus: Vec<u8>,
-    idle_us: i64,
+    idle: Option<Duration>,
     scheme: Scheme,
     websocket: bool,
 ) -> i32 {
     let client = r.connection();
-    r.enter_tunnel_mode();
-    let idle = (idle_us > 0).then(|| Duration::from_micros(idle_us as u64));
     // Writes may wait as long as httpd would let a blocking write wait on either side.
-    let backend_timeout = crate::httpd::proxy::socket_timeout_us(backend);
-    // SAFETY: the request's server_rec is live.
-    let server_timeout = unsafe { (*r.server()).timeout };
-    let timeouts = super::limits::Timeouts::new(idle, backend_timeout, server_timeout);
+    let timeouts = super::limits::Timeouts::new(idle, backend.socket_timeout(), r.server().timeout());
     if scheme == Scheme::Ws && is_raw(&client) && is_raw(backconn) {
+        r.enter_tunnel_mode();
         let frames = websocket.then(Default::default);
         raw(r, &client, backend, backconn, surplus, timeouts, frames);
     } else {
@@ -77,7 +72,7 @@ pub fn run(
 fn raw(
     r: &Request,
     client: &Connection,
-    backend: &ffi::proxy_conn_rec,
+    backend: &Backend,
     backconn: &Connection,
     surplus: Vec<u8>,
     timeouts: super::limits::Timeouts,

@@ -4,18 +4,23 @@
 //! its bytes and tracks its frames, and in a draining child ends it politely from inside
 //! (see [`super::polite`]).
 
+#![forbid(unsafe_code)]
+
 use super::core::{stalled, End, Tick};
-use super::limits::Timeouts;
-use super::sys::unread;
 use super::ends::notice_mpm_stopping;
+use super::limits::Timeouts;
 use super::polite::{self, Direction};
 use crate::canon::Scheme;
-use crate::ffi;
+use crate::httpd::filter::{self, Verdict, Watched};
 use crate::httpd::log::{DEBUG, ERR};
-use crate::httpd::{Connection, Request};
+use crate::httpd::proxy::{Slice, Tunnel};
+use crate::httpd::{mpm, Connection, Request};
 use crate::rlog;
 use crate::status::Meter;
+use crate::sys::unread;
+use std::cell::RefCell;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -23,23 +28,15 @@ use std::time::{Duration, Instant};
 /// enough for the drain deadline, long enough to cost nothing (one wake-up per slice).
 const SLICE: Duration = Duration::from_millis(250);
 
-/// The directions of a filtered tunnel, allocated by `Watch::start` in the request pool.
-///
-/// # Safety
-/// `p` must come from a `Watch` still in place, and the reference must not outlive the caller's
-/// turn: the tunnel's thread uses the pair either inside a slice (the filters, as mod_proxy's
-/// tunnel reads) or between slices (the loop), never both at once, and no other thread does.
-unsafe fn pair<'a>(p: *mut [Direction; 2]) -> &'a mut [Direction; 2] {
-    unsafe { &mut *p }
-}
+/// Both directions of a filtered tunnel. The tunnel's thread uses them either inside a slice
+/// (the watch filters, as mod_proxy's tunnel reads) or between slices (the loop), never both
+/// at once, so each borrow is short and never contended.
+type Pair = Rc<RefCell<[Direction; 2]>>;
 
-/// What the watch filter on one end shares with the tunnel: both directions (it may close
-/// the other one too) and the board's counter for its own.
-#[derive(Clone, Copy)]
-pub struct Half {
-    /// The tunnel's request (for logging).
-    r: *const ffi::request_rec,
-    dirs: *mut [Direction; 2],
+/// The watch on one end: the tunnel's directions (its filter may close the other one too)
+/// and the board's counter for its own.
+struct Half {
+    dirs: Pair,
     /// 0: client to backend (the filter on the client's connection); 1: backend to client.
     i: usize,
     counter: &'static AtomicU64,
@@ -47,155 +44,127 @@ pub struct Half {
     ask_mpm: bool,
 }
 
-impl Half {
-    pub fn request(&self) -> *const ffi::request_rec {
-        self.r
-    }
-
-    /// Whether the filter should read: read on, or answer end of stream (the sender answered
-    /// our Close), or fail the read (the drain's deadline passed).
-    pub fn verdict(&self) -> u32 {
+impl filter::Watch for Half {
+    /// Read on, or answer end of stream (the sender answered our Close), or fail the read
+    /// (the drain's deadline passed).
+    fn verdict(&self) -> Verdict {
         // prefork tells a busy child of a graceful stop only by a signal, which mod_proxy's
         // tunnel swallows; a tunnel that never pauses reaches our slice loop too late.
         // Threaded MPMs run the child_stopping hook themselves.
         if self.ask_mpm {
             notice_mpm_stopping();
         }
-        // SAFETY: called by the filter (see `pair`).
-        let dir = unsafe { &pair(self.dirs)[self.i] };
         if super::shutdown::stopping() {
-            ffi::WST_WATCH_ABORT
-        } else if dir.finished() {
-            ffi::WST_WATCH_EOF
+            Verdict::Abort
+        } else if self.dirs.borrow()[self.i].finished() {
+            Verdict::Eof
         } else {
-            ffi::WST_WATCH_READ
+            Verdict::Read
         }
     }
 
-    /// Bytes just read: how many of them go on.
-    pub fn read(&self, bytes: &[u8]) -> usize {
-        // SAFETY: called by the filter (see `pair`).
-        let dirs = unsafe { pair(self.dirs) };
-        let keep = dirs[self.i].read(bytes, super::shutdown::polite_until().is_some(), Tick::now());
+    fn read(&self, bytes: &[u8]) -> usize {
+        let keep = self.dirs.borrow_mut()[self.i].read(bytes, super::shutdown::polite_until().is_some(), Tick::now());
         self.counter.fetch_add(keep as u64, Relaxed);
         keep
     }
 
-    /// After a read: the Close to append, if one fell due; a Close for `sender` (the other
-    /// direction's destination) goes to it directly.
-    ///
-    /// # Safety
-    /// `sender` must be the live connection the filter reads from.
-    pub unsafe fn closes(&self, sender: *mut ffi::conn_rec) -> Option<Vec<u8>> {
-        // SAFETY: called by the filter (see `pair`).
-        let (here, back) = polite::closes_after_read(unsafe { pair(self.dirs) }, self.i);
+    /// A Close for `sender` (the other direction's destination) goes to it directly.
+    fn closes(&self, sender: &Connection) -> Option<Vec<u8>> {
+        let (here, back) = polite::closes_after_read(&mut self.dirs.borrow_mut(), self.i);
         if let Some(close) = back {
-            // SAFETY: `sender` is live (the caller's promise).
-            unsafe { Connection::from_raw(sender) }.write(&close);
+            sender.write(&close);
         }
         here
     }
 }
 
-/// Both directions of a filtered tunnel, watched by the shim's filter on each connection as
-/// mod_proxy's tunnel reads them: bytes counted on the board, frames tracked for the polite
-/// end. The filters come off on drop, before the request pool (where their state lives) goes
-/// away: connections outlive requests.
-struct Watch {
-    dirs: *mut [Direction; 2],
+/// Both directions of a filtered tunnel, watched by a filter on each connection as mod_proxy's
+/// tunnel reads them: bytes counted on the board, frames tracked for the polite end. The
+/// filters come off on drop: connections outlive requests.
+struct Watch<'r> {
+    dirs: Pair,
     senders: [Option<RawFd>; 2],
-    filters: [*mut ffi::ap_filter_t; 2],
+    _filters: [Watched<'r>; 2],
 }
 
-impl Watch {
-    fn start(r: &Request, backconn: &Connection, surplus: &[u8], websocket: bool, meter: Meter) -> Watch {
-        let pool = r.pool();
-        let dirs = pool.alloc([Direction::new(true, websocket), Direction::new(false, websocket)]);
-        // SAFETY: reads the loaded MPM's answer; no arguments.
-        let ask_mpm = unsafe { ffi::wst_mpm_is_threaded() } == 0;
+impl<'r> Watch<'r> {
+    fn start(r: &Request<'r>, backconn: &Connection<'r>, surplus: &[u8], websocket: bool, meter: Meter) -> Watch<'r> {
+        let now = Tick::now();
+        let mut pair = [Direction::new(true, websocket), Direction::new(false, websocket)];
+        pair.iter_mut().for_each(|d| d.started(now));
+        // The bytes that came with the 101 reach the client without passing a filter.
+        pair[1].read(surplus, false, now);
+        meter.backend_to_client.fetch_add(surplus.len() as u64, Relaxed);
+        let dirs: Pair = Rc::new(RefCell::new(pair));
+        let ask_mpm = !mpm::is_threaded();
         // An HTTP/2 stream's connection shows its main connection's socket: not its own.
         let sender = |c: &Connection| c.fd().filter(|_| !c.is_secondary());
         let senders = [sender(&r.connection()), sender(backconn)];
-        let half = |i, counter| pool.alloc(Half { r: r.as_ptr(), dirs, i, counter, ask_mpm });
-        let halves = [half(0, meter.client_to_backend), half(1, meter.backend_to_client)];
-        // The bytes that came with the 101 reach the client without passing a filter.
-        // SAFETY: just allocated; no filter runs yet.
-        let now = Tick::now();
-        unsafe {
-            (*dirs).iter_mut().for_each(|d| d.started(now));
-            (*dirs)[1].read(surplus, false, now);
-        }
-        meter.backend_to_client.fetch_add(surplus.len() as u64, Relaxed);
-        // SAFETY: the halves live in the request pool, which outlives the tunnel; the filters
-        // are removed (drop) before the handler returns.
-        let filters = unsafe {
-            [ffi::wst_watch_add(r.connection().as_ptr(), halves[0].cast()), ffi::wst_watch_add(backconn.as_ptr(), halves[1].cast())]
-        };
-        Watch { dirs, senders, filters }
-    }
-
-    /// Between slices, when no filter runs.
-    fn dirs(&mut self) -> &mut [Direction; 2] {
-        // SAFETY: the tunnel's thread, between slices (see `pair`).
-        unsafe { pair(self.dirs) }
+        let half = |i, counter| Box::new(Half { dirs: dirs.clone(), i, counter, ask_mpm });
+        let filters = [
+            filter::watch(&r.connection(), half(0, meter.client_to_backend)),
+            filter::watch(backconn, half(1, meter.backend_to_client)),
+        ];
+        Watch { dirs, senders, _filters: filters }
     }
 
     /// In the drain's polite end, a Close 1001 to the destination of each direction that
     /// rests between frames (a slice went by without traffic, so all it read went on).
     /// Returns whether any Close went, now or earlier (from a filter).
-    fn send_going_away(&mut self, r: &Request, backconn: &Connection) -> bool {
+    fn send_going_away(&self, r: &Request, backconn: &Connection) -> bool {
         if super::shutdown::polite_until().is_some() {
-            for (dir, to) in self.dirs().iter_mut().zip([backconn, &r.connection()]) {
-                if let Some(close) = dir.close_if_resting() {
+            let closes = self.dirs.borrow_mut().each_mut().map(Direction::close_if_resting);
+            for (close, to) in closes.into_iter().zip([backconn, &r.connection()]) {
+                if let Some(close) = close {
                     to.write(&close);
                 }
             }
         }
-        self.dirs().iter().any(Direction::closed)
+        self.any_closed()
     }
 
     /// A write stall that ends the tunnel now: bytes wait unread in a sender's socket (the
     /// tunnel stopped reading them: their destination takes nothing) and none passed that way
     /// for `limit`.
-    fn stalled(&mut self, limit: Duration) -> Option<End> {
-        let senders = self.senders;
-        let waiting = self.dirs().iter().zip(senders).filter(|(_, s)| waiting(*s)).map(|(d, _)| (d.to(), d.moved_at()));
+    fn stalled(&self, limit: Duration) -> Option<End> {
+        let dirs = self.dirs.borrow();
+        let waiting = dirs.iter().zip(self.senders).filter(|(_, s)| waiting(*s)).map(|(d, _)| (d.to(), d.moved_at()));
         stalled(waiting, limit, Tick::now())
     }
 
     /// Both sides answered their Close.
-    fn closes_answered(&mut self) -> bool {
-        self.dirs().iter().all(Direction::finished)
+    fn closes_answered(&self) -> bool {
+        self.dirs.borrow().iter().all(Direction::finished)
+    }
+
+    fn any_closed(&self) -> bool {
+        self.dirs.borrow().iter().any(Direction::closed)
+    }
+
+    /// Bytes passed each way.
+    fn passed(&self) -> [u64; 2] {
+        self.dirs.borrow().map(|d| d.passed())
     }
 }
 
-impl Drop for Watch {
-    fn drop(&mut self) {
-        for f in self.filters {
-            // SAFETY: filters added by `start` on connections that are still live.
-            unsafe { ffi::wst_watch_remove(f) };
-        }
-    }
-}
-
-pub fn run(r: &Request, backconn: &Connection, surplus: Vec<u8>, timeouts: Timeouts, scheme: Scheme, websocket: bool, meter: Meter) {
+pub fn run<'r>(r: &Request<'r>, backconn: &Connection<'r>, surplus: Vec<u8>, timeouts: Timeouts, scheme: Scheme, websocket: bool, meter: Meter) {
     rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
-    let mut watch = Watch::start(r, backconn, &surplus, websocket, meter);
+    let watch = Watch::start(r, backconn, &surplus, websocket, meter);
+    let name = std::ffi::CString::new(scheme.as_str().to_ascii_uppercase()).expect("no NUL");
+    // mod_proxy's tunnel puts the request in tunnel mode (connection filters only, no
+    // mod_reqtimeout, no keep-alive): the bytes that came with the 101 go out after that.
+    let Some(mut tunnel) = Tunnel::create(r, backconn, &name) else {
+        rlog!(r, ERR, "WST02008: cannot set up the tunnel through httpd's connection filters");
+        r.connection().set_aborted();
+        return;
+    };
     if !surplus.is_empty() && (!r.write(&surplus) || !r.flush()) {
         r.connection().set_aborted();
         return;
     }
-    let name = std::ffi::CString::new(scheme.as_str().to_ascii_uppercase()).expect("no NUL");
-    // SAFETY: the request and the backend connection are live for the whole tunnel; the
-    // tunnel is allocated in the request pool.
-    let tunnel = unsafe { ffi::wst_filtered_tunnel_create(r.as_ptr(), backconn.as_ptr(), name.as_ptr()) };
-    if tunnel.is_null() {
-        rlog!(r, ERR, "WST02008: cannot set up the tunnel through httpd's connection filters");
-        r.connection().set_aborted();
-        return;
-    }
-    let end = relay(r, backconn, tunnel, &mut watch, timeouts);
-    let [c2b, b2c] = watch.dirs().map(|d| d.passed());
+    let end = relay(r, backconn, &mut tunnel, &watch, timeouts);
+    let [c2b, b2c] = watch.passed();
     super::ends::log_end(r, &end, &format!("{c2b} bytes client to backend, {b2c} bytes backend to client"));
     if matches!(end, End::Shutdown | End::GoingAway | End::WriteStalled(..)) {
         // Close the client now, without lingering: the tunnel is over on both sides.
@@ -204,23 +173,22 @@ pub fn run(r: &Request, backconn: &Connection, surplus: Vec<u8>, timeouts: Timeo
 }
 
 /// Runs mod_proxy's tunnel in slices until it ends, or must end.
-fn relay(r: &Request, backconn: &Connection, tunnel: *mut ffi::proxy_tunnel_rec, watch: &mut Watch, timeouts: Timeouts) -> End {
+fn relay(r: &Request, backconn: &Connection, tunnel: &mut Tunnel, watch: &Watch, timeouts: Timeouts) -> End {
     let mut quiet_since = Instant::now();
-    // Each direction's sender: where bytes wait while mod_proxy's tunnel cannot write them on.
     loop {
         let started = Instant::now();
-        // SAFETY: `tunnel` was created for this request, which outlives the loop.
-        let status = unsafe { ffi::wst_filtered_tunnel_run(tunnel, SLICE.as_micros() as ffi::apr_interval_time_t) };
+        let slice = tunnel.run(SLICE);
         let now = Instant::now();
-        if status != ffi::HTTP_GATEWAY_TIME_OUT as i32 {
+        if slice != Slice::Quiet {
             return if super::shutdown::stopping() {
                 End::Shutdown
-            } else if watch.dirs().iter().any(Direction::closed) {
+            } else if watch.any_closed() {
                 End::GoingAway
-            } else if status == crate::handler::OK {
-                End::Closed
             } else {
-                End::Status(status)
+                match slice {
+                    Slice::Failed(status) => End::Status(status),
+                    _ => End::Closed,
+                }
             };
         }
         // The run ended after a slice without traffic; if it lasted longer, traffic came

@@ -1,27 +1,28 @@
 //! Handing a tunnel from its request thread to the child's asynchronous relay
 //! (`ProxyWebsocketAsync`, docs/DESIGN.md §6): when, under which cap, and what httpd is told.
 
+#![forbid(unsafe_code)]
+
 use super::detached;
-use crate::ffi;
-use crate::httpd::log::{INFO, WARNING};
-use crate::httpd::record::LogRecord;
-use crate::httpd::worker::Busy;
-use crate::httpd::{Connection, Request};
 use crate::frames::Frames;
-use crate::status;
+use crate::httpd::log::{INFO, WARNING};
+use crate::httpd::proxy::Backend;
+use crate::httpd::record::LogRecord;
+use crate::httpd::{Connection, Request};
 use crate::rlog;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use crate::status;
+use crate::sys::{dup_cloexec, open_files_limit};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// When the synchronous relay should hand the tunnel over (ProxyWebsocketAsync), if at all.
 pub fn async_handoff_at(r: &Request) -> Option<Instant> {
     let cfg = r.server_config();
-    if cfg.async_on == 0 || super::shutdown::stopping() {
+    if !cfg.async_on() || super::shutdown::stopping() {
         return None;
     }
-    let cap = if cfg.async_max > 0 { cfg.async_max } else { crate::config::default_async_max(open_files_limit()) };
-    if detached::live() as i64 >= cap {
+    let cap = cfg.async_max.unwrap_or_else(|| crate::config::default_async_max(open_files_limit()));
+    if detached::live() as u64 >= cap {
         if !CAP_LOGGED.swap(true, Ordering::Relaxed) {
             rlog!(
                 r,
@@ -32,35 +33,14 @@ pub fn async_handoff_at(r: &Request) -> Option<Instant> {
         }
         return None;
     }
-    Some(Instant::now() + Duration::from_micros(cfg.async_delay_us.max(0) as u64))
+    Some(Instant::now() + cfg.async_delay())
 }
 
 static CAP_LOGGED: AtomicBool = AtomicBool::new(false);
 
-fn open_files_limit() -> u64 {
-    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit fills the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0 {
-        l.rlim_cur
-    } else {
-        1024
-    }
-}
-
 /// Milliseconds from `t` (µs since the epoch, as httpd's request_time) to now.
 fn since_ms(t: i64) -> i64 {
     (status::now_us() as i64 - t).max(0) / 1000
-}
-
-/// A duplicate of `fd` that the asynchronous relay owns.
-fn dup_owned(fd: RawFd) -> std::io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC on a live socket of this request returns a new fd or -1.
-    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if d < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `d` was just created and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(d) })
 }
 
 /// Moves the tunnel to the child's runtime (docs/DESIGN.md §6): our own copies of both sockets; the
@@ -72,21 +52,20 @@ fn dup_owned(fd: RawFd) -> std::io::Result<OwnedFd> {
 pub fn handoff(
     r: &Request,
     client: &Connection,
-    backend: &ffi::proxy_conn_rec,
+    backend: &Backend,
     backconn: &Connection,
     timeouts: super::limits::Timeouts,
     frames: Option<(Frames, Frames)>,
     mut board: status::Tunnel,
     moved: (u64, u64),
 ) -> Result<(), (std::io::Error, status::Tunnel)> {
-    let dups = dup_owned(client.fd().expect("raw ends have a socket")).and_then(|c| Ok((c, dup_owned(backconn.fd().expect("raw ends have a socket"))?)));
+    let dups = dup_cloexec(client.fd().expect("raw ends have a socket")).and_then(|c| Ok((c, dup_cloexec(backconn.fd().expect("raw ends have a socket"))?)));
     let (cfd, bfd) = match dups {
         Ok(fds) => fds,
         Err(e) => return Err((e, board)),
     };
-    // SAFETY: the request's worker belongs to this child's configuration.
-    let busy = unsafe { Busy::hold(backend.worker) };
-    let server = r.server() as usize;
+    let busy = backend.worker().hold_busy();
+    let server = r.server();
     let what = format!("\"{}\" from {}", r.the_request(), client.remote_ip());
     let record = LogRecord::take(r);
     let arrived = r.request_time_us();
@@ -103,8 +82,7 @@ pub fn handoff(
             c2b,
             b2c
         );
-        // The server_rec (a virtual host) lives in the configuration pool for the child's life.
-        crate::httpd::log::server(file!(), line!(), server as *const ffi::server_rec, INFO, 0, &msg);
+        crate::httpd::log::server(file!(), line!(), server, INFO, 0, &msg);
     });
     board.detach();
     let tunnel = detached::Tunnel { client: cfd, backend: bfd, timeouts, frames, board, on_end };

@@ -12,11 +12,11 @@ pub struct Timeouts {
 }
 
 impl Timeouts {
-    /// `backend_us` is the backend socket's timeout (the worker's `timeout=`, `ProxyTimeout` or
-    /// `Timeout`), `server_us` the server's `Timeout`, both in microseconds (0 or less: none).
-    pub fn new(idle: Option<Duration>, backend_us: i64, server_us: i64) -> Timeouts {
-        let stall = backend_us.max(server_us);
-        Timeouts { idle, write_stall: (stall > 0).then(|| Duration::from_micros(stall as u64)) }
+    /// `backend` is the backend socket's timeout (the worker's `timeout=`, `ProxyTimeout` or
+    /// `Timeout`), `server` the server's `Timeout` (zero: none).
+    pub fn new(idle: Option<Duration>, backend: Option<Duration>, server: Duration) -> Timeouts {
+        let stall = backend.unwrap_or_default().max(server);
+        Timeouts { idle, write_stall: (!stall.is_zero()).then_some(stall) }
     }
 }
 
@@ -26,9 +26,9 @@ mod tests {
 
     #[test]
     fn the_write_stall_is_the_longer_of_both_timeouts() {
-        let t = Timeouts::new(None, 3_000_000, 300_000_000);
-        assert_eq!(t.write_stall, Some(Duration::from_secs(300)));
-        assert_eq!(Timeouts::new(None, 5_000_000, 0).write_stall, Some(Duration::from_secs(5)));
-        assert_eq!(Timeouts::new(Some(Duration::from_secs(1)), 0, 0), Timeouts { idle: Some(Duration::from_secs(1)), write_stall: None });
+        let s = Duration::from_secs;
+        assert_eq!(Timeouts::new(None, Some(s(3)), s(300)).write_stall, Some(s(300)));
+        assert_eq!(Timeouts::new(None, Some(s(5)), Duration::ZERO).write_stall, Some(s(5)));
+        assert_eq!(Timeouts::new(Some(s(1)), None, Duration::ZERO), Timeouts { idle: Some(s(1)), write_stall: None });
     }
 }

@@ -15,9 +15,9 @@ pub mod detached;
 pub mod polite;
 pub mod relay;
 pub mod shutdown;
-mod sys;
+
 #[cfg(all(feature = "httpd", not(test)))]
-pub(crate) use sys::{wait_backend, Waited};
+pub(crate) use crate::sys::{wait_backend, Waited};
 
 #[cfg(all(feature = "httpd", not(test)))]
 mod ends;
@@ -27,5 +27,3 @@ mod filtered;
 mod handoff;
 #[cfg(all(feature = "httpd", not(test)))]
 pub use ends::run;
-#[cfg(all(feature = "httpd", not(test)))]
-pub use filtered::Half;

@@ -7,7 +7,7 @@
 //! is closed from outside (between slices, or by the other direction's filter).
 
 use super::core::{Polite, Tick};
-use super::sys::going_away;
+use crate::sys::going_away;
 use crate::frames::Frames;
 
 /// One direction of a filtered tunnel: its sender's frames and its part in a polite end (the

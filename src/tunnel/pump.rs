@@ -9,7 +9,7 @@
 //! would only say EAGAIN.
 
 use super::core::{Direction, End, Out, Side, Tick, Want};
-use super::sys::make_pipe;
+use crate::sys::make_pipe;
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

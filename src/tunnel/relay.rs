@@ -8,7 +8,7 @@
 use super::core::{Buffers, Core, Limits as Timeouts, Tick};
 pub use super::core::{End, Side};
 use super::pump::{pump, Io, Pipe};
-use super::sys::{self, recv, send, set_keepalive, set_nonblocking, shutdown_write, socket_error, splice};
+use crate::sys::{self, recv, send, set_keepalive, set_nonblocking, shutdown_write, socket_error, splice};
 use crate::frames::Frames;
 use crate::status::Meter;
 use std::io;

@@ -11,7 +11,7 @@
 //! reconnect; whatever is still open at the deadline is closed.
 
 use once_cell::sync::OnceCell;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,21 +20,10 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 static CLOSING: AtomicBool = AtomicBool::new(false);
 /// Created lazily by the first tunnel, so in the child process, never in httpd's parent
 /// (an fd inherited through fork would be shared by every child).
-static EVENT_FD: OnceCell<RawFd> = OnceCell::new();
+static EVENT_FD: OnceCell<OwnedFd> = OnceCell::new();
 
 fn event_fd() -> Option<RawFd> {
-    EVENT_FD
-        .get_or_try_init(|| {
-            // SAFETY: eventfd(2) with constant flags; the fd lives as long as the process.
-            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-            if fd < 0 {
-                Err(())
-            } else {
-                Ok(fd)
-            }
-        })
-        .ok()
-        .copied()
+    EVENT_FD.get_or_try_init(crate::sys::eventfd).ok().map(|fd| fd.as_raw_fd())
 }
 
 /// The fd a relay polls for readability to learn that the child is stopping.
@@ -46,11 +35,9 @@ pub fn stop_fd() -> Option<RawFd> {
     Some(fd)
 }
 
+/// Makes the eventfd readable for good: nobody reads it.
 fn signal(fd: RawFd) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a valid u64 to our eventfd; it stays readable afterwards
-    // because nobody reads it.
-    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    crate::sys::eventfd_signal(fd);
 }
 
 /// How long before httpd's deadline tunnels are closed, so that the child exits on its own.
@@ -120,6 +107,29 @@ pub fn set_server_draining_check(f: fn() -> bool) {
     let _ = SERVER_DRAINING.set(f);
 }
 
+/// A child process as the scoreboard shows it: pid, generation, quiescing (stopping).
+pub type Process = (u32, i32, bool);
+
+/// Whether httpd as a whole is stopping or restarting (true), or only retires this child for
+/// spare threads (false). A child of an older generation than the running one is in a
+/// graceful restart; otherwise, threaded MPMs mark a stopping child quiescing, so a sibling
+/// of the running generation that is not quiescing means the server goes on. Without a
+/// scoreboard, or under prefork (which marks nothing), always true.
+pub fn server_draining(threaded: bool, me: u32, my_generation: i32, board: Option<(i32, &[Process])>) -> bool {
+    let Some((running, procs)) = board.filter(|_| threaded) else { return true };
+    if running != my_generation {
+        return true;
+    }
+    !procs.iter().any(|&(pid, generation, quiescing)| pid > 0 && pid != me && !quiescing && generation == running)
+}
+
+/// Whether a child_stopping call drains: prefork runs the hook with graceful=0 for graceful
+/// stops and restarts too (its child cannot tell them apart), so there every stop drains; an
+/// ungraceful stop is still bounded by prefork's own escalation to SIGKILL.
+pub fn drains(graceful: bool, threaded: bool) -> bool {
+    graceful || !threaded
+}
+
 /// How often a retired child looks again whether the server is stopping after all.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
@@ -156,7 +166,7 @@ fn close_politely() {
     CLOSING.store(true, Ordering::Release);
     super::detached::close_politely();
     if let Some(fd) = EVENT_FD.get() {
-        signal(*fd);
+        signal(fd.as_raw_fd());
     }
 }
 
@@ -174,13 +184,31 @@ pub fn stop_now() {
     STOPPING.store(true, Ordering::Release);
     super::detached::stop_all();
     if let Some(fd) = EVENT_FD.get() {
-        signal(*fd);
+        signal(fd.as_raw_fd());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_server_wide_stop_starts_the_drain_clock() {
+        let me = 100;
+        let sibling = |generation, quiescing| (200, generation, quiescing);
+        assert!(server_draining(false, me, 1, Some((1, &[sibling(1, false)]))), "prefork: always");
+        assert!(server_draining(true, me, 1, None), "no scoreboard: always");
+        assert!(server_draining(true, me, 1, Some((2, &[sibling(2, false)]))), "a graceful restart: this child is old");
+        assert!(!server_draining(true, me, 1, Some((1, &[(me, 1, true), sibling(1, false)]))), "a sibling goes on: only this child retires");
+        assert!(server_draining(true, me, 1, Some((1, &[(me, 1, true), sibling(1, true), (0, 1, false)]))), "every child quiesces");
+        assert!(server_draining(true, me, 1, Some((1, &[sibling(0, false)]))), "a sibling of another generation does not count");
+    }
+
+    #[test]
+    fn prefork_stops_always_drain() {
+        assert!(drains(true, true) && drains(false, false) && drains(true, false));
+        assert!(!drains(false, true));
+    }
 
     #[test]
     fn the_drain_ends_before_httpds_deadline_and_after_our_own() {

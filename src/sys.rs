@@ -1,5 +1,6 @@
-//! The system calls both relays make on their sockets and pipes, each behind a small safe
-//! function: non-blocking reads and writes, `splice(2)`, pipes, socket options.
+//! The syscall layer: every system call the module makes outside httpd's own API, each behind
+//! a small safe function. The relays' non-blocking reads and writes, `splice(2)`, pipes and
+//! socket options; the clock, eventfds, descriptors and processes.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -224,4 +225,82 @@ pub fn wait_backend(backend: RawFd, client: Option<RawFd>, timeout_ms: i32) -> i
         return Ok(Waited::ClientGone);
     }
     Ok(if fds[0].revents != 0 { Waited::Backend } else { Waited::Nothing })
+}
+
+/// Milliseconds of `CLOCK_MONOTONIC_COARSE` (the tick-resolution clock: no vDSO fallback to
+/// a full read, which the relays would pay per message).
+pub fn monotonic_coarse_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// A new non-blocking, close-on-exec eventfd.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd(2) with constant flags returns a new fd or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just created; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes an eventfd readable (adds one to its counter); nobody needs to read it back.
+pub fn eventfd_signal(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a valid u64 to an eventfd.
+    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+}
+
+/// A close-on-exec duplicate of `fd`, owned by the caller.
+pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC returns a new fd or -1; a bad `fd` is EBADF, nothing worse.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if d < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `d` was just created and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(d) })
+}
+
+/// The process's soft limit on open files (1024 if it cannot be read).
+pub fn open_files_limit() -> u64 {
+    let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0 {
+        l.rlim_cur
+    } else {
+        1024
+    }
+}
+
+pub fn getpid() -> u32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() as u32 }
+}
+
+/// Whether process `pid` exists (signal 0: a check, nothing is sent).
+pub fn process_exists(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    pid != 0 && (unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
+}
+
+/// Registers a socket with the tokio reactor of the current runtime, for reads and writes.
+pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    use tokio::io::{unix::AsyncFd, Interest};
+    set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+    // SAFETY: tokio's contract is that the fd stays open and is not registered elsewhere
+    // while the AsyncFd lives: an OwnedFd moved into it is closed only when it drops.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }.map_err(|e| e.into())
+}
+
+/// Makes `close` on a socket send a reset (SO_LINGER with a zero timeout).
+pub fn set_linger_zero(fd: RawFd) {
+    let lin = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt reads one linger struct of the given size.
+    unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, (&lin as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as u32)
+    };
 }

@@ -1,0 +1,79 @@
+//! What the MPM says about this child: threaded or not, stopping, its generation, and the
+//! scoreboard's processes (`ap_mpm_query`, `ap_scoreboard_image`).
+
+use crate::ffi;
+
+fn query(code: u32) -> Option<i32> {
+    let mut v = 0;
+    // SAFETY: ap_mpm_query writes one int for a known query code.
+    (unsafe { ffi::ap_mpm_query(code as i32, &mut v) } == 0).then_some(v)
+}
+
+/// The MPM runs worker threads (event, worker), not one request per process (prefork).
+pub fn is_threaded() -> bool {
+    query(ffi::AP_MPMQ_IS_THREADED).is_some_and(|v| v != ffi::AP_MPMQ_NOT_SUPPORTED as i32)
+}
+
+/// The MPM is stopping this child (graceful restart or stop).
+pub fn stopping() -> bool {
+    query(ffi::AP_MPMQ_MPM_STATE) == Some(ffi::AP_MPMQ_STOPPING as i32)
+}
+
+/// This child's generation (one per restart).
+pub fn generation() -> i32 {
+    query(ffi::AP_MPMQ_GENERATION).unwrap_or(0)
+}
+
+/// `ServerLimit`: how many child processes httpd may run at once.
+pub fn hard_limit_daemons() -> i32 {
+    query(ffi::AP_MPMQ_HARD_LIMIT_DAEMONS).unwrap_or(0)
+}
+
+/// `GracefulShutdownTimeout` in seconds (0: none).
+pub fn graceful_shutdown_timeout() -> i32 {
+    // SAFETY: a plain int httpd sets while reading its configuration, before children run.
+    unsafe { ffi::ap_graceful_shutdown_timeout }
+}
+
+/// A child process as the scoreboard shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Process {
+    pub pid: u32,
+    pub generation: i32,
+    /// Stopping: it accepts no more connections.
+    pub quiescing: bool,
+}
+
+/// The generation httpd runs now and the scoreboard's processes; None without a scoreboard.
+/// Other processes write the scoreboard as we read it, so its fields are read one by one as
+/// volatile copies, never through references.
+pub fn scoreboard() -> Option<(i32, Vec<Process>)> {
+    use std::ptr::{addr_of, read_volatile};
+    // SAFETY: the scoreboard is shared memory httpd maps before it forks the children and
+    // keeps for their whole life; the image pointer is NULL before that.
+    let image = unsafe { ffi::ap_scoreboard_image };
+    if image.is_null() {
+        return None;
+    }
+    // SAFETY: `global` points into the same mapping, set when it was made.
+    let global = unsafe { (*image).global };
+    if global.is_null() {
+        return None;
+    }
+    // SAFETY: a field of the live mapping (above).
+    let running = unsafe { read_volatile(addr_of!((*global).running_generation)) };
+    let procs = (0..hard_limit_daemons())
+        .filter_map(|i| {
+            // SAFETY: slots below the hard limit are in the mapping (NULL otherwise).
+            let p = unsafe { ffi::ap_get_scoreboard_process(i) };
+            if p.is_null() {
+                return None;
+            }
+            // SAFETY: fields of a live slot, copied.
+            let (pid, generation, quiescing) =
+                unsafe { (read_volatile(addr_of!((*p).pid)), read_volatile(addr_of!((*p).generation)), read_volatile(addr_of!((*p).quiescing))) };
+            Some(Process { pid: pid.max(0) as u32, generation, quiescing: quiescing != 0 })
+        })
+        .collect();
+    Some((running, procs))
+}

@@ -1,0 +1,108 @@
+//! What the results of httpd's filter calls mean, decided in plain Rust (unit-tested without
+//! httpd): a read through a connection's input filters, and how much of a bucket a watch
+//! filter lets through.
+
+/// The result of a read from a connection's input filters.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    Data(usize),
+    Eof,
+    WouldBlock,
+    /// An APR status.
+    Error(i32),
+}
+
+pub const APR_SUCCESS: i32 = 0;
+/// `APR_EAGAIN` is the errno value on Unix.
+pub const APR_EAGAIN: i32 = libc::EAGAIN;
+pub const APR_ECONNABORTED: i32 = libc::ECONNABORTED;
+pub const APR_TIMEUP: i32 = 70007;
+pub const APR_EOF: i32 = 70014;
+
+/// What came back from `ap_get_brigade(AP_MODE_READBYTES)`, as the brigade holds it.
+#[derive(Debug, Clone, Copy)]
+pub enum Got {
+    /// The call failed with this status.
+    Failed(i32),
+    /// It succeeded with nothing in the brigade.
+    Empty,
+    /// The brigade starts with end of stream.
+    Eos,
+    /// `len` bytes flattened out of it (status of the flatten).
+    Bytes { status: i32, len: usize },
+}
+
+/// A read's meaning. A blocking read that brings nothing is the end of the stream (the
+/// filters had nothing to wait for); a non-blocking one is "nothing now" (mod_ssl answers a
+/// record without data that way too).
+pub fn read_outcome(got: Got, block: bool) -> Read {
+    let nothing = if block { Read::Eof } else { Read::WouldBlock };
+    match got {
+        Got::Failed(APR_EOF) | Got::Eos => Read::Eof,
+        Got::Failed(APR_EAGAIN) => Read::WouldBlock,
+        Got::Failed(e) => Read::Error(e),
+        Got::Empty | Got::Bytes { status: APR_SUCCESS, len: 0 } => nothing,
+        Got::Bytes { status: APR_SUCCESS, len } => Read::Data(len),
+        Got::Bytes { status, .. } => Read::Error(status),
+    }
+}
+
+/// True if an APR status is a timeout.
+pub fn is_timeout(rv: i32) -> bool {
+    rv == APR_TIMEUP || rv == APR_EAGAIN
+}
+
+/// What becomes of a data bucket of `len` bytes of which the watch keeps `keep`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cut {
+    Keep,
+    Delete,
+    /// Split after `keep` bytes and delete the rest.
+    Split(usize),
+}
+
+pub fn cut(len: usize, keep: usize) -> Cut {
+    if keep == 0 && len > 0 {
+        Cut::Delete
+    } else if keep < len {
+        Cut::Split(keep)
+    } else {
+        Cut::Keep
+    }
+}
+
+/// What the watch filter does once its buckets were cut: a read whose every byte was dropped
+/// (and nothing else came) is read again, as if it had never come; an empty read passes on as
+/// it is.
+pub fn read_again(any_kept: bool, any_dropped: bool) -> bool {
+    any_dropped && !any_kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_mean_what_httpd_says() {
+        assert_eq!(read_outcome(Got::Bytes { status: 0, len: 5 }, false), Read::Data(5));
+        assert_eq!(read_outcome(Got::Empty, true), Read::Eof);
+        assert_eq!(read_outcome(Got::Empty, false), Read::WouldBlock);
+        assert_eq!(read_outcome(Got::Bytes { status: 0, len: 0 }, false), Read::WouldBlock);
+        assert_eq!(read_outcome(Got::Eos, false), Read::Eof);
+        assert_eq!(read_outcome(Got::Failed(APR_EOF), false), Read::Eof);
+        assert_eq!(read_outcome(Got::Failed(APR_EAGAIN), true), Read::WouldBlock);
+        assert_eq!(read_outcome(Got::Failed(APR_TIMEUP), true), Read::Error(APR_TIMEUP));
+        assert_eq!(read_outcome(Got::Bytes { status: 22, len: 3 }, true), Read::Error(22));
+        assert!(is_timeout(APR_TIMEUP) && is_timeout(APR_EAGAIN) && !is_timeout(APR_EOF));
+    }
+
+    #[test]
+    fn buckets_are_cut_where_the_watch_says() {
+        assert_eq!(cut(10, 10), Cut::Keep);
+        assert_eq!(cut(0, 0), Cut::Keep);
+        assert_eq!(cut(10, 0), Cut::Delete);
+        assert_eq!(cut(10, 4), Cut::Split(4));
+        assert!(read_again(false, true));
+        assert!(!read_again(true, true) && !read_again(false, false) && !read_again(true, false));
+    }
+}
