@@ -1,5 +1,6 @@
 //! Configuration: the per-directory and per-server records httpd stores for us, their
 //! merges, and the parsing of directive arguments (pure, unit-tested).
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 

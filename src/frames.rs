@@ -2,6 +2,7 @@
 //! headers alone: payloads are counted, never read or unmasked. The relay uses it to end a
 //! drained tunnel politely: a Close frame may only go in between two frames (control frames
 //! may come between the fragments of a message, so any frame boundary will do).
+#![forbid(unsafe_code)]
 
 /// Where the byte stream of one direction stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

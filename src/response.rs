@@ -1,5 +1,6 @@
 //! The backend's answer to an upgrade request: parsing its head, and the framing of the body
 //! of a non-101 answer (which is relayed as an ordinary HTTP response, never tunnelled).
+#![forbid(unsafe_code)]
 
 /// Upper bound of a response head; mod_proxy_http's default `ResponseFieldSize` is 8 KiB a
 /// line, and a handshake answer is far smaller than this.

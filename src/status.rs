@@ -5,6 +5,7 @@
 //! the board's first slot, so the totals cover children that are gone too.
 //!
 //! Plain Rust over a block of memory (no httpd calls): the tests run it on a heap block.
+#![forbid(unsafe_code)]
 
 use once_cell::sync::OnceCell;
 use std::collections::BTreeSet;

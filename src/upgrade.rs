@@ -8,6 +8,7 @@
 //! - `*` (ANY): any protocol the client asks for, except those that are smuggling routes
 //!   (`h2c`, `TLS/x`), which are never tunnelled unless a worker names them;
 //! - `NONE`: no check of the client's header; the backend is always asked for `WebSocket`.
+#![forbid(unsafe_code)]
 
 /// Protocols that turn a proxied connection into something the proxy cannot police.
 const NEVER_UNDER_ANY: &[&str] = &["h2c", "h2"];

@@ -76,5 +76,7 @@ async fn every_tunnel_is_logged_once_with_101_duration_and_bytes() {
     let _ = wskit::raw::get(h.port, "/plain", "");
     assert_eq!(read_log(&h, "websockets_log"), tunnels_log(&h).lines().filter(|l| l.contains(" 101 ")).map(|l| format!("{l}\n")).collect::<String>());
     assert_eq!(read_log(&h, "websockets_log").lines().count(), 2);
+    // The startup check found this httpd to be the one the module was built for.
+    assert!(!h.error_log().contains("WST00007") && !h.error_log().contains("WST00006"), "{}", h.error_log());
     h.stop();
 }

@@ -1,7 +1,12 @@
-//! A panic in the Rust core never crosses into C: every `extern "C"` entry catches it, logs
-//! it (WST00001) and fails only that request; the child lives on and serves the next one.
-//! Needs a build with the `panic-probe` feature (a request header that makes the handler
-//! panic), made here into its own target directory so the real module stays untouched.
+//! Failures no real setup shows on demand, made to happen in a probe build of the module
+//! (feature `panic-probe`, built here into its own target directory so the real module stays
+//! untouched):
+//! - a panic in the Rust core never crosses into C: every `extern "C"` entry catches it, logs
+//!   it (WST00001) and fails only that request; the child lives on and serves the next one
+//!   (a request header makes the handler panic);
+//! - an httpd other than the one the module was built for: the end-of-tunnel access-log
+//!   record never reaches mod_log_config (`Define WST_PROBE_FOREIGN_HTTPD` makes the probe
+//!   build believe it was built for httpd 2.4.0).
 
 mod common;
 use common::*;
@@ -47,4 +52,28 @@ async fn a_panic_fails_only_its_request() {
     let log = h.stop_allowing(&["WST00001", "panicked"]);
     assert!(log.contains("panic probe requested by the test"), "the panic message is logged:\n{log}");
     assert!(!log.contains("Segmentation fault") && !log.contains("exit signal"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_foreign_httpd_asynchronous_ends_stay_in_the_error_log() {
+    let b = Backend::start("foreign");
+    let h = Httpd::start(Config::new("record_fallback.conf.in").module(probe_module()).var("BACKEND", format!("127.0.0.1:{}", b.port())));
+    for _ in 0..2 {
+        let (mut ws, _) = connect(&h.url("/echo/foreign")).await.unwrap();
+        let m = tokio_tungstenite::tungstenite::Message::text("ping");
+        assert_eq!(echo(&mut ws, m.clone()).await, m);
+        ws.close(None).await.unwrap();
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws).await {}
+    }
+    assert_eq!(wait_count(&h, "WST02011", 2, std::time::Duration::from_secs(10)), 2, "{}", h.error_log());
+    let log = h.error_log();
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains("WST00007")).collect();
+    assert_eq!(warned.len(), 1, "said once, at startup:\n{log}");
+    assert!(warned[0].contains("2.4.0") && warned[0].contains("rebuild"), "{}", warned[0]);
+    // Only the hand-overs' own records (by httpd), none of the ends (by us).
+    let tunnels = std::fs::read_to_string(h.root.join("tunnels_log")).unwrap_or_default();
+    assert!(!tunnels.contains("end=1"), "{tunnels}");
+    let all = h.access_log();
+    assert_eq!(all.lines().filter(|l| l.contains("/echo/foreign")).count(), 2, "{all}");
+    h.stop();
 }

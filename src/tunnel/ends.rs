@@ -1,6 +1,4 @@
 //! Choosing the kind of ends, handing httpd's buffered bytes to the relay, and logging the outcome.
-#![forbid(unsafe_code)]
-
 use crate::canon::Scheme;
 use crate::httpd::codes::DONE;
 use crate::httpd::log::{DEBUG, INFO, WARNING};

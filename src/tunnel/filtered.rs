@@ -4,8 +4,6 @@
 //! its bytes and tracks its frames, and in a draining child ends it politely from inside
 //! (see [`super::polite`]).
 
-#![forbid(unsafe_code)]
-
 use super::core::{stalled, End, Tick};
 use super::ends::notice_mpm_stopping;
 use super::limits::Timeouts;

@@ -1,8 +1,6 @@
 //! Handing a tunnel from its request thread to the child's asynchronous relay
 //! (`ProxyWebsocketAsync`, docs/DESIGN.md §6): when, under which cap, and what httpd is told.
 
-#![forbid(unsafe_code)]
-
 use super::detached;
 use crate::frames::Frames;
 use crate::httpd::log::{INFO, WARNING};

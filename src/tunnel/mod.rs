@@ -4,6 +4,9 @@
 //! must keep passing through httpd's filters and are relayed by mod_proxy's filter-aware
 //! tunnel ([`filtered`]). The request thread relays until the tunnel ends, unless `ProxyWebsocketAsync`
 //! lets a raw tunnel move on to the child's runtime ([`detached`], via `handoff`).
+//!
+//! No `unsafe` here or below: the syscalls it needs are `crate::sys`'s, httpd's are `crate::httpd`'s.
+#![forbid(unsafe_code)]
 
 mod bulk;
 #[cfg(test)]
