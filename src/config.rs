@@ -85,6 +85,7 @@ pub fn parse_count(arg: &str) -> Result<u64, String> {
 /// an optional unit `ms`, `s`, `mi` (minutes) or `h`; no unit means seconds. Stricter than
 /// `ap_timeout_parameter_parse`: trailing garbage is an error.
 pub fn parse_duration(arg: &str) -> Result<Duration, String> {
+    // Digits only, so never negative.
     parse_duration_us(arg).map(|us| Duration::from_micros(us as u64))
 }
 
