@@ -1,6 +1,11 @@
 //! The module record httpd loads (`LoadModule proxy_wstunnel_module ...`) and every
 //! `extern "C"` entry point. Each entry point catches panics: a panic is logged and fails
 //! only the request (500) or the directive, it never unwinds into C.
+//!
+//! The entry points take httpd's raw pointers, valid by httpd's contract for the call; only C
+//! calls them, so they are not `unsafe fn` (which would say a Rust caller must check), and
+//! each dereference is an `unsafe` block with its SAFETY line.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use crate::config::{parse_count, parse_duration, DirConfig, ServerConfig};
 use crate::ffi;

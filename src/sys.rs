@@ -155,6 +155,12 @@ pub struct SignalsHeld {
     old: libc::sigset_t,
 }
 
+impl Default for SignalsHeld {
+    fn default() -> Self {
+        SignalsHeld::new()
+    }
+}
+
 impl SignalsHeld {
     pub fn new() -> SignalsHeld {
         // SAFETY: sigset_t is plain data; the sig* calls initialise and edit sets we own, and

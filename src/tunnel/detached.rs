@@ -146,10 +146,10 @@ mod current {
 }
 
 /// Hands a tunnel to the runtime. On failure the tunnel comes back untouched.
-pub fn spawn(t: Tunnel) -> Result<(), (Tunnel, io::Error)> {
+pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
     let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => return Err((t, e)),
+        Err(e) => return Err(Box::new((t, e))),
     };
     let live = Live::new();
     let stop = stop_channel().subscribe();

@@ -47,6 +47,7 @@ fn since_ms(t: i64) -> i64 {
 /// handler returns; the worker's busy count is held until the tunnel really ends. When it
 /// ends, its access-log record (the whole tunnel: `moved` before the hand-over, each way, plus
 /// what the runtime relayed) goes to mod_log_config, and WST02011 to the error log.
+#[allow(clippy::too_many_arguments)] // each is a different piece of the tunnel being moved
 pub fn handoff(
     r: &Request,
     client: &Connection,
@@ -92,7 +93,8 @@ pub fn handoff(
             Ok(())
         }
         // Dropping the tunnel closes our copies and releases the busy count.
-        Err((tunnel, e)) => {
+        Err(failed) => {
+            let (tunnel, e) = *failed;
             let mut board = tunnel.board;
             board.attach();
             Err((e, board))
