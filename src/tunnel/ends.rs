@@ -1,4 +1,5 @@
 //! Choosing the kind of ends, handing httpd's buffered bytes to the relay, and logging the outcome.
+
 use crate::canon::Scheme;
 use crate::httpd::codes::DONE;
 use crate::httpd::log::{DEBUG, INFO, WARNING};
