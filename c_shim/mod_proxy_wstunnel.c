@@ -55,6 +55,7 @@ void wst_register_hooks(apr_pool_t *p)
     ap_hook_post_config(wst_rs_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(wst_rs_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(wst_rs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_suspend_connection(wst_rs_suspend_connection, NULL, NULL, APR_HOOK_MIDDLE);
     proxy_hook_canon_handler(wst_rs_canon, NULL, succ, APR_HOOK_FIRST);
     proxy_hook_scheme_handler(wst_rs_handler, NULL, succ, APR_HOOK_FIRST);
     proxy_hook_check_trans(wst_rs_check_trans, NULL, succ, APR_HOOK_MIDDLE);

@@ -26,6 +26,7 @@ int wst_rs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
 void wst_rs_child_init(apr_pool_t *pchild, server_rec *s);
 void wst_rs_child_stopping(apr_pool_t *pchild, int graceful);
 int wst_rs_status(request_rec *r, int flags);
+void wst_rs_suspend_connection(conn_rec *c, request_rec *r);
 int wst_rs_check_trans(request_rec *r, const char *url);
 int wst_rs_canon(request_rec *r, char *url);
 int wst_rs_handler(request_rec *r, proxy_worker *worker, proxy_server_conf *conf, char *url,

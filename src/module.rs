@@ -340,3 +340,9 @@ pub extern "C" fn wst_rs_handler(
         status
     })
 }
+
+/// SPIKE: the MPM's suspend_connection hook: a connection leaves its worker thread.
+#[no_mangle]
+pub extern "C" fn wst_rs_suspend_connection(c: *mut ffi::conn_rec, _r: *mut ffi::request_rec) {
+    guard("suspend_connection", |_| {}, (), || crate::tunnel::suspended::suspended(c as usize))
+}

@@ -65,6 +65,12 @@ impl<'c> Connection<'c> {
         unsafe { ffi::ap_remove_input_filter_byhandle(self.rec().input_filters, name.as_ptr()) };
     }
 
+    /// Takes the output filter named `name` off the connection, if present.
+    pub fn remove_output_filter(&self, name: &CStr) {
+        // SAFETY: the chain is the live connection's; httpd unlinks the filter by name.
+        unsafe { ffi::ap_remove_output_filter_byhandle(self.rec().output_filters, name.as_ptr()) };
+    }
+
     /// The connection will not be kept alive after this request.
     pub fn set_close(&self) {
         // SAFETY: a field write through the pointer (see the type's documentation).

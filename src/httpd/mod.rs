@@ -35,6 +35,8 @@ pub mod server;
 #[cfg(all(feature = "httpd", not(test)))]
 pub mod shm;
 #[cfg(all(feature = "httpd", not(test)))]
+pub mod suspended;
+#[cfg(all(feature = "httpd", not(test)))]
 pub use {brigade::Brigade, connection::Connection, pool::Pool, request::Request, server::Server};
 
 /// Reads a NUL-terminated C string httpd owns as `&str` (lossy for non-UTF-8 bytes, which

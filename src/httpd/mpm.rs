@@ -14,6 +14,11 @@ pub fn is_threaded() -> bool {
     query(ffi::AP_MPMQ_IS_THREADED).is_some_and(|v| v != ffi::AP_MPMQ_NOT_SUPPORTED as i32)
 }
 
+/// The MPM can hold connections whose handler returned SUSPENDED (event).
+pub fn is_async() -> bool {
+    query(ffi::AP_MPMQ_IS_ASYNC).is_some_and(|v| v != 0)
+}
+
 /// The MPM is stopping this child (graceful restart or stop).
 pub fn stopping() -> bool {
     query(ffi::AP_MPMQ_MPM_STATE) == Some(ffi::AP_MPMQ_STOPPING as i32)

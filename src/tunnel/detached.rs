@@ -145,6 +145,17 @@ mod current {
     }
 }
 
+/// SPIKE: runs any task on the child's runtime, counted in [`live`].
+pub fn spawn_task<F: std::future::Future<Output = ()> + Send + 'static>(f: F) -> io::Result<()> {
+    let rt = runtime()?;
+    let live = Live::new();
+    rt.spawn(async move {
+        f.await;
+        drop(live);
+    });
+    Ok(())
+}
+
 /// Hands a tunnel to the runtime. On failure the tunnel comes back untouched.
 pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
     let rt = match runtime() {

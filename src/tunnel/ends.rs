@@ -57,6 +57,12 @@ pub fn run(
     let client = r.connection();
     // Writes may wait as long as httpd would let a blocking write wait on either side.
     let timeouts = super::limits::Timeouts::new(idle, backend.socket_timeout(), r.server().timeout());
+    let tls_client = client.is_tls() && !client.is_secondary() && client.fd().is_some();
+    if scheme == Scheme::Ws && tls_client && is_raw(backconn) && r.server_config().async_on() && mpm::is_async()
+        && super::suspended::hand_over(r, &client, backend, backconn, surplus.clone())
+    {
+        return crate::httpd::codes::SUSPENDED;
+    }
     if scheme == Scheme::Ws && is_raw(&client) && is_raw(backconn) {
         r.enter_tunnel_mode();
         let frames = websocket.then(Default::default);
