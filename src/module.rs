@@ -341,8 +341,11 @@ pub extern "C" fn wst_rs_handler(
     })
 }
 
-/// SPIKE: the MPM's suspend_connection hook: a connection leaves its worker thread.
+/// The MPM's suspend_connection hook: a connection leaves its worker thread (for a suspended
+/// tunnel, the moment the runtime may take it).
 #[no_mangle]
 pub extern "C" fn wst_rs_suspend_connection(c: *mut ffi::conn_rec, _r: *mut ffi::request_rec) {
-    guard("suspend_connection", |_| {}, (), || crate::tunnel::suspended::suspended(c as usize))
+    // SAFETY: the MPM passes the live connection, on the thread that ran it.
+    let c = unsafe { crate::httpd::Connection::from_raw(c) };
+    guard("suspend_connection", |_| {}, (), || crate::tunnel::connection_suspended(&c))
 }

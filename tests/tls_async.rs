@@ -42,7 +42,7 @@ async fn more_idle_wss_tunnels_than_request_threads() {
         ws.close(None).await.unwrap();
         while let Some(Ok(_)) = ws.next().await {}
     }
-    assert_eq!(wait_count(&h, "WST02014", 30, Duration::from_secs(10)), 30, "{}", h.error_log());
+    assert_eq!(wait_count(&h, "WST02011", 30, Duration::from_secs(10)), 30, "{}", h.error_log());
     let access = h.access_log();
     assert_eq!(access.lines().filter(|l| l.contains("/ws2/x") && l.contains(" 101 ")).count(), 30, "{access}");
     let log = h.stop();

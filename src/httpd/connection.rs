@@ -65,6 +65,17 @@ impl<'c> Connection<'c> {
         unsafe { ffi::ap_remove_input_filter_byhandle(self.rec().input_filters, name.as_ptr()) };
     }
 
+    /// Who the connection is, for as long as it lives: its address and httpd's id for it
+    /// (an address alone may be a later connection's).
+    pub fn identity(&self) -> (usize, i64) {
+        (self.raw as usize, self.rec().id as i64)
+    }
+
+    /// Bytes wait in its output filters (core's, set aside when the socket took no more).
+    pub fn holds_output(&self) -> bool {
+        self.rec().data_in_output_filters != 0
+    }
+
     /// Takes the output filter named `name` off the connection, if present.
     pub fn remove_output_filter(&self, name: &CStr) {
         // SAFETY: the chain is the live connection's; httpd unlinks the filter by name.

@@ -1,10 +1,12 @@
-//! SPIKE: a request whose handler returned SUSPENDED (event MPM): the MPM forgets the
-//! connection, leaving its pool, socket and mod_ssl state to us. One thread (the child's
-//! runtime) uses it from the hand-over on; when the tunnel ends it logs the real request and
-//! destroys the connection's pool, whose cleanups close the socket and give the MPM its
-//! counts back.
+//! A request whose handler returned SUSPENDED (event MPM): the MPM forgets its connection and
+//! leaves the connection's pool, socket and mod_ssl state to the module. From the hand-over on
+//! one thread at a time uses it (the request thread until the handler returns, then the
+//! child's runtime); when the tunnel ends, `finish` logs the real request and destroys the
+//! connection's pool, whose cleanups close the socket, free mod_ssl's state and give the MPM
+//! its counts back (`suspended`, connections).
 
-use super::{Connection, Request};
+use super::outcome::Read;
+use super::{Brigade, Connection, Request};
 use crate::ffi;
 use std::os::fd::RawFd;
 
@@ -14,17 +16,20 @@ pub struct Suspended {
     bb: *mut ffi::apr_bucket_brigade,
 }
 
-// SAFETY: after the handler returns SUSPENDED nothing in httpd touches the request or its
-// connection again; the runtime thread is their only user from then on.
+// SAFETY: once the handler returned SUSPENDED, nothing in httpd touches the request or its
+// connection again (the MPM only counts it); the module uses it from one thread at a time,
+// handing it over through the runtime's task queue (which synchronises).
 unsafe impl Send for Suspended {}
 
 impl Suspended {
-    /// Takes the request over; its handler must return SUSPENDED right after.
+    /// Takes over the request; its handler must return SUSPENDED right after.
     pub fn take(r: &Request) -> Suspended {
         let c = r.connection();
-        // SAFETY: the live request's connection; the scoreboard slot (`sbh`) belongs to the
-        // worker thread, which serves other connections from now on: never ours to update.
+        // SAFETY: a field write on the live connection: its scoreboard slot (`sbh`) is the
+        // worker thread's, which serves other connections from now on, never ours to update.
         unsafe { (*c.as_ptr()).sbh = std::ptr::null_mut() };
+        // mod_ssl's coalescing filter keeps small writes until a FLUSH, which we never send
+        // (a FLUSH blocks): mod_proxy's tunnel takes it off too.
         c.remove_output_filter(c"SSL/TLS Coalescing Filter");
         let bb = c.brigade().as_ptr();
         Suspended { r: r.as_ptr(), c: c.as_ptr(), bb }
@@ -35,40 +40,42 @@ impl Suspended {
         unsafe { Connection::from_raw(self.c) }
     }
 
+    fn brigade(&self) -> Brigade<'_> {
+        // SAFETY: made in the connection's pool, which lives until `finish`.
+        unsafe { Brigade::from_raw(self.bb) }
+    }
+
+    /// The connection's socket (for readiness; its bytes go through the filters).
     pub fn fd(&self) -> Option<RawFd> {
         self.conn().fd()
     }
 
-    /// Reads what mod_ssl has without waiting.
-    pub fn read(&self, buf: &mut [u8]) -> super::outcome::Read {
-        // SAFETY: the brigade lives in the connection's pool.
-        let bb = unsafe { super::Brigade::from_raw(self.bb) };
-        self.conn().read(&bb, buf, false)
+    /// Reads what the input filters give without waiting.
+    pub fn read(&self, buf: &mut [u8]) -> Read {
+        self.conn().read(&self.brigade(), buf, false)
     }
 
-    /// Hands `bytes` to the output filters (no FLUSH: that would block) and writes what the
-    /// socket takes; true if bytes still wait in the filters.
-    pub fn send(&self, bytes: &[u8]) -> Result<bool, i32> {
-        // SAFETY: as in `read`.
-        let bb = unsafe { super::Brigade::from_raw(self.bb) };
+    /// Hands `bytes` to the output filters without a FLUSH (which would block), then writes
+    /// what the socket takes; the rest stays in core's output filter (`holds`).
+    pub fn write(&self, bytes: &[u8]) -> Result<(), i32> {
+        let bb = self.brigade();
         bb.append(bytes);
         let (_, out) = self.conn().filters();
         // SAFETY: the live connection's output chain consumes the brigade.
         let rv = unsafe { ffi::ap_pass_brigade(out, self.bb) };
         bb.cleanup();
         if rv != 0 {
-            super::log::server(file!(), line!(), super::Server::main(), super::log::INFO, rv, "SPIKE: pass failed");
             return Err(rv);
         }
         self.push()
     }
 
-    /// Writes what the core output filter holds without waiting (as the event MPM's write
-    /// completion does: the last filter called with no brigade); true if bytes still wait.
-    pub fn push(&self) -> Result<bool, i32> {
-        let (mut f, _) = (self.conn().filters().1, ());
+    /// Writes what core's output filter holds, without waiting: the event MPM's own write
+    /// completion, which calls the last filter with no brigade.
+    pub fn push(&self) -> Result<(), i32> {
+        let (_, mut f) = self.conn().filters();
         // SAFETY: walks the live output chain to its last filter (core's) and calls it with
-        // NULL, which core takes as "write what you hold, without blocking".
+        // NULL, which it takes as "write what you hold, without blocking".
         let rv = unsafe {
             while !(*f).next.is_null() {
                 f = (*f).next;
@@ -78,26 +85,31 @@ impl Suspended {
                 None => 0,
             }
         };
-        if rv != 0 {
-            // SAFETY: the filter's record name, a C string httpd keeps.
-            let name = unsafe { super::cstr((*(*f).frec).name) }.map(|s| s.into_owned()).unwrap_or_default();
-            super::log::server(file!(), line!(), super::Server::main(), super::log::INFO, rv, &format!("SPIKE: push through {name} failed"));
-            return Err(rv);
+        if rv == 0 {
+            Ok(())
+        } else {
+            Err(rv)
         }
-        // SAFETY: a field of the live connection.
-        Ok(unsafe { (*self.c).data_in_output_filters } != 0)
     }
 
-    /// Logs the request (status 101, its whole life) and destroys the connection.
+    /// Bytes wait in the output filters.
+    pub fn holds(&self) -> bool {
+        // SAFETY: a field read of the live connection.
+        unsafe { (*self.c).data_in_output_filters != 0 }
+    }
+
+    /// Logs the request (status 101, its whole life, mod_logio's bytes) through every log
+    /// module, as httpd would have, then ends the connection: TLS close_notify if the socket
+    /// takes it now, and the connection's pool destroyed.
     pub fn finish(self) {
-        // SAFETY: the request is whole (suspended, never finalised): its log hooks see a real
-        // request. The connection's pool is the MPM's per-connection pool, ours to destroy
-        // now: its cleanups close the socket, free mod_ssl's state and decrement the MPM's
-        // counts.
+        // SAFETY: the request is whole (suspended, never finalised), so its log hooks see a
+        // real request; ap_shutdown_conn without flush never blocks; the pool is the MPM's
+        // per-connection pool, handed to us with the connection, and nothing uses it after.
         unsafe {
             ffi::ap_run_log_transaction(self.r);
-            let pool = (*self.c).pool;
-            ffi::apr_pool_destroy(pool);
+            ffi::ap_shutdown_conn(self.c, 0);
+            let _ = self.push();
+            ffi::apr_pool_destroy((*self.c).pool);
         }
     }
 }

@@ -1,9 +1,11 @@
-//! Asynchronous tunnels (docs/DESIGN.md §6): a tunnel whose ends are both plain sockets leaves the
-//! request thread and is relayed by one small tokio runtime per httpd child, so an idle
-//! WebSocket costs a task and two registered sockets instead of a worker thread.
+//! Asynchronous tunnels (docs/DESIGN.md §6): a tunnel leaves the request thread and is relayed
+//! by one small tokio runtime per httpd child, so an idle WebSocket costs a task and two
+//! registered sockets instead of a worker thread. Its backend end is a plain socket; its client
+//! end is a plain socket too, or a connection whose bytes pass through httpd's filters (TLS:
+//! a [`FilteredEnd`], which the event MPM handed over with its request suspended).
 //!
 //! The module owns the sockets completely (its own `dup`s; httpd closes its copies without a
-//! FIN). A tunnel is one task: the core (`core`) decides, the pump both raw drivers share
+//! FIN; a filtered end's `dup` only tells its readiness, the bytes go through the filters). A tunnel is one task: the core (`core`) decides, the pump both raw drivers share
 //! (`pump`) moves the bytes, and the task waits on the reactor's readiness of its two sockets,
 //! one timer (moved only when a deadline comes earlier than the one set) and the child's
 //! phase. Buffers and pipes exist only while bytes move: an idle tunnel holds none.
@@ -33,9 +35,31 @@ pub struct Report {
     pub ending: End,
 }
 
+/// A client end whose bytes pass through httpd's connection filters (mod_ssl), driven from the
+/// runtime without blocking. Its socket's readiness comes from the tunnel's copy of it.
+pub trait FilteredEnd: Send {
+    /// Reads what the filters give without waiting (0: end of stream; WouldBlock: nothing now).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Hands all of `bytes` to the filters, which write what the socket takes now and keep
+    /// the rest (see `holds`).
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Whether the filters hold bytes the socket has not taken yet.
+    fn holds(&self) -> bool;
+    /// Whether the filters may hold bytes read from the socket already (a read brought some:
+    /// mod_ssl may keep the rest of a record), so the next read must not wait for the socket.
+    fn may_hold_input(&self) -> bool;
+    /// Writes what the filters hold, as far as the socket takes it without waiting.
+    fn push(&mut self) -> io::Result<()>;
+    /// Called once, after the tunnel ended and its end was reported (the caller's last word on
+    /// the connection: its log record, closing it).
+    fn finish(self: Box<Self>);
+}
+
 /// A tunnel to relay: the module's own copies of both sockets.
 pub struct Tunnel {
+    /// The client's socket; with `filtered`, only its readiness.
     pub client: OwnedFd,
+    pub filtered: Option<Box<dyn FilteredEnd>>,
     pub backend: OwnedFd,
     pub timeouts: super::limits::Timeouts,
     /// Where each direction's WebSocket frames stand (client to backend, backend to client);
@@ -145,17 +169,6 @@ mod current {
     }
 }
 
-/// SPIKE: runs any task on the child's runtime, counted in [`live`].
-pub fn spawn_task<F: std::future::Future<Output = ()> + Send + 'static>(f: F) -> io::Result<()> {
-    let rt = runtime()?;
-    let live = Live::new();
-    rt.spawn(async move {
-        f.await;
-        drop(live);
-    });
-    Ok(())
-}
-
 /// Hands a tunnel to the runtime. On failure the tunnel comes back untouched.
 pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
     let rt = match runtime() {
@@ -167,9 +180,13 @@ pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
     rt.spawn(async move {
         let on_end = t.on_end;
         let meter = t.board.meter();
-        let (c2b, b2c, ending) = relay(t.client, t.backend, t.timeouts, t.frames, meter, stop).await;
+        let mut filtered = t.filtered;
+        let (c2b, b2c, ending) = relay(t.client, filtered.as_deref_mut(), t.backend, t.timeouts, t.frames, meter, stop).await;
         drop(t.board);
         on_end(Report { client_to_backend: c2b, backend_to_client: b2c, ending });
+        if let Some(f) = filtered {
+            f.finish();
+        }
         drop(live);
     });
     Ok(())
@@ -197,6 +214,7 @@ impl Drop for Live {
 /// Both sockets are closed on return.
 pub(super) async fn relay(
     client: OwnedFd,
+    mut filtered: Option<&mut (dyn FilteredEnd + '_)>,
     backend: OwnedFd,
     timeouts: super::limits::Timeouts,
     frames: Option<(Frames, Frames)>,
@@ -238,7 +256,7 @@ pub(super) async fn relay(
                 Phase::Stop => break End::Shutdown,
                 Phase::Run => {}
             },
-            end = poll_fn(|cx| tunnel.drive(cx, &fds, timer.as_mut())) => break end,
+            end = poll_fn(|cx| tunnel.drive(cx, &fds, filtered.as_deref_mut(), timer.as_mut())) => break end,
         }
     }};
     if let Some((c2b, b2c)) = tunnel.core.to_show(Tick::now(), true) {
@@ -260,16 +278,27 @@ struct Task {
 impl Task {
     /// Moves what can move; Ready when the tunnel is over. Pending leaves every readiness the
     /// core waits for registered with the reactor, and the timer set for its next deadline.
-    fn drive(&mut self, cx: &mut Context<'_>, fds: &[AsyncFd<OwnedFd>; 2], mut timer: Pin<&mut tokio::time::Sleep>) -> Poll<End> {
+    fn drive(
+        &mut self,
+        cx: &mut Context<'_>,
+        fds: &[AsyncFd<OwnedFd>; 2],
+        mut filtered: Option<&mut (dyn FilteredEnd + '_)>,
+        mut timer: Pin<&mut tokio::time::Sleep>,
+    ) -> Poll<End> {
         loop {
             let now = Tick::now();
-            let mut io = ReactorIo { fds, cx };
+            let mut io = ReactorIo { fds, cx, filtered: filtered.as_deref_mut() };
             let mut more = false;
             for (d, pipe) in self.core.dirs.iter_mut().zip(self.pipes.iter_mut()) {
                 match pump(d, pipe, &mut io, now) {
                     Ok(p) => more |= p.more,
                     Err(end) => return Poll::Ready(end),
                 }
+            }
+            // What the client's filters still hold goes out as the socket takes it, whether
+            // or not more comes behind it.
+            if let Err(e) = io.push_held() {
+                return Poll::Ready(End::Failed(Side::Client, e));
             }
             if let Some((c2b, b2c)) = self.core.to_show(now, false) {
                 self.meter.add(c2b, b2c);
@@ -305,13 +334,16 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
 
 /// The sockets as the reactor sees them. A call on a side the reactor does not know to be
 /// ready registers the task's waker and says `WouldBlock`; a call that would block or that
-/// drained the socket (a short read) or filled it (a short write) clears the readiness.
-struct ReactorIo<'a, 'b> {
+/// drained the socket (a short read) or filled it (a short write) clears the readiness. A
+/// filtered client end is read until its filters say WouldBlock (a short read says nothing:
+/// mod_ssl may hold more of a record), and written while its filters hold nothing.
+struct ReactorIo<'a, 'b, 'f> {
     fds: &'a [AsyncFd<OwnedFd>; 2],
     cx: &'a mut Context<'b>,
+    filtered: Option<&'a mut (dyn FilteredEnd + 'f)>,
 }
 
-impl ReactorIo<'_, '_> {
+impl ReactorIo<'_, '_, '_> {
     fn attempt(&mut self, side: Side, write: bool, asked: usize, mut op: impl FnMut(RawFd) -> io::Result<usize>) -> io::Result<usize> {
         let fd = &self.fds[side.index()];
         loop {
@@ -333,15 +365,72 @@ impl ReactorIo<'_, '_> {
             }
         }
     }
+
+    /// An operation on the filtered client end, retried on fresh readiness of its socket
+    /// until it makes progress or the socket is not ready (WouldBlock; the waker is set).
+    fn through_filters<T>(&mut self, write: bool, mut op: impl FnMut(&mut dyn FilteredEnd) -> io::Result<T>) -> io::Result<T> {
+        let fd = &self.fds[Side::Client.index()];
+        let f = self.filtered.as_deref_mut().expect("a filtered client end");
+        // What the filters hold needs no readiness of the socket.
+        if write || f.may_hold_input() {
+            match op(f) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other,
+            }
+        }
+        loop {
+            let ready = if write { fd.poll_write_ready(self.cx) } else { fd.poll_read_ready(self.cx) };
+            let mut guard = match ready {
+                Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+                Poll::Ready(r) => r?,
+            };
+            match op(f) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+                other => return other,
+            }
+        }
+    }
+
+    /// Writes what the client's filters hold, if anything (WouldBlock is no error here: the
+    /// waker is set for the socket's writability).
+    fn push_held(&mut self) -> io::Result<()> {
+        if !self.filtered.as_deref().is_some_and(|f| f.holds()) {
+            return Ok(());
+        }
+        match self.through_filters(true, |f| {
+            f.push()?;
+            if f.holds() {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(())
+            }
+        }) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            other => other,
+        }
+    }
 }
 
-impl Io for ReactorIo<'_, '_> {
+impl Io for ReactorIo<'_, '_, '_> {
     fn recv(&mut self, side: Side, buf: &mut [u8]) -> io::Result<usize> {
+        if side == Side::Client && self.filtered.is_some() {
+            return self.through_filters(false, |f| f.read(buf));
+        }
         let asked = buf.len();
         self.attempt(side, false, asked, |fd| recv(fd, buf))
     }
 
     fn send(&mut self, side: Side, bytes: &[u8]) -> io::Result<usize> {
+        if side == Side::Client && self.filtered.is_some() {
+            // One message at a time in the filters: more waits for the socket to take it.
+            self.push_held()?;
+            if self.filtered.as_deref().is_some_and(|f| f.holds()) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let f = self.filtered.as_deref_mut().expect("checked above");
+            f.write(bytes)?;
+            return Ok(bytes.len());
+        }
         self.attempt(side, true, bytes.len(), |fd| send(fd, bytes))
     }
 
@@ -354,7 +443,19 @@ impl Io for ReactorIo<'_, '_> {
     }
 
     fn shutdown(&mut self, side: Side) -> io::Result<()> {
+        if side == Side::Client && self.filtered.is_some() {
+            // The FIN follows what the filters hold. TLS itself stays up (no close_notify):
+            // the client may still send, as through mod_proxy's own tunnel.
+            self.push_held()?;
+            if self.filtered.as_deref().is_some_and(|f| f.holds()) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+        }
         shutdown_write(self.fds[side.index()].as_raw_fd())
+    }
+
+    fn filtered(&self, side: Side) -> bool {
+        side == Side::Client && self.filtered.is_some()
     }
 }
 
@@ -381,7 +482,7 @@ mod tests {
     fn a_tunnels_task_holds_no_buffer() {
         let ((_c, rc), (rb, _b)) = pairs();
         let (_tx, rx) = tokio::sync::watch::channel(Phase::Run);
-        let task = relay(OwnedFd::from(rc), OwnedFd::from(rb), Timeouts::default(), Some(Default::default()), Meter::default(), rx);
+        let task = relay(OwnedFd::from(rc), None, OwnedFd::from(rb), Timeouts::default(), Some(Default::default()), Meter::default(), rx);
         let size = std::mem::size_of_val(&task);
         // 904 bytes when this was written: the core, two pipes, the timer and the phase.
         assert!(size < 2048, "the relay's future is {size} bytes");

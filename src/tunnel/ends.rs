@@ -1,14 +1,15 @@
 //! Choosing the kind of ends, handing httpd's buffered bytes to the relay, and logging the outcome.
 
 use crate::canon::Scheme;
-use crate::httpd::codes::DONE;
+use crate::httpd::codes::{DONE, SUSPENDED};
 use crate::httpd::log::{DEBUG, INFO, WARNING};
 use crate::httpd::outcome::Read;
 use crate::httpd::proxy::Backend;
 use crate::httpd::{mpm, Connection, Request};
 use super::core::End;
 use crate::rlog;
-use super::handoff::{async_handoff_at, handoff};
+use super::filtered;
+use super::handoff::{async_handoff_at, handoff, Client};
 use super::relay::{self, Ends, Limits};
 use crate::frames::Frames;
 use crate::status;
@@ -57,21 +58,38 @@ pub fn run(
     let client = r.connection();
     // Writes may wait as long as httpd would let a blocking write wait on either side.
     let timeouts = super::limits::Timeouts::new(idle, backend.socket_timeout(), r.server().timeout());
-    let tls_client = client.is_tls() && !client.is_secondary() && client.fd().is_some();
-    if scheme == Scheme::Ws && tls_client && is_raw(backconn) && r.server_config().async_on() && mpm::is_async()
-        && super::suspended::hand_over(r, &client, backend, backconn, surplus.clone())
-    {
-        return crate::httpd::codes::SUSPENDED;
-    }
     if scheme == Scheme::Ws && is_raw(&client) && is_raw(backconn) {
         r.enter_tunnel_mode();
         let frames = websocket.then(Default::default);
         raw(r, &client, backend, backconn, surplus, timeouts, frames);
-    } else {
-        let board = status::Tunnel::start();
-        super::filtered::run(r, backconn, surplus, timeouts, scheme, websocket, board.meter());
+        return DONE;
     }
-    DONE
+    let board = status::Tunnel::start();
+    // A TLS client of a plain backend may leave its thread too, under the event MPM (its
+    // request suspended); HTTP/2 streams and TLS backends stay.
+    let suspendable = scheme == Scheme::Ws && is_tls_socket(&client) && is_raw(backconn) && mpm::is_async();
+    let handoff_at = if suspendable { async_handoff_at(r) } else { None };
+    let filtered::Relayed::Handoff { moved, frames } = filtered::run(r, backconn, surplus, timeouts, scheme, websocket, board.meter(), handoff_at)
+    else {
+        return DONE;
+    };
+    match handoff(r, &client, Client::Suspended, backend, backconn, timeouts, frames, board, moved) {
+        Ok(()) => {
+            rlog!(r, DEBUG, "WST02010: tunnel handed to the asynchronous relay after {} bytes client to backend, {} bytes backend to client (request suspended)", moved.0, moved.1);
+            SUSPENDED
+        }
+        Err((e, board)) => {
+            rlog!(r, WARNING, "WST02013: cannot hand the tunnel to the asynchronous relay ({e}): relaying it here");
+            // Frame positions are not carried over: no polite end for the rest of it.
+            filtered::run(r, backconn, Vec::new(), timeouts, scheme, false, board.meter(), None);
+            DONE
+        }
+    }
+}
+
+/// A TLS connection with a socket of its own (not an HTTP/2 stream).
+fn is_tls_socket(c: &Connection) -> bool {
+    c.is_tls() && !c.is_secondary() && c.fd().is_some()
 }
 
 fn raw(
@@ -110,7 +128,7 @@ fn raw(
             (Some(c), Some(b)) => Some((*c, *b)),
             _ => None,
         };
-        match handoff(r, client, backend, backconn, timeouts, frames, board, (out.client_to_backend, out.backend_to_client)) {
+        match handoff(r, client, Client::Raw, backend, backconn, timeouts, frames, board, (out.client_to_backend, out.backend_to_client)) {
             Ok(()) => {
                 rlog!(
                     r,

@@ -9,6 +9,7 @@ use super::ends::notice_mpm_stopping;
 use super::limits::Timeouts;
 use super::polite::{self, Direction};
 use crate::canon::Scheme;
+use crate::frames::Frames;
 use crate::httpd::filter::{self, Verdict, Watched};
 use crate::httpd::log::{DEBUG, ERR};
 use crate::httpd::proxy::{Slice, Tunnel};
@@ -140,13 +141,38 @@ impl<'r> Watch<'r> {
         self.dirs.borrow().iter().any(Direction::closed)
     }
 
+    /// Where each direction's frames stand (None for other protocols).
+    fn frames(&self) -> Option<(Frames, Frames)> {
+        let dirs = self.dirs.borrow();
+        Some((dirs[0].frames()?, dirs[1].frames()?))
+    }
+
     /// Bytes passed each way.
     fn passed(&self) -> [u64; 2] {
         self.dirs.borrow().map(|d| d.passed())
     }
 }
 
-pub fn run<'r>(r: &Request<'r>, backconn: &Connection<'r>, surplus: Vec<u8>, timeouts: Timeouts, scheme: Scheme, websocket: bool, meter: Meter) {
+/// How a filtered tunnel left its relay on the request thread.
+pub enum Relayed {
+    /// It is over (and logged).
+    Ended,
+    /// It should go on on the runtime (`handoff_at` passed, at a quiet moment): the bytes moved
+    /// so far each way, and where each direction's frames stand.
+    Handoff { moved: (u64, u64), frames: Option<(Frames, Frames)> },
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn run<'r>(
+    r: &Request<'r>,
+    backconn: &Connection<'r>,
+    surplus: Vec<u8>,
+    timeouts: Timeouts,
+    scheme: Scheme,
+    websocket: bool,
+    meter: Meter,
+    handoff_at: Option<Instant>,
+) -> Relayed {
     rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
     let watch = Watch::start(r, backconn, &surplus, websocket, meter);
     let name = std::ffi::CString::new(scheme.as_str().to_ascii_uppercase()).expect("no NUL");
@@ -155,27 +181,43 @@ pub fn run<'r>(r: &Request<'r>, backconn: &Connection<'r>, surplus: Vec<u8>, tim
     let Some(mut tunnel) = Tunnel::create(r, backconn, &name) else {
         rlog!(r, ERR, "WST02008: cannot set up the tunnel through httpd's connection filters");
         r.connection().set_aborted();
-        return;
+        return Relayed::Ended;
     };
     if !surplus.is_empty() && (!r.write(&surplus) || !r.flush()) {
         r.connection().set_aborted();
-        return;
+        return Relayed::Ended;
     }
-    let end = relay(r, backconn, &mut tunnel, &watch, timeouts);
+    let end = relay(r, backconn, &mut tunnel, &watch, timeouts, handoff_at);
     let [c2b, b2c] = watch.passed();
+    if matches!(end, End::Handoff) {
+        return Relayed::Handoff { moved: (c2b, b2c), frames: watch.frames() };
+    }
     super::ends::log_end(r, &end, &format!("{c2b} bytes client to backend, {b2c} bytes backend to client"));
     if matches!(end, End::Shutdown | End::GoingAway | End::WriteStalled(..)) {
         // Close the client now, without lingering: the tunnel is over on both sides.
         r.connection().set_aborted();
     }
+    Relayed::Ended
 }
 
 /// Runs mod_proxy's tunnel in slices until it ends, or must end.
-fn relay(r: &Request, backconn: &Connection, tunnel: &mut Tunnel, watch: &Watch, timeouts: Timeouts) -> End {
+/// With `handoff_at`, it stops for the hand-over at the first quiet moment from then on (a
+/// slice without traffic: nothing in flight) while no Close went yet.
+fn relay(r: &Request, backconn: &Connection, tunnel: &mut Tunnel, watch: &Watch, timeouts: Timeouts, handoff_at: Option<Instant>) -> End {
     let mut quiet_since = Instant::now();
+    let mut slice_len = SLICE;
     loop {
+        if let Some(at) = handoff_at {
+            let now = Instant::now();
+            // Nothing may wait in the backend's output filters: the runtime writes its socket.
+            if now >= at && !watch.any_closed() && !super::shutdown::stopping() && !backconn.holds_output() {
+                return End::Handoff;
+            }
+            // Back in time for the hand-over (a slice ends early only when quiet).
+            slice_len = SLICE.min(at.saturating_duration_since(now)).max(Duration::from_millis(1));
+        }
         let started = Instant::now();
-        let slice = tunnel.run(SLICE);
+        let slice = tunnel.run(slice_len);
         let now = Instant::now();
         if slice != Slice::Quiet {
             return if super::shutdown::stopping() {
@@ -191,8 +233,8 @@ fn relay(r: &Request, backconn: &Connection, tunnel: &mut Tunnel, watch: &Watch,
         }
         // The run ended after a slice without traffic; if it lasted longer, traffic came
         // before that quiet slice.
-        if now - started > SLICE + SLICE / 2 {
-            quiet_since = now - SLICE;
+        if now - started > slice_len + slice_len / 2 {
+            quiet_since = now - slice_len;
         }
         notice_mpm_stopping();
         if watch.send_going_away(r, backconn) && watch.closes_answered() {

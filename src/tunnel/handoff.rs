@@ -5,12 +5,16 @@ use super::detached;
 use crate::frames::Frames;
 use crate::httpd::log::{INFO, WARNING};
 use crate::httpd::proxy::Backend;
+use crate::httpd::outcome::Read;
 use crate::httpd::record::LogRecord;
+use crate::httpd::suspended::Suspended;
 use crate::httpd::{Connection, Request};
 use crate::rlog;
 use crate::status;
 use crate::sys::{dup_cloexec, open_files_limit};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// When the synchronous relay should hand the tunnel over (ProxyWebsocketAsync), if at all.
@@ -41,16 +45,28 @@ fn since_ms(t: i64) -> i64 {
     (status::now_us() as i64 - t).max(0) / 1000
 }
 
-/// Moves the tunnel to the child's runtime (docs/DESIGN.md §6): our own copies of both sockets; the
-/// client connection is marked aborted so httpd closes its copy without a FIN or lingering
-/// close; the backend connection goes back to mod_proxy (closed, so never reused) when the
-/// handler returns; the worker's busy count is held until the tunnel really ends. When it
-/// ends, its access-log record (the whole tunnel: `moved` before the hand-over, each way, plus
-/// what the runtime relayed) goes to mod_log_config, and WST02011 to the error log.
+/// How the client end leaves its request thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// A plain socket: the module takes its own copy, httpd closes its own without a FIN.
+    Raw,
+    /// TLS through mod_ssl, under the event MPM: the request is suspended (the handler
+    /// returns SUSPENDED) and the runtime drives the connection's filters.
+    Suspended,
+}
+
+/// Moves the tunnel to the child's runtime (docs/DESIGN.md §6). The backend: our own copy of
+/// its socket, its connection going back to mod_proxy (closed, so never reused) when the
+/// handler returns. The client: see [`Client`]. The worker's busy count is held until the
+/// tunnel really ends. When it ends, WST02011 goes to the error log, and its access-log
+/// record: a raw client's through mod_log_config (the whole tunnel: `moved` before the
+/// hand-over plus what the runtime relayed), a suspended one's by httpd's own log hooks on
+/// the real request.
 #[allow(clippy::too_many_arguments)] // each is a different piece of the tunnel being moved
 pub fn handoff(
     r: &Request,
     client: &Connection,
+    how: Client,
     backend: &Backend,
     backconn: &Connection,
     timeouts: super::limits::Timeouts,
@@ -58,7 +74,12 @@ pub fn handoff(
     mut board: status::Tunnel,
     moved: (u64, u64),
 ) -> Result<(), (std::io::Error, status::Tunnel)> {
-    let dups = dup_cloexec(client.fd().expect("raw ends have a socket")).and_then(|c| Ok((c, dup_cloexec(backconn.fd().expect("raw ends have a socket"))?)));
+    let no_socket = || std::io::Error::other("no socket");
+    let dups = client
+        .fd()
+        .ok_or_else(no_socket)
+        .and_then(dup_cloexec)
+        .and_then(|c| Ok((c, dup_cloexec(backconn.fd().ok_or_else(no_socket)?)?)));
     let (cfd, bfd) = match dups {
         Ok(fds) => fds,
         Err(e) => return Err((e, board)),
@@ -66,7 +87,7 @@ pub fn handoff(
     let busy = backend.worker().hold_busy();
     let server = r.server();
     let what = format!("\"{}\" from {}", r.the_request(), client.remote_ip());
-    let record = LogRecord::take(r);
+    let record = if how == Client::Raw { LogRecord::take(r) } else { None };
     let arrived = r.request_time_us();
     let on_end = Box::new(move |rep: detached::Report| {
         drop(busy);
@@ -84,7 +105,16 @@ pub fn handoff(
         crate::httpd::log::server(file!(), line!(), server, INFO, 0, &msg);
     });
     board.detach();
-    let tunnel = detached::Tunnel { client: cfd, backend: bfd, timeouts, frames, board, on_end };
+    let filtered: Option<Box<dyn detached::FilteredEnd>> = match how {
+        Client::Raw => None,
+        Client::Suspended => Some(Box::new(TlsClient { s: Suspended::take(r), may_hold_input: true })),
+    };
+    let tunnel = detached::Tunnel { client: cfd, filtered, backend: bfd, timeouts, frames, board, on_end };
+    if how == Client::Suspended {
+        // The runtime may touch the connection only once the MPM has let go of it.
+        waiting().insert(client.identity(), tunnel);
+        return Ok(());
+    }
     match detached::spawn(tunnel) {
         Ok(()) => {
             client.set_aborted();
@@ -102,3 +132,78 @@ pub fn handoff(
     }
 }
 
+/// Suspended tunnels whose connection the MPM has not let go of yet, by connection.
+static WAITING: Mutex<Option<HashMap<(usize, i64), detached::Tunnel>>> = Mutex::new(None);
+
+fn waiting() -> MappedWaiting {
+    MappedWaiting(WAITING.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+struct MappedWaiting(std::sync::MutexGuard<'static, Option<HashMap<(usize, i64), detached::Tunnel>>>);
+
+impl MappedWaiting {
+    fn insert(&mut self, k: (usize, i64), t: detached::Tunnel) {
+        self.0.get_or_insert_with(HashMap::new).insert(k, t);
+    }
+
+    fn remove(&mut self, k: (usize, i64)) -> Option<detached::Tunnel> {
+        self.0.as_mut()?.remove(&k)
+    }
+}
+
+/// The MPM let go of connection `c` (its suspend_connection hook, on the thread that ran
+/// it): a tunnel suspended on it starts on the runtime now.
+pub fn connection_suspended(c: &Connection) {
+    let Some(tunnel) = waiting().remove(c.identity()) else { return };
+    if let Err(failed) = detached::spawn(tunnel) {
+        let (tunnel, e) = *failed;
+        let server = c.server();
+        crate::httpd::log::server(file!(), line!(), server, WARNING, 0, &format!("WST02016: cannot start a suspended TLS tunnel ({e}): closing it"));
+        if let Some(f) = tunnel.filtered {
+            f.finish();
+        }
+    }
+}
+
+/// A TLS client end on the runtime: its suspended connection's filters.
+struct TlsClient {
+    s: Suspended,
+    may_hold_input: bool,
+}
+
+fn apr(e: i32) -> std::io::Error {
+    std::io::Error::other(format!("APR status {e}"))
+}
+
+impl detached::FilteredEnd for TlsClient {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let got = self.s.read(buf);
+        self.may_hold_input = matches!(got, Read::Data(_));
+        match got {
+            Read::Data(n) => Ok(n),
+            Read::Eof => Ok(0),
+            Read::WouldBlock => Err(std::io::ErrorKind::WouldBlock.into()),
+            Read::Error(e) => Err(apr(e)),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.s.write(bytes).map_err(apr)
+    }
+
+    fn holds(&self) -> bool {
+        self.s.holds()
+    }
+
+    fn may_hold_input(&self) -> bool {
+        self.may_hold_input
+    }
+
+    fn push(&mut self) -> std::io::Result<()> {
+        self.s.push().map_err(apr)
+    }
+
+    fn finish(self: Box<Self>) {
+        self.s.finish();
+    }
+}

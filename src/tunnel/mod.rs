@@ -7,7 +7,6 @@
 //!
 //! No `unsafe` here or below: the syscalls it needs are `crate::sys`'s, httpd's are `crate::httpd`'s.
 #![forbid(unsafe_code)]
-#![allow(dead_code)]
 
 mod bulk;
 #[cfg(test)]
@@ -29,7 +28,8 @@ mod ends;
 mod filtered;
 #[cfg(all(feature = "httpd", not(test)))]
 mod handoff;
-#[cfg(all(feature = "httpd", not(test)))]
-pub mod suspended;
+
 #[cfg(all(feature = "httpd", not(test)))]
 pub use ends::run;
+#[cfg(all(feature = "httpd", not(test)))]
+pub use handoff::connection_suspended;

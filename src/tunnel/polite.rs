@@ -115,6 +115,11 @@ impl Direction {
     }
 
     /// Bytes passed on so far (our Close not included).
+    /// Where the sender's frames stand (None for other protocols).
+    pub fn frames(&self) -> Option<Frames> {
+        self.frames
+    }
+
     pub fn passed(&self) -> u64 {
         self.passed
     }

@@ -34,6 +34,12 @@ pub trait Io {
     fn filters_hold(&self, _side: Side) -> bool {
         false
     }
+    /// Whether `side`'s bytes pass through httpd's filters (TLS) for good: nothing is spliced
+    /// from or to it, and its FIN may have to wait (`shutdown` says WouldBlock) until the
+    /// filters have written what they hold.
+    fn filtered(&self, _side: Side) -> bool {
+        false
+    }
 }
 
 /// What a pump call left undone.
@@ -86,8 +92,13 @@ impl Pipe {
     }
 }
 
+/// Bytes that pass through filters are copied, never spliced.
+fn copy_only(io: &impl Io, src: Side, dst: Side) -> bool {
+    io.filters_hold(src) || io.filtered(src) || io.filtered(dst)
+}
+
 /// Moves `d`'s bytes until nothing more can be done without waiting.
-pub fn pump(d: &mut Direction, pipe: &mut Pipe, io: &mut impl Io, now: Tick) -> Result<Pumped, End> {
+pub fn pump<I: Io>(d: &mut Direction, pipe: &mut Pipe, io: &mut I, now: Tick) -> Result<Pumped, End> {
     let (src, dst) = (d.from(), d.to());
     let mut reads = 0;
     loop {
@@ -115,18 +126,20 @@ pub fn pump(d: &mut Direction, pipe: &mut Pipe, io: &mut impl Io, now: Tick) -> 
                     Err(e) => return Err(End::Failed(dst, e)),
                 }
             }
-            Some(Out::Fin) => {
-                io.shutdown(dst).map_err(|e| End::Failed(dst, e))?;
-                d.fin_sent();
-            }
+            Some(Out::Fin) => match io.shutdown(dst) {
+                Ok(()) => d.fin_sent(),
+                // Filters still hold bytes for `dst`: the FIN follows them.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(End::Failed(dst, e)),
+            },
             None => {}
         }
         if reads == MAX_READS {
-            return Ok(Pumped { more: d.next_read(io.filters_hold(src)).is_some() });
+            return Ok(Pumped { more: d.next_read(copy_only(io, src, dst)).is_some() });
         }
-        match d.next_read(io.filters_hold(src)) {
+        match d.next_read(copy_only(io, src, dst)) {
             Some(Want::Copy(limit)) => {
-                let from_filters = io.filters_hold(src);
+                let from_filters = copy_only(io, src, dst);
                 match io.recv(src, d.read_space(limit)) {
                     Ok(n) => {
                         d.copied(n, from_filters, now);
