@@ -1,39 +1,65 @@
-//! SPIKE (issue 16): wss:// tunnels leave their request threads under the event MPM.
+//! wss:// clients (TLS at httpd, mod_ssl) with `ProxyWebsocketAsync On`. Under the event MPM
+//! their tunnels leave the request threads: the handler returns SUSPENDED, the MPM lets go of
+//! the connection, and the child's runtime relays through the connection's filters. Under
+//! worker and prefork (no suspended state) they stay synchronous.
 
 mod common;
 use common::*;
 use futures_util::StreamExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-use wskit::Pki;
+use wskit::backend::Event;
+use wskit::{raw, Pki};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn more_idle_wss_tunnels_than_request_threads() {
-    if mpm() != "event" {
-        return;
-    }
+struct Site {
+    _dir: TempDir,
+    pki: Pki,
+    b: Backend,
+    h: Httpd,
+}
+
+fn site(name: &str) -> Site {
     let dir = TempDir::new("pki");
     let pki = Pki::generate(&dir.0);
-    let plain = Backend::start("plain");
+    let b = Backend::start(name);
     let h = Httpd::start(
         Config::new("tls_async.conf.in")
-            .ports(1)
-            .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
+            .ports(2)
+            .var("BACKEND", format!("127.0.0.1:{}", b.port()))
             .var("SERVERCERT", pki.server.cert_file.display())
             .var("SERVERKEY", pki.server.key_file.display()),
     );
-    let url = format!("wss://localhost:{}/ws2/x", h.ports[0]);
+    Site { _dir: dir, pki, b, h }
+}
+
+fn event() -> bool {
+    mpm() == "event"
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_idle_wss_tunnels_than_request_threads() {
+    let s = site("tls-async");
+    let url = format!("wss://localhost:{}/ws2/x", s.h.ports[0]);
+    // Ten request threads: under event 30 tunnels hold none of them.
+    let n = if event() { 30 } else { 3 };
     let mut all = Vec::new();
-    for i in 0..30 {
-        let (mut ws, _) = connect_tls(&url, &pki).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}\n{}", h.error_log()));
+    for i in 0..n {
+        let (mut ws, _) = connect_tls(&url, &s.pki).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}\n{}", s.h.error_log()));
         let m = Message::text(format!("hello {i}"));
         assert_eq!(echo(&mut ws, m.clone()).await, m);
         all.push(ws);
     }
-    // Plain HTTP still served with 30 tunnels on 10 request threads.
-    let (resp, _) = wskit::raw::request(h.port, "GET /server-status?auto HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert_eq!(resp.status, 200, "{}", resp.head);
-    // Big messages both ways after the hand-over.
+    if !event() {
+        assert!(!s.h.error_log().contains("request suspended"), "{}", s.h.error_log());
+        return;
+    }
+    assert_eq!(wait_count(&s.h, "(request suspended)", n, Duration::from_secs(5)), n, "{}", s.h.error_log());
+    // Plain HTTP still served, and the board counts them as asynchronous.
+    let (status, _) = status_auto(s.h.port);
+    assert_eq!((status["WebSocketAsyncTunnels"], status["WebSocketSyncTunnels"]), (n as u64, 0), "{status:?}");
+    // Big messages both ways through mod_ssl after the hand-over.
     for ws in all.iter_mut().take(3) {
         let m = Message::binary(payload(1 << 20, 9));
         assert_eq!(echo(ws, m.clone()).await, m);
@@ -42,9 +68,140 @@ async fn more_idle_wss_tunnels_than_request_threads() {
         ws.close(None).await.unwrap();
         while let Some(Ok(_)) = ws.next().await {}
     }
-    assert_eq!(wait_count(&h, "WST02011", 30, Duration::from_secs(10)), 30, "{}", h.error_log());
-    let access = h.access_log();
-    assert_eq!(access.lines().filter(|l| l.contains("/ws2/x") && l.contains(" 101 ")).count(), 30, "{access}");
-    let log = h.stop();
-    assert!(!log.contains("Segmentation fault") && !log.contains("exit signal"), "{log}");
+    assert_eq!(wait_count(&s.h, "WST02011", n, Duration::from_secs(10)), n, "{}", s.h.error_log());
+    // One access-log record per tunnel, httpd's own, at its end: 101, its bytes (TLS, as
+    // mod_logio counts them) and its whole life.
+    let access = s.h.access_log();
+    let records: Vec<&str> = access.lines().filter(|l| l.contains("/ws2/x")).collect();
+    assert_eq!(records.len(), n, "{access}");
+    assert!(records.iter().all(|l| l.contains(" 101 ")), "{access}");
+    let (status, _) = status_auto(s.h.port);
+    assert_eq!(status["WebSocketAsyncTunnels"], 0, "{status:?}");
+    s.h.stop();
+}
+
+/// After `ProxyWebsocketAsyncDelay` the tunnel is suspended; the idle limit still ends it.
+#[tokio::test(flavor = "multi_thread")]
+async fn suspended_after_the_delay_and_reaped_when_idle() {
+    if !event() {
+        return;
+    }
+    let s = site("tls-delay");
+    let (mut ws, _) = connect_tls(&format!("wss://localhost:{}/ws2/d", s.h.ports[1]), &s.pki).await.unwrap();
+    let m = Message::text("in the request thread");
+    assert_eq!(echo(&mut ws, m.clone()).await, m);
+    assert!(!s.h.error_log().contains("request suspended"), "not before the delay");
+    assert!(s.h.wait_log("request suspended", Duration::from_secs(3)), "{}", s.h.error_log());
+    let m = Message::text("on the runtime");
+    assert_eq!(echo(&mut ws, m.clone()).await, m);
+    // Then nothing for a second: the module closes it.
+    let t0 = Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the idle limit did not end it:\n{}", s.h.error_log());
+    assert!(t0.elapsed() >= Duration::from_millis(800), "ended after {:?}", t0.elapsed());
+    assert!(s.h.wait_log("WST02011", Duration::from_secs(3)), "{}", s.h.error_log());
+    s.h.stop();
+}
+
+/// A graceful stop ends suspended tunnels politely: Close 1001 to both sides, then httpd exits
+/// within GracefulShutdownTimeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graceful_stop_closes_suspended_wss_tunnels_with_1001() {
+    if !event() {
+        return;
+    }
+    let mut s = site("tls-drain");
+    let mut all = Vec::new();
+    for _ in 0..3 {
+        let (ws, _) = connect_tls(&format!("wss://localhost:{}/ws2/g", s.h.ports[0]), &s.pki).await.unwrap();
+        all.push(ws);
+    }
+    assert_eq!(wait_count(&s.h, "(request suspended)", 3, Duration::from_secs(5)), 3, "{}", s.h.error_log());
+    let t0 = Instant::now();
+    s.h.signal(libc::SIGWINCH);
+    for ws in all.iter_mut() {
+        let m = Message::text("during the drain");
+        assert_eq!(echo(ws, m.clone()).await, m);
+    }
+    for ws in all.iter_mut() {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("no close within 5 s") {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    assert_eq!(f.code, CloseCode::Away);
+                    break;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("expected Close 1001, got {other:?}"),
+            }
+        }
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {}
+    }
+    assert!(t0.elapsed() > Duration::from_millis(1200), "closed {:?} after the signal: no drain", t0.elapsed());
+    s.h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
+    assert!(t0.elapsed() < Duration::from_secs(4), "graceful stop took {:?}", t0.elapsed());
+    assert_eq!(s.b.events().iter().filter(|e| matches!(e, Event::Close(Some(1001)))).count(), 3, "{:?}", s.b.events());
+    let log = s.h.stop();
+    assert_eq!(log.matches("WST02011").count(), 3, "{log}");
+}
+
+/// Half-close each way through a suspended TLS client end, as through mod_proxy's tunnel.
+#[tokio::test(flavor = "multi_thread")]
+async fn half_close_each_way_when_suspended() {
+    if !event() {
+        return;
+    }
+    let s = site("tls-half");
+    let port = s.h.ports[0];
+    let open = |path: &'static str| {
+        let pki = &s.pki;
+        async move {
+            let mut t = tls_stream(port, pki, &[b"http/1.1"]).await;
+            t.write_all(raw::handshake(path, "").as_bytes()).await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = t.read(&mut chunk).await.unwrap();
+                assert!(n > 0);
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            assert!(buf.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&buf));
+            let p = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            (t, buf.split_off(p))
+        }
+    };
+    // Client → backend: everything the client sent before its close_notify and FIN arrives,
+    // and the answer still comes back.
+    let (mut t, _) = open("/ws2/raw-count").await;
+    assert!(s.h.wait_log("(request suspended)", Duration::from_secs(5)), "{}", s.h.error_log());
+    let data = payload(3 << 20, 1);
+    t.write_all(&data).await.unwrap();
+    t.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), t.read_to_end(&mut answer)).await.expect("no answer after half-close").ok();
+    assert_eq!(String::from_utf8_lossy(&answer), format!("got {} bytes", data.len()));
+    // Backend → client: its bytes, then its FIN; what the client sends after still arrives.
+    let (mut t, mut got) = open("/ws2/raw-fin-first").await;
+    let mut chunk = [0u8; 64];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), t.read(&mut chunk)).await.expect("no EOF from backend") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    assert_eq!(got, b"bye");
+    let after = payload(100_000, 2);
+    if t.write_all(&after).await.is_ok() {
+        let _ = t.shutdown().await;
+    }
+    let seen = s.b.wait_for(Duration::from_secs(10), |ev| matches!(ev, Event::AfterFin(_)));
+    assert!(matches!(seen, Some(Event::AfterFin(n)) if n == after.len()), "after its FIN the backend got {seen:?}");
+    s.h.stop();
 }
