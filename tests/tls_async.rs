@@ -205,3 +205,55 @@ async fn half_close_each_way_when_suspended() {
     assert!(matches!(seen, Some(Event::AfterFin(n)) if n == after.len()), "after its FIN the backend got {seen:?}");
     s.h.stop();
 }
+
+/// 10,000 wss:// tunnels connect, hand over (suspended), echo and close: the child's open
+/// files and memory end where they were after a warm-up of 400, and no child dies.
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_suspended_wss_tunnels_leave_no_trace() {
+    if !event() {
+        return;
+    }
+    let s = site("tls-cycles");
+    let url = format!("wss://localhost:{}/ws2/c", s.h.ports[0]);
+    let cycle = |n: usize| {
+        let (url, pki) = (url.clone(), s.pki.clone());
+        async move {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (url, pki) = (url.clone(), pki.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..n / 8 {
+                            let (mut ws, _) = connect_tls(&url, &pki).await.unwrap();
+                            let m = Message::text("x");
+                            assert_eq!(echo(&mut ws, m.clone()).await, m);
+                            ws.close(None).await.unwrap();
+                            while let Some(Ok(_)) = ws.next().await {}
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.await.unwrap();
+            }
+        }
+    };
+    cycle(400).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pids = s.h.children();
+    let fds = |pids: &[u32]| pids.iter().map(|p| wskit::httpd::fd_count(*p).unwrap_or(0)).sum::<usize>();
+    let rss = |pids: &[u32]| pids.iter().map(|p| wskit::httpd::rss_kib(*p)).sum::<u64>();
+    let (fds0, rss0) = (fds(&pids), rss(&pids));
+    let t0 = Instant::now();
+    cycle(10_000).await;
+    let took = t0.elapsed();
+    assert_eq!(wait_count(&s.h, "WST02011", 10_400, Duration::from_secs(20)), 10_400, "every tunnel ended on the runtime");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let alive: Vec<u32> = pids.iter().copied().filter(|p| wskit::httpd::process_alive(*p)).collect();
+    assert_eq!(alive, pids, "children changed during the run");
+    let (fds1, rss1) = (fds(&pids), rss(&pids));
+    eprintln!("10,000 suspended wss tunnels in {took:?}; children's fds {fds0} -> {fds1}, RSS {rss0} -> {rss1} KiB");
+    assert!(fds1 <= fds0 + 2, "file descriptors grew from {fds0} to {fds1}");
+    assert!(rss1 <= rss0 + rss0 / 10 + 2048, "RSS grew from {rss0} to {rss1} KiB");
+    let log = s.h.stop();
+    assert_eq!(log.matches("(request suspended)").count(), 10_400);
+}
