@@ -11,7 +11,7 @@ use crate::config::{parse_count, parse_duration, DirConfig, ServerConfig};
 use crate::ffi;
 use crate::handler::{self, CAN_FALLBACK};
 use crate::httpd::codes::{INTERNAL_SERVER_ERROR, OK};
-use crate::httpd::log::{DEBUG, ERR, TRACE1, WARNING};
+use crate::httpd::log::{DEBUG, ERR, NOTICE, TRACE1, WARNING};
 use crate::httpd::outcome::{APR_ECONNABORTED, APR_SUCCESS};
 use crate::httpd::proxy::SchemeArgs;
 use crate::httpd::{cmd::Cmd, filter, mpm, shm, Pool, Request, Server};
@@ -228,6 +228,15 @@ pub extern "C" fn wst_rs_post_config(_pconf: *mut ffi::apr_pool_t, _plog: *mut f
         CAN_FALLBACK.store(http, Ordering::Relaxed);
         shutdown::set_drain_timeout(s.config().drain);
         crate::httpd::record::check(s);
+        if mpm::is_async() && mpm::final_config_pass() && s.and_virtual_hosts().any(|v| v.config().async_on()) {
+            slog!(
+                s,
+                NOTICE,
+                "WST00008: ProxyWebsocketAsync On under the event MPM: a wss:// tunnel that leaves its request thread \
+                 stays one of its child's connections, and a child accepts new connections only below ThreadsPerChild \
+                 + idle threads x AsyncRequestWorkerFactor: raise AsyncRequestWorkerFactor to hold more WebSockets per child"
+            );
+        }
         slog!(s, TRACE1, "WST00002: mod_proxy_http is {}loaded: fallback {}possible", if http { "" } else { "not " }, if http { "" } else { "im" });
         OK
     })

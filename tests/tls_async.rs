@@ -21,11 +21,15 @@ struct Site {
 }
 
 fn site(name: &str) -> Site {
+    site_with(name, "tls_async.conf.in")
+}
+
+fn site_with(name: &str, conf: &str) -> Site {
     let dir = TempDir::new("pki");
     let pki = Pki::generate(&dir.0);
     let b = Backend::start(name);
     let h = Httpd::start(
-        Config::new("tls_async.conf.in")
+        Config::new(conf)
             .ports(2)
             .var("BACKEND", format!("127.0.0.1:{}", b.port()))
             .var("SERVERCERT", pki.server.cert_file.display())
@@ -53,8 +57,12 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     }
     if !event() {
         assert!(!s.h.error_log().contains("request suspended"), "{}", s.h.error_log());
+        assert!(!s.h.error_log().contains("WST00008"), "{}", s.h.error_log());
         return;
     }
+    let notices: Vec<String> = s.h.error_log().lines().filter(|l| l.contains("WST00008")).map(String::from).collect();
+    assert_eq!(notices.len(), 1, "said once at startup: {notices:?}");
+    assert!(notices[0].contains("AsyncRequestWorkerFactor"), "{}", notices[0]);
     assert_eq!(wait_count(&s.h, "(request suspended)", n, Duration::from_secs(5)), n, "{}", s.h.error_log());
     // Plain HTTP still served, and the board counts them as asynchronous.
     let (status, _) = status_auto(s.h.port);
@@ -256,4 +264,25 @@ async fn ten_thousand_suspended_wss_tunnels_leave_no_trace() {
     assert!(rss1 <= rss0 + rss0 / 10 + 2048, "RSS grew from {rss0} to {rss1} KiB");
     let log = s.h.stop();
     assert_eq!(log.matches("(request suspended)").count(), 10_400);
+}
+
+/// What the README says of AsyncRequestWorkerFactor: a suspended wss:// tunnel is one of its
+/// child's connections, and with the default factor (2) a child with 10 threads stops
+/// accepting at about 10 + 9 idle x 2; the configuration above (factor 100) held 30 and more.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_holds_what_async_request_worker_factor_allows() {
+    if !event() {
+        return;
+    }
+    let s = site_with("tls-factor", "tls_async_nofactor.conf.in");
+    let url = format!("wss://localhost:{}/ws2/f", s.h.ports[0]);
+    let mut all = Vec::new();
+    for _ in 0..60 {
+        match tokio::time::timeout(Duration::from_secs(3), connect_tls(&url, &s.pki)).await {
+            Ok(Ok((ws, _))) => all.push(ws),
+            _ => break,
+        }
+    }
+    assert!((20..=32).contains(&all.len()), "a child with 10 threads and factor 2 held {}", all.len());
+    s.h.stop();
 }

@@ -19,6 +19,13 @@ pub fn is_async() -> bool {
     query(ffi::AP_MPMQ_IS_ASYNC).is_some_and(|v| v != 0)
 }
 
+/// httpd reads its configuration twice at startup; false during the first (pre-config) pass,
+/// where what a module says at startup would be said twice.
+pub fn final_config_pass() -> bool {
+    // SAFETY: a query of httpd's state, no arguments besides the code.
+    unsafe { ffi::ap_state_query(ffi::AP_SQ_MAIN_STATE as i32) != ffi::AP_SQ_MS_CREATE_PRE_CONFIG as i32 }
+}
+
 /// The MPM is stopping this child (graceful restart or stop).
 pub fn stopping() -> bool {
     query(ffi::AP_MPMQ_MPM_STATE) == Some(ffi::AP_MPMQ_STOPPING as i32)

@@ -45,9 +45,7 @@ fn probe_built_for() -> Option<assumptions::Version> {
 pub fn check(s: Server) {
     let verdict = assumptions::check(&facts());
     USABLE.store(verdict.is_ok(), Ordering::Relaxed);
-    // httpd reads its configuration twice at startup; say it the second time only.
-    // SAFETY: a query of httpd's state, no arguments besides the code.
-    if unsafe { ffi::ap_state_query(ffi::AP_SQ_MAIN_STATE as i32) } == ffi::AP_SQ_MS_CREATE_PRE_CONFIG as i32 {
+    if !super::mpm::final_config_pass() {
         return;
     }
     match verdict {

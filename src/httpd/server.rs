@@ -40,6 +40,15 @@ impl Server {
         unsafe { self.raw.as_ref() }
     }
 
+    /// The main server and every virtual host after it (`s->next`).
+    pub fn and_virtual_hosts(self) -> impl Iterator<Item = Server> {
+        std::iter::successors(Some(self).filter(|s| !s.raw.is_null()), |s| {
+            // SAFETY: `next` is NULL or the next server record of the configuration.
+            let next = unsafe { (*s.raw).next };
+            (!next.is_null()).then_some(Server { raw: next })
+        })
+    }
+
     /// `Timeout`.
     pub fn timeout(&self) -> Duration {
         Duration::from_micros(self.rec().map_or(0, |s| s.timeout.max(0) as u64))
