@@ -68,7 +68,7 @@ fn server(dir: &TempDir) -> (Httpd, Backend, Backend) {
     let tls = Backend::start_tls("tls", &pki.server);
     let h = Httpd::start(
         Config::new("browser.conf.in")
-            .ports(1)
+            .ports(2)
             .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
             .var("TLSBACKEND", tls.port())
             .var("CA", pki.ca_file.display())
@@ -133,8 +133,8 @@ fn chromium_page_talks_through_ws_and_wss() {
     let dir = TempDir::new("browser");
     let (h, plain, tls) = server(&dir);
     let url = format!(
-        "http://127.0.0.1:{}/page.html?ws=ws://127.0.0.1:{}/ws2/browser&wss=wss://localhost:{}/wss2/browser",
-        h.port, h.port, h.ports[0]
+        "http://127.0.0.1:{}/page.html?ws=ws://127.0.0.1:{}/ws2/browser&wss=wss://localhost:{}/wss2/browser&wssasync=wss://localhost:{}/ws2/browser-async",
+        h.port, h.port, h.ports[0], h.ports[1]
     );
     let browser = browse(&dir, &url);
     let seen = reported(&h, &dir, "/report?");
@@ -142,6 +142,7 @@ fn chromium_page_talks_through_ws_and_wss() {
     for (name, ws_url) in [
         ("ws", format!("ws://127.0.0.1:{}/ws2/browser", h.port)),
         ("wss", format!("wss://localhost:{}/wss2/browser", h.ports[0])),
+        ("wssasync", format!("wss://localhost:{}/ws2/browser-async", h.ports[1])),
     ] {
         let want = format!(
             r#""{name}":{{"url":"{ws_url}","open":true,"text":"hello from the browser","big":true,"close":1000}}"#
@@ -151,8 +152,14 @@ fn chromium_page_talks_through_ws_and_wss() {
     assert!(plain.requests().iter().any(|r| r.starts_with("GET /browser HTTP/1.1")), "{:?}", plain.requests());
     assert!(tls.requests().iter().any(|r| r.starts_with("GET /browser HTTP/1.1")), "{:?}", tls.requests());
     let log = h.stop();
-    for path in ["/ws2/browser", "/wss2/browser"] {
+    for path in ["/ws2/browser", "/wss2/browser", "/ws2/browser-async"] {
         assert!(log.contains(&format!("for \"GET {path} HTTP/1.1\"")), "our module did not tunnel {path}:\n{log}");
+    }
+    // Under event the wss:// tunnel with ProxyWebsocketAsync On left its request thread
+    // before the page's messages (1 MiB each way) went through.
+    if mpm() == "event" {
+        let async_end = log.lines().find(|l| l.contains("WST02011") && l.contains("/ws2/browser-async")).unwrap_or_default();
+        assert!(log.contains("(request suspended)") && async_end.contains("1048"), "{log}");
     }
 }
 
