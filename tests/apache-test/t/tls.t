@@ -6,7 +6,7 @@ use lib "$FindBin::Bin/lib";
 use Apache::Test qw(-withtestmore);
 use WstTest;
 
-plan tests => 8, need_module qw(proxy proxy_wstunnel ssl);
+plan tests => 12, need_module qw(proxy proxy_wstunnel ssl);
 
 my $big = join '', map { chr($_ % 256) } 0 .. (1 << 20) - 1;
 for ([ws2 => 'backend one'], [wss2 => 'backend tls']) {
@@ -17,4 +17,18 @@ for ([ws2 => 'backend one'], [wss2 => 'backend tls']) {
     is(ws_echo($c, "over tls"), 'over tls', "wss:// client to /$path/ echoes");
     ok(ws_echo($c, $big) eq $big, "wss:// client to /$path/: 1 MiB binary echoes intact");
     $c->close;
+}
+
+# ProxyWebsocketAsync On with a wss:// client: under event the request is suspended and the
+# child's runtime relays through mod_ssl; the tunnel behaves the same.
+{
+    my ($c, $err) = ws_open(url_for('tls_front_async', "/ws2/whoami/async", 'wss'));
+    ok($c, "wss:// client with ProxyWebsocketAsync On opens") or diag($err);
+    is(ws_next($c), 'backend one', "it reaches the backend");
+    ok(ws_echo($c, $big) eq $big, "1 MiB binary echoes intact after the hand-over");
+    $c->close;
+    my $suspended = () = error_log() =~ /\(request suspended\)/g;
+    my $event = error_log() =~ /\[mpm_event:/;
+    ok($event ? $suspended >= 1 : $suspended == 0,
+       $event ? "under event the request was suspended" : "without the event MPM it stays synchronous");
 }
