@@ -68,7 +68,7 @@ impl<'c> Connection<'c> {
     /// Who the connection is, for as long as it lives: its address and httpd's id for it
     /// (an address alone may be a later connection's).
     pub fn identity(&self) -> (usize, i64) {
-        (self.raw as usize, self.rec().id as i64)
+        (self.raw as usize, self.rec().id)
     }
 
     /// Bytes wait in its output filters (core's, set aside when the socket took no more).
