@@ -24,17 +24,30 @@ impl Peer {
     /// nginx with `worker_processes auto` and the WebSocket location of its documentation,
     /// `/ws/` proxied to `backend` (host:port).
     pub fn nginx(backend: &str) -> Option<Peer> {
+        Peer::nginx_with(backend, None)
+    }
+
+    /// nginx as above, its listener TLS (`listen ... ssl`) with this certificate and key.
+    pub fn nginx_tls(backend: &str, cert: &std::path::Path, key: &std::path::Path) -> Option<Peer> {
+        Peer::nginx_with(backend, Some((cert, key)))
+    }
+
+    fn nginx_with(backend: &str, tls: Option<(&std::path::Path, &std::path::Path)>) -> Option<Peer> {
         let bin = "/usr/sbin/nginx";
         std::path::Path::new(bin).exists().then_some(())?;
         let (dir, port) = (scratch_dir("nginx"), crate::httpd::free_port());
         let d = dir.display();
+        let listen = match tls {
+            None => format!("listen 127.0.0.1:{port};"),
+            Some((c, k)) => format!("listen 127.0.0.1:{port} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};", c.display(), k.display()),
+        };
         let conf = format!(
             "worker_processes auto;\nworker_rlimit_nofile 20000;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 20000; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
                fastcgi_temp_path {d}/tmp/fcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
                map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n\
-               server {{\n    listen 127.0.0.1:{port};\n    location /ws/ {{\n      proxy_pass http://{backend}/;\n\
+               server {{\n    {listen}\n    location /ws/ {{\n      proxy_pass http://{backend}/;\n\
                  proxy_http_version 1.1;\n      proxy_set_header Upgrade $http_upgrade;\n\
                  proxy_set_header Connection $connection_upgrade;\n      proxy_set_header Host $host;\n\
                  proxy_read_timeout 3600s;\n      proxy_send_timeout 3600s;\n    }}\n  }}\n}}\n"

@@ -8,19 +8,22 @@
 //! the children it reaped. The load client is one thread, as is the backend.
 //!
 //! Usage: wst-bench [--quick] [--runs N] [--idle N] [--hold SECS] [--busy N] [--only TARGET]
-//!                  [--mt-module SO] [--workloads pp1,pp50,busy,tp1,tp8,idle] [--out FILE]
+//!                  [--mt-module SO] [--workloads pp1,pp50,busy,tp1,tp8,idle] [--tls] [--out FILE]
 //!        wst-bench --syscalls [--only TARGET]
 //! (`--only` runs one target, e.g. `--only "ours async"`, without ratios to the others.
 //! `--syscalls`: only 64 B ping-pong, each server's process tree under `strace -f -c`, and
 //! prints the system calls per round trip; strace slows everything, so no speeds.
-//! `--mt-module`: a build of ours with `--features multi-thread-runtime`, one more target.)
+//! `--mt-module`: a build of ours with `--features multi-thread-runtime`, one more target.
+//! `--tls`: clients speak wss:// to the proxy (a CA and certificate made at run time): stock,
+//! ours synchronous, ours asynchronous (suspended under event) and nginx `listen ssl`; httpd
+//! gets `AsyncRequestWorkerFactor 100`, the one setting the README documents for it.)
 
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wskit::backend::BackendProcess;
 use wskit::peers::{tree_ticks, Peer};
@@ -40,6 +43,8 @@ struct Opts {
     mt_module: Option<String>,
     /// Workloads to run (pp1, pp50, busy, tp1, tp8, idle); all by default.
     workloads: Vec<String>,
+    /// Clients speak TLS to the proxy.
+    tls: bool,
 }
 
 impl Opts {
@@ -63,8 +68,17 @@ fn opts() -> Opts {
         mt_module: val("--mt-module"),
         workloads: val("--workloads").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default(),
         out: val("--out"),
+        tls: args.iter().any(|a| a == "--tls"),
     }
 }
+
+/// A client connection: plain TCP or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+type Conn = Box<dyn Stream>;
+
+/// With `--tls`: how clients speak TLS to the proxy (the run's CA).
+static TLS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
 
 /// A masked client frame (binary) carrying `payload`.
 fn frame(payload: &[u8]) -> Vec<u8> {
@@ -87,9 +101,16 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 }
 
 /// Opens a WebSocket to the raw echo behind `base` (host:port and path prefix).
-async fn open(hostport: &str, prefix: &str) -> std::io::Result<TcpStream> {
-    let mut s = TcpStream::connect(hostport).await?;
-    s.set_nodelay(true)?;
+async fn open(hostport: &str, prefix: &str) -> std::io::Result<Conn> {
+    let tcp = TcpStream::connect(hostport).await?;
+    tcp.set_nodelay(true)?;
+    let mut s: Conn = match TLS.get() {
+        None => Box::new(tcp),
+        Some(cfg) => {
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
+            Box::new(tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp).await?)
+        }
+    };
     let req = format!(
         "GET {prefix}raw-echo HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -236,7 +257,7 @@ async fn pipelined(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: O
     let msg = Arc::new(frame(&vec![0x5a; 64 * 1024]));
     let mut tasks = Vec::new();
     for s in socks {
-        let (mut rd, mut wr) = s.into_split();
+        let (mut rd, mut wr) = tokio::io::split(s);
         let (msg, stop2) = (msg.clone(), stop.clone());
         // Unlimited in flight: the writer never waits for echoes.
         tasks.push(tokio::spawn(async move {
@@ -360,7 +381,13 @@ enum Kind {
     Direct,
     Httpd { module: std::path::PathBuf, mode: &'static str },
     Peer(fn(&str) -> Option<Peer>),
+    /// nginx with a TLS listener (the run's certificate).
+    NginxTls,
 }
+
+/// With `--tls`: the httpd configuration lines that make its listener TLS; nginx's certificate.
+static TLS_CONF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static TLS_PEER: std::sync::OnceLock<Option<(std::path::PathBuf, std::path::PathBuf)>> = std::sync::OnceLock::new();
 
 struct Target {
     name: &'static str,
@@ -412,8 +439,17 @@ struct Results {
 }
 
 /// Every target, in the report's order.
-const NAMES: [&str; 8] =
-    ["direct", "stock wstunnel (Off)", "stock proxy_http (On)", "ours sync", "ours async", "ours async, multi-thread runtime", "nginx", "HAProxy"];
+const NAMES: [&str; 9] = [
+    "direct",
+    "stock wstunnel (Off)",
+    "stock proxy_http (On)",
+    "ours sync",
+    "ours async",
+    "ours async, multi-thread runtime",
+    "nginx",
+    "HAProxy",
+    "nginx (listen ssl)",
+];
 
 // One thread for the load: the servers get the rest of the machine, as a single-threaded load
 // tool gives them.
@@ -421,6 +457,11 @@ const NAMES: [&str; 8] =
 async fn main() {
     let o = opts();
     let backend = BackendProcess::start();
+    let pki_dir = std::env::temp_dir().join(format!("wst-bench-pki-{}", std::process::id()));
+    let pki = o.tls.then(|| wskit::Pki::generate(&pki_dir));
+    if let Some(pki) = &pki {
+        let _ = TLS.set(pki.client_config(&[b"http/1.1"]));
+    }
     let ours = wskit::httpd::our_module();
     let stock = wskit::httpd::stock_module();
     let off = "ProxyWebsocketFallbackToProxyHttp Off";
@@ -436,6 +477,23 @@ async fn main() {
         Target { name: NAMES[7], kind: Kind::Peer(Peer::haproxy) },
     ];
     let targets: Vec<Target> = targets.into_iter().chain(mt).collect();
+    // Over TLS: the proxies that terminate it (no direct backend, no HAProxy peer).
+    let targets: Vec<Target> = if o.tls {
+        targets.into_iter().filter(|t| [NAMES[1], NAMES[3], NAMES[4]].contains(&t.name)).chain([Target { name: NAMES[8], kind: Kind::NginxTls }]).collect()
+    } else {
+        targets
+    };
+    let tls_conf = pki.as_ref().map(|p| {
+        format!(
+            "LoadModule ssl_module {}/mod_ssl.so\nSSLEngine on\nSSLCertificateFile \"{}\"\nSSLCertificateKeyFile \"{}\"\n\
+             <IfModule mpm_event_module>\n    AsyncRequestWorkerFactor 100\n</IfModule>",
+            wskit::httpd::module_dir().display(),
+            p.server.cert_file.display(),
+            p.server.key_file.display()
+        )
+    });
+    let _ = TLS_CONF.set(tls_conf.unwrap_or_default());
+    let _ = TLS_PEER.set(pki.as_ref().map(|p| (p.server.cert_file.clone(), p.server.key_file.clone())));
     if o.syscalls {
         return syscalls(&o, &targets, &backend).await;
     }
@@ -569,9 +627,18 @@ fn start(t: &Target, backend: &BackendProcess) -> Option<Server> {
     match &t.kind {
         Kind::Direct => Some(Server::Direct),
         Kind::Httpd { module, mode } => Some(Server::Httpd(Httpd::start(
-            Config::new("bench.conf.in").module(module.clone()).var("BACKEND", &backend.addr).var("MODE", mode).var("LOGLEVEL", "warn"),
+            Config::new("bench.conf.in")
+                .module(module.clone())
+                .var("BACKEND", &backend.addr)
+                .var("MODE", mode)
+                .var("TLS", TLS_CONF.get().cloned().unwrap_or_default())
+                .var("LOGLEVEL", "warn"),
         ))),
         Kind::Peer(start) => start(&backend.addr).map(Server::Peer),
+        Kind::NginxTls => {
+            let (c, k) = TLS_PEER.get()?.as_ref()?;
+            Peer::nginx_tls(&backend.addr, c, k).map(Server::Peer)
+        }
     }
 }
 
