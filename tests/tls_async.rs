@@ -21,16 +21,17 @@ struct Site {
 }
 
 fn site(name: &str) -> Site {
-    site_with(name, "tls_async.conf.in")
+    site_with(name, "tls_async.conf.in", 2)
 }
 
-fn site_with(name: &str, conf: &str) -> Site {
+/// A server on configuration `conf`, which listens on `ports` ports besides the main one.
+fn site_with(name: &str, conf: &str, ports: usize) -> Site {
     let dir = TempDir::new("pki");
     let pki = Pki::generate(&dir.0);
     let b = Backend::start(name);
     let h = Httpd::start(
         Config::new(conf)
-            .ports(2)
+            .ports(ports)
             .var("BACKEND", format!("127.0.0.1:{}", b.port()))
             .var("SERVERCERT", pki.server.cert_file.display())
             .var("SERVERKEY", pki.server.key_file.display()),
@@ -274,7 +275,7 @@ async fn a_child_holds_what_async_request_worker_factor_allows() {
     if !event() {
         return;
     }
-    let s = site_with("tls-factor", "tls_async_nofactor.conf.in");
+    let s = site_with("tls-factor", "tls_async_nofactor.conf.in", 2);
     let url = format!("wss://localhost:{}/ws2/f", s.h.ports[0]);
     let mut all = Vec::new();
     for _ in 0..60 {
@@ -284,5 +285,99 @@ async fn a_child_holds_what_async_request_worker_factor_allows() {
         }
     }
     assert!((20..=32).contains(&all.len()), "a child with 10 threads and factor 2 held {}", all.len());
+    s.h.stop();
+}
+
+/// Opens `n` wss:// tunnels, 50 at a time, each echoing once.
+async fn open_many(url: &str, pki: &Pki, n: usize) -> Vec<Ws> {
+    let mut all = Vec::with_capacity(n);
+    for chunk in 0..n / 50 {
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let (url, pki) = (url.to_string(), pki.clone());
+                tokio::spawn(async move {
+                    let (mut ws, _) = connect_tls(&url, &pki).await.unwrap_or_else(|e| panic!("tunnel {}: {e}", chunk * 50 + i));
+                    let m = Message::text("live");
+                    assert_eq!(echo(&mut ws, m.clone()).await, m);
+                    ws
+                })
+            })
+            .collect();
+        for t in tasks {
+            all.push(t.await.unwrap());
+        }
+    }
+    all
+}
+
+/// 1,000 suspended wss:// tunnels through a graceful restart (new WebSockets served meanwhile,
+/// the old generation's tunnels closed and its children gone within GracefulShutdownTimeout),
+/// then 1,000 more through a graceful stop, then a hard stop with 500 live: closed at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn restarts_and_stops_with_a_thousand_suspended_wss_tunnels() {
+    if !event() {
+        return;
+    }
+    let mut s = site_with("tls-many", "tls_async_many.conf.in", 1);
+    let url = format!("wss://localhost:{}/ws2/m", s.h.ports[0]);
+    let n = 1000;
+    let first = open_many(&url, &s.pki, n).await;
+    assert_eq!(wait_count(&s.h, "(request suspended)", n, Duration::from_secs(10)), n);
+    let old_children = s.h.children();
+    let t0 = Instant::now();
+    s.h.signal(libc::SIGUSR1);
+    let mut served = 0;
+    let mut gone = None;
+    while t0.elapsed() < Duration::from_secs(8) && (gone.is_none() || t0.elapsed() < Duration::from_secs(4)) {
+        let (mut ws, _) = connect_tls(&url, &s.pki).await.expect("a new wss:// tunnel during the restart");
+        let m = Message::text("during");
+        assert_eq!(echo(&mut ws, m.clone()).await, m);
+        served += 1;
+        if gone.is_none() && old_children.iter().all(|p| !wskit::httpd::process_alive(*p)) {
+            gone = Some(t0.elapsed());
+        }
+    }
+    let gone = gone.unwrap_or(t0.elapsed());
+    assert!(gone < Duration::from_secs(5), "old children took {gone:?} to go with GracefulShutdownTimeout 3");
+    let mut closed = 0;
+    for mut ws in first {
+        if let Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, n, "tunnels of the old generation left open");
+    eprintln!("graceful restart with {n} suspended wss tunnels: {served} new ones served meanwhile, old children gone after {gone:?}");
+
+    let second = open_many(&url, &s.pki, n).await;
+    let t1 = Instant::now();
+    s.h.signal(libc::SIGWINCH);
+    s.h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
+    let took = t1.elapsed();
+    eprintln!("graceful stop with {n} suspended wss tunnels took {took:?}");
+    assert!(took < Duration::from_secs(5), "graceful stop with GracefulShutdownTimeout 3 took {took:?}");
+    drop(second);
+    let log = s.h.stop();
+    assert!(!log.contains("Segmentation fault") && !log.contains("exit signal"), "{log}");
+}
+
+/// A hard stop (SIGTERM) closes suspended tunnels at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hard_stop_closes_suspended_wss_tunnels_at_once() {
+    if !event() {
+        return;
+    }
+    let mut s = site_with("tls-hard", "tls_async_many.conf.in", 1);
+    let url = format!("wss://localhost:{}/ws2/h", s.h.ports[0]);
+    let mut live = open_many(&url, &s.pki, 500).await;
+    assert_eq!(wait_count(&s.h, "(request suspended)", 500, Duration::from_secs(10)), 500);
+    let t0 = Instant::now();
+    s.h.signal(libc::SIGTERM);
+    s.h.wait_exit(Duration::from_secs(10)).expect("httpd did not stop");
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(2), "a hard stop took {took:?}");
+    for ws in live.iter_mut() {
+        let end = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+        assert!(matches!(end, Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_))))), "a tunnel outlived the stop: {end:?}");
+    }
     s.h.stop();
 }
