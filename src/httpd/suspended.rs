@@ -14,6 +14,7 @@ pub struct Suspended {
     r: *mut ffi::request_rec,
     c: *mut ffi::conn_rec,
     bb: *mut ffi::apr_bucket_brigade,
+    logged: bool,
 }
 
 // SAFETY: once the handler returned SUSPENDED, nothing in httpd touches the request or its
@@ -25,14 +26,22 @@ impl Suspended {
     /// Takes over the request; its handler must return SUSPENDED right after.
     pub fn take(r: &Request) -> Suspended {
         let c = r.connection();
-        // SAFETY: a field write on the live connection: its scoreboard slot (`sbh`) is the
-        // worker thread's, which serves other connections from now on, never ours to update.
-        unsafe { (*c.as_ptr()).sbh = std::ptr::null_mut() };
         // mod_ssl's coalescing filter keeps small writes until a FLUSH, which we never send
         // (a FLUSH blocks): mod_proxy's tunnel takes it off too.
         c.remove_output_filter(c"SSL/TLS Coalescing Filter");
         let bb = c.brigade().as_ptr();
-        Suspended { r: r.as_ptr(), c: c.as_ptr(), bb }
+        Suspended { r: r.as_ptr(), c: c.as_ptr(), bb, logged: false }
+    }
+
+    /// Whether the MPM's thread is done with the connection: the event MPM, after its
+    /// suspend_connection hooks ran, takes the connection's scoreboard handle (`sbh`, the
+    /// worker thread's slot, which serves other connections from then on) as its last touch.
+    /// Read without synchronisation from another thread: a racy but aligned pointer read
+    /// that only ever sees the old value or NULL.
+    pub fn let_go(&self) -> bool {
+        // SAFETY: the connection is live (its pool is ours to free, later); a volatile read of
+        // one pointer-sized field.
+        unsafe { std::ptr::read_volatile(std::ptr::addr_of!((*self.c).sbh)).is_null() }
     }
 
     fn conn(&self) -> Connection<'_> {
@@ -99,14 +108,22 @@ impl Suspended {
     }
 
     /// Logs the request (status 101, its whole life, mod_logio's bytes) through every log
-    /// module, as httpd would have, then ends the connection: TLS close_notify if the socket
-    /// takes it now, and the connection's pool destroyed.
-    pub fn finish(self) {
-        // SAFETY: the request is whole (suspended, never finalised), so its log hooks see a
-        // real request; ap_shutdown_conn without flush never blocks; the pool is the MPM's
+    /// module, as httpd would have; once.
+    pub fn log_request(&mut self) {
+        if !std::mem::replace(&mut self.logged, true) {
+            // SAFETY: the request is whole (suspended, never finalised), so its log hooks see a
+            // real request.
+            unsafe { ffi::ap_run_log_transaction(self.r) };
+        }
+    }
+
+    /// Ends the connection: its record if not logged yet, TLS close_notify if the socket takes
+    /// it now, and the connection's pool destroyed.
+    pub fn finish(mut self) {
+        self.log_request();
+        // SAFETY: ap_shutdown_conn without flush never blocks; the pool is the MPM's
         // per-connection pool, handed to us with the connection, and nothing uses it after.
         unsafe {
-            ffi::ap_run_log_transaction(self.r);
             ffi::ap_shutdown_conn(self.c, 0);
             let _ = self.push();
             ffi::apr_pool_destroy((*self.c).pool);

@@ -50,9 +50,32 @@ pub trait FilteredEnd: Send {
     fn may_hold_input(&self) -> bool;
     /// Writes what the filters hold, as far as the socket takes it without waiting.
     fn push(&mut self) -> io::Result<()>;
-    /// Called once, after the tunnel ended and its end was reported (the caller's last word on
-    /// the connection: its log record, closing it).
+    /// Whether the thread that handed the connection over is done with it (see [`handed_over`]).
+    fn let_go(&self) -> bool;
+    /// Called once, when the tunnel ended and its end was reported: the connection's own
+    /// record of it (an access log line).
+    fn ended(&mut self);
+    /// Called once, last: the caller's last word on the connection (closing and freeing it).
     fn finish(self: Box<Self>);
+}
+
+/// The longest wait for [`FilteredEnd::let_go`], and how long after it the connection may be
+/// freed at the earliest.
+const LET_GO_MAX: Duration = Duration::from_secs(1);
+const MIN_AGE: Duration = Duration::from_millis(100);
+
+/// Waits until the thread that handed `f` over is done with it. The event MPM tells the module
+/// it lets go of a connection (its suspend_connection hook) and still writes to the
+/// connection's state right after the hook returns, on its own thread: the task must not use
+/// the connection, let alone free its pool, under it. So it waits for the MPM's last sign
+/// ([`FilteredEnd::let_go`], checked every millisecond, at most `LET_GO_MAX`), and the
+/// connection is freed no earlier than `MIN_AGE` after. Returns when it may start.
+async fn handed_over(f: &mut dyn FilteredEnd) -> Instant {
+    let end = Instant::now() + LET_GO_MAX;
+    while !f.let_go() && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Instant::now()
 }
 
 /// A tunnel to relay: the module's own copies of both sockets.
@@ -181,10 +204,16 @@ pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
         let on_end = t.on_end;
         let meter = t.board.meter();
         let mut filtered = t.filtered;
+        let mut since = Instant::now();
+        if let Some(f) = filtered.as_deref_mut() {
+            since = handed_over(f).await;
+        }
         let (c2b, b2c, ending) = relay(t.client, filtered.as_deref_mut(), t.backend, t.timeouts, t.frames, meter, stop).await;
         drop(t.board);
         on_end(Report { client_to_backend: c2b, backend_to_client: b2c, ending });
-        if let Some(f) = filtered {
+        if let Some(mut f) = filtered {
+            f.ended();
+            tokio::time::sleep_until((since + MIN_AGE).into()).await;
             f.finish();
         }
         drop(live);

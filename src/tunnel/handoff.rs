@@ -159,7 +159,8 @@ pub fn connection_suspended(c: &Connection) {
         let (tunnel, e) = *failed;
         let server = c.server();
         crate::httpd::log::server(file!(), line!(), server, WARNING, 0, &format!("WST02016: cannot start a suspended TLS tunnel ({e}): closing it"));
-        if let Some(f) = tunnel.filtered {
+        if let Some(mut f) = tunnel.filtered {
+            f.ended();
             f.finish();
         }
     }
@@ -199,8 +200,16 @@ impl detached::FilteredEnd for TlsClient {
         self.may_hold_input
     }
 
+    fn let_go(&self) -> bool {
+        self.s.let_go()
+    }
+
     fn push(&mut self) -> std::io::Result<()> {
         self.s.push().map_err(apr)
+    }
+
+    fn ended(&mut self) {
+        self.s.log_request();
     }
 
     fn finish(self: Box<Self>) {
