@@ -197,15 +197,28 @@ async fn balancer_busy_count_holds_until_asynchronous_tunnels_end() {
         all.push(connect(&h.url("/bal/busy")).await.unwrap().0);
     }
     assert_eq!(wait_count(&h, "WST02010", 5, Duration::from_secs(3)), 5);
-    // The requests are over (handed off), the tunnels are not: the member is busy with 5.
-    assert_eq!(busy(&h), Some(5), "{}", raw::get(h.port, "/balancer-manager", "").1);
+    // The requests are over (handed off), the tunnels are not: the member is busy with 5. A
+    // request's own unit goes when mod_proxy's handler returns, just after WST02010.
+    assert_eq!(wait_busy(&h, 5), Some(5), "{}", raw::get(h.port, "/balancer-manager", "").1);
     for mut ws in all {
         ws.close(None).await.ok();
         while let Some(Ok(_)) = ws.next().await {}
     }
     assert_eq!(wait_count(&h, "WST02011", 5, Duration::from_secs(5)), 5);
-    assert_eq!(busy(&h), Some(0));
+    assert_eq!(wait_busy(&h, 0), Some(0));
     h.stop();
+}
+
+/// The member's busy count once it is `want`, or as it is after 2 s.
+fn wait_busy(h: &Httpd, want: u32) -> Option<u32> {
+    let end = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let now = busy(h);
+        if now == Some(want) || std::time::Instant::now() > end {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Opens a tunnel through balancer://pair; returns it and the member that took it.
