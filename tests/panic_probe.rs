@@ -65,7 +65,8 @@ async fn in_a_foreign_httpd_asynchronous_ends_stay_in_the_error_log() {
         ws.close(None).await.unwrap();
         while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws).await {}
     }
-    assert_eq!(wait_count(&h, "WST02011", 2, std::time::Duration::from_secs(10)), 2, "{}", h.error_log());
+    // (WST00007's own text names WST02011: count the tunnels' lines.)
+    assert_eq!(wait_count(&h, "WST02011: asynchronous tunnel ended", 2, std::time::Duration::from_secs(10)), 2, "{}", h.error_log());
     let log = h.error_log();
     let warned: Vec<&str> = log.lines().filter(|l| l.contains("WST00007")).collect();
     assert_eq!(warned.len(), 1, "said once, at startup:\n{log}");
