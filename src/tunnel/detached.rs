@@ -5,7 +5,8 @@
 //! a [`FilteredEnd`], which the event MPM handed over with its request suspended).
 //!
 //! The module owns the sockets completely (its own `dup`s; httpd closes its copies without a
-//! FIN; a filtered end's `dup` only tells its readiness, the bytes go through the filters). A tunnel is one task: the core (`core`) decides, the pump both raw drivers share
+//! FIN; a filtered end's `dup` only tells its readiness, the bytes go through the filters).
+//! A tunnel is one task: the core (`core`) decides, the pump both raw drivers share
 //! (`pump`) moves the bytes, and the task waits on the reactor's readiness of its two sockets,
 //! one timer (moved only when a deadline comes earlier than the one set) and the child's
 //! phase. Buffers and pipes exist only while bytes move: an idle tunnel holds none.
@@ -438,6 +439,16 @@ impl ReactorIo<'_, '_, '_> {
             other => other,
         }
     }
+
+    /// Ok once the client's filters hold nothing (pushing what they hold); WouldBlock while
+    /// they still do.
+    fn drained(&mut self) -> io::Result<()> {
+        self.push_held()?;
+        if self.filtered.as_deref().is_some_and(|f| f.holds()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
+    }
 }
 
 impl Io for ReactorIo<'_, '_, '_> {
@@ -452,10 +463,7 @@ impl Io for ReactorIo<'_, '_, '_> {
     fn send(&mut self, side: Side, bytes: &[u8]) -> io::Result<usize> {
         if side == Side::Client && self.filtered.is_some() {
             // One message at a time in the filters: more waits for the socket to take it.
-            self.push_held()?;
-            if self.filtered.as_deref().is_some_and(|f| f.holds()) {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
+            self.drained()?;
             let f = self.filtered.as_deref_mut().expect("checked above");
             f.write(bytes)?;
             return Ok(bytes.len());
@@ -475,10 +483,7 @@ impl Io for ReactorIo<'_, '_, '_> {
         if side == Side::Client && self.filtered.is_some() {
             // The FIN follows what the filters hold. TLS itself stays up (no close_notify):
             // the client may still send, as through mod_proxy's own tunnel.
-            self.push_held()?;
-            if self.filtered.as_deref().is_some_and(|f| f.holds()) {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
+            self.drained()?;
         }
         shutdown_write(self.fds[side.index()].as_raw_fd())
     }
