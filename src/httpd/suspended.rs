@@ -8,7 +8,6 @@
 use super::outcome::Read;
 use super::{Brigade, Connection, Request};
 use crate::ffi;
-use std::os::fd::RawFd;
 
 pub struct Suspended {
     r: *mut ffi::request_rec,
@@ -52,11 +51,6 @@ impl Suspended {
     fn brigade(&self) -> Brigade<'_> {
         // SAFETY: made in the connection's pool, which lives until `finish`.
         unsafe { Brigade::from_raw(self.bb) }
-    }
-
-    /// The connection's socket (for readiness; its bytes go through the filters).
-    pub fn fd(&self) -> Option<RawFd> {
-        self.conn().fd()
     }
 
     /// Reads what the input filters give without waiting.

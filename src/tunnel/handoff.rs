@@ -14,7 +14,8 @@ use crate::status;
 use crate::sys::{dup_cloexec, open_files_limit};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use once_cell::sync::Lazy;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 /// When the synchronous relay should hand the tunnel over (ProxyWebsocketAsync), if at all.
@@ -133,28 +134,16 @@ pub fn handoff(
 }
 
 /// Suspended tunnels whose connection the MPM has not let go of yet, by connection.
-static WAITING: Mutex<Option<HashMap<(usize, i64), detached::Tunnel>>> = Mutex::new(None);
+static WAITING: Lazy<Mutex<HashMap<(usize, i64), detached::Tunnel>>> = Lazy::new(Default::default);
 
-fn waiting() -> MappedWaiting {
-    MappedWaiting(WAITING.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-struct MappedWaiting(std::sync::MutexGuard<'static, Option<HashMap<(usize, i64), detached::Tunnel>>>);
-
-impl MappedWaiting {
-    fn insert(&mut self, k: (usize, i64), t: detached::Tunnel) {
-        self.0.get_or_insert_with(HashMap::new).insert(k, t);
-    }
-
-    fn remove(&mut self, k: (usize, i64)) -> Option<detached::Tunnel> {
-        self.0.as_mut()?.remove(&k)
-    }
+fn waiting() -> MutexGuard<'static, HashMap<(usize, i64), detached::Tunnel>> {
+    WAITING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The MPM let go of connection `c` (its suspend_connection hook, on the thread that ran
 /// it): a tunnel suspended on it starts on the runtime now.
 pub fn connection_suspended(c: &Connection) {
-    let Some(tunnel) = waiting().remove(c.identity()) else { return };
+    let Some(tunnel) = waiting().remove(&c.identity()) else { return };
     if let Err(failed) = detached::spawn(tunnel) {
         let (tunnel, e) = *failed;
         let server = c.server();
