@@ -254,8 +254,7 @@ extern "C" fn wst_rs_child_exit(_data: *mut c_void) -> ffi::apr_status_t {
 /// httpd asks whether the whole server is stopping, from the scoreboard.
 fn server_draining() -> bool {
     let board = mpm::scoreboard();
-    let procs: Option<(i32, Vec<shutdown::Process>)> = board.map(|(g, ps)| (g, ps.iter().map(|p| (p.pid, p.generation, p.quiescing)).collect()));
-    shutdown::server_draining(mpm::is_threaded(), crate::sys::getpid(), mpm::generation(), procs.as_ref().map(|(g, ps)| (*g, ps.as_slice())))
+    shutdown::server_draining(mpm::is_threaded(), crate::sys::getpid(), mpm::generation(), board.as_ref().map(|(g, ps)| (*g, ps.as_slice())))
 }
 
 /// httpd's child_init hook: the child takes its slot on the status board.

@@ -1,6 +1,7 @@
 //! What the MPM says about this child: threaded or not, stopping, its generation, and the
 //! scoreboard's processes (`ap_mpm_query`, `ap_scoreboard_image`).
 
+use super::outcome::Process;
 use crate::ffi;
 
 fn query(code: u32) -> Option<i32> {
@@ -45,15 +46,6 @@ pub fn hard_limit_daemons() -> i32 {
 pub fn graceful_shutdown_timeout() -> i32 {
     // SAFETY: a plain int httpd sets while reading its configuration, before children run.
     unsafe { ffi::ap_graceful_shutdown_timeout }
-}
-
-/// A child process as the scoreboard shows it.
-#[derive(Debug, Clone, Copy)]
-pub struct Process {
-    pub pid: u32,
-    pub generation: i32,
-    /// Stopping: it accepts no more connections.
-    pub quiescing: bool,
 }
 
 /// The generation httpd runs now and the scoreboard's processes; None without a scoreboard.

@@ -1,6 +1,15 @@
 //! What the results of httpd's filter calls mean, decided in plain Rust (unit-tested without
-//! httpd): a read through a connection's input filters, and how much of a bucket a watch
-//! filter lets through.
+//! httpd): a read through a connection's input filters, how much of a bucket a watch filter
+//! lets through, and what the scoreboard says of a child process.
+
+/// A child process as the scoreboard shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Process {
+    pub pid: u32,
+    pub generation: i32,
+    /// Stopping: it accepts no more connections.
+    pub quiescing: bool,
+}
 
 /// The result of a read from a connection's input filters.
 #[derive(Debug, PartialEq, Eq)]

@@ -10,6 +10,7 @@
 //! Going Away) on both sides at the next frame boundary, so browsers see a clean close and
 //! reconnect; whatever is still open at the deadline is closed.
 
+use crate::httpd::outcome::Process;
 use once_cell::sync::OnceCell;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,9 +108,6 @@ pub fn set_server_draining_check(f: fn() -> bool) {
     let _ = SERVER_DRAINING.set(f);
 }
 
-/// A child process as the scoreboard shows it: pid, generation, quiescing (stopping).
-pub type Process = (u32, i32, bool);
-
 /// Whether httpd as a whole is stopping or restarting (true), or only retires this child for
 /// spare threads (false). A child of an older generation than the running one is in a
 /// graceful restart; otherwise, threaded MPMs mark a stopping child quiescing, so a sibling
@@ -120,7 +118,7 @@ pub fn server_draining(threaded: bool, me: u32, my_generation: i32, board: Optio
     if running != my_generation {
         return true;
     }
-    !procs.iter().any(|&(pid, generation, quiescing)| pid > 0 && pid != me && !quiescing && generation == running)
+    !procs.iter().any(|p| p.pid > 0 && p.pid != me && !p.quiescing && p.generation == running)
 }
 
 /// Whether a child_stopping call drains: prefork runs the hook with graceful=0 for graceful
@@ -195,12 +193,13 @@ mod tests {
     #[test]
     fn only_a_server_wide_stop_starts_the_drain_clock() {
         let me = 100;
-        let sibling = |generation, quiescing| (200, generation, quiescing);
+        let at = |pid, generation, quiescing| Process { pid, generation, quiescing };
+        let sibling = |generation, quiescing| at(200, generation, quiescing);
         assert!(server_draining(false, me, 1, Some((1, &[sibling(1, false)]))), "prefork: always");
         assert!(server_draining(true, me, 1, None), "no scoreboard: always");
         assert!(server_draining(true, me, 1, Some((2, &[sibling(2, false)]))), "a graceful restart: this child is old");
-        assert!(!server_draining(true, me, 1, Some((1, &[(me, 1, true), sibling(1, false)]))), "a sibling goes on: only this child retires");
-        assert!(server_draining(true, me, 1, Some((1, &[(me, 1, true), sibling(1, true), (0, 1, false)]))), "every child quiesces");
+        assert!(!server_draining(true, me, 1, Some((1, &[at(me, 1, true), sibling(1, false)]))), "a sibling goes on: only this child retires");
+        assert!(server_draining(true, me, 1, Some((1, &[at(me, 1, true), sibling(1, true), at(0, 1, false)]))), "every child quiesces");
         assert!(server_draining(true, me, 1, Some((1, &[sibling(0, false)]))), "a sibling of another generation does not count");
     }
 
