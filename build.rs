@@ -89,7 +89,7 @@ fn main() {
         "ap_get_server_revision", "ap_state_query", "ap_exists_config_define", "apr_table_get", "apr_table_setn",
         "apr_table_addn", "apr_table_clear", "apr_pstrmemdup", "apr_palloc", "apr_brigade_create", "apr_brigade_cleanup",
         "apr_brigade_flatten", "apr_brigade_write", "apr_os_sock_get", "apr_socket_timeout_get", "apr_socket_timeout_set",
-        "apr_shm_create", "ap_run_log_transaction", "apr_pool_destroy", "ap_remove_output_filter_byhandle", "ap_shutdown_conn", "apr_shm_baseaddr_get", "apr_pool_cleanup_register", "apr_pool_cleanup_null", "wst_.*",
+        "apr_shm_create", "ap_run_log_transaction", "apr_pool_destroy", "ap_remove_output_filter_byhandle", "ap_shutdown_conn", "apr_shm_baseaddr_get", "apr_pool_cleanup_register", "apr_pool_cleanup_null", "apr_pollset_destroy", "wst_.*",
     ] {
         b = b.allowlist_function(f);
     }

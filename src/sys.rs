@@ -294,11 +294,13 @@ pub fn process_exists(pid: u32) -> bool {
 }
 
 /// Registers a socket with the tokio reactor of the current runtime, for reads and writes.
-pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+pub fn async_fd<T: std::os::fd::AsRawFd>(fd: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
     use tokio::io::{unix::AsyncFd, Interest};
     set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
     // SAFETY: tokio's contract is that the fd stays open and is not registered elsewhere
-    // while the AsyncFd lives: an OwnedFd moved into it is closed only when it drops.
+    // while the AsyncFd lives: an OwnedFd moved into it is closed only when it drops, and a
+    // socket lent by a suspended connection is closed only by `finish`, after the relay
+    // that registered it returned (and dropped its AsyncFd).
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }.map_err(|e| e.into())
 }
 

@@ -49,6 +49,8 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     let url = format!("wss://localhost:{}/ws2/x", s.h.ports[0]);
     // Ten request threads: under event 30 tunnels hold none of them.
     let n = if event() { 30 } else { 3 };
+    let fds = || s.h.children().iter().map(|p| wskit::httpd::fd_count(*p).unwrap_or(0)).sum::<usize>();
+    let fds0 = fds();
     let mut all = Vec::new();
     for i in 0..n {
         let (mut ws, _) = connect_tls(&url, &s.pki).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}\n{}", s.h.error_log()));
@@ -68,6 +70,14 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     // Plain HTTP still served, and the board counts them as asynchronous.
     let (status, _) = status_auto(s.h.port);
     assert_eq!((status["WebSocketAsyncTunnels"], status["WebSocketSyncTunnels"]), (n as u64, 0), "{status:?}");
+    // mod_status's own count: a suspended tunnel stays one of its child's connections (the
+    // status request itself is one more).
+    let conns = mpm_connections(&s.h);
+    assert!((n as u64..=n as u64 + 2).contains(&conns), "mod_status counts {conns} connections with {n} tunnels suspended");
+    // Two descriptors each: the client's socket (the connection's own, polled in place) and
+    // the backend's; no copy, and no pollset left behind by mod_proxy's tunnel.
+    let grown = fds().saturating_sub(fds0);
+    assert!(grown <= 2 * n + 4, "{n} suspended tunnels hold {grown} more descriptors");
     // Big messages both ways through mod_ssl after the hand-over.
     for ws in all.iter_mut().take(3) {
         let m = Message::binary(payload(1 << 20, 9));
@@ -86,7 +96,25 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     assert!(records.iter().all(|l| l.contains(" 101 ")), "{access}");
     let (status, _) = status_auto(s.h.port);
     assert_eq!(status["WebSocketAsyncTunnels"], 0, "{status:?}");
+    // Each ended tunnel gave its connection back to the MPM's count.
+    let conns = mpm_connections(&s.h);
+    assert!(conns <= 2, "mod_status counts {conns} connections once the tunnels ended");
     s.h.stop();
+}
+
+/// The child's connections as mod_status shows them (`ConnsTotal`), suspended ones included.
+/// The event MPM copies its counts to the scoreboard when its listener processes a timeout
+/// queue, so a keep-alive connection is left to expire (KeepAliveTimeout 1) first.
+fn mpm_connections(h: &Httpd) -> u64 {
+    use std::io::{Read, Write};
+    let mut ka = std::net::TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    ka.write_all(b"GET /server-status?auto HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    ka.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 8192];
+    // The response, then the server's close when the keep-alive expires.
+    while ka.read(&mut buf).map_or(false, |n| n > 0) {}
+    std::thread::sleep(Duration::from_millis(100));
+    status_auto(h.port).0["ConnsTotal"]
 }
 
 /// After `ProxyWebsocketAsyncDelay` the tunnel is suspended; the idle limit still ends it.

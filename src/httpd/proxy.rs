@@ -328,6 +328,23 @@ impl<'r> Tunnel<'r> {
     }
 }
 
+impl Drop for Tunnel<'_> {
+    /// The tunnel's pollset (an epoll descriptor) would live as long as the request pool: for
+    /// a suspended request that is the whole tunnel's life, one descriptor per tunnel for
+    /// nothing. The tunnel is done with it when dropped.
+    fn drop(&mut self) {
+        // SAFETY: the pollset was made by ap_proxy_tunnel_create in the request pool and only
+        // the tunnel uses it; destroying it runs (and unregisters) its pool cleanup, and the
+        // pointer is cleared so nothing can reach it again.
+        unsafe {
+            let pollset = std::mem::replace(&mut (*self.raw).pollset, std::ptr::null_mut());
+            if !pollset.is_null() {
+                ffi::apr_pollset_destroy(pollset);
+            }
+        }
+    }
+}
+
 /// `ProxyPassReverse` applied to a header value (`Location`, ...) of `r`'s answer.
 pub fn reverse_map(r: &Request, value: &[u8]) -> Vec<u8> {
     let v = r.pool().strdup_bytes(value);

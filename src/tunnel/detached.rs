@@ -4,8 +4,9 @@
 //! end is a plain socket too, or a connection whose bytes pass through httpd's filters (TLS:
 //! a [`FilteredEnd`], which the event MPM handed over with its request suspended).
 //!
-//! The module owns the sockets completely (its own `dup`s; httpd closes its copies without a
-//! FIN; a filtered end's `dup` only tells its readiness, the bytes go through the filters).
+//! The module owns raw sockets completely (its own `dup`s; httpd closes its copies without a
+//! FIN). A filtered end's socket stays its connection's: the relay only polls it for
+//! readiness (the bytes go through the filters), and the connection closes it at the end.
 //! A tunnel is one task: the core (`core`) decides, the pump both raw drivers share
 //! (`pump`) moves the bytes, and the task waits on the reactor's readiness of its two sockets,
 //! one timer (moved only when a deadline comes earlier than the one set) and the child's
@@ -79,10 +80,27 @@ async fn handed_over(f: &mut dyn FilteredEnd) -> Instant {
     Instant::now()
 }
 
-/// A tunnel to relay: the module's own copies of both sockets.
+/// A socket the relay polls: its own copy, or the one a filtered end's connection lends for
+/// its readiness (the connection closes it in [`FilteredEnd::finish`], after the relay has
+/// let go of it: a copy would cost each idle tunnel one more descriptor).
+pub enum Socket {
+    Own(OwnedFd),
+    Lent(RawFd),
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Socket::Own(fd) => fd.as_raw_fd(),
+            Socket::Lent(fd) => *fd,
+        }
+    }
+}
+
+/// A tunnel to relay: its two sockets.
 pub struct Tunnel {
-    /// The client's socket; with `filtered`, only its readiness.
-    pub client: OwnedFd,
+    /// The client's socket; with `filtered`, lent, and only its readiness is used.
+    pub client: Socket,
     pub filtered: Option<Box<dyn FilteredEnd>>,
     pub backend: OwnedFd,
     pub timeouts: super::limits::Timeouts,
@@ -243,7 +261,7 @@ impl Drop for Live {
 /// Relays until both directions end, one fails, a limit ends it or the child stops.
 /// Both sockets are closed on return.
 pub(super) async fn relay(
-    client: OwnedFd,
+    client: Socket,
     mut filtered: Option<&mut (dyn FilteredEnd + '_)>,
     backend: OwnedFd,
     timeouts: super::limits::Timeouts,
@@ -251,7 +269,7 @@ pub(super) async fn relay(
     meter: Meter,
     mut phase: Phases,
 ) -> (u64, u64, End) {
-    let fds = match (register(client), register(backend)) {
+    let fds = match (register(client), register(Socket::Own(backend))) {
         (Ok(c), Ok(b)) => [c, b],
         (Err(e), _) => return (0, 0, End::Failed(Side::Client, e)),
         (_, Err(e)) => return (0, 0, End::Failed(Side::Backend, e)),
@@ -311,7 +329,7 @@ impl Task {
     fn drive(
         &mut self,
         cx: &mut Context<'_>,
-        fds: &[AsyncFd<OwnedFd>; 2],
+        fds: &[AsyncFd<Socket>; 2],
         mut filtered: Option<&mut (dyn FilteredEnd + '_)>,
         mut timer: Pin<&mut tokio::time::Sleep>,
     ) -> Poll<End> {
@@ -358,7 +376,7 @@ impl Task {
     }
 }
 
-fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+fn register(fd: Socket) -> io::Result<AsyncFd<Socket>> {
     crate::sys::async_fd(fd)
 }
 
@@ -368,7 +386,7 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
 /// filtered client end is read until its filters say WouldBlock (a short read says nothing:
 /// mod_ssl may hold more of a record), and written while its filters hold nothing.
 struct ReactorIo<'a, 'b, 'f> {
-    fds: &'a [AsyncFd<OwnedFd>; 2],
+    fds: &'a [AsyncFd<Socket>; 2],
     cx: &'a mut Context<'b>,
     filtered: Option<&'a mut (dyn FilteredEnd + 'f)>,
 }
@@ -516,7 +534,7 @@ mod tests {
     fn a_tunnels_task_holds_no_buffer() {
         let ((_c, rc), (rb, _b)) = pairs();
         let (_tx, rx) = tokio::sync::watch::channel(Phase::Run);
-        let task = relay(OwnedFd::from(rc), None, OwnedFd::from(rb), Timeouts::default(), Some(Default::default()), Meter::default(), rx);
+        let task = relay(Socket::Own(OwnedFd::from(rc)), None, OwnedFd::from(rb), Timeouts::default(), Some(Default::default()), Meter::default(), rx);
         let size = std::mem::size_of_val(&task);
         // 904 bytes when this was written: the core, two pipes, the timer and the phase.
         assert!(size < 2048, "the relay's future is {size} bytes");

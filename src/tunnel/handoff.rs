@@ -76,12 +76,15 @@ pub fn handoff(
     moved: (u64, u64),
 ) -> Result<(), (std::io::Error, status::Tunnel)> {
     let no_socket = || std::io::Error::other("no socket");
-    let dups = client
-        .fd()
-        .ok_or_else(no_socket)
-        .and_then(dup_cloexec)
-        .and_then(|c| Ok((c, dup_cloexec(backconn.fd().ok_or_else(no_socket)?)?)));
-    let (cfd, bfd) = match dups {
+    let sockets = client.fd().ok_or_else(no_socket).and_then(|c| {
+        let c = match how {
+            Client::Raw => detached::Socket::Own(dup_cloexec(c)?),
+            // The suspended connection keeps its socket (mod_ssl's) and closes it at the end.
+            Client::Suspended => detached::Socket::Lent(c),
+        };
+        Ok((c, dup_cloexec(backconn.fd().ok_or_else(no_socket)?)?))
+    });
+    let (cfd, bfd) = match sockets {
         Ok(fds) => fds,
         Err(e) => return Err((e, board)),
     };

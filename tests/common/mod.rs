@@ -136,7 +136,7 @@ pub fn status_auto(port: u16) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u6
     for line in body.lines() {
         if let Some(rest) = line.strip_prefix("WebSocketChild: ") {
             children.push(rest.split(' ').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.parse().unwrap())).collect());
-        } else if let Some((k, v)) = line.split_once(": ").filter(|(k, _)| k.starts_with("WebSocket")) {
+        } else if let Some((k, v)) = line.split_once(": ").filter(|(k, _)| k.starts_with("WebSocket") || k.starts_with("Conns")) {
             totals.insert(k.to_string(), v.parse().unwrap());
         }
     }
