@@ -1,7 +1,8 @@
 //! wss:// clients (TLS at httpd, mod_ssl) with `ProxyWebsocketAsync On`. Under the event MPM
 //! their tunnels leave the request threads: the handler returns SUSPENDED, the MPM lets go of
 //! the connection, and the child's runtime relays through the connection's filters. Under
-//! worker and prefork (no suspended state) they stay synchronous.
+//! worker and prefork (no suspended state) they stay synchronous. `/ws2/` goes to a ws://
+//! backend, `/wss2/` to a wss:// one (its connection held and driven through mod_ssl too).
 
 mod common;
 use common::*;
@@ -17,6 +18,8 @@ struct Site {
     _dir: TempDir,
     pki: Pki,
     b: Backend,
+    /// The wss:// backend.
+    tb: Backend,
     h: Httpd,
 }
 
@@ -29,14 +32,17 @@ fn site_with(name: &str, conf: &str, ports: usize) -> Site {
     let dir = TempDir::new("pki");
     let pki = Pki::generate(&dir.0);
     let b = Backend::start(name);
+    let tb = Backend::start_tls(&format!("{name}-tls"), &pki.server);
     let h = Httpd::start(
         Config::new(conf)
             .ports(ports)
             .var("BACKEND", format!("127.0.0.1:{}", b.port()))
+            .var("TLSBACKEND", tb.port())
+            .var("CA", pki.ca_file.display())
             .var("SERVERCERT", pki.server.cert_file.display())
             .var("SERVERKEY", pki.server.key_file.display()),
     );
-    Site { _dir: dir, pki, b, h }
+    Site { _dir: dir, pki, b, tb, h }
 }
 
 fn event() -> bool {
@@ -46,14 +52,15 @@ fn event() -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn more_idle_wss_tunnels_than_request_threads() {
     let s = site("tls-async");
-    let url = format!("wss://localhost:{}/ws2/x", s.h.ports[0]);
+    // Half to the ws:// backend, half to the wss:// one.
+    let url = |i: usize| format!("wss://localhost:{}/{}/x", s.h.ports[0], if i % 2 == 0 { "ws2" } else { "wss2" });
     // Ten request threads: under event 30 tunnels hold none of them.
     let n = if event() { 30 } else { 3 };
     let fds = || s.h.children().iter().map(|p| wskit::httpd::fd_count(*p).unwrap_or(0)).sum::<usize>();
     let fds0 = fds();
     let mut all = Vec::new();
     for i in 0..n {
-        let (mut ws, _) = connect_tls(&url, &s.pki).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}\n{}", s.h.error_log()));
+        let (mut ws, _) = connect_tls(&url(i), &s.pki).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}\n{}", s.h.error_log()));
         let m = Message::text(format!("hello {i}"));
         assert_eq!(echo(&mut ws, m.clone()).await, m);
         all.push(ws);
@@ -78,8 +85,8 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     // the backend's; no copy, and no pollset left behind by mod_proxy's tunnel.
     let grown = fds().saturating_sub(fds0);
     assert!(grown <= 2 * n + 4, "{n} suspended tunnels hold {grown} more descriptors");
-    // Big messages both ways through mod_ssl after the hand-over.
-    for ws in all.iter_mut().take(3) {
+    // Big messages both ways through mod_ssl after the hand-over (on both kinds of backend).
+    for ws in all.iter_mut().take(4) {
         let m = Message::binary(payload(1 << 20, 9));
         assert_eq!(echo(ws, m.clone()).await, m);
     }
@@ -88,10 +95,18 @@ async fn more_idle_wss_tunnels_than_request_threads() {
         while let Some(Ok(_)) = ws.next().await {}
     }
     assert_eq!(wait_count(&s.h, "WST02011", n, Duration::from_secs(10)), n, "{}", s.h.error_log());
+    // Each client's Close reached its backend, the wss:// ones through their held connections,
+    // and every descriptor went with its tunnel (the held backends back to mod_proxy, closed).
+    let closes = |b: &Backend| b.events().iter().filter(|e| matches!(e, Event::Close(_))).count();
+    assert_eq!((closes(&s.b), closes(&s.tb)), (n / 2, n / 2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The child's runtime, started by the first tunnel, keeps its own three (its epoll, its
+    // waker and the drain's eventfd).
+    assert!(fds() <= fds0 + 3, "descriptors: {fds0} before, {} after the tunnels", fds());
     // One access-log record per tunnel, httpd's own, at its end: 101, its bytes (TLS, as
     // mod_logio counts them) and its whole life.
     let access = s.h.access_log();
-    let records: Vec<&str> = access.lines().filter(|l| l.contains("/ws2/x")).collect();
+    let records: Vec<&str> = access.lines().filter(|l| l.contains("/ws2/x") || l.contains("/wss2/x")).collect();
     assert_eq!(records.len(), n, "{access}");
     assert!(records.iter().all(|l| l.contains(" 101 ")), "{access}");
     let (status, _) = status_auto(s.h.port);
@@ -115,6 +130,39 @@ fn mpm_connections(h: &Httpd) -> u64 {
     while ka.read(&mut buf).map_or(false, |n| n > 0) {}
     std::thread::sleep(Duration::from_millis(100));
     status_auto(h.port).0["ConnsTotal"]
+}
+
+/// A wss:// backend whose worker keeps mod_proxy's default max= (ThreadsPerChild): holding
+/// its connections past the request threads would leave requests waiting in mod_proxy for
+/// one, so its tunnels stay synchronous, say why once, and more than max= of them can still
+/// not starve the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn wss_backends_without_room_stay_in_their_threads() {
+    if !event() {
+        return;
+    }
+    let s = site("tls-noroom");
+    let mut all = Vec::new();
+    for i in 0..3 {
+        let (mut ws, _) = connect_tls(&format!("wss://localhost:{}/wss3/n", s.h.ports[0]), &s.pki).await.unwrap();
+        let m = Message::text(format!("sync {i}"));
+        assert_eq!(echo(&mut ws, m.clone()).await, m);
+        all.push(ws);
+    }
+    // Meanwhile a wss:// backend with room still goes asynchronous.
+    let (mut ws, _) = connect_tls(&format!("wss://localhost:{}/wss2/n", s.h.ports[0]), &s.pki).await.unwrap();
+    let m = Message::text("async");
+    assert_eq!(echo(&mut ws, m.clone()).await, m);
+    assert_eq!(wait_count(&s.h, "(request suspended)", 1, Duration::from_secs(5)), 1, "{}", s.h.error_log());
+    let (status, _) = status_auto(s.h.port);
+    assert_eq!((status["WebSocketAsyncTunnels"], status["WebSocketSyncTunnels"]), (1, 3), "{status:?}");
+    let log = s.h.error_log();
+    let why: Vec<&str> = log.lines().filter(|l| l.contains("WST02017")).collect();
+    assert_eq!(why.len(), 1, "said once: {why:?}");
+    assert!(why[0].contains("max=10") && why[0].contains("raise max="), "{}", why[0]);
+    drop(all);
+    drop(ws);
+    s.h.stop();
 }
 
 /// After `ProxyWebsocketAsyncDelay` the tunnel is suspended; the idle limit still ends it.
@@ -157,11 +205,11 @@ async fn a_graceful_stop_closes_suspended_wss_tunnels_with_1001() {
     }
     let mut s = site("tls-drain");
     let mut all = Vec::new();
-    for _ in 0..3 {
-        let (ws, _) = connect_tls(&format!("wss://localhost:{}/ws2/g", s.h.ports[0]), &s.pki).await.unwrap();
+    for prefix in ["ws2", "wss2", "ws2", "wss2"] {
+        let (ws, _) = connect_tls(&format!("wss://localhost:{}/{prefix}/g", s.h.ports[0]), &s.pki).await.unwrap();
         all.push(ws);
     }
-    assert_eq!(wait_count(&s.h, "(request suspended)", 3, Duration::from_secs(5)), 3, "{}", s.h.error_log());
+    assert_eq!(wait_count(&s.h, "(request suspended)", 4, Duration::from_secs(5)), 4, "{}", s.h.error_log());
     let t0 = Instant::now();
     s.h.signal(libc::SIGWINCH);
     for ws in all.iter_mut() {
@@ -184,12 +232,14 @@ async fn a_graceful_stop_closes_suspended_wss_tunnels_with_1001() {
     assert!(t0.elapsed() > Duration::from_millis(1200), "closed {:?} after the signal: no drain", t0.elapsed());
     s.h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
     assert!(t0.elapsed() < Duration::from_secs(4), "graceful stop took {:?}", t0.elapsed());
-    assert_eq!(s.b.events().iter().filter(|e| matches!(e, Event::Close(Some(1001)))).count(), 3, "{:?}", s.b.events());
+    let away = |b: &Backend| b.events().iter().filter(|e| matches!(e, Event::Close(Some(1001)))).count();
+    assert_eq!((away(&s.b), away(&s.tb)), (2, 2), "{:?} {:?}", s.b.events(), s.tb.events());
     let log = s.h.stop();
-    assert_eq!(log.matches("WST02011").count(), 3, "{log}");
+    assert_eq!(log.matches("WST02011").count(), 4, "{log}");
 }
 
-/// Half-close each way through a suspended TLS client end, as through mod_proxy's tunnel.
+/// Half-close each way through a suspended TLS client end, as through mod_proxy's tunnel, to
+/// a ws:// and to a wss:// backend.
 #[tokio::test(flavor = "multi_thread")]
 async fn half_close_each_way_when_suspended() {
     if !event() {
@@ -197,11 +247,11 @@ async fn half_close_each_way_when_suspended() {
     }
     let s = site("tls-half");
     let port = s.h.ports[0];
-    let open = |path: &'static str| {
+    let open = |path: String| {
         let pki = &s.pki;
         async move {
             let mut t = tls_stream(port, pki, &[b"http/1.1"]).await;
-            t.write_all(raw::handshake(path, "").as_bytes()).await.unwrap();
+            t.write_all(raw::handshake(&path, "").as_bytes()).await.unwrap();
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
             while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -214,50 +264,56 @@ async fn half_close_each_way_when_suspended() {
             (t, buf.split_off(p))
         }
     };
-    // Client → backend: everything the client sent before its close_notify and FIN arrives,
-    // and the answer still comes back.
-    let (mut t, _) = open("/ws2/raw-count").await;
-    assert!(s.h.wait_log("(request suspended)", Duration::from_secs(5)), "{}", s.h.error_log());
-    let data = payload(3 << 20, 1);
-    t.write_all(&data).await.unwrap();
-    t.shutdown().await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), t.read_to_end(&mut answer)).await.expect("no answer after half-close").ok();
-    assert_eq!(String::from_utf8_lossy(&answer), format!("got {} bytes", data.len()));
-    // Backend → client: its bytes, then its FIN; what the client sends after still arrives.
-    let (mut t, mut got) = open("/ws2/raw-fin-first").await;
-    let mut chunk = [0u8; 64];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), t.read(&mut chunk)).await.expect("no EOF from backend") {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
+    for (prefix, b) in [("ws2", &s.b), ("wss2", &s.tb)] {
+        // Client → backend: everything the client sent before its close_notify and FIN arrives,
+        // and the answer still comes back.
+        let before = s.h.error_log().matches("(request suspended)").count();
+        let (mut t, _) = open(format!("/{prefix}/raw-count")).await;
+        assert!(wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before, "{}", s.h.error_log());
+        let data = payload(3 << 20, 1);
+        t.write_all(&data).await.unwrap();
+        t.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), t.read_to_end(&mut answer)).await.expect("no answer after half-close").ok();
+        assert_eq!(String::from_utf8_lossy(&answer), format!("got {} bytes", data.len()));
+        // Backend → client: its bytes, then its FIN; what the client sends after still arrives.
+        let (mut t, mut got) = open(format!("/{prefix}/raw-fin-first")).await;
+        let mut chunk = [0u8; 64];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), t.read(&mut chunk)).await.expect("no EOF from backend") {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
         }
+        assert_eq!(got, b"bye");
+        let after = payload(100_000, 2);
+        if t.write_all(&after).await.is_ok() {
+            let _ = t.shutdown().await;
+        }
+        let seen = b.wait_for(Duration::from_secs(10), |ev| matches!(ev, Event::AfterFin(_)));
+        assert!(matches!(seen, Some(Event::AfterFin(n)) if n == after.len()), "after its FIN the backend got {seen:?}");
     }
-    assert_eq!(got, b"bye");
-    let after = payload(100_000, 2);
-    if t.write_all(&after).await.is_ok() {
-        let _ = t.shutdown().await;
-    }
-    let seen = s.b.wait_for(Duration::from_secs(10), |ev| matches!(ev, Event::AfterFin(_)));
-    assert!(matches!(seen, Some(Event::AfterFin(n)) if n == after.len()), "after its FIN the backend got {seen:?}");
     s.h.stop();
 }
 
-/// 10,000 wss:// tunnels connect, hand over (suspended), echo and close: the child's open
-/// files and memory end where they were after a warm-up of 400, and no child dies.
+/// 10,000 wss:// tunnels connect, hand over (suspended), echo and close, half of them to a
+/// wss:// backend: the child's open files and memory end where they were after a warm-up of
+/// 400, and no child dies.
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_suspended_wss_tunnels_leave_no_trace() {
     if !event() {
         return;
     }
     let s = site("tls-cycles");
-    let url = format!("wss://localhost:{}/ws2/c", s.h.ports[0]);
+    // Half of them to the wss:// backend (its connections held, then given back).
+    let port = s.h.ports[0];
     let cycle = |n: usize| {
-        let (url, pki) = (url.clone(), s.pki.clone());
+        let pki = s.pki.clone();
         async move {
             let workers: Vec<_> = (0..8)
-                .map(|_| {
-                    let (url, pki) = (url.clone(), pki.clone());
+                .map(|w| {
+                    let url = format!("wss://localhost:{port}/{}/c", if w % 2 == 0 { "ws2" } else { "wss2" });
+                    let pki = pki.clone();
                     tokio::spawn(async move {
                         for _ in 0..n / 8 {
                             let (mut ws, _) = connect_tls(&url, &pki).await.unwrap();

@@ -23,6 +23,8 @@ pub mod log;
 #[cfg(all(feature = "httpd", not(test)))]
 pub mod mpm;
 #[cfg(all(feature = "httpd", not(test)))]
+pub mod nonblocking;
+#[cfg(all(feature = "httpd", not(test)))]
 pub mod pool;
 #[cfg(all(feature = "httpd", not(test)))]
 pub mod proxy;

@@ -20,6 +20,11 @@ pub fn is_async() -> bool {
     query(ffi::AP_MPMQ_IS_ASYNC).is_some_and(|v| v != 0)
 }
 
+/// `ThreadsPerChild` (1 for prefork).
+pub fn threads_per_child() -> usize {
+    query(ffi::AP_MPMQ_MAX_THREADS).unwrap_or(1).max(1) as usize
+}
+
 /// httpd reads its configuration twice at startup; false during the first (pre-config) pass,
 /// where what a module says at startup would be said twice.
 pub fn final_config_pass() -> bool {

@@ -3,6 +3,7 @@
 //! head mod_proxy builds, its filter-aware tunnel, URL canonicalisation and the reverse map.
 
 use super::{Brigade, Connection, Pool, Request};
+use super::nonblocking::NonBlocking;
 use crate::ffi;
 use std::ffi::CStr;
 use std::marker::PhantomData;
@@ -33,6 +34,18 @@ impl Worker {
         // SAFETY: a live worker whose shared record holds a NUL-terminated char[16]
         // (PROXY_STRNCPY always terminates).
         unsafe { bytes((*(*self.raw).s).upgrade.as_ptr()) }.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    }
+
+    /// How many connections to its backend the worker lets this child have at once (`max=`;
+    /// mod_proxy's default is ThreadsPerChild).
+    pub fn max_connections(&self) -> usize {
+        // SAFETY: a live worker's shared record (see `upgrade`).
+        unsafe { (*(*self.raw).s).hmax.max(0) as usize }
+    }
+
+    /// Tells workers apart (their address, stable for the child's life).
+    pub fn key(&self) -> usize {
+        self.raw as usize
     }
 
     /// Raises the worker's busy count (`worker->s->busy`, which mod_proxy_balancer raises for
@@ -135,13 +148,25 @@ impl<'r> Backend<'r> {
     }
 
     fn rec(&self) -> &ffi::proxy_conn_rec {
-        // SAFETY: ours between acquire and release (drop), used from this thread only.
+        assert!(!self.raw.is_null(), "a held backend is used through its HeldBackend only");
+        // SAFETY: ours between acquire and release (drop) or hold, used from this thread only.
         unsafe { &*self.raw }
     }
 
     fn rec_mut(&mut self) -> &mut ffi::proxy_conn_rec {
+        assert!(!self.raw.is_null(), "a held backend is used through its HeldBackend only");
         // SAFETY: as in `rec`; `&mut self` makes it the only reference.
         unsafe { &mut *self.raw }
+    }
+
+    /// Keeps the connection past its request thread (a suspended tunnel's wss:// backend): it
+    /// is no longer released when this value drops, but when the returned one does. None
+    /// without a backend `conn_rec`.
+    pub fn hold(&mut self) -> Option<HeldBackend> {
+        let io = NonBlocking::new(&self.connection()?);
+        let server = self.r.server().as_ptr().cast_mut();
+        let raw = std::mem::replace(&mut self.raw, std::ptr::null_mut());
+        Some(HeldBackend { raw, function: self.function, server, io })
     }
 
     pub fn worker(&self) -> Worker {
@@ -273,9 +298,45 @@ impl<'r> Backend<'r> {
 
 impl Drop for Backend<'_> {
     fn drop(&mut self) {
+        if self.raw.is_null() {
+            return;
+        }
         self.rec_mut().set_close(1);
         // SAFETY: releases the connection we acquired, exactly once.
         unsafe { ffi::ap_proxy_release_connection(self.function.as_ptr(), self.raw, self.r.server().as_ptr().cast_mut()) };
+    }
+}
+
+/// A backend connection held past its request thread (see [`Backend::hold`]): driven from the
+/// child's runtime without blocking, and given back to mod_proxy, closed, when dropped.
+pub struct HeldBackend {
+    raw: *mut ffi::proxy_conn_rec,
+    function: &'static CStr,
+    server: *mut ffi::server_rec,
+    io: NonBlocking,
+}
+
+// SAFETY: the request thread let go of the connection when it was held; from then on one
+// thread at a time uses it (handed over through the runtime's task queue, which
+// synchronises), and mod_proxy's release is thread-safe (its connection pool is a reslist
+// under a threaded MPM, the only kind that suspends requests).
+unsafe impl Send for HeldBackend {}
+
+impl HeldBackend {
+    /// The connection's I/O (mod_ssl's proxy side for wss://).
+    pub fn io(&self) -> &NonBlocking {
+        &self.io
+    }
+}
+
+impl Drop for HeldBackend {
+    fn drop(&mut self) {
+        // SAFETY: acquired by the request and held since; released exactly once, closed
+        // (a tunnelled connection is never reused). The server outlives the child's tunnels.
+        unsafe {
+            (*self.raw).set_close(1);
+            ffi::ap_proxy_release_connection(self.function.as_ptr(), self.raw, self.server);
+        }
     }
 }
 

@@ -99,7 +99,7 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
         }
         Driver::Runtime => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(runtime_relay(super::detached::Socket::Own(OwnedFd::from(rc)), None, OwnedFd::from(rb), setup.timeouts, frames, Meter::default(), rx))
+            rt.block_on(runtime_relay(super::detached::Socket::Own(OwnedFd::from(rc)), [None, None], super::detached::Socket::Own(OwnedFd::from(rb)), setup.timeouts, frames, Meter::default(), rx))
         }
     });
     Running { join, stop, phase, setup }

@@ -1,8 +1,8 @@
 //! Asynchronous tunnels (docs/DESIGN.md §6): a tunnel leaves the request thread and is relayed
 //! by one small tokio runtime per httpd child, so an idle WebSocket costs a task and two
-//! registered sockets instead of a worker thread. Its backend end is a plain socket; its client
-//! end is a plain socket too, or a connection whose bytes pass through httpd's filters (TLS:
-//! a [`FilteredEnd`], which the event MPM handed over with its request suspended).
+//! registered sockets instead of a worker thread. Each end is a plain socket, or a connection
+//! whose bytes pass through httpd's filters (TLS: a [`FilteredEnd`]; the client's was handed
+//! over by the event MPM with its request suspended, a wss:// backend's held past it).
 //!
 //! The module owns raw sockets completely (its own `dup`s; httpd closes its copies without a
 //! FIN). A filtered end's socket stays its connection's: the relay only polls it for
@@ -37,8 +37,8 @@ pub struct Report {
     pub ending: End,
 }
 
-/// A client end whose bytes pass through httpd's connection filters (mod_ssl), driven from the
-/// runtime without blocking. Its socket's readiness comes from the tunnel's copy of it.
+/// An end whose bytes pass through httpd's connection filters (mod_ssl), driven from the
+/// runtime without blocking. Its socket's readiness comes from the tunnel's (lent) socket.
 pub trait FilteredEnd: Send {
     /// Reads what the filters give without waiting (0: end of stream; WouldBlock: nothing now).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
@@ -99,10 +99,11 @@ impl AsRawFd for Socket {
 
 /// A tunnel to relay: its two sockets.
 pub struct Tunnel {
-    /// The client's socket; with `filtered`, lent, and only its readiness is used.
+    /// The client's socket; if its end is `filtered`, lent, and only its readiness is used.
     pub client: Socket,
-    pub filtered: Option<Box<dyn FilteredEnd>>,
-    pub backend: OwnedFd,
+    pub backend: Socket,
+    /// The ends whose bytes pass through filters, by [`Side::index`].
+    pub filtered: [Option<Box<dyn FilteredEnd>>; 2],
     pub timeouts: super::limits::Timeouts,
     /// Where each direction's WebSocket frames stand (client to backend, backend to client);
     /// None for other protocols.
@@ -222,18 +223,25 @@ pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
     rt.spawn(async move {
         let on_end = t.on_end;
         let meter = t.board.meter();
-        let mut filtered = t.filtered;
+        let [mut client, mut backend] = t.filtered;
         let mut since = Instant::now();
-        if let Some(f) = filtered.as_deref_mut() {
+        for f in [client.as_deref_mut(), backend.as_deref_mut()].into_iter().flatten() {
             since = handed_over(f).await;
         }
-        let (c2b, b2c, ending) = relay(t.client, filtered.as_deref_mut(), t.backend, t.timeouts, t.frames, meter, stop).await;
+        let filtered = [client.as_deref_mut(), backend.as_deref_mut()];
+        let (c2b, b2c, ending) = relay(t.client, filtered, t.backend, t.timeouts, t.frames, meter, stop).await;
         drop(t.board);
         on_end(Report { client_to_backend: c2b, backend_to_client: b2c, ending });
-        if let Some(mut f) = filtered {
-            f.ended();
+        if client.is_some() || backend.is_some() {
+            for f in [client.as_deref_mut(), backend.as_deref_mut()].into_iter().flatten() {
+                f.ended();
+            }
             tokio::time::sleep_until((since + MIN_AGE).into()).await;
-            f.finish();
+            // The backend goes back to mod_proxy before the client's connection (and the
+            // request the backend was acquired for) is freed.
+            for f in [backend, client].into_iter().flatten() {
+                f.finish();
+            }
         }
         drop(live);
     });
@@ -262,14 +270,14 @@ impl Drop for Live {
 /// Both sockets are closed on return.
 pub(super) async fn relay(
     client: Socket,
-    mut filtered: Option<&mut (dyn FilteredEnd + '_)>,
-    backend: OwnedFd,
+    mut filtered: [Option<&mut (dyn FilteredEnd + '_)>; 2],
+    backend: Socket,
     timeouts: super::limits::Timeouts,
     frames: Option<(Frames, Frames)>,
     meter: Meter,
     mut phase: Phases,
 ) -> (u64, u64, End) {
-    let fds = match (register(client), register(Socket::Own(backend))) {
+    let fds = match (register(client), register(backend)) {
         (Ok(c), Ok(b)) => [c, b],
         (Err(e), _) => return (0, 0, End::Failed(Side::Client, e)),
         (_, Err(e)) => return (0, 0, End::Failed(Side::Backend, e)),
@@ -304,7 +312,7 @@ pub(super) async fn relay(
                 Phase::Stop => break End::Shutdown,
                 Phase::Run => {}
             },
-            end = poll_fn(|cx| tunnel.drive(cx, &fds, filtered.as_deref_mut(), timer.as_mut())) => break end,
+            end = poll_fn(|cx| tunnel.drive(cx, &fds, &mut filtered, timer.as_mut())) => break end,
         }
     }};
     if let Some((c2b, b2c)) = tunnel.core.to_show(Tick::now(), true) {
@@ -330,12 +338,13 @@ impl Task {
         &mut self,
         cx: &mut Context<'_>,
         fds: &[AsyncFd<Socket>; 2],
-        mut filtered: Option<&mut (dyn FilteredEnd + '_)>,
+        filtered: &mut [Option<&mut (dyn FilteredEnd + '_)>; 2],
         mut timer: Pin<&mut tokio::time::Sleep>,
     ) -> Poll<End> {
         loop {
             let now = Tick::now();
-            let mut io = ReactorIo { fds, cx, filtered: filtered.as_deref_mut() };
+            let [client, backend] = filtered;
+            let mut io = ReactorIo { fds, cx, filtered: [client.as_deref_mut(), backend.as_deref_mut()] };
             let mut more = false;
             for (d, pipe) in self.core.dirs.iter_mut().zip(self.pipes.iter_mut()) {
                 match pump(d, pipe, &mut io, now) {
@@ -343,10 +352,12 @@ impl Task {
                     Err(end) => return Poll::Ready(end),
                 }
             }
-            // What the client's filters still hold goes out as the socket takes it, whether
-            // or not more comes behind it.
-            if let Err(e) = io.push_held() {
-                return Poll::Ready(End::Failed(Side::Client, e));
+            // What an end's filters still hold goes out as its socket takes it, whether or
+            // not more comes behind it.
+            for side in [Side::Client, Side::Backend] {
+                if let Err(e) = io.push_held(side) {
+                    return Poll::Ready(End::Failed(side, e));
+                }
             }
             if let Some((c2b, b2c)) = self.core.to_show(now, false) {
                 self.meter.add(c2b, b2c);
@@ -383,15 +394,15 @@ fn register(fd: Socket) -> io::Result<AsyncFd<Socket>> {
 /// The sockets as the reactor sees them. A call on a side the reactor does not know to be
 /// ready registers the task's waker and says `WouldBlock`; a call that would block or that
 /// drained the socket (a short read) or filled it (a short write) clears the readiness. A
-/// filtered client end is read until its filters say WouldBlock (a short read says nothing:
-/// mod_ssl may hold more of a record), and written while its filters hold nothing.
+/// filtered end is read until its filters say WouldBlock (a short read says nothing: mod_ssl
+/// may hold more of a record), and written while its filters hold nothing.
 struct ReactorIo<'a, 'b, 'f> {
     fds: &'a [AsyncFd<Socket>; 2],
     cx: &'a mut Context<'b>,
-    filtered: Option<&'a mut (dyn FilteredEnd + 'f)>,
+    filtered: [Option<&'a mut (dyn FilteredEnd + 'f)>; 2],
 }
 
-impl ReactorIo<'_, '_, '_> {
+impl<'f> ReactorIo<'_, '_, 'f> {
     fn attempt(&mut self, side: Side, write: bool, asked: usize, mut op: impl FnMut(RawFd) -> io::Result<usize>) -> io::Result<usize> {
         let fd = &self.fds[side.index()];
         loop {
@@ -414,11 +425,15 @@ impl ReactorIo<'_, '_, '_> {
         }
     }
 
-    /// An operation on the filtered client end, retried on fresh readiness of its socket
-    /// until it makes progress or the socket is not ready (WouldBlock; the waker is set).
-    fn through_filters<T>(&mut self, write: bool, mut op: impl FnMut(&mut dyn FilteredEnd) -> io::Result<T>) -> io::Result<T> {
-        let fd = &self.fds[Side::Client.index()];
-        let f = self.filtered.as_deref_mut().expect("a filtered client end");
+    fn end(&self, side: Side) -> Option<&(dyn FilteredEnd + 'f)> {
+        self.filtered[side.index()].as_deref()
+    }
+
+    /// An operation on `side`'s filtered end, retried on fresh readiness of its socket until
+    /// it makes progress or the socket is not ready (WouldBlock; the waker is set).
+    fn through_filters<T>(&mut self, side: Side, write: bool, mut op: impl FnMut(&mut dyn FilteredEnd) -> io::Result<T>) -> io::Result<T> {
+        let fd = &self.fds[side.index()];
+        let f = self.filtered[side.index()].as_deref_mut().expect("a filtered end");
         // What the filters hold needs no readiness of the socket.
         if write || f.may_hold_input() {
             match op(f) {
@@ -439,13 +454,13 @@ impl ReactorIo<'_, '_, '_> {
         }
     }
 
-    /// Writes what the client's filters hold, if anything (WouldBlock is no error here: the
+    /// Writes what `side`'s filters hold, if anything (WouldBlock is no error here: the
     /// waker is set for the socket's writability).
-    fn push_held(&mut self) -> io::Result<()> {
-        if !self.filtered.as_deref().is_some_and(|f| f.holds()) {
+    fn push_held(&mut self, side: Side) -> io::Result<()> {
+        if !self.end(side).is_some_and(|f| f.holds()) {
             return Ok(());
         }
-        match self.through_filters(true, |f| {
+        match self.through_filters(side, true, |f| {
             f.push()?;
             if f.holds() {
                 Err(io::ErrorKind::WouldBlock.into())
@@ -458,11 +473,11 @@ impl ReactorIo<'_, '_, '_> {
         }
     }
 
-    /// Ok once the client's filters hold nothing (pushing what they hold); WouldBlock while
-    /// they still do.
-    fn drained(&mut self) -> io::Result<()> {
-        self.push_held()?;
-        if self.filtered.as_deref().is_some_and(|f| f.holds()) {
+    /// Ok once `side`'s filters hold nothing (pushing what they hold); WouldBlock while they
+    /// still do.
+    fn drained(&mut self, side: Side) -> io::Result<()> {
+        self.push_held(side)?;
+        if self.end(side).is_some_and(|f| f.holds()) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(())
@@ -471,18 +486,18 @@ impl ReactorIo<'_, '_, '_> {
 
 impl Io for ReactorIo<'_, '_, '_> {
     fn recv(&mut self, side: Side, buf: &mut [u8]) -> io::Result<usize> {
-        if side == Side::Client && self.filtered.is_some() {
-            return self.through_filters(false, |f| f.read(buf));
+        if self.filtered(side) {
+            return self.through_filters(side, false, |f| f.read(buf));
         }
         let asked = buf.len();
         self.attempt(side, false, asked, |fd| recv(fd, buf))
     }
 
     fn send(&mut self, side: Side, bytes: &[u8]) -> io::Result<usize> {
-        if side == Side::Client && self.filtered.is_some() {
+        if self.filtered(side) {
             // One message at a time in the filters: more waits for the socket to take it.
-            self.drained()?;
-            let f = self.filtered.as_deref_mut().expect("checked above");
+            self.drained(side)?;
+            let f = self.filtered[side.index()].as_deref_mut().expect("checked above");
             f.write(bytes)?;
             return Ok(bytes.len());
         }
@@ -498,16 +513,16 @@ impl Io for ReactorIo<'_, '_, '_> {
     }
 
     fn shutdown(&mut self, side: Side) -> io::Result<()> {
-        if side == Side::Client && self.filtered.is_some() {
+        if self.filtered(side) {
             // The FIN follows what the filters hold. TLS itself stays up (no close_notify):
-            // the client may still send, as through mod_proxy's own tunnel.
-            self.drained()?;
+            // the other end may still send, as through mod_proxy's own tunnel.
+            self.drained(side)?;
         }
         shutdown_write(self.fds[side.index()].as_raw_fd())
     }
 
     fn filtered(&self, side: Side) -> bool {
-        side == Side::Client && self.filtered.is_some()
+        self.filtered[side.index()].is_some()
     }
 }
 
@@ -534,7 +549,7 @@ mod tests {
     fn a_tunnels_task_holds_no_buffer() {
         let ((_c, rc), (rb, _b)) = pairs();
         let (_tx, rx) = tokio::sync::watch::channel(Phase::Run);
-        let task = relay(Socket::Own(OwnedFd::from(rc)), None, OwnedFd::from(rb), Timeouts::default(), Some(Default::default()), Meter::default(), rx);
+        let task = relay(Socket::Own(OwnedFd::from(rc)), [None, None], Socket::Own(OwnedFd::from(rb)), Timeouts::default(), Some(Default::default()), Meter::default(), rx);
         let size = std::mem::size_of_val(&task);
         // 904 bytes when this was written: the core, two pipes, the timer and the phase.
         assert!(size < 2048, "the relay's future is {size} bytes");

@@ -48,7 +48,7 @@ fn is_raw(c: &Connection) -> bool {
 /// the 101 is out).
 pub fn run(
     r: &Request,
-    backend: &Backend,
+    backend: &mut Backend,
     backconn: &Connection,
     surplus: Vec<u8>,
     idle: Option<Duration>,
@@ -65,10 +65,12 @@ pub fn run(
         return DONE;
     }
     let board = status::Tunnel::start();
-    // A TLS client of a plain backend may leave its thread too, under the event MPM (its
-    // request suspended); HTTP/2 streams and TLS backends stay.
-    let suspendable = scheme == Scheme::Ws && is_tls_socket(&client) && is_raw(backconn) && mpm::is_async();
-    let handoff_at = if suspendable { async_handoff_at(r) } else { None };
+    // A TLS client may leave its thread too, under the event MPM (its request suspended),
+    // with a plain backend, or a TLS one whose connection can be held; HTTP/2 streams and
+    // plain clients of TLS backends stay.
+    let suspendable = is_tls_socket(&client) && mpm::is_async();
+    let handoff_at = if suspendable { async_handoff_at(r) } else { None }
+        .filter(|_| is_raw(backconn) || (is_tls_socket(backconn) && super::handoff::room_to_hold(r, backend.worker())));
     let filtered::Relayed::Handoff { moved, frames } = filtered::run(r, backconn, surplus, timeouts, scheme, websocket, board.meter(), handoff_at)
     else {
         return DONE;
@@ -95,7 +97,7 @@ fn is_tls_socket(c: &Connection) -> bool {
 fn raw(
     r: &Request,
     client: &Connection,
-    backend: &Backend,
+    backend: &mut Backend,
     backconn: &Connection,
     surplus: Vec<u8>,
     timeouts: super::limits::Timeouts,

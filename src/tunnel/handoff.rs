@@ -7,6 +7,10 @@ use crate::httpd::log::{INFO, WARNING};
 use crate::httpd::proxy::Backend;
 use crate::httpd::outcome::Read;
 use crate::httpd::record::LogRecord;
+use crate::httpd::nonblocking::NonBlocking;
+use crate::httpd::mpm;
+use crate::httpd::proxy::{HeldBackend, Worker};
+use super::limits::may_hold_backend;
 use crate::httpd::suspended::Suspended;
 use crate::httpd::{Connection, Request};
 use crate::rlog;
@@ -56,9 +60,11 @@ pub enum Client {
     Suspended,
 }
 
-/// Moves the tunnel to the child's runtime (docs/DESIGN.md §6). The backend: our own copy of
-/// its socket, its connection going back to mod_proxy (closed, so never reused) when the
-/// handler returns. The client: see [`Client`]. The worker's busy count is held until the
+/// Moves the tunnel to the child's runtime (docs/DESIGN.md §6). A plain backend: our own copy
+/// of its socket, its connection going back to mod_proxy (closed, so never reused) when the
+/// handler returns. A TLS (wss://) backend, only with a suspended client: its connection is
+/// held and driven through its filters, and goes back to mod_proxy when the tunnel ends. The
+/// client: see [`Client`]. The worker's busy count is held until the
 /// tunnel really ends. When it ends, WST02011 goes to the error log, and its access-log
 /// record: a raw client's through mod_log_config (the whole tunnel: `moved` before the
 /// hand-over plus what the runtime relayed), a suspended one's by httpd's own log hooks on
@@ -68,7 +74,7 @@ pub fn handoff(
     r: &Request,
     client: &Connection,
     how: Client,
-    backend: &Backend,
+    backend: &mut Backend,
     backconn: &Connection,
     timeouts: super::limits::Timeouts,
     frames: Option<(Frames, Frames)>,
@@ -76,17 +82,28 @@ pub fn handoff(
     moved: (u64, u64),
 ) -> Result<(), (std::io::Error, status::Tunnel)> {
     let no_socket = || std::io::Error::other("no socket");
+    // A filtered end keeps its socket (mod_ssl's), which its connection closes at the end.
+    let hold_backend = how == Client::Suspended && backconn.is_tls();
     let sockets = client.fd().ok_or_else(no_socket).and_then(|c| {
         let c = match how {
             Client::Raw => detached::Socket::Own(dup_cloexec(c)?),
-            // The suspended connection keeps its socket (mod_ssl's) and closes it at the end.
             Client::Suspended => detached::Socket::Lent(c),
         };
-        Ok((c, dup_cloexec(backconn.fd().ok_or_else(no_socket)?)?))
+        let b = backconn.fd().ok_or_else(no_socket)?;
+        Ok((c, if hold_backend { detached::Socket::Lent(b) } else { detached::Socket::Own(dup_cloexec(b)?) }))
     });
     let (cfd, bfd) = match sockets {
         Ok(fds) => fds,
         Err(e) => return Err((e, board)),
+    };
+    let held = if hold_backend {
+        let Some(count) = HeldCount::take(backend.worker()) else {
+            return Err((std::io::Error::other("the worker's connections (max=) are all in use"), board));
+        };
+        let Some(held) = backend.hold() else { return Err((no_socket(), board)) };
+        Some(Filtered::boxed(HeldWss { backend: held, _count: count }))
+    } else {
+        None
     };
     let busy = backend.worker().hold_busy();
     let server = r.server();
@@ -109,9 +126,9 @@ pub fn handoff(
         crate::httpd::log::server(file!(), line!(), server, INFO, 0, &msg);
     });
     board.detach();
-    let filtered: Option<Box<dyn detached::FilteredEnd>> = match how {
-        Client::Raw => None,
-        Client::Suspended => Some(Box::new(TlsClient { s: Suspended::take(r), may_hold_input: true })),
+    let filtered = match how {
+        Client::Raw => [None, held],
+        Client::Suspended => [Some(Filtered::boxed(Suspended::take(r))), held],
     };
     let tunnel = detached::Tunnel { client: cfd, filtered, backend: bfd, timeouts, frames, board, on_end };
     if how == Client::Suspended {
@@ -136,6 +153,66 @@ pub fn handoff(
     }
 }
 
+/// Whether a tunnel of `worker` may leave its thread holding the backend's connection (a
+/// wss:// backend; see `limits::may_hold_backend`). When not, WST02017 says why, once per
+/// child.
+pub fn room_to_hold(r: &Request, worker: Worker) -> bool {
+    let held = held().get(&worker.key()).copied().unwrap_or(0);
+    let (threads, max) = (mpm::threads_per_child(), worker.max_connections());
+    if may_hold_backend(held, threads, max) {
+        return true;
+    }
+    if !HOLD_LOGGED.swap(true, Ordering::Relaxed) {
+        rlog!(
+            r,
+            WARNING,
+            "WST02017: wss:// backend tunnels stay in their request threads: its worker's connections (max={max}) \
+             leave none to hold past {threads} request threads ({held} held); raise max= on the ProxyPass to \
+             ThreadsPerChild plus the asynchronous wss:// backend tunnels each child should hold (logged once per child)"
+        );
+    }
+    false
+}
+
+static HOLD_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// wss:// backend connections this child's suspended tunnels hold, by worker.
+static HELD: Lazy<Mutex<HashMap<usize, usize>>> = Lazy::new(Default::default);
+
+fn held() -> MutexGuard<'static, HashMap<usize, usize>> {
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One connection of a worker held by a suspended tunnel, counted until dropped.
+struct HeldCount(usize);
+
+impl HeldCount {
+    fn take(worker: Worker) -> Option<HeldCount> {
+        let mut all = held();
+        let n = all.entry(worker.key()).or_default();
+        if !may_hold_backend(*n, mpm::threads_per_child(), worker.max_connections()) {
+            return None;
+        }
+        *n += 1;
+        Some(HeldCount(worker.key()))
+    }
+}
+
+impl Drop for HeldCount {
+    fn drop(&mut self) {
+        if let Some(n) = held().get_mut(&self.0) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// A held wss:// backend and its place in the count: the connection goes back to mod_proxy
+/// (first field, dropped first), then the count lets another tunnel hold one.
+struct HeldWss {
+    backend: HeldBackend,
+    _count: HeldCount,
+}
+
 /// Suspended tunnels whose connection the MPM has not let go of yet, by connection.
 static WAITING: Lazy<Mutex<HashMap<(usize, i64), detached::Tunnel>>> = Lazy::new(Default::default);
 
@@ -151,26 +228,72 @@ pub fn connection_suspended(c: &Connection) {
         let (tunnel, e) = *failed;
         let server = c.server();
         crate::httpd::log::server(file!(), line!(), server, WARNING, 0, &format!("WST02016: cannot start a suspended TLS tunnel ({e}): closing it"));
-        if let Some(mut f) = tunnel.filtered {
+        let [client, backend] = tunnel.filtered;
+        for mut f in [backend, client].into_iter().flatten() {
             f.ended();
             f.finish();
         }
     }
 }
 
-/// A TLS client end on the runtime: its suspended connection's filters.
-struct TlsClient {
-    s: Suspended,
+/// What a filtered end on the runtime is driven through, and what becomes of it at the end:
+/// the suspended client's connection, or a held wss:// backend.
+trait Owner: Send {
+    fn io(&self) -> &NonBlocking;
+    /// See [`detached::FilteredEnd::let_go`]; only a suspended connection has to wait.
+    fn let_go(&self) -> bool {
+        true
+    }
+    fn ended(&mut self) {}
+    fn finish(self);
+}
+
+impl Owner for Suspended {
+    fn io(&self) -> &NonBlocking {
+        Suspended::io(self)
+    }
+    fn let_go(&self) -> bool {
+        Suspended::let_go(self)
+    }
+    fn ended(&mut self) {
+        self.log_request();
+    }
+    fn finish(self) {
+        Suspended::finish(self)
+    }
+}
+
+impl Owner for HeldWss {
+    fn io(&self) -> &NonBlocking {
+        self.backend.io()
+    }
+    /// Back to mod_proxy, closed (on drop).
+    fn finish(self) {}
+}
+
+/// A TLS end on the runtime: its connection's filters.
+struct Filtered<T: Owner> {
+    owner: T,
     may_hold_input: bool,
+}
+
+impl<T: Owner> Filtered<T> {
+    /// Boxed for the tunnel; mod_ssl may already hold input read before the hand-over.
+    fn boxed(owner: T) -> Box<dyn detached::FilteredEnd>
+    where
+        T: 'static,
+    {
+        Box::new(Filtered { owner, may_hold_input: true })
+    }
 }
 
 fn apr(e: i32) -> std::io::Error {
     std::io::Error::other(format!("APR status {e}"))
 }
 
-impl detached::FilteredEnd for TlsClient {
+impl<T: Owner> detached::FilteredEnd for Filtered<T> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let got = self.s.read(buf);
+        let got = self.owner.io().read(buf);
         self.may_hold_input = matches!(got, Read::Data(_));
         match got {
             Read::Data(n) => Ok(n),
@@ -181,11 +304,11 @@ impl detached::FilteredEnd for TlsClient {
     }
 
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.s.write(bytes).map_err(apr)
+        self.owner.io().write(bytes).map_err(apr)
     }
 
     fn holds(&self) -> bool {
-        self.s.holds()
+        self.owner.io().holds()
     }
 
     fn may_hold_input(&self) -> bool {
@@ -193,18 +316,18 @@ impl detached::FilteredEnd for TlsClient {
     }
 
     fn let_go(&self) -> bool {
-        self.s.let_go()
+        self.owner.let_go()
     }
 
     fn push(&mut self) -> std::io::Result<()> {
-        self.s.push().map_err(apr)
+        self.owner.io().push().map_err(apr)
     }
 
     fn ended(&mut self) {
-        self.s.log_request();
+        self.owner.ended();
     }
 
     fn finish(self: Box<Self>) {
-        self.s.finish();
+        self.owner.finish();
     }
 }

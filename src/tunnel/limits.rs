@@ -1,7 +1,8 @@
 //! Which time limits end a tunnel, decided once for every kind of relay (the poll relay on the
 //! request thread and the asynchronous one alike): `ProxyWebsocketIdleTimeout` (no byte either
 //! way for that long) and the write stall (bytes waiting to be written to a side that takes
-//! none for as long as httpd would let a blocking write wait on either connection).
+//! none for as long as httpd would let a blocking write wait on either connection). Also how
+//! many wss:// backend connections suspended tunnels may hold.
 
 use std::time::Duration;
 
@@ -20,9 +21,26 @@ impl Timeouts {
     }
 }
 
+/// Whether a suspended tunnel may hold one more of a worker's connections past its request
+/// thread. mod_proxy's pool of them (per child, `max=`, ThreadsPerChild by default) must keep
+/// one for each request thread besides the `held` ones, or a request would wait in mod_proxy
+/// for a connection that only a tunnel's end gives back.
+pub fn may_hold_backend(held: usize, threads: usize, max: usize) -> bool {
+    held + 1 + threads <= max
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_backends_leave_one_connection_per_request_thread() {
+        assert!(!may_hold_backend(0, 25, 25), "the default max= (ThreadsPerChild) leaves no room");
+        assert!(may_hold_backend(0, 25, 26));
+        assert!(!may_hold_backend(1, 25, 26));
+        assert!(may_hold_backend(974, 25, 1000));
+        assert!(!may_hold_backend(975, 25, 1000));
+    }
 
     #[test]
     fn the_write_stall_is_the_longer_of_both_timeouts() {

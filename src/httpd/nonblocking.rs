@@ -1,0 +1,87 @@
+//! A connection driven from the child's runtime without blocking, the way the event MPM's own
+//! write completion drives one: reads through its input filters until they say EAGAIN (a
+//! short read proves nothing: mod_ssl may keep the rest of a record), writes through its
+//! output filters without a FLUSH (a FLUSH blocks), then lets core's output filter write
+//! what the socket takes. Both ends a suspended tunnel may have use it: the suspended
+//! client's connection and a held wss:// backend's (mod_ssl's proxy side).
+
+use super::outcome::Read;
+use super::{Brigade, Connection};
+use crate::ffi;
+
+pub struct NonBlocking {
+    c: *mut ffi::conn_rec,
+    bb: *mut ffi::apr_bucket_brigade,
+}
+
+impl NonBlocking {
+    /// Takes over `c`'s I/O; its owner guarantees the connection outlives this value and that
+    /// one thread at a time uses it.
+    pub fn new(c: &Connection) -> NonBlocking {
+        // mod_ssl's coalescing filter keeps small writes until a FLUSH, which we never send:
+        // mod_proxy's tunnel takes it off too.
+        c.remove_output_filter(c"SSL/TLS Coalescing Filter");
+        NonBlocking { c: c.as_ptr(), bb: c.brigade().as_ptr() }
+    }
+
+    pub fn as_ptr(&self) -> *mut ffi::conn_rec {
+        self.c
+    }
+
+    fn conn(&self) -> Connection<'_> {
+        // SAFETY: live and ours alone while this value is (see `new`).
+        unsafe { Connection::from_raw(self.c) }
+    }
+
+    fn brigade(&self) -> Brigade<'_> {
+        // SAFETY: made in the connection's pool, which outlives this value.
+        unsafe { Brigade::from_raw(self.bb) }
+    }
+
+    /// Reads what the input filters give without waiting.
+    pub fn read(&self, buf: &mut [u8]) -> Read {
+        self.conn().read(&self.brigade(), buf, false)
+    }
+
+    /// Hands `bytes` to the output filters without a FLUSH, then writes what the socket takes;
+    /// the rest stays in core's output filter (`holds`).
+    pub fn write(&self, bytes: &[u8]) -> Result<(), i32> {
+        let bb = self.brigade();
+        bb.append(bytes);
+        let (_, out) = self.conn().filters();
+        // SAFETY: the live connection's output chain consumes the brigade.
+        let rv = unsafe { ffi::ap_pass_brigade(out, self.bb) };
+        bb.cleanup();
+        if rv != 0 {
+            return Err(rv);
+        }
+        self.push()
+    }
+
+    /// Writes what core's output filter holds, without waiting: it is called with no
+    /// brigade, which it takes as "write what you hold, without blocking".
+    pub fn push(&self) -> Result<(), i32> {
+        let (_, mut f) = self.conn().filters();
+        // SAFETY: walks the live output chain to its last filter (core's) and calls it with NULL.
+        let rv = unsafe {
+            while !(*f).next.is_null() {
+                f = (*f).next;
+            }
+            match (*(*f).frec).filter_func.out_func {
+                Some(func) => func(f, std::ptr::null_mut()),
+                None => 0,
+            }
+        };
+        if rv == 0 {
+            Ok(())
+        } else {
+            Err(rv)
+        }
+    }
+
+    /// Bytes wait in the output filters.
+    pub fn holds(&self) -> bool {
+        // SAFETY: a field read of the live connection.
+        unsafe { (*self.c).data_in_output_filters != 0 }
+    }
+}
