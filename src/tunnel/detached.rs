@@ -266,8 +266,9 @@ impl Drop for Live {
     }
 }
 
-/// Relays until both directions end, one fails, a limit ends it or the child stops.
-/// Both sockets are closed on return.
+/// Relays until both directions end, one fails, a limit ends it or the child stops. On return
+/// both sockets are out of the reactor, and its own ones closed (lent ones are their
+/// connections' to close).
 pub(super) async fn relay(
     client: Socket,
     mut filtered: [Option<&mut (dyn FilteredEnd + '_)>; 2],
