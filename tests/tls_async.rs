@@ -149,6 +149,47 @@ fn mpm_connections(h: &Httpd) -> u64 {
     status_auto(h.port).0["ConnsTotal"]
 }
 
+/// `lbmethod=bybusyness` sees every live wss:// tunnel, suspended ones included, on a ws://
+/// and on a wss:// member: live tunnels spread evenly, and once one member's are closed it
+/// takes the next ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn bybusyness_sees_suspended_tunnels_on_both_kinds_of_member() {
+    let s = site("tls-busy");
+    let open = || async {
+        let (ws, resp) = connect_tls(&format!("wss://localhost:{}/pair/busy", s.h.ports[0]), &s.pki).await.unwrap();
+        let who = resp.headers().get("x-backend").unwrap().to_str().unwrap().to_string();
+        (ws, who)
+    };
+    let mut live = Vec::new();
+    for _ in 0..6 {
+        live.push(open().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if event() {
+        assert_eq!(wait_count(&s.h, "(request suspended)", 6, Duration::from_secs(5)), 6, "{}", s.h.error_log());
+    }
+    let plain = s.b.name.clone();
+    let on_plain = live.iter().filter(|(_, w)| *w == plain).count();
+    assert_eq!(on_plain, 3, "bybusyness spreads live tunnels evenly: {:?}", live.iter().map(|(_, w)| w).collect::<Vec<_>>());
+    // Close the ws:// member's tunnels: it is now the idle one, so it gets the next three.
+    let (gone, kept): (Vec<_>, Vec<_>) = live.into_iter().partition(|(_, w)| *w == plain);
+    for (mut ws, _) in gone {
+        ws.close(None).await.ok();
+        while let Some(Ok(_)) = ws.next().await {}
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut again = Vec::new();
+    for i in 0..3 {
+        let (ws, who) = open().await;
+        assert_eq!(who, plain, "new tunnel {i} went to the busy member");
+        again.push(ws);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(again);
+    drop(kept);
+    s.h.stop();
+}
+
 /// A wss:// backend whose worker keeps mod_proxy's default max= (ThreadsPerChild): holding
 /// its connections past the request threads would leave requests waiting in mod_proxy for
 /// one, so its tunnels stay synchronous, say why once, and more than max= of them can still
