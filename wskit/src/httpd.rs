@@ -429,6 +429,17 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Proportional set size of a process in KiB: its private pages plus its share of the pages it
+/// shares with others (libraries, what a child shares with its parent), from
+/// /proc/<pid>/smaps_rollup; 0 if it is gone. Unlike RSS, summing it over processes counts
+/// each page once.
+pub fn pss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Pss:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// Open file descriptors of a process (None if it is gone).
 pub fn fd_count(pid: u32) -> Option<usize> {
     std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|d| d.count())

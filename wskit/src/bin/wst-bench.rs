@@ -314,19 +314,27 @@ struct Idle {
     opened: usize,
     echoed: usize,
     rss_kib_per_tunnel: Option<f64>,
+    pss_kib_per_tunnel: Option<f64>,
     threads: Option<u64>,
 }
 
-/// RSS (KiB) and threads of a server's whole process tree.
-fn rss_threads(root: u32) -> (u64, u64) {
-    let (mut rss, mut threads) = (0, 0);
+/// Memory of a server's whole process tree: RSS and PSS (KiB), and its threads.
+struct Footprint {
+    rss: u64,
+    pss: u64,
+    threads: u64,
+}
+
+fn rss_threads(root: u32) -> Footprint {
+    let (mut rss, mut pss, mut threads) = (0, 0, 0);
     for pid in wskit::peers::tree(root) {
         rss += wskit::httpd::rss_kib(pid);
+        pss += wskit::httpd::pss_kib(pid);
         if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
             threads += s.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
         }
     }
-    (rss, threads)
+    Footprint { rss, pss, threads }
 }
 
 async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32>) -> Idle {
@@ -372,8 +380,17 @@ async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32
             echoed += 1;
         }
     }
-    let per = before.zip(after).filter(|_| opened > 0).map(|(b, a)| (a.0 as f64 - b.0 as f64) / opened as f64);
-    Idle { asked: n, opened, echoed, rss_kib_per_tunnel: per, threads: after.map(|a| a.1) }
+    let per = |f: fn(&Footprint) -> u64| {
+        before.as_ref().zip(after.as_ref()).filter(|_| opened > 0).map(|(b, a)| (f(a) as f64 - f(b) as f64) / opened as f64)
+    };
+    Idle {
+        asked: n,
+        opened,
+        echoed,
+        rss_kib_per_tunnel: per(|f| f.rss),
+        pss_kib_per_tunnel: per(|f| f.pss),
+        threads: after.as_ref().map(|a| a.threads),
+    }
 }
 
 /// What is measured: the backend itself, an httpd with a module and its mode, or a peer.
@@ -747,16 +764,17 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
         );
     }
     s += &format!(
-        "\n## Idle WebSockets (httpd: MaxRequestWorkers 150; held {}s, then one echo on each)\n\n| target | asked | opened | echoed after the hold | RSS growth per tunnel KiB (process tree) | threads |\n|---|---|---|---|---|---|\n",
+        "\n## Idle WebSockets (httpd: MaxRequestWorkers 150; held {}s, then one echo on each)\n\n| target | asked | opened | echoed after the hold | PSS growth per tunnel KiB (process tree) | RSS growth per tunnel KiB | threads |\n|---|---|---|---|---|---|---|\n",
         o.hold
     );
     for &n in &names {
         if let Some(i) = &get(n).idle {
             s += &format!(
-                "| {n} | {} | {} | {} | {} | {} |\n",
+                "| {n} | {} | {} | {} | {} | {} | {} |\n",
                 i.asked,
                 i.opened,
                 i.echoed,
+                i.pss_kib_per_tunnel.map_or("–".into(), |v| format!("{v:.1}")),
                 i.rss_kib_per_tunnel.map_or("–".into(), |v| format!("{v:.1}")),
                 i.threads.map_or("–".into(), |v| v.to_string())
             );
