@@ -81,7 +81,6 @@ impl NonBlocking {
 
     /// Bytes wait in the output filters.
     pub fn holds(&self) -> bool {
-        // SAFETY: a field read of the live connection.
-        unsafe { (*self.c).data_in_output_filters != 0 }
+        self.conn().holds_output()
     }
 }

@@ -39,8 +39,13 @@ pub(super) fn notice_mpm_stopping() {
     }
 }
 
+/// A connection with a socket of its own (not an HTTP/2 stream).
+fn own_socket(c: &Connection) -> bool {
+    !c.is_secondary() && c.fd().is_some()
+}
+
 fn is_raw(c: &Connection) -> bool {
-    !c.is_tls() && !c.is_secondary() && c.fd().is_some()
+    !c.is_tls() && own_socket(c)
 }
 
 /// Relays between the client and the backend until the tunnel ends. `surplus` are bytes the
@@ -89,9 +94,8 @@ pub fn run(
     }
 }
 
-/// A TLS connection with a socket of its own (not an HTTP/2 stream).
 fn is_tls_socket(c: &Connection) -> bool {
-    c.is_tls() && !c.is_secondary() && c.fd().is_some()
+    c.is_tls() && own_socket(c)
 }
 
 fn raw(

@@ -158,10 +158,10 @@ pub fn handoff(
 /// child.
 pub fn room_to_hold(r: &Request, worker: Worker) -> bool {
     let held = held().get(&worker.key()).copied().unwrap_or(0);
-    let (threads, max) = (mpm::threads_per_child(), worker.max_connections());
-    if may_hold_backend(held, threads, max) {
+    if room(worker, held) {
         return true;
     }
+    let (threads, max) = (mpm::threads_per_child(), worker.max_connections());
     if !HOLD_LOGGED.swap(true, Ordering::Relaxed) {
         rlog!(
             r,
@@ -175,6 +175,11 @@ pub fn room_to_hold(r: &Request, worker: Worker) -> bool {
 }
 
 static HOLD_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this child, holding `held` of `worker`'s connections, may hold one more.
+fn room(worker: Worker, held: usize) -> bool {
+    may_hold_backend(held, mpm::threads_per_child(), worker.max_connections())
+}
 
 /// wss:// backend connections this child's suspended tunnels hold, by worker.
 static HELD: Lazy<Mutex<HashMap<usize, usize>>> = Lazy::new(Default::default);
@@ -190,7 +195,7 @@ impl HeldCount {
     fn take(worker: Worker) -> Option<HeldCount> {
         let mut all = held();
         let n = all.entry(worker.key()).or_default();
-        if !may_hold_backend(*n, mpm::threads_per_child(), worker.max_connections()) {
+        if !room(worker, *n) {
             return None;
         }
         *n += 1;

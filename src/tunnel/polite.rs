@@ -114,12 +114,12 @@ impl Direction {
         (!sender_closed).then(|| going_away(self.to_backend))
     }
 
-    /// Bytes passed on so far (our Close not included).
     /// Where the sender's frames stand (None for other protocols).
     pub fn frames(&self) -> Option<Frames> {
         self.frames
     }
 
+    /// Bytes passed on so far (our Close not included).
     pub fn passed(&self) -> u64 {
         self.passed
     }

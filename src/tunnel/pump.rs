@@ -134,15 +134,15 @@ pub fn pump<I: Io>(d: &mut Direction, pipe: &mut Pipe, io: &mut I, now: Tick) ->
             },
             None => {}
         }
+        let copy = copy_only(io, src, dst);
         if reads == MAX_READS {
-            return Ok(Pumped { more: d.next_read(copy_only(io, src, dst)).is_some() });
+            return Ok(Pumped { more: d.next_read(copy).is_some() });
         }
-        match d.next_read(copy_only(io, src, dst)) {
+        match d.next_read(copy) {
             Some(Want::Copy(limit)) => {
-                let from_filters = copy_only(io, src, dst);
                 match io.recv(src, d.read_space(limit)) {
                     Ok(n) => {
-                        d.copied(n, from_filters, now);
+                        d.copied(n, copy, now);
                         reads += 1;
                         progressed = true;
                     }

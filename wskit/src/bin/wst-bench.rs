@@ -325,7 +325,7 @@ struct Footprint {
     threads: u64,
 }
 
-fn rss_threads(root: u32) -> Footprint {
+fn footprint(root: u32) -> Footprint {
     let (mut rss, mut pss, mut threads) = (0, 0, 0);
     for pid in wskit::peers::tree(root) {
         rss += wskit::httpd::rss_kib(pid);
@@ -338,7 +338,7 @@ fn rss_threads(root: u32) -> Footprint {
 }
 
 async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32>) -> Idle {
-    let before = pid.map(rss_threads);
+    let before = pid.map(footprint);
     let sem = Arc::new(tokio::sync::Semaphore::new(200));
     let tasks: Vec<_> = (0..n)
         .map(|_| {
@@ -357,7 +357,7 @@ async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32
     }
     let opened = socks.len();
     tokio::time::sleep(Duration::from_secs(hold)).await;
-    let after = pid.map(rss_threads);
+    let after = pid.map(footprint);
     let msg = frame(b"still there?");
     let tasks: Vec<_> = socks
         .into_iter()
