@@ -77,6 +77,13 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     assert_eq!(notices.len(), 1, "said once at startup: {notices:?}");
     assert!(notices[0].contains("AsyncRequestWorkerFactor"), "{}", notices[0]);
     assert_eq!(wait_count(&s.h, "(request suspended)", n, Duration::from_secs(5)), n, "{}", s.h.error_log());
+    // Two descriptors each: the client's socket (the connection's own, polled in place) and
+    // the backend's; no copy, and no pollset left behind by mod_proxy's tunnel. Besides: the
+    // runtime's own three, and the last tunnel's request thread still letting go of its
+    // backend. Counted before the status requests below, whose connections the MPM may
+    // still linger on.
+    let grown = fds().saturating_sub(fds0);
+    assert!(grown <= 2 * n + 5, "{n} suspended tunnels hold {grown} more descriptors: {kinds0:?} before, {:?} now", fd_kinds(&s.h));
     // Plain HTTP still served, and the board counts them as asynchronous.
     let (status, _) = status_auto(s.h.port);
     assert_eq!((status["WebSocketAsyncTunnels"], status["WebSocketSyncTunnels"]), (n as u64, 0), "{status:?}");
@@ -84,11 +91,6 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     // status request itself is one more).
     let conns = mpm_connections(&s.h);
     assert!((n as u64..=n as u64 + 2).contains(&conns), "mod_status counts {conns} connections with {n} tunnels suspended");
-    // Two descriptors each: the client's socket (the connection's own, polled in place) and
-    // the backend's; no copy, and no pollset left behind by mod_proxy's tunnel. Besides: the
-    // runtime's own three, and a status request's connection the MPM may still linger on.
-    let grown = fds().saturating_sub(fds0);
-    assert!(grown <= 2 * n + 5, "{n} suspended tunnels hold {grown} more descriptors: {kinds0:?} before, {:?} now", fd_kinds(&s.h));
     // Big messages both ways through mod_ssl after the hand-over (on both kinds of backend).
     for ws in all.iter_mut().take(4) {
         let m = Message::binary(payload(1 << 20, 9));
