@@ -212,6 +212,12 @@ mod current {
     }
 }
 
+/// Starts the child's runtime if it does not run yet. A caller that can still fall back asks
+/// first: once it runs, [`spawn`] cannot fail.
+pub fn start() -> io::Result<()> {
+    runtime().map(|_| ())
+}
+
 /// Hands a tunnel to the runtime. On failure the tunnel comes back untouched.
 pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
     let rt = match runtime() {

@@ -3,7 +3,7 @@
 
 use super::detached;
 use crate::frames::Frames;
-use crate::httpd::log::{INFO, WARNING};
+use crate::httpd::log::{ERR, INFO, WARNING};
 use crate::httpd::proxy::Backend;
 use crate::httpd::outcome::Read;
 use crate::httpd::record::LogRecord;
@@ -81,6 +81,13 @@ pub fn handoff(
     mut board: status::Tunnel,
     moved: (u64, u64),
 ) -> Result<(), (std::io::Error, status::Tunnel)> {
+    // A suspended tunnel is spawned from the MPM's hook, where nothing can fall back: the
+    // runtime must run before the request is suspended.
+    if how == Client::Suspended {
+        if let Err(e) = detached::start() {
+            return Err((e, board));
+        }
+    }
     let no_socket = || std::io::Error::other("no socket");
     // A filtered end keeps its socket (mod_ssl's), which its connection closes at the end.
     let hold_backend = how == Client::Suspended && backconn.is_tls();
@@ -229,15 +236,18 @@ fn waiting() -> MutexGuard<'static, HashMap<(usize, i64), detached::Tunnel>> {
 /// it): a tunnel suspended on it starts on the runtime now.
 pub fn connection_suspended(c: &Connection) {
     let Some(tunnel) = waiting().remove(&c.identity()) else { return };
+    // `handoff` started the runtime, so this cannot fail. If it did, the client's connection
+    // could not be freed here: the MPM still uses it after this hook returns. It would be left
+    // until the child exits; the backend goes back to mod_proxy.
     if let Err(failed) = detached::spawn(tunnel) {
         let (tunnel, e) = *failed;
-        let server = c.server();
-        crate::httpd::log::server(file!(), line!(), server, WARNING, 0, &format!("WST02016: cannot start a suspended TLS tunnel ({e}): closing it"));
+        let msg = format!("WST02016: cannot start a suspended TLS tunnel ({e}): its connection is left open until the child exits");
+        crate::httpd::log::server(file!(), line!(), c.server(), ERR, 0, &msg);
         let [client, backend] = tunnel.filtered;
-        for mut f in [backend, client].into_iter().flatten() {
-            f.ended();
-            f.finish();
+        if let Some(backend) = backend {
+            backend.finish();
         }
+        std::mem::forget(client);
     }
 }
 
