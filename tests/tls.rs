@@ -135,23 +135,12 @@ async fn tls_front_end_to_ws_and_wss_backends() {
 }
 
 /// Raw bytes through a TLS front end: a WebSocket handshake, then TLS records both ways.
-async fn tls_tunnel(e: &Env, path: &str) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
-    tls_tunnel_on(e, e.h.ports[1], path).await
+async fn tls_tunnel_on(e: &Env, port: u16, path: &str) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
+    common::tls_tunnel(port, &e.pki, path).await
 }
 
-async fn tls_tunnel_on(e: &Env, port: u16, path: &str) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
-    let mut s = tls_stream(port, &e.pki, &[b"http/1.1"]).await;
-    s.write_all(raw::handshake(path, "").as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = s.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "closed before the 101: {:?}", String::from_utf8_lossy(&buf));
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let p = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert!(buf.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&buf));
-    (s, buf.split_off(p))
+async fn tls_tunnel(e: &Env, path: &str) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
+    tls_tunnel_on(e, e.h.ports[1], path).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

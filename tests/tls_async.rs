@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use wskit::backend::Event;
-use wskit::{raw, Pki};
+use wskit::Pki;
 
 struct Site {
     _dir: TempDir,
@@ -307,12 +307,11 @@ async fn half_close_each_way_when_suspended() {
     }
     let s = site("tls-half");
     let port = s.h.ports[0];
-    let open = |path: String| open_raw(port, &s.pki, path);
     for (prefix, b) in [("ws2", &s.b), ("wss2", &s.tb)] {
         // Client → backend: everything the client sent before its close_notify and FIN arrives,
         // and the answer still comes back.
         let before = s.h.error_log().matches("(request suspended)").count();
-        let (mut t, _) = open(format!("/{prefix}/raw-count")).await;
+        let (mut t, _) = tls_tunnel(port, &s.pki, &format!("/{prefix}/raw-count")).await;
         assert!(wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before, "{}", s.h.error_log());
         let data = payload(3 << 20, 1);
         t.write_all(&data).await.unwrap();
@@ -321,7 +320,7 @@ async fn half_close_each_way_when_suspended() {
         tokio::time::timeout(Duration::from_secs(30), t.read_to_end(&mut answer)).await.expect("no answer after half-close").ok();
         assert_eq!(String::from_utf8_lossy(&answer), format!("got {} bytes", data.len()));
         // Backend → client: its bytes, then its FIN; what the client sends after still arrives.
-        let (mut t, mut got) = open(format!("/{prefix}/raw-fin-first")).await;
+        let (mut t, mut got) = tls_tunnel(port, &s.pki, &format!("/{prefix}/raw-fin-first")).await;
         let mut chunk = [0u8; 64];
         loop {
             match tokio::time::timeout(Duration::from_secs(10), t.read(&mut chunk)).await.expect("no EOF from backend") {
@@ -340,23 +339,6 @@ async fn half_close_each_way_when_suspended() {
     s.h.stop();
 }
 
-/// A raw TLS connection upgraded at `path` (the backend's raw modes), and the bytes that came
-/// right behind the 101.
-async fn open_raw(port: u16, pki: &Pki, path: String) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
-    let mut t = tls_stream(port, pki, &[b"http/1.1"]).await;
-    t.write_all(raw::handshake(&path, "").as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = t.read(&mut chunk).await.unwrap();
-        assert!(n > 0);
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    assert!(buf.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&buf));
-    let p = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    (t, buf.split_off(p))
-}
-
 /// Resets and write stalls end suspended tunnels, to either kind of backend: a client's reset
 /// reaches the backend as the end of its connection, a backend's reset ends the client's, and
 /// a client that never reads while its backend floods it is cut off after the write-stall
@@ -371,7 +353,7 @@ async fn resets_and_stalls_end_suspended_tunnels() {
     for (prefix, b) in [("ws2", &s.b), ("wss2", &s.tb)] {
         // The client resets.
         let before = suspended(&s.h);
-        let (t, _) = open_raw(s.h.ports[0], &s.pki, format!("/{prefix}/raw-hold")).await;
+        let (t, _) = tls_tunnel(s.h.ports[0], &s.pki, &format!("/{prefix}/raw-hold")).await;
         assert!(wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before, "{}", s.h.error_log());
         let at = Instant::now();
         drop(wskit::backend::socket_linger0(t.into_inner().0.into_std().unwrap()));
@@ -379,7 +361,7 @@ async fn resets_and_stalls_end_suspended_tunnels() {
         assert!(seen.is_some(), "{prefix}: the backend's connection outlived the client's reset");
         // The backend resets (after the client's first bytes).
         let before = suspended(&s.h);
-        let (mut t, _) = open_raw(s.h.ports[0], &s.pki, format!("/{prefix}/raw-rst")).await;
+        let (mut t, _) = tls_tunnel(s.h.ports[0], &s.pki, &format!("/{prefix}/raw-rst")).await;
         assert!(wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before, "{}", s.h.error_log());
         t.write_all(b"hello").await.unwrap();
         let mut rest = Vec::new();
@@ -389,7 +371,7 @@ async fn resets_and_stalls_end_suspended_tunnels() {
         let before = suspended(&s.h);
         let stalls = |h: &Httpd| h.error_log().matches("took no data for 2s").count();
         let stalls0 = stalls(&s.h);
-        let (t, _) = open_raw(s.h.ports[2], &s.pki, format!("/{prefix}/raw-flood-1000000000")).await;
+        let (t, _) = tls_tunnel(s.h.ports[2], &s.pki, &format!("/{prefix}/raw-flood-1000000000")).await;
         assert!(wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before, "{}", s.h.error_log());
         let t0 = Instant::now();
         while stalls(&s.h) == stalls0 && t0.elapsed() < Duration::from_secs(15) {

@@ -4,12 +4,11 @@
 use super::detached;
 use crate::frames::Frames;
 use crate::httpd::log::{ERR, INFO, WARNING};
-use crate::httpd::proxy::Backend;
 use crate::httpd::outcome::Read;
 use crate::httpd::record::LogRecord;
 use crate::httpd::nonblocking::NonBlocking;
 use crate::httpd::mpm;
-use crate::httpd::proxy::{HeldBackend, Worker};
+use crate::httpd::proxy::{Backend, HeldBackend, Worker};
 use super::limits::may_hold_backend;
 use crate::httpd::suspended::Suspended;
 use crate::httpd::{Connection, Request};

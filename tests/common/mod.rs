@@ -83,6 +83,24 @@ pub async fn tls_stream(port: u16, pki: &wskit::Pki, alpn: &[&[u8]]) -> tokio_ru
     connector.connect(name, tcp).await.unwrap()
 }
 
+/// A raw TLS connection upgraded at `path` (the backend's raw modes: bytes, not frames), and
+/// the bytes that came right behind the 101.
+pub async fn tls_tunnel(port: u16, pki: &wskit::Pki, path: &str) -> (tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tls_stream(port, pki, &[b"http/1.1"]).await;
+    s.write_all(wskit::raw::handshake(path, "").as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before the 101: {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let p = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(buf.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&buf));
+    (s, buf.split_off(p))
+}
+
 /// Payload `i` of `size` bytes: distinct per message so that reordering shows.
 pub fn payload(size: usize, i: u8) -> Vec<u8> {
     (0..size).map(|j| (j as u8).wrapping_mul(31).wrapping_add(i)).collect()
