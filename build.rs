@@ -89,12 +89,12 @@ fn main() {
         "ap_get_server_revision", "ap_state_query", "ap_exists_config_define", "apr_table_get", "apr_table_setn",
         "apr_table_addn", "apr_table_clear", "apr_pstrmemdup", "apr_palloc", "apr_brigade_create", "apr_brigade_cleanup",
         "apr_brigade_flatten", "apr_brigade_write", "apr_os_sock_get", "apr_socket_timeout_get", "apr_socket_timeout_set",
-        "apr_shm_create", "ap_run_log_transaction", "apr_pool_destroy", "ap_remove_output_filter_byhandle", "ap_shutdown_conn", "apr_shm_baseaddr_get", "apr_pool_cleanup_register", "apr_pool_cleanup_null", "apr_pollset_destroy", "wst_.*",
+        "apr_shm_create", "ap_run_log_transaction", "apr_pool_destroy", "ap_remove_output_filter_byhandle", "ap_shutdown_conn", "apr_shm_baseaddr_get", "apr_pool_cleanup_register", "apr_pool_cleanup_null", "apr_pollset_destroy", "ap_proxy_ssl_engine", "apr_pool_allocator_get", "apr_allocator_max_free_set", "wst_.*",
     ] {
         b = b.allowlist_function(f);
     }
     for v in [
-        "proxy_module", "ap_server_conf", "ap_scoreboard_image", "ap_graceful_shutdown_timeout", "ap_pglobal",
+        "proxy_module", "ap_server_conf", "ap_max_mem_free", "ap_scoreboard_image", "ap_graceful_shutdown_timeout", "ap_pglobal",
         "AP_MODE_READBYTES", "APR_(NON)?BLOCK_READ", "AP_MPMQ_.*", "AP_SQ_.*", "AP_SERVER_.*_NUMBER", "AP_STATUS_.*",
         "APLOG_.*", "HTTP_.*", "OK", "DECLINED", "DONE", "MODULE_MAGIC_.*", "PROXY_CANONENC_NOENCODEDSLASHENCODING",
         "AP_CONN_CLOSE", "enc_path", "SUSPENDED",

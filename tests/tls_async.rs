@@ -109,12 +109,16 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     // The child's runtime, started by the first tunnel, keeps its own three (its epoll, its
     // waker and the drain's eventfd).
     assert!(fds() <= fds0 + 3, "descriptors: {fds0} before, {} after the tunnels", fds());
-    // One access-log record per tunnel, httpd's own, at its end: 101, its bytes (TLS, as
-    // mod_logio counts them) and its whole life.
+    // Two access-log records per tunnel, as for raw ones: httpd's own when the request was
+    // ended at the hand-over (its pool freed there), and the module's at the tunnel's end with
+    // what the runtime relayed: 1 MiB each way for the first four.
     let access = s.h.access_log();
     let records: Vec<&str> = access.lines().filter(|l| l.contains("/ws2/x") || l.contains("/wss2/x")).collect();
-    assert_eq!(records.len(), n, "{access}");
+    assert_eq!(records.len(), 2 * n, "{access}");
     assert!(records.iter().all(|l| l.contains(" 101 ")), "{access}");
+    let bytes = |l: &str| -> Vec<u64> { l.rsplit(' ').take(2).map(|v| v.parse().unwrap()).collect() };
+    let big = records.iter().filter(|l| bytes(l).iter().all(|&b| b > 1 << 20)).count();
+    assert_eq!(big, 4, "{access}");
     let (status, _) = status_auto(s.h.port);
     assert_eq!(status["WebSocketAsyncTunnels"], 0, "{status:?}");
     // Each ended tunnel gave its connection back to the MPM's count.

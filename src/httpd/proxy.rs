@@ -162,8 +162,19 @@ impl<'r> Backend<'r> {
     /// Keeps the connection past its request thread (a suspended tunnel's wss:// backend): it
     /// is no longer released when this value drops, but when the returned one does. None
     /// without a backend `conn_rec`.
+    /// Its TLS settings (mod_ssl's directory configuration, which mod_proxy gave it from the
+    /// request) are pointed at the worker's own, as mod_proxy does for a connection it keeps
+    /// idle: the request is freed long before the held connection ends, and mod_ssl reads
+    /// them again if the backend starts a new handshake.
     pub fn hold(&mut self) -> Option<HeldBackend> {
-        let io = NonBlocking::new(&self.connection()?);
+        let conn = self.connection()?;
+        let io = NonBlocking::new(&conn);
+        if self.rec().is_ssl() != 0 {
+            // SAFETY: the connection and the worker are live; the worker's section (or, when
+            // NULL, the server's defaults that mod_ssl falls back to) lives as long as the
+            // configuration; rebinding an established TLS connection only swaps that pointer.
+            unsafe { ffi::ap_proxy_ssl_engine(conn.as_ptr(), (*self.worker.raw).section_config, 1) };
+        }
         let server = self.r.server().as_ptr().cast_mut();
         let raw = std::mem::replace(&mut self.raw, std::ptr::null_mut());
         Some(HeldBackend { raw, function: self.function, server, io })

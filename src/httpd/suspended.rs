@@ -1,18 +1,30 @@
 //! A request whose handler returned SUSPENDED (event MPM): the MPM forgets its connection and
 //! leaves the connection's pool, socket and mod_ssl state to the module. From the hand-over on
 //! one thread at a time uses it (the request thread until the handler returns, then the
-//! child's runtime); when the tunnel ends, `finish` logs the real request and destroys the
-//! connection's pool, whose cleanups close the socket, free mod_ssl's state and give the MPM
-//! its counts back (`suspended`, connections).
+//! child's runtime). When the tunnel's end can be logged from a copy of the request (a
+//! `LogRecord`), the request itself is ended once the MPM lets go, as httpd ends one: logged
+//! (the hand-over's record) and its pool destroyed, which an idle tunnel would otherwise keep
+//! for its whole life; if not, the real request is logged at the tunnel's end. `finish` then
+//! destroys the connection's pool, whose cleanups close the socket, free mod_ssl's state and
+//! give the MPM its counts back (`suspended`, connections).
+//!
+//! What outlives the request in the connection, checked in httpd 2.4's sources: mod_ssl's
+//! pointer from the SSL to the request (read only by its certificate verify callback, which
+//! runs in a handshake: renegotiation is refused (`SSL_OP_NO_RENEGOTIATION`, set on every
+//! server context) unless mod_ssl itself renegotiates inside a request, and TLS 1.3's
+//! post-handshake authentication is only ever started by the server) and the event MPM's
+//! pointer to its current request (cleared by its own cleanup on the request's pool).
 
 use super::nonblocking::NonBlocking;
 use super::Request;
 use crate::ffi;
 
 pub struct Suspended {
-    r: *mut ffi::request_rec,
+    /// The request, until it is logged and freed.
+    r: Option<*mut ffi::request_rec>,
+    /// Whether it may be ended once the MPM lets go (its tunnel's end is logged otherwise).
+    end_early: bool,
     io: NonBlocking,
-    logged: bool,
 }
 
 // SAFETY: once the handler returned SUSPENDED, nothing in httpd touches the request or its
@@ -21,9 +33,11 @@ pub struct Suspended {
 unsafe impl Send for Suspended {}
 
 impl Suspended {
-    /// Takes over the request; its handler must return SUSPENDED right after.
-    pub fn take(r: &Request) -> Suspended {
-        Suspended { r: r.as_ptr(), io: NonBlocking::new(&r.connection()), logged: false }
+    /// Takes over the request; its handler must return SUSPENDED right after. `end_early`:
+    /// the tunnel's end is logged from a copy, so the request may be ended at the hand-over
+    /// ([`Suspended::handed_over`]).
+    pub fn take(r: &Request, end_early: bool) -> Suspended {
+        Suspended { r: Some(r.as_ptr()), end_early, io: NonBlocking::new(&r.connection()) }
     }
 
     /// Whether the MPM's thread is done with the connection: the event MPM, after its
@@ -42,20 +56,40 @@ impl Suspended {
         &self.io
     }
 
-    /// Logs the request (status 101, its whole life, mod_logio's bytes) through every log
-    /// module, as httpd would have; once.
-    pub fn log_request(&mut self) {
-        if !std::mem::replace(&mut self.logged, true) {
-            // SAFETY: the request is whole (suspended, never finalised), so its log hooks see a
-            // real request.
-            unsafe { ffi::ap_run_log_transaction(self.r) };
+    /// Called once the MPM let go of the connection: ends the request now if it may be, and
+    /// gives its memory back to the system rather than to the connection's allocator, whose
+    /// free list (up to `MaxMemFree`) an idle tunnel would keep for its whole life.
+    pub fn handed_over(&mut self) {
+        if self.end_early && self.let_go() {
+            // SAFETY: the allocator is the connection's own (the event MPM makes one per
+            // connection), used by this thread alone now; its limit is set back to the MPM's.
+            unsafe {
+                let a = ffi::apr_pool_allocator_get((*self.io.as_ptr()).pool);
+                ffi::apr_allocator_max_free_set(a, 1);
+                self.end_request();
+                ffi::apr_allocator_max_free_set(a, ffi::ap_max_mem_free as usize);
+            }
         }
     }
 
-    /// Ends the connection: its record if not logged yet, TLS close_notify if the socket takes
+    /// Ends the request as httpd ends one, if not yet: logged through every log module
+    /// (status 101, mod_logio's bytes so far) and its pool destroyed.
+    pub fn end_request(&mut self) {
+        if let Some(r) = self.r.take() {
+            // SAFETY: the request is whole (suspended, never finalised), so its log hooks see a
+            // real request; nothing refers to its pool afterwards (see the module's
+            // documentation), and it is destroyed once, here.
+            unsafe {
+                ffi::ap_run_log_transaction(r);
+                ffi::apr_pool_destroy((*r).pool);
+            }
+        }
+    }
+
+    /// Ends the connection: the request if not ended yet, TLS close_notify if the socket takes
     /// it now, and the connection's pool destroyed.
     pub fn finish(mut self) {
-        self.log_request();
+        self.end_request();
         // SAFETY: ap_shutdown_conn without flush never blocks; the pool is the MPM's
         // per-connection pool, handed to us with the connection, and nothing uses it after.
         unsafe {

@@ -54,6 +54,9 @@ pub trait FilteredEnd: Send {
     fn push(&mut self) -> io::Result<()>;
     /// Whether the thread that handed the connection over is done with it (see [`handed_over`]).
     fn let_go(&self) -> bool;
+    /// Called once the wait for `let_go` is over, before the relay uses the end: what only
+    /// the handing thread needed may go (a suspended request is ended).
+    fn handed_over(&mut self);
     /// Called once, when the tunnel ended and its end was reported: the connection's own
     /// record of it (an access log line).
     fn ended(&mut self);
@@ -77,6 +80,7 @@ async fn handed_over(f: &mut dyn FilteredEnd) -> Instant {
     while !f.let_go() && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    f.handed_over();
     Instant::now()
 }
 

@@ -65,9 +65,10 @@ pub enum Client {
 /// held and driven through its filters, and goes back to mod_proxy when the tunnel ends. The
 /// client: see [`Client`]. The worker's busy count is held until the
 /// tunnel really ends. When it ends, WST02011 goes to the error log, and its access-log
-/// record: a raw client's through mod_log_config (the whole tunnel: `moved` before the
-/// hand-over plus what the runtime relayed), a suspended one's by httpd's own log hooks on
-/// the real request.
+/// record through mod_log_config (the whole tunnel: `moved` before the hand-over plus what the
+/// runtime relayed), the request's own being the hand-over's (`wstunnel-handoff`). Where that
+/// record cannot be kept (`LogRecord::take`), a suspended request lives on and is logged at
+/// the tunnel's end by httpd's own log hooks.
 #[allow(clippy::too_many_arguments)] // each is a different piece of the tunnel being moved
 pub fn handoff(
     r: &Request,
@@ -114,8 +115,9 @@ pub fn handoff(
     let busy = backend.worker().hold_busy();
     let server = r.server();
     let what = format!("\"{}\" from {}", r.the_request(), client.remote_ip());
-    let record = if how == Client::Raw { LogRecord::take(r) } else { None };
+    let record = LogRecord::take(r);
     let arrived = r.request_time_us();
+    let record_taken = record.is_some();
     let on_end = Box::new(move |rep: detached::Report| {
         drop(busy);
         let (c2b, b2c) = (moved.0 + rep.client_to_backend, moved.1 + rep.backend_to_client);
@@ -134,10 +136,13 @@ pub fn handoff(
     board.detach();
     let filtered = match how {
         Client::Raw => [None, held],
-        Client::Suspended => [Some(Filtered::boxed(Suspended::take(r))), held],
+        Client::Suspended => [Some(Filtered::boxed(Suspended::take(r, record_taken))), held],
     };
     let tunnel = detached::Tunnel { client: cfd, filtered, backend: bfd, timeouts, frames, board, on_end };
     if how == Client::Suspended {
+        if record_taken {
+            r.set_env("wstunnel-handoff", "1");
+        }
         // The runtime may touch the connection only once the MPM has let go of it.
         waiting().insert(client.identity(), tunnel);
         return Ok(());
@@ -258,6 +263,7 @@ trait Owner: Send {
     fn let_go(&self) -> bool {
         true
     }
+    fn handed_over(&mut self) {}
     fn ended(&mut self) {}
     fn finish(self);
 }
@@ -269,8 +275,11 @@ impl Owner for Suspended {
     fn let_go(&self) -> bool {
         Suspended::let_go(self)
     }
+    fn handed_over(&mut self) {
+        Suspended::handed_over(self)
+    }
     fn ended(&mut self) {
-        self.log_request();
+        self.end_request();
     }
     fn finish(self) {
         Suspended::finish(self)
@@ -335,6 +344,10 @@ impl<T: Owner> detached::FilteredEnd for Filtered<T> {
 
     fn push(&mut self) -> std::io::Result<()> {
         self.owner.io().push().map_err(apr)
+    }
+
+    fn handed_over(&mut self) {
+        self.owner.handed_over();
     }
 
     fn ended(&mut self) {
