@@ -389,6 +389,53 @@ async fn resets_and_stalls_end_suspended_tunnels() {
     assert_eq!(log.matches("WST02011").count(), 6, "every one ended on the runtime:\n{log}");
 }
 
+/// A suspended tunnel's request is ended and freed at the hand-over, while mod_ssl's state
+/// keeps a pointer to it for its certificate verify callback (armed here: client certificates
+/// are asked for). A client that tries to renegotiate (TLS 1.2) to reach it is refused by
+/// OpenSSL, as mod_ssl disables renegotiation; the child lives on and serves the next tunnel.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renegotiation_on_a_suspended_tunnel_is_refused() {
+    if !event() {
+        return;
+    }
+    use std::io::Write;
+    let s = site("tls-reneg");
+    let port = s.h.ports[2];
+    let children = s.h.children();
+    let mut client = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-tls1_2", "-crlf"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl s_client");
+    let mut stdin = client.stdin.take().unwrap();
+    let head = "GET /ws2/reneg HTTP/1.1\nHost: localhost\nUpgrade: websocket\nConnection: Upgrade\n\
+                Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nSec-WebSocket-Version: 13\n\n";
+    stdin.write_all(head.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // The request's own record is written when it is ended, at the hand-over.
+    assert!(s.h.wait_access_log("/ws2/reneg", Duration::from_secs(5)), "{}", s.h.error_log());
+    stdin.write_all(b"R\n").unwrap();
+    stdin.flush().unwrap();
+    let t0 = Instant::now();
+    while client.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = client.kill();
+    let out = client.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("101 Switching Protocols"), "{said}");
+    assert!(said.contains("RENEGOTIATING") && said.contains("no renegotiation"), "{said}");
+    assert!(s.h.wait_log("WST02011", Duration::from_secs(5)), "{}", s.h.error_log());
+    let (mut ws, _) = connect_tls(&format!("wss://localhost:{port}/ws2/next"), &s.pki).await.unwrap();
+    let m = Message::text("after the attempt");
+    assert_eq!(echo(&mut ws, m.clone()).await, m);
+    assert_eq!(s.h.children(), children, "the child that refused it serves on");
+    drop(ws);
+    s.h.stop();
+}
+
 /// 10,000 wss:// tunnels connect, hand over (suspended), echo and close, half of them to a
 /// wss:// backend: the child's open files and memory end where they were after a warm-up of
 /// 1,000 (which brings mod_proxy's connection pool and the allocators to their working size),
