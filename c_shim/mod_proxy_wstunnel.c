@@ -161,6 +161,15 @@ void wst_brigade_append(apr_bucket_brigade *bb, const char *data, apr_size_t len
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(data, len, NULL, bb->bucket_alloc));
 }
 
+apr_status_t wst_pass_transient(ap_filter_t *f, apr_bucket_brigade *bb, const char *data, apr_size_t len)
+{
+    apr_status_t rv;
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_transient_create(data, len, bb->bucket_alloc));
+    rv = ap_pass_brigade(f, bb);
+    apr_brigade_cleanup(bb);
+    return rv;
+}
+
 ap_filter_t *wst_watch_add(conn_rec *c, void *watch)
 {
     return ap_add_input_filter_handle(wst_watch_filter, watch, NULL, c);

@@ -63,6 +63,9 @@ void wst_bucket_delete(apr_bucket *e);
 void wst_bucket_truncate(apr_bucket *e, apr_size_t len);
 /* Appends a heap copy of the bytes. */
 void wst_brigade_append(apr_bucket_brigade *bb, const char *data, apr_size_t len);
+/* Passes `data` down the filter chain from `f` in a transient bucket (a filter that keeps it
+ * sets it aside, copying), then empties `bb`. */
+apr_status_t wst_pass_transient(ap_filter_t *f, apr_bucket_brigade *bb, const char *data, apr_size_t len);
 /* Writes `len` bytes to a connection's output filters and flushes; APR status. */
 apr_status_t wst_conn_write(conn_rec *c, const char *data, apr_size_t len);
 

@@ -66,6 +66,16 @@ impl<'p> Brigade<'p> {
         unsafe { ffi::wst_brigade_append(self.raw, bytes.as_ptr().cast(), bytes.len()) }
     }
 
+    /// Passes `bytes` down the filter chain from `f` without copying them (a transient bucket:
+    /// a filter that keeps it sets it aside, as APR requires), and leaves the brigade empty.
+    /// A copy would take an allocator block as large as `bytes`, which the connection's
+    /// allocator keeps on its free list for as long as the connection lives.
+    pub(super) fn pass_borrowed(&self, f: *mut ffi::ap_filter_t, bytes: &[u8]) -> i32 {
+        // SAFETY: a live brigade and filter chain; the bucket refers to `bytes` only until the
+        // shim empties the brigade, before returning.
+        unsafe { ffi::wst_pass_transient(f, self.raw, bytes.as_ptr().cast(), bytes.len()) }
+    }
+
     /// Appends `bytes` with `apr_brigade_write` (coalesced into the brigade's buckets).
     pub fn write(&self, bytes: &[u8]) -> i32 {
         // SAFETY: a live brigade; APR copies the bytes; no flush callback.

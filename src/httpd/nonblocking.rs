@@ -46,12 +46,8 @@ impl NonBlocking {
     /// Hands `bytes` to the output filters without a FLUSH, then writes what the socket takes;
     /// the rest stays in core's output filter (`holds`).
     pub fn write(&self, bytes: &[u8]) -> Result<(), i32> {
-        let bb = self.brigade();
-        bb.append(bytes);
         let (_, out) = self.conn().filters();
-        // SAFETY: the live connection's output chain consumes the brigade.
-        let rv = unsafe { ffi::ap_pass_brigade(out, self.bb) };
-        bb.cleanup();
+        let rv = self.brigade().pass_borrowed(out, bytes);
         if rv != 0 {
             return Err(rv);
         }
