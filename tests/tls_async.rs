@@ -401,7 +401,6 @@ async fn a_renegotiation_on_a_suspended_tunnel_is_refused() {
     use std::io::Write;
     let s = site("tls-reneg");
     let port = s.h.ports[2];
-    let children = s.h.children();
     let mut client = std::process::Command::new("openssl")
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-tls1_2", "-crlf"])
         .stdin(std::process::Stdio::piped())
@@ -416,6 +415,8 @@ async fn a_renegotiation_on_a_suspended_tunnel_is_refused() {
     stdin.flush().unwrap();
     // The request's own record is written when it is ended, at the hand-over.
     assert!(s.h.wait_access_log("/ws2/reneg", Duration::from_secs(5)), "{}", s.h.error_log());
+    let children = s.h.children();
+    assert!(!children.is_empty());
     stdin.write_all(b"R\n").unwrap();
     stdin.flush().unwrap();
     let t0 = Instant::now();
