@@ -414,10 +414,7 @@ async fn an_idle_suspended_tunnel_costs_the_child_little_memory() {
     let all = open_at_most(&url, &s.pki, n, 2).await;
     // Every request was ended: its own record is written then.
     let handed = |h: &Httpd| h.access_log().lines().filter(|l| l.contains("/ws2/m")).count();
-    let t0 = Instant::now();
-    while handed(&s.h) < 2 * 100 + n && t0.elapsed() < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wskit::httpd::wait_until(Duration::from_secs(10), || handed(&s.h) >= 2 * 100 + n);
     assert_eq!(handed(&s.h), 2 * 100 + n);
     let (status, _) = status_auto(s.h.port);
     assert_eq!(status["WebSocketAsyncTunnels"], n as u64, "{status:?}");

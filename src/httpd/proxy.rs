@@ -162,6 +162,7 @@ impl<'r> Backend<'r> {
     /// Keeps the connection past its request thread (a suspended tunnel's wss:// backend): it
     /// is no longer released when this value drops, but when the returned one does. None
     /// without a backend `conn_rec`.
+    ///
     /// Its TLS settings (mod_ssl's directory configuration, which mod_proxy gave it from the
     /// request) are pointed at the worker's own, as mod_proxy does for a connection it keeps
     /// idle: the request is freed long before the held connection ends, and mod_ssl reads

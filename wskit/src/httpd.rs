@@ -410,7 +410,7 @@ pub fn configtest_with(module: &Path, site_text: &str) -> (bool, String) {
 }
 
 /// Polls `done` every 20 ms for up to `t`.
-fn wait_until(t: Duration, done: impl Fn() -> bool) -> bool {
+pub fn wait_until(t: Duration, done: impl Fn() -> bool) -> bool {
     let end = Instant::now() + t;
     while Instant::now() < end {
         if done() {
@@ -434,19 +434,21 @@ pub fn rss_kib(pid: u32) -> u64 {
 /// /proc/<pid>/smaps_rollup; 0 if it is gone. Unlike RSS, summing it over processes counts
 /// each page once.
 pub fn pss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Pss:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
+    rollup_kib(pid, &["Pss:"])
 }
 
 /// Memory only this process maps (its USS: private pages, clean and dirty), in KiB; unlike
 /// PSS it does not move when other processes map or unmap the same libraries.
 pub fn uss_kib(pid: u32) -> u64 {
+    rollup_kib(pid, &["Private_Clean:", "Private_Dirty:"])
+}
+
+/// The sum of `fields` (KiB) in a process's /proc/PID/smaps_rollup; 0 if it is gone.
+fn rollup_kib(pid: u32, fields: &[&str]) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .map(|s| {
             s.lines()
-                .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
+                .filter(|l| fields.iter().any(|f| l.starts_with(f)))
                 .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
                 .sum()
         })
