@@ -117,6 +117,19 @@ impl<'c> Connection<'c> {
         (unsafe { ffi::apr_os_sock_get(&mut fd, sock) } == 0 && fd >= 0).then_some(fd)
     }
 
+    /// Sets the APR timeout of core's socket to zero: every wait APR or a filter would make on
+    /// it (`apr_poll` with the socket's timeout) returns at once.
+    pub fn set_socket_timeout_zero(&self) {
+        // SAFETY: reads core's socket of a live connection (NULL if none) and sets the APR
+        // socket's timeout field (and O_NONBLOCK, which a zero timeout needs).
+        unsafe {
+            let sock = ffi::ap_get_conn_socket(self.raw);
+            if !sock.is_null() {
+                ffi::apr_socket_timeout_set(sock, 0);
+            }
+        }
+    }
+
     /// Reads at most `buf.len()` bytes through the connection's input filters.
     pub fn read(&self, bb: &Brigade<'_>, buf: &mut [u8], block: bool) -> Read {
         let mode = if block { ffi::APR_BLOCK_READ } else { ffi::APR_NONBLOCK_READ };

@@ -79,4 +79,28 @@ impl NonBlocking {
     pub fn holds(&self) -> bool {
         self.conn().holds_output()
     }
+
+    /// From now on nothing in httpd, APR or mod_ssl waits on this connection's peer: its
+    /// socket's timeout, which every blocking path below the filters waits with (core's
+    /// output filter polls with it for a FLUSH, which OpenSSL asks for after every alert and
+    /// mod_ssl after its close_notify; a blocking read waits with it), is set to zero, so such
+    /// a wait fails at once (a write then marks the connection aborted) instead of holding the
+    /// relay thread, and every other tunnel on it, for `Timeout`. Called on the thread that
+    /// drives the connection once its request thread let go of it.
+    pub fn never_wait(&self) {
+        self.conn().set_socket_timeout_zero();
+    }
+
+    /// The last word on a connection the runtime drives: if its output filters still hold
+    /// bytes (its peer does not read) or it failed, its socket is closed with a reset rather
+    /// than left to the kernel to deliver to a peer that may never read.
+    pub fn abort_if_stuck(&self) {
+        let c = self.conn();
+        if c.holds_output() || c.aborted() {
+            c.set_aborted();
+            if let Some(fd) = c.fd() {
+                crate::sys::set_linger_zero(fd);
+            }
+        }
+    }
 }

@@ -87,15 +87,18 @@ impl Suspended {
     }
 
     /// Ends the connection: the request if not ended yet, TLS close_notify if the socket takes
-    /// it now, and the connection's pool destroyed.
+    /// it now, a reset if the client left bytes unread, and the connection's pool destroyed.
     pub fn finish(mut self) {
         self.end_request();
-        // SAFETY: ap_shutdown_conn without flush never blocks; the pool is the MPM's
-        // per-connection pool, handed to us with the connection, and nothing uses it after.
+        // SAFETY: the connection's socket never waits (`NonBlocking::never_wait`, set at the
+        // hand-over), so mod_ssl's close_notify
+        // and the FLUSH OpenSSL and mod_ssl send behind it return at once; the pool is the
+        // MPM's per-connection pool, handed to us with the connection, and nothing uses it after.
         unsafe {
             let c = self.io.as_ptr();
             ffi::ap_shutdown_conn(c, 0);
             let _ = self.io.push();
+            self.io.abort_if_stuck();
             ffi::apr_pool_destroy((*c).pool);
         }
     }

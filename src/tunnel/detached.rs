@@ -54,15 +54,25 @@ pub trait FilteredEnd: Send {
     fn push(&mut self) -> io::Result<()>;
     /// Whether the thread that handed the connection over is done with it (see [`handed_over`]).
     fn let_go(&self) -> bool;
-    /// Called once the wait for `let_go` is over, before the relay uses the end: what only
-    /// the handing thread needed may go (a suspended request is ended).
+    /// Called once the wait for `let_go` is over, before the relay uses the end: from now on
+    /// nothing below the end's filters may wait on its peer (every tunnel of the child shares
+    /// this thread), and what only the handing thread needed may go (a suspended request is
+    /// ended).
     fn handed_over(&mut self);
     /// Called once, when the tunnel ended and its end was reported: the connection's own
     /// record of it (an access log line).
     fn ended(&mut self);
-    /// Called once, last: the caller's last word on the connection (closing and freeing it).
+    /// Called once, last: the caller's last word on the connection (closing and freeing it,
+    /// without waiting on its peer).
     fn finish(self: Box<Self>);
 }
+
+/// The most bytes handed to a filtered end's filters at once: one TLS record. Core's output
+/// filter insists on writing out (it waits for the socket) once it holds more than
+/// `FlushMaxThreshold` (64 KiB by default); the connection's socket never waits
+/// ([`FilteredEnd::handed_over`]), so such a wait would abort a client that is merely slow.
+/// With one record at a time in the filters, it holds at most one record and its TLS overhead.
+const FILTERED_WRITE_MAX: usize = 16 * 1024;
 
 /// The longest wait for [`FilteredEnd::let_go`], and how long after it the connection may be
 /// freed at the earliest.
@@ -506,11 +516,12 @@ impl Io for ReactorIo<'_, '_, '_> {
 
     fn send(&mut self, side: Side, bytes: &[u8]) -> io::Result<usize> {
         if self.filtered(side) {
-            // One message at a time in the filters: more waits for the socket to take it.
+            // One write at a time in the filters: more waits for the socket to take it.
             self.drained(side)?;
             let f = self.filtered[side.index()].as_deref_mut().expect("checked above");
-            f.write(bytes)?;
-            return Ok(bytes.len());
+            let n = bytes.len().min(FILTERED_WRITE_MAX);
+            f.write(&bytes[..n])?;
+            return Ok(n);
         }
         self.attempt(side, true, bytes.len(), |fd| send(fd, bytes))
     }

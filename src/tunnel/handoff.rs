@@ -290,8 +290,10 @@ impl Owner for HeldWss {
     fn io(&self) -> &NonBlocking {
         self.backend.io()
     }
-    /// Back to mod_proxy, closed (on drop).
-    fn finish(self) {}
+    /// Back to mod_proxy, closed (on drop), reset if the backend left bytes unread.
+    fn finish(self) {
+        self.backend.io().abort_if_stuck();
+    }
 }
 
 /// A TLS end on the runtime: its connection's filters.
@@ -347,6 +349,7 @@ impl<T: Owner> detached::FilteredEnd for Filtered<T> {
     }
 
     fn handed_over(&mut self) {
+        self.owner.io().never_wait();
         self.owner.handed_over();
     }
 

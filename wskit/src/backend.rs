@@ -17,6 +17,7 @@
 //! | `/raw-rst`          | 101, waits for one byte, then resets the connection |
 //! | `/raw-hold`         | 101, reads until EOF, records when the EOF came |
 //! | `/raw-flood-N`      | 101, writes N bytes (as fast as the client takes them), then FIN |
+//! | `/raw-deaf`         | 101, then never reads: records when the last byte came and when the proxy ended the connection |
 
 use crate::raw::header;
 use futures_util::{SinkExt, StreamExt};
@@ -39,6 +40,9 @@ pub enum Event {
     Eof(Instant),
     /// A WebSocket echo received a Close frame with this code (None: no code).
     Close(Option<u16>),
+    /// `/raw-deaf`: when the last byte arrived (unread) and when the proxy's end of the
+    /// connection came (a FIN or a reset).
+    Deaf { last_byte: Instant, closed: Instant },
 }
 
 #[derive(Clone)]
@@ -330,6 +334,25 @@ async fn raw_mode<S: Conn>(mut sock: S, pre: Vec<u8>, path: &str, ev: Arc<Mutex<
             sent += n as u64;
         }
         sock.shutdown().await
+    } else if path.contains("/raw-deaf") {
+        // Never reads again: what the proxy writes fills the socket buffers and stays. It
+        // watches its receive queue instead, for when the last byte came (the kernel may open
+        // a little window long after the application stopped reading) and when the end came.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(sock.tcp());
+        let (mut queued, mut last_byte) = (0, Instant::now());
+        let end = Instant::now() + Duration::from_secs(600);
+        while Instant::now() < end {
+            let now = unread(fd);
+            if now != queued {
+                (queued, last_byte) = (now, Instant::now());
+            }
+            if peer_ended(fd) {
+                ev.lock().unwrap().push(Event::Deaf { last_byte, closed: Instant::now() });
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     } else if path.contains("/raw-rst") {
         if pre.is_empty() {
             let _ = sock.read(&mut chunk).await?;
@@ -357,6 +380,22 @@ async fn read_to_fin<S: Conn>(sock: &mut S, buf: &mut [u8]) -> std::io::Result<u
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
         r => r,
     }
+}
+
+/// Bytes in a socket's receive queue.
+fn unread(fd: std::os::fd::RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through a valid pointer.
+    unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    n.max(0) as usize
+}
+
+/// The peer sent its FIN or reset the connection.
+fn peer_ended(fd: std::os::fd::RawFd) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut p, 1, 0) };
+    p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// Sets SO_LINGER 0 so that dropping the socket sends an RST.

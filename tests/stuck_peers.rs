@@ -1,0 +1,256 @@
+//! Peers that stop reading (a security property): a wss:// client that fills its tunnel and
+//! then neither reads nor closes, or a wss:// backend that stops reading, must cost nothing
+//! to the other tunnels of its child and must end at the tunnel's limits. Under the event MPM
+//! with one child (`ServerLimit 1`) every asynchronous tunnel shares that child's relay
+//! thread, so one blocking call there (a flush or a close through mod_ssl waiting on a peer)
+//! would freeze all of them: an ordinary client beside 20 stuck tunnels sends a small message
+//! every 100 ms and none of its echoes may take more than 200 ms, while the stuck tunnels
+//! end at the idle limit or at the write-stall limit (`Timeout`), within a second of it, and
+//! during a graceful stop at the drain's end. Under worker and prefork (TLS tunnels stay in
+//! their request threads) the limits must hold alike.
+
+mod common;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use wskit::backend::Event;
+use wskit::Pki;
+
+const STUCK: usize = 20;
+/// The worst echo the ordinary client may see while the stuck tunnels wait for their limit.
+const WORST_ECHO: Duration = Duration::from_millis(200);
+
+struct Site {
+    _dir: TempDir,
+    pki: Pki,
+    _b: Backend,
+    tb: Backend,
+    h: Httpd,
+}
+
+/// One child; tunnels end after `idle` without traffic or `timeout` of a write stall.
+fn site(name: &str, idle: &str, timeout: u32) -> Site {
+    let dir = TempDir::new("pki");
+    let pki = Pki::generate(&dir.0);
+    let b = Backend::start(name);
+    let tb = Backend::start_tls(&format!("{name}-tls"), &pki.server);
+    let h = Httpd::start(
+        Config::new("stuck.conf.in")
+            .ports(1)
+            .var("BACKEND", format!("127.0.0.1:{}", b.port()))
+            .var("TLSBACKEND", tb.port())
+            .var("CA", pki.ca_file.display())
+            .var("SERVERCERT", pki.server.cert_file.display())
+            .var("SERVERKEY", pki.server.key_file.display())
+            .var("IDLE", idle)
+            .var("TIMEOUT", timeout),
+    );
+    Site { _dir: dir, pki, _b: b, tb, h }
+}
+
+type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A wss:// client with an 8 KiB receive buffer, upgraded at `path`, that writes 64 KiB
+/// WebSocket frames until the tunnel takes no more for half a second (or 8 MiB went), and
+/// from then on neither reads nor closes. Returns the stream (held open by the caller).
+async fn stuck_client(port: u16, pki: &Pki, path: &str) -> Tls {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(8192).unwrap();
+    let tcp = sock.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(pki.client_config(&[b"http/1.1"]));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut s = connector.connect(name, tcp).await.unwrap();
+    s.write_all(wskit::raw::handshake(path, "").as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "closed before the 101");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    let frame = wskit::raw::client_frame(0x2, &vec![0x5a; 64 << 10]);
+    let mut sent = 0;
+    while sent < 8 << 20 {
+        match tokio::time::timeout(Duration::from_millis(500), s.write_all(&frame)).await {
+            Ok(r) => r.unwrap(),
+            Err(_stalled) => break,
+        }
+        sent += frame.len();
+    }
+    s
+}
+
+/// When bytes last moved through a stuck client's socket (its receive or its send queue
+/// changed: the proxy wrote to it or read from it) and when the proxy ended the connection
+/// (a FIN or a reset), watched from outside every 10 ms for at most `t`.
+async fn watch(s: &Tls, t: Duration) -> (Instant, Option<Instant>) {
+    use std::os::fd::AsRawFd;
+    let fd = s.get_ref().0.as_raw_fd();
+    let queues = || {
+        let (mut inq, mut outq): (libc::c_int, libc::c_int) = (0, 0);
+        // SAFETY: FIONREAD and TIOCOUTQ write one int each through valid pointers.
+        unsafe {
+            libc::ioctl(fd, libc::FIONREAD, &mut inq);
+            libc::ioctl(fd, libc::TIOCOUTQ, &mut outq);
+        }
+        (inq, outq)
+    };
+    let ended = || {
+        let mut p = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
+        // SAFETY: one valid pollfd, no wait.
+        unsafe { libc::poll(&mut p, 1, 0) };
+        p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+    };
+    let (mut seen, mut last) = (queues(), Instant::now());
+    let until = Instant::now() + t;
+    while Instant::now() < until {
+        // The end first: a reset empties the queues.
+        if ended() {
+            return (last, Some(Instant::now()));
+        }
+        let now = queues();
+        if now != seen {
+            (seen, last) = (now, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (last, None)
+}
+
+/// An ordinary wss:// client: a 16-byte message every 100 ms until `stop`; when each echo
+/// was asked for and how long it took, and the Close code if the server closed the tunnel.
+fn ordinary(url: String, pki: &Pki, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(Vec<(Instant, Duration)>, Option<CloseCode>)> {
+    let pki = pki.clone();
+    tokio::spawn(async move {
+        let (mut ws, _) = connect_tls(&url, &pki).await.unwrap();
+        let mut echoes = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let at = Instant::now();
+            ws.send(Message::binary(vec![7u8; 16])).await.unwrap();
+            loop {
+                match tokio::time::timeout(Duration::from_secs(120), ws.next()).await.expect("no echo within 120 s") {
+                    Some(Ok(Message::Binary(b))) => {
+                        assert_eq!(b.len(), 16);
+                        break;
+                    }
+                    Some(Ok(Message::Close(f))) => return (echoes, f.map(|f| f.code)),
+                    Some(Ok(_)) => {}
+                    other => panic!("the ordinary client's tunnel ended: {other:?}"),
+                }
+            }
+            echoes.push((at, at.elapsed()));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = ws.close(None).await;
+        (echoes, None)
+    })
+}
+
+/// The worst echo among those sent at or after `from`.
+fn worst_since(echoes: &[(Instant, Duration)], from: Instant) -> Duration {
+    echoes.iter().filter(|(at, _)| *at >= from).map(|(_, d)| *d).max().unwrap_or_default()
+}
+
+/// 20 stuck tunnels at `path` beside an ordinary one: each ends within a second of `limit`
+/// after bytes last moved through it, and the ordinary client's echoes stay under 200 ms
+/// meanwhile. `deaf`: the backend is the one that stopped reading (it says when its last byte
+/// came). Returns the error log.
+async fn stuck_tunnels_end_at(s: Site, path: &str, limit: Duration, reason: &str, deaf: Option<&Backend>) -> String {
+    let port = s.h.ports[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    let beside = ordinary(format!("wss://localhost:{port}/ws2/ordinary"), &s.pki, stop.clone());
+    let opened = futures_util::future::join_all((0..STUCK).map(|_| stuck_client(port, &s.pki, path))).await;
+    let stuck_at = Instant::now();
+    let ends = futures_util::future::join_all(opened.iter().map(|c| watch(c, limit + Duration::from_secs(60)))).await;
+    // The ordinary client goes on for a second more.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (echoes, closed) = beside.await.unwrap();
+    assert_eq!(closed, None, "the ordinary tunnel was closed");
+    let worst = worst_since(&echoes, stuck_at);
+    let mut lasts: Vec<Instant> = ends.iter().map(|(last, _)| *last).collect();
+    if let Some(b) = deaf {
+        let heard: Vec<Instant> = b.events().iter().filter_map(|e| match e { Event::Deaf { last_byte, .. } => Some(*last_byte), _ => None }).collect();
+        assert_eq!(heard.len(), STUCK, "the deaf backend saw {} of its connections end", heard.len());
+        // Which backend connection is which client's is not known: the latest bytes at the
+        // backend bound every tunnel's.
+        let latest = *heard.iter().max().unwrap();
+        lasts.iter_mut().for_each(|l| *l = (*l).max(latest));
+    }
+    let after: Vec<Option<Duration>> = ends.iter().zip(&lasts).map(|((_, end), last)| end.map(|e| e.saturating_duration_since(*last))).collect();
+    let log = s.h.error_log();
+    let latest = ends.iter().filter_map(|(_, e)| *e).max().map(|e| e.saturating_duration_since(stuck_at));
+    eprintln!("{path}: {STUCK} stuck tunnels, limit {limit:?}: the last ended {latest:?} after all got stuck; each ended this long after its last byte: {after:?}; worst echo beside them {worst:?}");
+    assert!(after.iter().all(Option::is_some), "stuck tunnels still open {:?} after they got stuck:\n{log}", limit + Duration::from_secs(60));
+    let late = after.iter().flatten().max().unwrap();
+    let early = after.iter().flatten().min().unwrap();
+    assert!(worst <= WORST_ECHO, "an echo beside {STUCK} stuck tunnels took {worst:?}");
+    assert!(*late <= limit + Duration::from_secs(1), "a stuck tunnel ended {late:?} after its last byte (limit {limit:?})");
+    assert!(*early >= limit / 2, "a stuck tunnel ended {early:?} after its last byte (limit {limit:?})");
+    assert_eq!(log.matches(reason).count(), STUCK, "{STUCK} tunnels ended by '{reason}':\n{log}");
+    drop(opened);
+    s.h.stop()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_that_stop_reading_end_at_the_idle_limit() {
+    let s = site("stuck-idle", "3s", 30);
+    stuck_tunnels_end_at(s, "/ws2/x", Duration::from_secs(3), "idle for 3s", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_that_stop_reading_end_at_the_write_stall_limit() {
+    let s = site("stuck-stall", "60s", 3);
+    stuck_tunnels_end_at(s, "/ws2/x", Duration::from_secs(3), "took no data for 3s", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wss_backends_that_stop_reading_end_at_the_idle_limit() {
+    let s = site("deaf-idle", "3s", 30);
+    let b = s.tb.clone();
+    stuck_tunnels_end_at(s, "/wss2/raw-deaf", Duration::from_secs(3), "idle for 3s", Some(&b)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wss_backends_that_stop_reading_end_at_the_write_stall_limit() {
+    let s = site("deaf-stall", "60s", 3);
+    let b = s.tb.clone();
+    stuck_tunnels_end_at(s, "/wss2/raw-deaf", Duration::from_secs(3), "took no data for 3s", Some(&b)).await;
+}
+
+/// A graceful stop with 20 stuck clients: the ordinary client's echoes stay quick through the
+/// drain (2 s), it gets its Close 1001, the stuck ones (whose Close cannot be written) are cut
+/// within a second after, and the child exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graceful_stop_ends_clients_that_stop_reading() {
+    let mut s = site("stuck-drain", "60s", 30);
+    let port = s.h.ports[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    let beside = ordinary(format!("wss://localhost:{port}/ws2/ordinary"), &s.pki, stop.clone());
+    let opened = futures_util::future::join_all((0..STUCK).map(|_| stuck_client(port, &s.pki, "/ws2/x"))).await;
+    let children = s.h.children();
+    let t0 = Instant::now();
+    s.h.signal(libc::SIGWINCH);
+    let watched = futures_util::future::join_all(opened.iter().map(|c| watch(c, Duration::from_secs(30))));
+    let ((echoes, closed), ends) = tokio::join!(async { beside.await.unwrap() }, watched);
+    let closed_at = echoes.last().map_or(t0, |(at, took)| *at + *took).saturating_duration_since(t0);
+    let cut: Vec<Option<Duration>> = ends.iter().map(|(_, e)| e.map(|e| e.saturating_duration_since(t0))).collect();
+    let gone = wskit::httpd::wait_until(Duration::from_secs(30), || !children.iter().any(|p| wskit::httpd::process_alive(*p)));
+    let worst = worst_since(&echoes, t0);
+    eprintln!("graceful stop: the ordinary client's last echo {closed_at:?} after the signal, then {closed:?}; stuck tunnels cut after {cut:?}; worst echo {worst:?}; the child exited after {:?}", t0.elapsed());
+    assert_eq!(closed, Some(CloseCode::Away), "the ordinary client's Close");
+    assert!(worst <= WORST_ECHO, "an echo during the drain took {worst:?}");
+    assert!(closed_at >= Duration::from_millis(1500), "the ordinary client's last echo {closed_at:?} after the signal (drain 2 s)");
+    let latest = cut.iter().map(|c| c.expect("a stuck tunnel outlived the graceful stop by 30 s")).max().unwrap();
+    assert!(latest <= Duration::from_millis(3500), "a stuck tunnel was cut {latest:?} after the signal (drain 2 s + 1 s)");
+    assert!(gone, "the child still runs 30 s after a graceful stop:\n{}", s.h.error_log());
+    s.h.wait_exit(Duration::from_secs(10)).expect("httpd did not exit");
+    drop(opened);
+    let log = s.h.stop();
+    assert_eq!(log.matches("WST02011").count(), STUCK + 1, "{log}");
+}
