@@ -312,3 +312,14 @@ pub fn set_linger_zero(fd: RawFd) {
         libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, (&lin as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as u32)
     };
 }
+
+/// What the calling thread has used so far: CPU time, and how often it gave up the CPU to
+/// wait (voluntary context switches: a blocking call, a lock taken by another thread).
+pub fn thread_usage() -> (std::time::Duration, u64) {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we pass.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    let tv = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (tv(u.ru_utime) + tv(u.ru_stime), u.ru_nvcsw as u64)
+}

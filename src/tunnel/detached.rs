@@ -126,6 +126,35 @@ pub struct Tunnel {
     pub board: crate::status::Tunnel,
     /// Called once, on the runtime's thread, when the tunnel has ended and both sockets are closed.
     pub on_end: Box<dyn FnOnce(Report) + Send>,
+    /// Called when one turn of the tunnel's task held the thread too long (see [`TURN_LIMIT`]).
+    pub slow_turn: Box<dyn Fn(Duration) + Send>,
+}
+
+/// How long one turn of a tunnel's task (one poll) may hold the runtime's thread, which every
+/// asynchronous tunnel of the child shares: nothing in a turn may wait on a peer. Checked
+/// only when httpd's environment sets `WST_TURN_LIMIT_MS` (the test suite sets 100, and fails
+/// a test whose server reported one): timing every turn costs two system calls.
+static TURN_LIMIT: once_cell::sync::Lazy<Option<Duration>> = once_cell::sync::Lazy::new(|| {
+    std::env::var("WST_TURN_LIMIT_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
+});
+
+/// `task`, each of whose turns is timed against `limit`: a turn over it is reported if the
+/// thread waited in it (a voluntary context switch) or computed for that long; one the
+/// machine merely took the CPU from is not.
+fn timed(task: impl Future<Output = ()> + Send + 'static, limit: Duration, report: Box<dyn Fn(Duration) + Send>) -> impl Future<Output = ()> + Send {
+    let mut task = Box::pin(task);
+    poll_fn(move |cx| {
+        let (t0, (cpu0, waits0)) = (Instant::now(), crate::sys::thread_usage());
+        let r = task.as_mut().poll(cx);
+        let took = t0.elapsed();
+        if took > limit {
+            let (cpu, waits) = crate::sys::thread_usage();
+            if waits > waits0 || cpu - cpu0 >= limit {
+                report(took);
+            }
+        }
+        r
+    })
 }
 
 static RUNTIME: OnceCell<Runtime> = OnceCell::new();
@@ -240,7 +269,8 @@ pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
     };
     let live = Live::new();
     let stop = stop_channel().subscribe();
-    rt.spawn(async move {
+    let slow_turn = t.slow_turn;
+    let task = async move {
         let on_end = t.on_end;
         let meter = t.board.meter();
         let [mut client, mut backend] = t.filtered;
@@ -264,7 +294,11 @@ pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
             }
         }
         drop(live);
-    });
+    };
+    match *TURN_LIMIT {
+        Some(limit) => rt.spawn(timed(task, limit, slow_turn)),
+        None => rt.spawn(task),
+    }
     Ok(())
 }
 

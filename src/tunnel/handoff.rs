@@ -118,6 +118,17 @@ pub fn handoff(
     let record = LogRecord::take(r);
     let arrived = r.request_time_us();
     let record_taken = record.is_some();
+    let slow_turn = {
+        let what = what.clone();
+        Box::new(move |took: std::time::Duration| {
+            let msg = format!(
+                "WST02019: one turn of the asynchronous tunnel {what} held the relay thread for {}ms, and every \
+                 asynchronous tunnel of this child with it",
+                took.as_millis()
+            );
+            crate::httpd::log::server(file!(), line!(), server, ERR, 0, &msg);
+        })
+    };
     let on_end = Box::new(move |rep: detached::Report| {
         drop(busy);
         let (c2b, b2c) = (moved.0 + rep.client_to_backend, moved.1 + rep.backend_to_client);
@@ -138,7 +149,7 @@ pub fn handoff(
         Client::Raw => [None, held],
         Client::Suspended => [Some(Filtered::boxed(Suspended::take(r, record_taken))), held],
     };
-    let tunnel = detached::Tunnel { client: cfd, filtered, backend: bfd, timeouts, frames, board, on_end };
+    let tunnel = detached::Tunnel { client: cfd, filtered, backend: bfd, timeouts, frames, board, on_end, slow_turn };
     if how == Client::Suspended {
         if record_taken {
             r.set_env("wstunnel-handoff", "1");

@@ -9,7 +9,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Lines that mean an httpd child died or our code panicked.
-pub const CRASH_MARKERS: &[&str] = &["Segmentation fault", "exit signal", "WST00001", "panicked"];
+/// Lines that fail any test whose server logged them: a crash, a panic caught at the FFI
+/// boundary (WST00001), and a turn of the asynchronous relay that held its thread over
+/// `WST_TURN_LIMIT_MS` (WST02019), which every test server is started with.
+pub const CRASH_MARKERS: &[&str] = &["Segmentation fault", "exit signal", "WST00001", "panicked", "WST02019"];
+
+/// The longest turn the relay thread of a test server may take (see CRASH_MARKERS).
+const TURN_LIMIT_MS: &str = "100";
 
 pub fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -240,6 +246,7 @@ impl Httpd {
         use std::os::unix::process::CommandExt;
         let child = Command::new(httpd_binary())
             .process_group(0)
+            .env("WST_TURN_LIMIT_MS", TURN_LIMIT_MS)
             .arg("-f")
             .arg(root.join("httpd.conf"))
             .arg("-DFOREGROUND")
