@@ -64,12 +64,17 @@ async fn stuck_client(port: u16, pki: &Pki, path: &str) -> Tls {
     let tcp = sock.connect(([127, 0, 0, 1], port).into()).await.unwrap();
     let connector = tokio_rustls::TlsConnector::from(pki.client_config(&[b"http/1.1"]));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    // The path names the client (its port), so that a backend's record of its connection can
+    // be matched with it.
+    let path = format!("{path}?client={}", tcp.local_addr().unwrap().port());
     let mut s = connector.connect(name, tcp).await.unwrap();
-    s.write_all(wskit::raw::handshake(path, "").as_bytes()).await.unwrap();
+    s.write_all(wskit::raw::handshake(&path, "").as_bytes()).await.unwrap();
+    // rustls may keep the record until flushed (the socket was busy with the handshake's end).
+    s.flush().await.unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "closed before the 101");
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "closed before the 101 ({path})");
         head.push(byte[0]);
     }
     assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
@@ -85,12 +90,15 @@ async fn stuck_client(port: u16, pki: &Pki, path: &str) -> Tls {
     s
 }
 
-/// When bytes last moved through a stuck client's socket (its receive or its send queue
-/// changed: the proxy wrote to it or read from it) and when the proxy ended the connection
-/// (a FIN or a reset), watched from outside every 10 ms for at most `t`.
-async fn watch(s: &Tls, t: Duration) -> (Instant, Option<Instant>) {
+/// When bytes last moved through a stuck client's connection (a queue of its socket or of the
+/// proxy's socket for it changed: the proxy wrote to it or read from it, or the kernel moved
+/// them) and when the proxy ended the connection (a FIN or a reset), watched from outside
+/// every 20 ms for at most `t`.
+async fn watch(s: &Tls, t: Duration) -> Watched {
     use std::os::fd::AsRawFd;
-    let fd = s.get_ref().0.as_raw_fd();
+    let tcp = s.get_ref().0;
+    let fd = tcp.as_raw_fd();
+    let (me, proxy) = (tcp.local_addr().unwrap().port(), tcp.peer_addr().unwrap().port());
     let queues = || {
         let (mut inq, mut outq): (libc::c_int, libc::c_int) = (0, 0);
         // SAFETY: FIONREAD and TIOCOUTQ write one int each through valid pointers.
@@ -98,7 +106,7 @@ async fn watch(s: &Tls, t: Duration) -> (Instant, Option<Instant>) {
             libc::ioctl(fd, libc::FIONREAD, &mut inq);
             libc::ioctl(fd, libc::TIOCOUTQ, &mut outq);
         }
-        (inq, outq)
+        (inq, outq, wskit::sockets::queues(proxy, me))
     };
     let ended = || {
         let mut p = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
@@ -106,20 +114,38 @@ async fn watch(s: &Tls, t: Duration) -> (Instant, Option<Instant>) {
         unsafe { libc::poll(&mut p, 1, 0) };
         p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
     };
-    let (mut seen, mut last) = (queues(), Instant::now());
+    let (mut seen, mut w) = (queues(), Watched { moved: vec![Instant::now()], end: None });
     let until = Instant::now() + t;
     while Instant::now() < until {
-        // The end first: a reset empties the queues.
-        if ended() {
-            return (last, Some(Instant::now()));
-        }
+        // The end is checked after the queues are read: a reset empties them, a FIN counts
+        // in them, and either may come between the two.
         let now = queues();
-        if now != seen {
-            (seen, last) = (now, Instant::now());
+        if ended() || now.2.is_none() {
+            w.end = Some(Instant::now());
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        if now != seen {
+            seen = now;
+            w.moved.push(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (last, None)
+    w
+}
+
+/// What [`watch`] saw of a connection.
+struct Watched {
+    /// When bytes moved.
+    moved: Vec<Instant>,
+    /// When the proxy ended it.
+    end: Option<Instant>,
+}
+
+impl Watched {
+    /// When bytes last moved before `t`.
+    fn last_before(&self, t: Instant) -> Instant {
+        self.moved.iter().copied().filter(|m| *m < t).max().unwrap_or(self.moved[0])
+    }
 }
 
 /// An ordinary wss:// client: a 16-byte message every 100 ms until `stop`; when each echo
@@ -173,18 +199,31 @@ async fn stuck_tunnels_end_at(s: Site, path: &str, limit: Duration, reason: &str
     let (echoes, closed) = beside.await.unwrap();
     assert_eq!(closed, None, "the ordinary tunnel was closed");
     let worst = worst_since(&echoes, stuck_at);
-    let mut lasts: Vec<Instant> = ends.iter().map(|(last, _)| *last).collect();
-    if let Some(b) = deaf {
-        let heard: Vec<Instant> = b.events().iter().filter_map(|e| match e { Event::Deaf { last_byte, .. } => Some(*last_byte), _ => None }).collect();
+    // Each tunnel's end, and when bytes last moved through it before that: the client's
+    // side, and with a deaf backend its side too (found by the client's port in its path),
+    // which the relay closes first (the client's close_notify comes after it).
+    let mut tunnels: Vec<(Instant, Option<Instant>)> = Vec::new();
+    let heard: Vec<(String, Instant, Instant)> = deaf
+        .map(|b| b.events().into_iter().filter_map(|e| if let Event::Deaf { path, last_byte, closed } = e { Some((path, last_byte, closed)) } else { None }).collect())
+        .unwrap_or_default();
+    if deaf.is_some() {
         assert_eq!(heard.len(), STUCK, "the deaf backend saw {} of its connections end", heard.len());
-        // Which backend connection is which client's is not known: the latest bytes at the
-        // backend bound every tunnel's.
-        let latest = *heard.iter().max().unwrap();
-        lasts.iter_mut().for_each(|l| *l = (*l).max(latest));
     }
-    let after: Vec<Option<Duration>> = ends.iter().zip(&lasts).map(|((_, end), last)| end.map(|e| e.saturating_duration_since(*last))).collect();
+    for (c, w) in opened.iter().zip(&ends) {
+        let mut end = w.end;
+        let mut last = None;
+        if deaf.is_some() {
+            let port = format!("client={}", c.get_ref().0.local_addr().unwrap().port());
+            let (_, moved, closed) = heard.iter().find(|(p, ..)| p.ends_with(&port)).unwrap_or_else(|| panic!("no backend connection for {port}"));
+            end = Some(end.map_or(*closed, |e| e.min(*closed)));
+            last = Some(*moved);
+        }
+        let client_last = w.last_before(end.unwrap_or_else(Instant::now));
+        tunnels.push((last.map_or(client_last, |l: Instant| l.max(client_last)), end));
+    }
+    let after: Vec<Option<Duration>> = tunnels.iter().map(|(last, end)| end.map(|e| e.saturating_duration_since(*last))).collect();
     let log = s.h.error_log();
-    let latest = ends.iter().filter_map(|(_, e)| *e).max().map(|e| e.saturating_duration_since(stuck_at));
+    let latest = tunnels.iter().filter_map(|(_, e)| *e).max().map(|e| e.saturating_duration_since(stuck_at));
     eprintln!("{path}: {STUCK} stuck tunnels, limit {limit:?}: the last ended {latest:?} after all got stuck; each ended this long after its last byte: {after:?}; worst echo beside them {worst:?}");
     assert!(after.iter().all(Option::is_some), "stuck tunnels still open {:?} after they got stuck:\n{log}", limit + Duration::from_secs(60));
     let late = after.iter().flatten().max().unwrap();
@@ -239,7 +278,7 @@ async fn a_graceful_stop_ends_clients_that_stop_reading() {
     let watched = futures_util::future::join_all(opened.iter().map(|c| watch(c, Duration::from_secs(30))));
     let ((echoes, closed), ends) = tokio::join!(async { beside.await.unwrap() }, watched);
     let closed_at = echoes.last().map_or(t0, |(at, took)| *at + *took).saturating_duration_since(t0);
-    let cut: Vec<Option<Duration>> = ends.iter().map(|(_, e)| e.map(|e| e.saturating_duration_since(t0))).collect();
+    let cut: Vec<Option<Duration>> = ends.iter().map(|w| w.end.map(|e| e.saturating_duration_since(t0))).collect();
     let gone = wskit::httpd::wait_until(Duration::from_secs(30), || !children.iter().any(|p| wskit::httpd::process_alive(*p)));
     let worst = worst_since(&echoes, t0);
     eprintln!("graceful stop: the ordinary client's last echo {closed_at:?} after the signal, then {closed:?}; stuck tunnels cut after {cut:?}; worst echo {worst:?}; the child exited after {:?}", t0.elapsed());

@@ -89,6 +89,8 @@ pub async fn tls_tunnel(port: u16, pki: &wskit::Pki, path: &str) -> (tokio_rustl
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tls_stream(port, pki, &[b"http/1.1"]).await;
     s.write_all(wskit::raw::handshake(path, "").as_bytes()).await.unwrap();
+    // rustls may keep the record until flushed.
+    s.flush().await.unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {

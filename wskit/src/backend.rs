@@ -40,9 +40,10 @@ pub enum Event {
     Eof(Instant),
     /// A WebSocket echo received a Close frame with this code (None: no code).
     Close(Option<u16>),
-    /// `/raw-deaf`: when the last byte arrived (unread) and when the proxy's end of the
-    /// connection came (a FIN or a reset).
-    Deaf { last_byte: Instant, closed: Instant },
+    /// `/raw-deaf`: the request's path, when bytes last moved on the connection (a queue of
+    /// its socket or of the proxy's changed) and when the proxy's end of it came (a FIN or a
+    /// reset).
+    Deaf { path: String, last_byte: Instant, closed: Instant },
 }
 
 #[derive(Clone)]
@@ -338,19 +339,24 @@ async fn raw_mode<S: Conn>(mut sock: S, pre: Vec<u8>, path: &str, ev: Arc<Mutex<
         // Never reads again: what the proxy writes fills the socket buffers and stays. It
         // watches its receive queue instead, for when the last byte came (the kernel may open
         // a little window long after the application stopped reading) and when the end came.
+        // Its own receive queue and the proxy's send and receive queues of this connection.
         let fd = std::os::fd::AsRawFd::as_raw_fd(sock.tcp());
-        let (mut queued, mut last_byte) = (0, Instant::now());
+        let (me, proxy) = (sock.tcp().local_addr()?.port(), sock.tcp().peer_addr()?.port());
+        let queues = || (unread(fd), crate::sockets::queues(proxy, me));
+        let (mut queued, mut last_byte) = (queues(), Instant::now());
         let end = Instant::now() + Duration::from_secs(600);
         while Instant::now() < end {
-            let now = unread(fd);
+            // The end is checked after the queues are read: a reset empties them, a FIN
+            // counts in them, and either may come between the two.
+            let now = queues();
+            if peer_ended(fd) || now.1.is_none() {
+                ev.lock().unwrap().push(Event::Deaf { path: path.to_string(), last_byte, closed: Instant::now() });
+                break;
+            }
             if now != queued {
                 (queued, last_byte) = (now, Instant::now());
             }
-            if peer_ended(fd) {
-                ev.lock().unwrap().push(Event::Deaf { last_byte, closed: Instant::now() });
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
     } else if path.contains("/raw-rst") {

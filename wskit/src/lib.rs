@@ -8,6 +8,7 @@ pub mod hostile;
 pub mod httpd;
 pub mod peers;
 pub mod raw;
+pub mod sockets;
 pub mod tls;
 
 pub use backend::Backend;
