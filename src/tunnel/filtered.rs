@@ -193,8 +193,9 @@ pub fn run<'r>(
         return Relayed::Handoff { moved: (c2b, b2c), frames: watch.frames() };
     }
     super::ends::log_end(r, &end, &format!("{c2b} bytes client to backend, {b2c} bytes backend to client"));
-    if matches!(end, End::Shutdown | End::GoingAway | End::WriteStalled(..)) {
-        // Close the client now, without lingering: the tunnel is over on both sides.
+    if end.abort_client() {
+        // Close the client now, without lingering or flushing: a client that stopped reading
+        // would otherwise hold the thread for `Timeout` after its tunnel ended.
         r.connection().set_aborted();
     }
     Relayed::Ended
