@@ -174,7 +174,7 @@ fn proxy_upgrade<'r>(r: &Request<'r>, backend: &mut Backend<'r>, scheme: Scheme,
     }
     send_101(r, &head);
     let idle = r.server_config().idle_timeout();
-    let websocket = answered.as_deref().is_some_and(|u| u.trim().eq_ignore_ascii_case("websocket"));
+    let websocket = answered.as_deref().is_some_and(upgrade::is_websocket);
     tunnel::run(r, backend, &backconn, surplus, idle, scheme, websocket)
 }
 

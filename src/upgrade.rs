@@ -74,6 +74,12 @@ fn protocol_name(token: &str) -> &str {
     token.split('/').next().unwrap_or(token)
 }
 
+/// Whether an `Upgrade` token names WebSocket (any case, with or without a version): the one
+/// rule for "is this WebSocket", for the client's offer and the backend's 101 alike.
+pub fn is_websocket(token: &str) -> bool {
+    protocol_name(token.trim()).eq_ignore_ascii_case("websocket")
+}
+
 /// Decides what to do with the client's `Upgrade` header (None if absent).
 /// `http10` is true for HTTP/1.0 requests, which cannot upgrade (RFC 9110 §7.8).
 pub fn decide(policy: &Policy, client: Option<&str>, http10: bool) -> Decision {
@@ -87,7 +93,7 @@ pub fn decide(policy: &Policy, client: Option<&str>, http10: bool) -> Decision {
         return Decision::Refuse("no Upgrade header");
     };
     let chosen: Vec<&str> = match policy {
-        Policy::Default => tokens(client).filter(|t| protocol_name(t).eq_ignore_ascii_case("websocket")).collect(),
+        Policy::Default => tokens(client).filter(|t| is_websocket(t)).collect(),
         Policy::List(allowed) => tokens(client)
             .filter(|t| allowed.iter().any(|a| a.eq_ignore_ascii_case(t) || a.eq_ignore_ascii_case(protocol_name(t))))
             .collect(),
@@ -126,6 +132,18 @@ mod tests {
 
     fn fwd(s: &str) -> Decision {
         Decision::Forward(s.to_string())
+    }
+
+    #[test]
+    fn websocket_is_named_with_or_without_a_version() {
+        for t in ["websocket", "WebSocket", " websocket/13 ", "WEBSOCKET/8"] {
+            assert!(is_websocket(t), "{t}");
+        }
+        for t in ["h2c", "websockets", "web socket", "", "/websocket"] {
+            assert!(!is_websocket(t), "{t}");
+        }
+        // The client's offer and the backend's 101 follow the same rule.
+        assert_eq!(decide(&Policy::Default, Some("websocket/13"), false), fwd("websocket/13"));
     }
 
     #[test]
