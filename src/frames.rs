@@ -14,10 +14,13 @@ pub struct Frames {
     close_seen: bool,
 }
 
+/// The longest frame header RFC 6455 allows: 2 bytes, an 8-byte length and a 4-byte mask.
+pub const MAX_HEADER: usize = 14;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Inside a frame header: `have` of its bytes seen so far.
-    Header { buf: [u8; 14], have: usize },
+    Header { buf: [u8; MAX_HEADER], have: usize },
     /// Inside a payload, `left` bytes to go.
     Payload { left: u64 },
     /// Not WebSocket framing (or a length RFC 6455 forbids): boundaries are unknown for good.
@@ -25,7 +28,7 @@ enum State {
 }
 
 impl State {
-    const HEADER: State = State::Header { buf: [0; 14], have: 0 };
+    const HEADER: State = State::Header { buf: [0; MAX_HEADER], have: 0 };
 }
 
 impl Default for Frames {

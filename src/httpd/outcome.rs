@@ -21,6 +21,24 @@ pub enum Read {
     Error(i32),
 }
 
+impl Read {
+    /// As `std::io` says it: bytes, 0 at the end of the stream, WouldBlock, or the APR status
+    /// as an error.
+    pub fn into_io(self) -> std::io::Result<usize> {
+        match self {
+            Read::Data(n) => Ok(n),
+            Read::Eof => Ok(0),
+            Read::WouldBlock => Err(std::io::ErrorKind::WouldBlock.into()),
+            Read::Error(e) => Err(apr_error(e)),
+        }
+    }
+}
+
+/// An APR status as an `io::Error`.
+pub fn apr_error(status: i32) -> std::io::Error {
+    std::io::Error::other(format!("APR status {status}"))
+}
+
 pub const APR_SUCCESS: i32 = 0;
 /// `APR_EAGAIN` is the errno value on Unix.
 pub const APR_EAGAIN: i32 = libc::EAGAIN;

@@ -8,7 +8,7 @@
 //! worth splicing ends bulk mode.
 
 use crate::sys::{CHUNK, SPLICE_SMALL};
-use crate::frames::Frames;
+use crate::frames::{Frames, MAX_HEADER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
@@ -42,9 +42,6 @@ pub fn next(frames: Option<&Frames>, bulk: bool, closing: bool) -> Read {
         Read::Copy(f.to_boundary().min(CHUNK))
     }
 }
-
-/// The longest frame header: 2 bytes, an 8-byte length, a 4-byte mask.
-const MAX_HEADER: usize = 14;
 
 /// Whether the direction is in bulk mode after `read` moved `n` bytes; `frames` as they are
 /// now, `was_header`: the read began at a frame header (payload_left was 0).

@@ -3,7 +3,6 @@
 use crate::canon::Scheme;
 use crate::httpd::codes::{DONE, SUSPENDED};
 use crate::httpd::log::{DEBUG, INFO, WARNING};
-use crate::httpd::outcome::Read;
 use crate::httpd::proxy::Backend;
 use crate::httpd::{mpm, Connection, Request};
 use super::core::End;
@@ -19,16 +18,12 @@ use std::time::Duration;
 /// `counted`, if given, adds up the bytes it delivered.
 fn buffered<'a>(c: &'a Connection<'a>, counted: Option<&'a std::cell::Cell<u64>>) -> relay::Buffered<'a> {
     let bb = c.brigade();
-    Box::new(move |buf: &mut [u8]| match c.read(&bb, buf, false) {
-        Read::Data(n) => {
-            if let Some(total) = counted {
-                total.set(total.get() + n as u64);
-            }
-            Ok(n)
+    Box::new(move |buf: &mut [u8]| {
+        let n = c.read(&bb, buf, false).into_io()?;
+        if let Some(total) = counted {
+            total.set(total.get() + n as u64);
         }
-        Read::Eof => Ok(0),
-        Read::WouldBlock => Err(std::io::ErrorKind::WouldBlock.into()),
-        Read::Error(e) => Err(std::io::Error::other(format!("APR status {e}"))),
+        Ok(n)
     })
 }
 

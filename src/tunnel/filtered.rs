@@ -175,10 +175,9 @@ pub fn run<'r>(
 ) -> Relayed {
     rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
     let watch = Watch::start(r, backconn, &surplus, websocket, meter);
-    let name = std::ffi::CString::new(scheme.as_str().to_ascii_uppercase()).expect("no NUL");
     // mod_proxy's tunnel puts the request in tunnel mode (connection filters only, no
     // mod_reqtimeout, no keep-alive): the bytes that came with the 101 go out after that.
-    let Some(mut tunnel) = Tunnel::create(r, backconn, &name) else {
+    let Some(mut tunnel) = Tunnel::create(r, backconn, scheme.proxy_function()) else {
         rlog!(r, ERR, "WST02008: cannot set up the tunnel through httpd's connection filters");
         r.connection().set_aborted();
         return Relayed::Ended;

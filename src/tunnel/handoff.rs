@@ -4,7 +4,7 @@
 use super::detached;
 use crate::frames::Frames;
 use crate::httpd::log::{ERR, INFO, WARNING};
-use crate::httpd::outcome::Read;
+use crate::httpd::outcome::{apr_error, Read};
 use crate::httpd::record::LogRecord;
 use crate::httpd::nonblocking::NonBlocking;
 use crate::httpd::mpm;
@@ -323,24 +323,15 @@ impl<T: Owner> Filtered<T> {
     }
 }
 
-fn apr(e: i32) -> std::io::Error {
-    std::io::Error::other(format!("APR status {e}"))
-}
-
 impl<T: Owner> detached::FilteredEnd for Filtered<T> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let got = self.owner.io().read(buf);
         self.may_hold_input = matches!(got, Read::Data(_));
-        match got {
-            Read::Data(n) => Ok(n),
-            Read::Eof => Ok(0),
-            Read::WouldBlock => Err(std::io::ErrorKind::WouldBlock.into()),
-            Read::Error(e) => Err(apr(e)),
-        }
+        got.into_io()
     }
 
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.owner.io().write(bytes).map_err(apr)
+        self.owner.io().write(bytes).map_err(apr_error)
     }
 
     fn holds(&self) -> bool {
@@ -356,7 +347,7 @@ impl<T: Owner> detached::FilteredEnd for Filtered<T> {
     }
 
     fn push(&mut self) -> std::io::Result<()> {
-        self.owner.io().push().map_err(apr)
+        self.owner.io().push().map_err(apr_error)
     }
 
     fn handed_over(&mut self) {
