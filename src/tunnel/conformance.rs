@@ -11,10 +11,11 @@ use super::relay::{self, Ends, Limits};
 use crate::frames::{close_frame, Frames};
 use crate::status::Meter;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use wskit::sockets::{pairs, read_all};
 
 #[derive(Debug, Clone, Copy)]
 enum Driver {
@@ -58,17 +59,6 @@ fn polite_for_5s() -> Option<Instant> {
     Some(Instant::now() + Duration::from_secs(5))
 }
 
-/// (test's client end, relay's client end), (relay's backend end, test's backend end).
-fn pairs() -> ((TcpStream, TcpStream), (TcpStream, TcpStream)) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mk = || {
-        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (b, _) = l.accept().unwrap();
-        (a, b)
-    };
-    (mk(), mk())
-}
-
 fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running {
     let stop = crate::sys::eventfd().expect("an eventfd");
     let stop_fd = stop.as_raw_fd();
@@ -103,14 +93,6 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
         }
     });
     Running { join, stop, phase, setup }
-}
-
-/// Reads until EOF; panics after 10 s.
-fn read_all(s: &mut TcpStream) -> Vec<u8> {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut v = Vec::new();
-    s.read_to_end(&mut v).unwrap();
-    v
 }
 
 /// A binary frame with `len` payload bytes, masked (client to backend) or not.

@@ -586,18 +586,7 @@ impl Io for ReactorIo<'_, '_, '_> {
 mod tests {
     use super::*;
     use crate::tunnel::limits::Timeouts;
-    use std::net::{TcpListener, TcpStream};
-
-    /// (test's client end, relay's client end), (relay's backend end, test's backend end).
-    fn pairs() -> ((TcpStream, TcpStream), (TcpStream, TcpStream)) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mk = || {
-            let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-            let (b, _) = l.accept().unwrap();
-            (a, b)
-        };
-        (mk(), mk())
-    }
+    use wskit::sockets::pairs;
 
     /// An idle tunnel costs its task's state: no buffer may live in it (they are allocated
     /// while bytes move), or 10,000 idle WebSockets cost 10,000 of them.

@@ -241,20 +241,10 @@ fn drive(core: &mut Core, io: &mut PollIo, limits: &Limits, meter: Meter) -> End
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::net::{Shutdown, TcpStream};
     use std::os::fd::AsRawFd;
     use std::thread;
-
-    /// Two connected TCP pairs: (test's client end, relay's client end), (relay's backend end, test's backend end).
-    fn pairs() -> ((TcpStream, TcpStream), (TcpStream, TcpStream)) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mk = || {
-            let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-            let (b, _) = l.accept().unwrap();
-            (a, b)
-        };
-        (mk(), mk())
-    }
+    use wskit::sockets::{pairs, read_all};
 
     fn spawn_relay(client: TcpStream, backend: TcpStream, cpre: &[u8], bpre: &[u8], limits: Limits) -> thread::JoinHandle<Outcome> {
         let (cpre, bpre) = (cpre.to_vec(), bpre.to_vec());
@@ -298,14 +288,6 @@ mod tests {
         let out = h.join().unwrap();
         assert!(matches!(out.end, End::Closed), "{:?}", out.end);
         assert_eq!((out.client_to_backend, out.backend_to_client), (15, 15));
-    }
-
-    /// Reads until EOF; panics after 5 s.
-    fn read_all(s: &mut TcpStream) -> Vec<u8> {
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut v = Vec::new();
-        s.read_to_end(&mut v).unwrap();
-        v
     }
 
     /// Frames of every size, bulk ones spliced: the bytes arrive intact and the frame tracker

@@ -1,6 +1,9 @@
-//! What the kernel holds for a TCP connection on this machine, read from outside the process
-//! that owns it (`/proc/net/tcp`): tests watch a proxy's sockets to tell when bytes last moved
-//! through them, whoever moved them.
+//! Loopback TCP for tests: socket pairs around a relay under test, reading one to its end, and
+//! what the kernel holds for a connection, read from outside the process that owns it
+//! (`/proc/net/tcp`: tests watch a proxy's sockets to tell when bytes last moved through
+//! them, whoever moved them).
+
+use std::net::TcpStream;
 
 /// The send and receive queues (bytes) of the established IPv4 socket whose local port is
 /// `local` and whose peer's port is `remote`, both on loopback; None if there is no such
@@ -17,6 +20,27 @@ pub fn queues(local: u16, remote: u16) -> Option<(u64, u64)> {
         let (tx, rx) = f[4].split_once(':')?;
         Some((u64::from_str_radix(tx, 16).ok()?, u64::from_str_radix(rx, 16).ok()?))
     })
+}
+
+/// Two connected loopback TCP pairs around a relay under test: (the test's client end, the
+/// relay's client end), (the relay's backend end, the test's backend end).
+pub fn pairs() -> ((TcpStream, TcpStream), (TcpStream, TcpStream)) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mk = || {
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        (a, b)
+    };
+    (mk(), mk())
+}
+
+/// Reads until EOF; panics after 10 s.
+pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).unwrap();
+    v
 }
 
 #[cfg(test)]
