@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use wskit::backend::Event;
+use wskit::sockets::Watched;
 use wskit::Pki;
 
 const STUCK: usize = 20;
@@ -112,61 +113,11 @@ struct Stuck {
     proxy: u16,
 }
 
-/// When bytes last moved through a stuck client's connection (a queue of its socket or of the
-/// proxy's socket for it changed: the proxy wrote to it or read from it, or the kernel moved
-/// them) and when the proxy ended the connection (a FIN or a reset), watched from outside
-/// every 20 ms for at most `t`.
+/// When bytes last moved through a stuck client's connection (its socket's queues or the
+/// proxy's for it) and when the proxy ended it, for at most `t`.
 async fn watch(c: &Stuck, t: Duration) -> Watched {
     use std::os::fd::AsRawFd;
-    let fd = c.s.get_ref().0.as_raw_fd();
-    let (me, proxy) = (c.me, c.proxy);
-    let queues = || {
-        let (mut inq, mut outq): (libc::c_int, libc::c_int) = (0, 0);
-        // SAFETY: FIONREAD and TIOCOUTQ write one int each through valid pointers.
-        unsafe {
-            libc::ioctl(fd, libc::FIONREAD, &mut inq);
-            libc::ioctl(fd, libc::TIOCOUTQ, &mut outq);
-        }
-        (inq, outq, wskit::sockets::queues(proxy, me))
-    };
-    let ended = || {
-        let mut p = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
-        // SAFETY: one valid pollfd, no wait.
-        unsafe { libc::poll(&mut p, 1, 0) };
-        p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
-    };
-    let (mut seen, mut w) = (queues(), Watched { moved: vec![Instant::now()], end: None });
-    let until = Instant::now() + t;
-    while Instant::now() < until {
-        // The end is checked after the queues are read: a reset empties them, a FIN counts
-        // in them, and either may come between the two.
-        let now = queues();
-        if ended() || now.2.is_none() {
-            w.end = Some(Instant::now());
-            break;
-        }
-        if now != seen {
-            seen = now;
-            w.moved.push(Instant::now());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    w
-}
-
-/// What [`watch`] saw of a connection.
-struct Watched {
-    /// When bytes moved.
-    moved: Vec<Instant>,
-    /// When the proxy ended it.
-    end: Option<Instant>,
-}
-
-impl Watched {
-    /// When bytes last moved before `t`.
-    fn last_before(&self, t: Instant) -> Instant {
-        self.moved.iter().copied().filter(|m| *m < t).max().unwrap_or(self.moved[0])
-    }
+    wskit::sockets::watch(c.s.get_ref().0.as_raw_fd(), c.me, c.proxy, t).await
 }
 
 /// An ordinary wss:// client: a 16-byte message every 100 ms until `stop`; when each echo

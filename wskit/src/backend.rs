@@ -337,26 +337,13 @@ async fn raw_mode<S: Conn>(mut sock: S, pre: Vec<u8>, path: &str, ev: Arc<Mutex<
         sock.shutdown().await
     } else if path.contains("/raw-deaf") {
         // Never reads again: what the proxy writes fills the socket buffers and stays. It
-        // watches its receive queue instead, for when the last byte came (the kernel may open
-        // a little window long after the application stopped reading) and when the end came.
-        // Its own receive queue and the proxy's send and receive queues of this connection.
+        // watches the connection instead, for when bytes last moved (the kernel may open a
+        // little window long after the application stopped reading) and when the end came.
         let fd = std::os::fd::AsRawFd::as_raw_fd(sock.tcp());
         let (me, proxy) = (sock.tcp().local_addr()?.port(), sock.tcp().peer_addr()?.port());
-        let queues = || (unread(fd), crate::sockets::queues(proxy, me));
-        let (mut queued, mut last_byte) = (queues(), Instant::now());
-        let end = Instant::now() + Duration::from_secs(600);
-        while Instant::now() < end {
-            // The end is checked after the queues are read: a reset empties them, a FIN
-            // counts in them, and either may come between the two.
-            let now = queues();
-            if peer_ended(fd) || now.1.is_none() {
-                ev.lock().unwrap().push(Event::Deaf { path: path.to_string(), last_byte, closed: Instant::now() });
-                break;
-            }
-            if now != queued {
-                (queued, last_byte) = (now, Instant::now());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let w = crate::sockets::watch(fd, me, proxy, Duration::from_secs(600)).await;
+        if let Some(closed) = w.end {
+            ev.lock().unwrap().push(Event::Deaf { path: path.to_string(), last_byte: w.last_before(closed), closed });
         }
         Ok(())
     } else if path.contains("/raw-rst") {
@@ -386,22 +373,6 @@ async fn read_to_fin<S: Conn>(sock: &mut S, buf: &mut [u8]) -> std::io::Result<u
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
         r => r,
     }
-}
-
-/// Bytes in a socket's receive queue.
-fn unread(fd: std::os::fd::RawFd) -> usize {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int through a valid pointer.
-    unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
-    n.max(0) as usize
-}
-
-/// The peer sent its FIN or reset the connection.
-fn peer_ended(fd: std::os::fd::RawFd) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
-    // SAFETY: one valid pollfd, no wait.
-    unsafe { libc::poll(&mut p, 1, 0) };
-    p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// Sets SO_LINGER 0 so that dropping the socket sends an RST.

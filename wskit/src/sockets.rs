@@ -4,6 +4,8 @@
 //! them, whoever moved them).
 
 use std::net::TcpStream;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
 
 /// The send and receive queues (bytes) of the established IPv4 socket whose local port is
 /// `local` and whose peer's port is `remote`, both on loopback; None if there is no such
@@ -41,6 +43,70 @@ pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
     let mut v = Vec::new();
     s.read_to_end(&mut v).unwrap();
     v
+}
+
+/// What [`watch`] saw of a connection.
+pub struct Watched {
+    /// When bytes moved (the first entry: when the watch began).
+    pub moved: Vec<Instant>,
+    /// When the peer ended it (a FIN or a reset), if it did in time.
+    pub end: Option<Instant>,
+}
+
+impl Watched {
+    /// When bytes last moved before `t`.
+    pub fn last_before(&self, t: Instant) -> Instant {
+        self.moved.iter().copied().filter(|m| *m < t).max().unwrap_or(self.moved[0])
+    }
+}
+
+/// Watches a loopback connection from one end, socket `fd` on port `me` whose peer (a proxy)
+/// is on port `peer`, every 20 ms for at most `t`: when bytes moved (a queue of `fd` or of the
+/// peer's socket changed: the peer wrote or read, or the kernel moved them) and when the peer
+/// ended it. Neither end needs to read for this.
+pub async fn watch(fd: RawFd, me: u16, peer: u16, t: Duration) -> Watched {
+    let sample = || (unread(fd), unsent(fd), queues(peer, me));
+    let (mut seen, mut w) = (sample(), Watched { moved: vec![Instant::now()], end: None });
+    let until = Instant::now() + t;
+    while Instant::now() < until {
+        // The end is checked after the queues are read: a reset empties them, a FIN counts
+        // in the peer's (which is no longer established then), and either may come between.
+        let now = sample();
+        if peer_ended(fd) || now.2.is_none() {
+            w.end = Some(Instant::now());
+            break;
+        }
+        if now != seen {
+            seen = now;
+            w.moved.push(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w
+}
+
+/// Bytes in a socket's receive queue.
+pub fn unread(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through a valid pointer.
+    unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    n.max(0) as usize
+}
+
+/// Bytes in a socket's send queue (not yet acknowledged by the peer).
+pub fn unsent(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one int through a valid pointer.
+    unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    n.max(0) as usize
+}
+
+/// The peer sent its FIN or reset the connection.
+pub fn peer_ended(fd: RawFd) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut p, 1, 0) };
+    p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 #[cfg(test)]
