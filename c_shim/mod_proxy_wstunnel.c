@@ -35,7 +35,7 @@ const command_rec wst_cmds[] = {
     AP_INIT_TAKE1("ProxyWebsocketIdleTimeout", wst_rs_cmd_idle_timeout, NULL, RSRC_CONF,
                   "close a tunnel idle for this long: seconds, or a number with unit ms|s|mi|h; 0 = never"),
     AP_INIT_FLAG("ProxyWebsocketAsync", wst_rs_cmd_async, NULL, RSRC_CONF,
-                 "let established plain-socket tunnels leave the request thread (On|Off, default Off)"),
+                 "let established tunnels leave the request thread: plain clients under every MPM, TLS clients under event (On|Off, default Off)"),
     AP_INIT_TAKE1("ProxyWebsocketAsyncDelay", wst_rs_cmd_async_delay, NULL, RSRC_CONF,
                   "with ProxyWebsocketAsync: relay this long in the request thread first (default 0)"),
     AP_INIT_TAKE1("ProxyWebsocketAsyncMaxTunnels", wst_rs_cmd_async_max, NULL, RSRC_CONF,

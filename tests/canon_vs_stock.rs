@@ -1,4 +1,4 @@
-//! Canonicalisation identical to stock (SPEC-NOTES §9, CVE-2024-38473/38477/2023-25690): the
+//! Canonicalisation identical to stock (CVE-2024-38473/38477/2023-25690): the
 //! same configuration runs once with httpd's stock mod_proxy_wstunnel and once with ours; every
 //! request of the matrix must give the same client status and, when something reaches the
 //! backend, the byte-identical request line.

@@ -3,7 +3,9 @@
 //! by [`relay`] on the sockets themselves; filtered ends (TLS on either side, HTTP/2 streams)
 //! must keep passing through httpd's filters and are relayed by mod_proxy's filter-aware
 //! tunnel ([`filtered`]). The request thread relays until the tunnel ends, unless `ProxyWebsocketAsync`
-//! lets a raw tunnel move on to the child's runtime ([`detached`], via `handoff`).
+//! lets it move on to the child's runtime ([`detached`], via `handoff`): a raw tunnel, or under
+//! the event MPM one whose client speaks TLS (its request suspended, its filters driven
+//! without blocking).
 //!
 //! No `unsafe` here or below: the syscalls it needs are `crate::sys`'s, httpd's are `crate::httpd`'s.
 #![forbid(unsafe_code)]
