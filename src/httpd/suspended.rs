@@ -91,9 +91,9 @@ impl Suspended {
     pub fn finish(mut self) {
         self.end_request();
         // SAFETY: the connection's socket never waits (`NonBlocking::never_wait`, set at the
-        // hand-over), so mod_ssl's close_notify
-        // and the FLUSH OpenSSL and mod_ssl send behind it return at once; the pool is the
-        // MPM's per-connection pool, handed to us with the connection, and nothing uses it after.
+        // hand-over), so mod_ssl's close_notify and the FLUSH OpenSSL and mod_ssl send behind
+        // it return at once; the pool is the MPM's per-connection pool, handed to us with the
+        // connection, and nothing uses it after.
         unsafe {
             let c = self.io.as_ptr();
             ffi::ap_shutdown_conn(c, 0);
