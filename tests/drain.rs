@@ -139,31 +139,8 @@ async fn drain_timeout_bounds_tunnels_when_httpd_waits_forever() {
 
 /// An httpd with a TLS front end (to a ws:// backend, on `ports[0]`) and a wss:// backend (for
 /// ws:// clients on the main port): drain_tls.conf.in.
-struct TlsSite {
-    _dir: TempDir,
-    pki: wskit::Pki,
-    plain: Backend,
-    tls: Backend,
-    h: Httpd,
-}
-
 fn tls_site(name: &str, grace: &str, drain: &str) -> TlsSite {
-    let dir = TempDir::new(name);
-    let pki = wskit::Pki::generate(&dir.0);
-    let plain = Backend::start("plain");
-    let tls = Backend::start_tls("tls", &pki.server);
-    let h = Httpd::start(
-        Config::new("drain_tls.conf.in")
-            .ports(1)
-            .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
-            .var("TLSBACKEND", tls.port())
-            .var("CA", pki.ca_file.display())
-            .var("SERVERCERT", pki.server.cert_file.display())
-            .var("SERVERKEY", pki.server.key_file.display())
-            .var("GRACE", grace)
-            .var("DRAIN", drain),
-    );
-    TlsSite { _dir: dir, pki, plain, tls, h }
+    common::tls_site(name, "drain_tls.conf.in", |c| c.ports(1).var("GRACE", grace).var("DRAIN", drain))
 }
 
 /// Tunnels with a TLS end go through mod_proxy's filter-aware tunnel; a filter above TLS
@@ -171,7 +148,7 @@ fn tls_site(name: &str, grace: &str, drain: &str) -> TlsSite {
 /// backend) and a ws:// client to a wss:// backend both get Close 1001, and so do the backends.
 #[tokio::test(flavor = "multi_thread")]
 async fn tunnels_with_a_tls_end_close_with_1001_too() {
-    let TlsSite { _dir, pki, plain, tls, mut h } = tls_site("drain-tls", "3", "");
+    let TlsSite { _dir, pki, b: plain, tb: tls, mut h } = tls_site("drain-tls", "3", "");
     let (mut front, _) = connect_tls(&format!("wss://localhost:{}/ws/front", h.ports[0]), &pki).await.unwrap();
     let (mut back, _) = connect(&h.url("/wss/back")).await.unwrap();
     let t0 = Instant::now();
@@ -199,7 +176,7 @@ async fn tunnels_with_a_tls_end_close_with_1001_too() {
 /// deadline, with every message before it whole.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tls_tunnel_that_never_pauses_still_closes_with_1001() {
-    let TlsSite { _dir, pki, plain, tls, mut h } = tls_site("drain-busy-tls", "3", "");
+    let TlsSite { _dir, pki, b: plain, tb: tls, mut h } = tls_site("drain-busy-tls", "3", "");
     let (front, _) = connect_tls(&format!("wss://localhost:{}/ws/busy", h.ports[0]), &pki).await.unwrap();
     let (back, _) = connect(&h.url("/wss/busy")).await.unwrap();
     let mut clients = Vec::new();
@@ -272,7 +249,7 @@ async fn a_tls_tunnel_that_never_pauses_still_closes_with_1001() {
 /// tunnel is closed a second later, so the old generation exits.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_filtered_tunnel_whose_client_never_answers_ends_at_the_deadline() {
-    let TlsSite { _dir, tls, h, .. } = tls_site("drain-deaf", "0", "ProxyWebsocketDrainTimeout 1");
+    let TlsSite { _dir, tb: tls, h, .. } = tls_site("drain-deaf", "0", "ProxyWebsocketDrainTimeout 1");
     let mut s = raw::connect(h.port);
     s.write_all(raw::handshake("/wss/deaf", "").as_bytes()).unwrap();
     let resp = raw::read_response(&mut s);

@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use wskit::backend::Event;
@@ -25,14 +25,6 @@ use wskit::Pki;
 const STUCK: usize = 20;
 /// The worst echo the ordinary client may see while the stuck tunnels wait for their limit.
 const WORST_ECHO: Duration = Duration::from_millis(200);
-
-struct Site {
-    _dir: TempDir,
-    pki: Pki,
-    _b: Backend,
-    tb: Backend,
-    h: Httpd,
-}
 
 /// The tests of this file run one at a time: each loads the machine with 20 pushing TLS
 /// clients, and the latencies they measure are the relay's, not the other tests'.
@@ -49,23 +41,8 @@ fn event() -> bool {
 }
 
 /// One child; tunnels end after `idle` without traffic or `timeout` of a write stall.
-fn site(name: &str, idle: &str, timeout: u32) -> Site {
-    let dir = TempDir::new("pki");
-    let pki = Pki::generate(&dir.0);
-    let b = Backend::start(name);
-    let tb = Backend::start_tls(&format!("{name}-tls"), &pki.server);
-    let h = Httpd::start(
-        Config::new("stuck.conf.in")
-            .ports(1)
-            .var("BACKEND", format!("127.0.0.1:{}", b.port()))
-            .var("TLSBACKEND", tb.port())
-            .var("CA", pki.ca_file.display())
-            .var("SERVERCERT", pki.server.cert_file.display())
-            .var("SERVERKEY", pki.server.key_file.display())
-            .var("IDLE", idle)
-            .var("TIMEOUT", timeout),
-    );
-    Site { _dir: dir, pki, _b: b, tb, h }
+fn site(name: &str, idle: &str, timeout: u32) -> TlsSite {
+    tls_site(name, "stuck.conf.in", |c| c.ports(1).var("IDLE", idle).var("TIMEOUT", timeout))
 }
 
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
@@ -77,23 +54,13 @@ async fn stuck_client(port: u16, pki: &Pki, path: &str) -> Stuck {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(8192).unwrap();
     let tcp = sock.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-    let connector = tokio_rustls::TlsConnector::from(pki.client_config(&[b"http/1.1"]));
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     // The path names the client (its port), so that a backend's record of its connection can
     // be matched with it.
     let (me, proxy) = (tcp.local_addr().unwrap().port(), port);
     let path = format!("{path}?client={me}");
-    let mut s = connector.connect(name, tcp).await.unwrap();
-    s.write_all(wskit::raw::handshake(&path, "").as_bytes()).await.unwrap();
-    // rustls may keep the record until flushed (the socket was busy with the handshake's end).
-    s.flush().await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "closed before the 101 ({path})");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    let mut s = tls_over(tcp, pki, &[b"http/1.1"]).await;
+    // Neither backend sends anything behind the 101.
+    assert!(upgrade(&mut s, &path).await.is_empty());
     let frame = wskit::raw::client_frame(0x2, &vec![0x5a; 64 << 10]);
     let mut sent = 0;
     while sent < 8 << 20 {
@@ -163,12 +130,12 @@ fn worst_since(echoes: &[(Instant, Duration)], from: Instant) -> Duration {
 /// after bytes last moved through it, and the ordinary client's echoes stay under 200 ms
 /// meanwhile. `deaf`: the backend is the one that stopped reading (it says when its last byte
 /// came). Returns the error log.
-async fn stuck_tunnels_end_at(s: Site, path: &str, limit: Duration, reason: &str, deaf: Option<&Backend>) -> String {
+async fn stuck_tunnels_end_at(s: TlsSite, path: &str, limit: Duration, reason: &str, deaf: Option<&Backend>) -> String {
     stuck_tunnels_end_at_n(s, path, STUCK, limit, reason, deaf).await
 }
 
 /// [`stuck_tunnels_end_at`] with `n` stuck tunnels.
-async fn stuck_tunnels_end_at_n(s: Site, path: &str, n: usize, limit: Duration, reason: &str, deaf: Option<&Backend>) -> String {
+async fn stuck_tunnels_end_at_n(s: TlsSite, path: &str, n: usize, limit: Duration, reason: &str, deaf: Option<&Backend>) -> String {
     let port = s.h.ports[0];
     let stop = Arc::new(AtomicBool::new(false));
     let beside = ordinary(format!("wss://localhost:{port}/ws2/ordinary"), &s.pki, stop.clone());

@@ -14,14 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wskit::backend::Event;
 use wskit::Pki;
 
-struct Site {
-    _dir: TempDir,
-    pki: Pki,
-    b: Backend,
-    /// The wss:// backend.
-    tb: Backend,
-    h: Httpd,
-}
+type Site = TlsSite;
 
 fn site(name: &str) -> Site {
     site_with(name, "tls_async.conf.in", 3)
@@ -29,20 +22,7 @@ fn site(name: &str) -> Site {
 
 /// A server on configuration `conf`, which listens on `ports` ports besides the main one.
 fn site_with(name: &str, conf: &str, ports: usize) -> Site {
-    let dir = TempDir::new("pki");
-    let pki = Pki::generate(&dir.0);
-    let b = Backend::start(name);
-    let tb = Backend::start_tls(&format!("{name}-tls"), &pki.server);
-    let h = Httpd::start(
-        Config::new(conf)
-            .ports(ports)
-            .var("BACKEND", format!("127.0.0.1:{}", b.port()))
-            .var("TLSBACKEND", tb.port())
-            .var("CA", pki.ca_file.display())
-            .var("SERVERCERT", pki.server.cert_file.display())
-            .var("SERVERKEY", pki.server.key_file.display()),
-    );
-    Site { _dir: dir, pki, b, tb, h }
+    tls_site(name, conf, |c| c.ports(ports))
 }
 
 fn event() -> bool {

@@ -78,6 +78,11 @@ pub async fn connect_tls(url: &str, pki: &wskit::Pki) -> Result<(Ws, http::Respo
 pub async fn tls_stream(port: u16, pki: &wskit::Pki, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     tcp.set_nodelay(true).unwrap();
+    tls_over(tcp, pki, alpn).await
+}
+
+/// TLS to httpd (SNI `localhost`) over a connection the caller made.
+pub async fn tls_over(tcp: TcpStream, pki: &wskit::Pki, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
     let connector = tokio_rustls::TlsConnector::from(pki.client_config(alpn));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     connector.connect(name, tcp).await.unwrap()
@@ -86,8 +91,15 @@ pub async fn tls_stream(port: u16, pki: &wskit::Pki, alpn: &[&[u8]]) -> tokio_ru
 /// A raw TLS connection upgraded at `path` (the backend's raw modes: bytes, not frames), and
 /// the bytes that came right behind the 101.
 pub async fn tls_tunnel(port: u16, pki: &wskit::Pki, path: &str) -> (tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tls_stream(port, pki, &[b"http/1.1"]).await;
+    let after = upgrade(&mut s, path).await;
+    (s, after)
+}
+
+/// Asks for an upgrade at `path` on a TLS connection and reads the 101 (panics on anything
+/// else); returns the bytes that came right behind it.
+pub async fn upgrade(s: &mut tokio_rustls::client::TlsStream<TcpStream>, path: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     s.write_all(wskit::raw::handshake(path, "").as_bytes()).await.unwrap();
     // rustls may keep the record until flushed.
     s.flush().await.unwrap();
@@ -95,12 +107,39 @@ pub async fn tls_tunnel(port: u16, pki: &wskit::Pki, path: &str) -> (tokio_rustl
     let mut chunk = [0u8; 4096];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
         let n = s.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "closed before the 101: {:?}", String::from_utf8_lossy(&buf));
+        assert!(n > 0, "{path}: closed before the 101: {:?}", String::from_utf8_lossy(&buf));
         buf.extend_from_slice(&chunk[..n]);
     }
     let p = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert!(buf.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&buf));
-    (s, buf.split_off(p))
+    assert!(buf.starts_with(b"HTTP/1.1 101"), "{path}: {}", String::from_utf8_lossy(&buf));
+    buf.split_off(p)
+}
+
+/// An httpd with TLS at its front end and a private PKI, before a ws:// backend (`b`) and a
+/// wss:// one (`tb`): the template `conf` gets @BACKEND@, @TLSBACKEND@, @CA@, @SERVERCERT@ and
+/// @SERVERKEY@, and `more` adds the rest (extra ports, the test's own variables).
+pub struct TlsSite {
+    pub _dir: TempDir,
+    pub pki: wskit::Pki,
+    pub b: Backend,
+    pub tb: Backend,
+    pub h: Httpd,
+}
+
+pub fn tls_site(name: &str, conf: &str, more: impl FnOnce(Config) -> Config) -> TlsSite {
+    let dir = TempDir::new(name);
+    let pki = wskit::Pki::generate(&dir.0);
+    let b = Backend::start(name);
+    let tb = Backend::start_tls(&format!("{name}-tls"), &pki.server);
+    let h = Httpd::start(more(
+        Config::new(conf)
+            .var("BACKEND", format!("127.0.0.1:{}", b.port()))
+            .var("TLSBACKEND", tb.port())
+            .var("CA", pki.ca_file.display())
+            .var("SERVERCERT", pki.server.cert_file.display())
+            .var("SERVERKEY", pki.server.key_file.display()),
+    ));
+    TlsSite { _dir: dir, pki, b, tb, h }
 }
 
 /// Payload `i` of `size` bytes: distinct per message so that reordering shows.

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Lines that mean an httpd child died or our code panicked.
 /// Lines that fail any test whose server logged them: a crash, a panic caught at the FFI
 /// boundary (WST00001), and a turn of the asynchronous relay that held its thread over
 /// `WST_TURN_LIMIT_MS` (WST02019), which every test server is started with.

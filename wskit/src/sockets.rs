@@ -39,7 +39,7 @@ pub fn pairs() -> ((TcpStream, TcpStream), (TcpStream, TcpStream)) {
 /// Reads until EOF; panics after 10 s.
 pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
     use std::io::Read;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut v = Vec::new();
     s.read_to_end(&mut v).unwrap();
     v
