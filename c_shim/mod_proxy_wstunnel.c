@@ -32,6 +32,9 @@ const command_rec wst_cmds[] = {
     AP_INIT_FLAG("ProxyWebsocketFallbackToProxyHttp", wst_rs_cmd_fallback, NULL,
                  RSRC_CONF | ACCESS_CONF,
                  "whether to let mod_proxy_http handle the upgrade and tunnelling (On|Off, default On)"),
+    AP_INIT_FLAG("ProxyWebsocketUpgradeHttp", wst_rs_cmd_upgrade_http, NULL, RSRC_CONF | ACCESS_CONF,
+                 "also tunnel the WebSocket (upgrade=) requests of mod_proxy_http's http:// and "
+                 "https:// workers (On|Off, default Off)"),
     AP_INIT_TAKE1("ProxyWebsocketIdleTimeout", wst_rs_cmd_idle_timeout, NULL, RSRC_CONF,
                   "close a tunnel idle for this long: seconds, or a number with unit ms|s|mi|h; 0 = never"),
     AP_INIT_FLAG("ProxyWebsocketAsync", wst_rs_cmd_async, NULL, RSRC_CONF,
@@ -49,7 +52,8 @@ const command_rec wst_cmds[] = {
 void wst_register_hooks(apr_pool_t *p)
 {
     /* Run before mod_proxy_http at the same positions as the stock module, so ws:// and
-     * wss:// are ours when fallback is off. */
+     * wss:// are ours when fallback is off, and so the scheme handler sees the upgrade
+     * requests of http:// and https:// workers first (ProxyWebsocketUpgradeHttp). */
     static const char *const succ[] = { "mod_proxy_http.c", NULL };
 
     ap_hook_post_config(wst_rs_post_config, NULL, NULL, APR_HOOK_MIDDLE);

@@ -19,6 +19,7 @@ void *wst_rs_merge_server_config(apr_pool_t *p, void *base, void *add);
 const char *wst_rs_cmd_fallback(cmd_parms *cmd, void *dconf, int flag);
 const char *wst_rs_cmd_idle_timeout(cmd_parms *cmd, void *dconf, const char *arg);
 const char *wst_rs_cmd_async(cmd_parms *cmd, void *dconf, int flag);
+const char *wst_rs_cmd_upgrade_http(cmd_parms *cmd, void *dconf, int flag);
 const char *wst_rs_cmd_async_delay(cmd_parms *cmd, void *dconf, const char *arg);
 const char *wst_rs_cmd_async_max(cmd_parms *cmd, void *dconf, const char *arg);
 const char *wst_rs_cmd_drain_timeout(cmd_parms *cmd, void *dconf, const char *arg);

@@ -9,48 +9,7 @@
 #[cfg(all(feature = "httpd", not(test)))]
 use crate::httpd::{proxy, Request};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Ws,
-    Wss,
-}
-
-impl Scheme {
-    /// Recognises `ws:`/`wss:` (any case) at the start of `url`; returns the rest after the colon.
-    pub fn parse(url: &[u8]) -> Option<(Scheme, &[u8])> {
-        let lower = |n: usize| url.get(..n).map(|p| p.to_ascii_lowercase());
-        if lower(4).as_deref() == Some(b"wss:") {
-            Some((Scheme::Wss, &url[4..]))
-        } else if lower(3).as_deref() == Some(b"ws:") {
-            Some((Scheme::Ws, &url[3..]))
-        } else {
-            None
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Ws => "ws",
-            Scheme::Wss => "wss",
-        }
-    }
-
-    /// The name mod_proxy's connection functions log with.
-    pub fn proxy_function(self) -> &'static std::ffi::CStr {
-        match self {
-            Scheme::Ws => c"WS",
-            Scheme::Wss => c"WSS",
-        }
-    }
-
-    /// ws uses http's port, wss https's.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Scheme::Ws => 80,
-            Scheme::Wss => 443,
-        }
-    }
-}
+use crate::scheme::Scheme;
 
 /// True if `s` holds a control character, a space or DEL: what `ap_scan_vchar_obstext`
 /// stops at (VCHAR and obs-text pass).
@@ -140,15 +99,6 @@ pub fn canonicalise(r: &Request, scheme: Scheme, after_scheme: &[u8]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn schemes_are_case_insensitive() {
-        assert_eq!(Scheme::parse(b"WS://h/"), Some((Scheme::Ws, &b"//h/"[..])));
-        assert_eq!(Scheme::parse(b"wSs://h/"), Some((Scheme::Wss, &b"//h/"[..])));
-        assert_eq!(Scheme::parse(b"http://h/"), None);
-        assert_eq!(Scheme::parse(b"ws"), None);
-        assert_eq!(Scheme::parse(b"wsx://"), None);
-    }
 
     #[test]
     fn filenames_like_stock() {

@@ -11,17 +11,28 @@ use std::time::Duration;
 pub struct DirConfig {
     /// `ProxyWebsocketFallbackToProxyHttp`.
     pub fallback_to_proxy_http: Option<bool>,
+    /// `ProxyWebsocketUpgradeHttp`.
+    pub upgrade_http: Option<bool>,
 }
 
 impl DirConfig {
     /// The innermost explicitly set value wins.
     pub fn merge(base: &DirConfig, add: &DirConfig) -> DirConfig {
-        DirConfig { fallback_to_proxy_http: add.fallback_to_proxy_http.or(base.fallback_to_proxy_http) }
+        DirConfig {
+            fallback_to_proxy_http: add.fallback_to_proxy_http.or(base.fallback_to_proxy_http),
+            upgrade_http: add.upgrade_http.or(base.upgrade_http),
+        }
     }
 
     /// Whether mod_proxy_http takes the upgrade (default On, as stock).
     pub fn fallback(&self) -> bool {
         self.fallback_to_proxy_http.unwrap_or(true)
+    }
+
+    /// Whether this module also tunnels the upgrade requests of mod_proxy_http's `http://`
+    /// and `https://` workers (default Off, as stock: they are mod_proxy_http's).
+    pub fn upgrade_http(&self) -> bool {
+        self.upgrade_http.unwrap_or(false)
     }
 }
 
@@ -134,13 +145,25 @@ mod tests {
     #[test]
     fn innermost_explicit_fallback_wins() {
         let unset = DirConfig::default();
-        let off = DirConfig { fallback_to_proxy_http: Some(false) };
-        let on = DirConfig { fallback_to_proxy_http: Some(true) };
+        let off = DirConfig { fallback_to_proxy_http: Some(false), ..unset };
+        let on = DirConfig { fallback_to_proxy_http: Some(true), ..unset };
         assert!(!DirConfig::merge(&off, &unset).fallback());
         assert!(DirConfig::merge(&off, &on).fallback());
         assert!(!DirConfig::merge(&on, &off).fallback());
         assert!(DirConfig::merge(&unset, &unset).fallback());
         assert_eq!(DirConfig::merge(&unset, &unset).fallback_to_proxy_http, None);
+    }
+
+    #[test]
+    fn upgrade_http_is_off_unless_set_and_innermost_wins() {
+        let unset = DirConfig::default();
+        let on = DirConfig { upgrade_http: Some(true), ..unset };
+        let off = DirConfig { upgrade_http: Some(false), ..unset };
+        assert!(!unset.upgrade_http());
+        assert!(DirConfig::merge(&on, &unset).upgrade_http());
+        assert!(!DirConfig::merge(&on, &off).upgrade_http());
+        // The two directives are independent.
+        assert!(DirConfig::merge(&on, &DirConfig { fallback_to_proxy_http: Some(true), ..unset }).upgrade_http());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! (docs/DESIGN.md §3). The backend's answer is read and validated before anything is tunnelled.
 #![forbid(unsafe_code)]
 
-use crate::canon::{self, CanonError, Scheme};
+use crate::canon::{self, CanonError};
+use crate::scheme::Scheme;
 use crate::httpd::codes::{BAD_GATEWAY, BAD_REQUEST, DECLINED, DONE, FORBIDDEN, OK, SERVICE_UNAVAILABLE, UPGRADE_REQUIRED};
 use crate::httpd::log::{DEBUG, ERR, INFO, TRACE1, TRACE5};
 use crate::httpd::outcome::{is_timeout, Read};
@@ -23,10 +24,15 @@ fn fallback(r: &Request) -> bool {
     CAN_FALLBACK.load(Ordering::Relaxed) && r.dir_config().fallback()
 }
 
+/// This module's own schemes, `ws://` and `wss://`, in `url`.
+fn websocket_scheme(url: &[u8]) -> Option<(Scheme, &[u8])> {
+    Scheme::parse(url).filter(|(s, _)| s.is_websocket())
+}
+
 /// mod_proxy's check_trans: a ws alias without `Upgrade` does not match, so the next
 /// `ProxyPass` (e.g. an http one) gets the request, or it is served locally.
 pub fn check_trans(r: &Request, url: &[u8]) -> i32 {
-    if fallback(r) || Scheme::parse(url).is_none() {
+    if fallback(r) || websocket_scheme(url).is_none() {
         return DECLINED;
     }
     if r.header_in("Upgrade").is_none() {
@@ -42,7 +48,7 @@ pub fn canon(r: &Request, url: &[u8]) -> i32 {
         rlog!(r, TRACE5, "WST01002: canon: leaving {} to mod_proxy_http", String::from_utf8_lossy(url));
         return DECLINED;
     }
-    let Some((scheme, rest)) = Scheme::parse(url) else { return DECLINED };
+    let Some((scheme, rest)) = websocket_scheme(url) else { return DECLINED };
     match canon::canonicalise(r, scheme, rest) {
         Ok(filename) => {
             rlog!(r, TRACE1, "WST01003: canonical URL {}", String::from_utf8_lossy(&filename));
@@ -60,43 +66,35 @@ pub fn canon(r: &Request, url: &[u8]) -> i32 {
     }
 }
 
-/// mod_proxy's scheme_handler.
+/// mod_proxy's scheme_handler: ws:// and wss:// (unless mod_proxy_http has them), and the
+/// upgrade requests of http:// and https:// workers under `ProxyWebsocketUpgradeHttp On`.
 pub fn handle<'r>(r: &Request<'r>, args: &SchemeArgs<'r>) -> i32 {
     let url = args.url();
-    if fallback(r) {
-        rlog!(r, TRACE5, "WST01006: handler: leaving {} to mod_proxy_http", String::from_utf8_lossy(url));
-        return DECLINED;
-    }
     let Some((scheme, _)) = Scheme::parse(url) else {
         rlog!(r, DEBUG, "WST01007: declining URL {}", String::from_utf8_lossy(url));
         return DECLINED;
+    };
+    let offer = if scheme.is_websocket() {
+        if fallback(r) {
+            rlog!(r, TRACE5, "WST01006: handler: leaving {} to mod_proxy_http", String::from_utf8_lossy(url));
+            return DECLINED;
+        }
+        match websocket_offer(r, args) {
+            Ok(offer) => offer,
+            Err(status) => return status,
+        }
+    } else {
+        match proxy_http_upgrade(r, args) {
+            Some(offer) => offer,
+            None => return DECLINED,
+        }
     };
     // Test builds only (feature panic-probe): proves that a panic stops at the FFI boundary.
     #[cfg(feature = "panic-probe")]
     if r.header_in("X-Wst-Panic-Probe").is_some() {
         panic!("panic probe requested by the test");
     }
-    let policy = Policy::from_worker(&args.worker.upgrade());
-    let client_upgrade = r.header_in_str("Upgrade");
-    let offer = match upgrade::decide(&policy, client_upgrade.as_deref(), r.proto_num() < 1001) {
-        Decision::Forward(offer) => offer,
-        Decision::Refuse(why) => {
-            let advertised = policy.advertised();
-            rlog!(
-                r,
-                INFO,
-                "WST01008: require upgrade for URL {} ({}; Upgrade header is {}, expecting {})",
-                String::from_utf8_lossy(url),
-                why,
-                client_upgrade.as_deref().unwrap_or("(none)"),
-                advertised
-            );
-            r.set_err_header("Connection", "Upgrade");
-            r.set_err_header("Upgrade", &advertised);
-            return UPGRADE_REQUIRED;
-        }
-    };
-    let mut backend = match Backend::acquire(r, scheme.proxy_function(), args.worker, scheme == Scheme::Wss) {
+    let mut backend = match Backend::acquire(r, scheme.proxy_function(), args.worker, scheme.is_tls()) {
         Ok(b) => b,
         Err(status) => {
             rlog!(r, ERR, "WST01009: no backend connection available for {} (status {status})", scheme.as_str());
@@ -104,6 +102,64 @@ pub fn handle<'r>(r: &Request<'r>, args: &SchemeArgs<'r>) -> i32 {
         }
     };
     proxy_upgrade(r, &mut backend, scheme, args, &offer)
+}
+
+/// A ws:// or wss:// request: the protocol to ask the backend for, or 426 (with the
+/// protocols the worker allows) when the client's request cannot be tunnelled.
+fn websocket_offer(r: &Request, args: &SchemeArgs) -> Result<String, i32> {
+    let policy = Policy::from_worker(&args.worker.upgrade());
+    let client_upgrade = r.header_in_str("Upgrade");
+    match upgrade::decide(&policy, client_upgrade.as_deref(), r.proto_num() < 1001) {
+        Decision::Forward(offer) => Ok(offer),
+        Decision::Refuse(why) => {
+            let advertised = policy.advertised();
+            rlog!(
+                r,
+                INFO,
+                "WST01008: require upgrade for URL {} ({}; Upgrade header is {}, expecting {})",
+                String::from_utf8_lossy(args.url()),
+                why,
+                client_upgrade.as_deref().unwrap_or("(none)"),
+                advertised
+            );
+            r.set_err_header("Connection", "Upgrade");
+            r.set_err_header("Upgrade", &advertised);
+            Err(UPGRADE_REQUIRED)
+        }
+    }
+}
+
+/// A request to an http:// or https:// worker: the protocol to ask the backend for when this
+/// module takes the upgrade from mod_proxy_http (`upgrade::claim_http`); None leaves the
+/// request, untouched, to mod_proxy_http.
+fn proxy_http_upgrade(r: &Request, args: &SchemeArgs) -> Option<String> {
+    let client_upgrade = r.header_in_str("Upgrade")?;
+    let url = String::from_utf8_lossy(args.url());
+    if !r.dir_config().upgrade_http() {
+        rlog!(r, TRACE5, "WST01024: leaving the upgrade request for {url} to mod_proxy_http (ProxyWebsocketUpgradeHttp Off)");
+        return None;
+    }
+    if r.has_env("force-proxy-request-1.0") {
+        rlog!(r, TRACE1, "WST01024: leaving the upgrade request for {url} to mod_proxy_http: force-proxy-request-1.0 is set");
+        return None;
+    }
+    if r.header_in("Expect").is_some() {
+        // mod_proxy_http forwards it and handles 100-continue: its request, as it was.
+        rlog!(r, TRACE1, "WST01024: leaving the upgrade request for {url} to mod_proxy_http: it has an Expect header");
+        return None;
+    }
+    let has_body = r.header_in("Transfer-Encoding").is_some() || r.header_in("Content-Length").is_some();
+    let policy = Policy::from_worker(&args.worker.upgrade());
+    match upgrade::claim_http(&policy, Some(&client_upgrade), r.proto_num() < 1001, has_body) {
+        Ok(offer) => {
+            rlog!(r, DEBUG, "WST01025: tunnelling the upgrade to {offer} for {url} (instead of mod_proxy_http)");
+            Some(offer)
+        }
+        Err(why) => {
+            rlog!(r, TRACE1, "WST01024: leaving the upgrade request for {url} to mod_proxy_http: {why}");
+            None
+        }
+    }
 }
 
 /// Connects, sends the upgrade request, reads the answer, and either tunnels (101) or relays
@@ -120,12 +176,13 @@ fn proxy_upgrade<'r>(r: &Request<'r>, backend: &mut Backend<'r>, scheme: Scheme,
     let backconn = match backend.create_connection() {
         Ok(c) => c,
         Err(status) => {
-            if scheme == Scheme::Wss {
+            if scheme.is_tls() {
                 rlog!(
                     r,
                     ERR,
-                    "WST01011: cannot speak TLS to wss:// backend {}: TLS to backends needs mod_ssl and \
+                    "WST01011: cannot speak TLS to {}:// backend {}: TLS to backends needs mod_ssl and \
                      'SSLProxyEngine On' in this server or virtual host",
+                    scheme.as_str(),
                     backend.hostname()
                 );
             } else {
@@ -138,7 +195,7 @@ fn proxy_upgrade<'r>(r: &Request<'r>, backend: &mut Backend<'r>, scheme: Scheme,
         Ok(bb) => bb,
         Err(status) => return status,
     };
-    let status = backend.send(head, upgrade::request_lines(offer).as_bytes());
+    let status = backend.send(head, upgrade::request_lines(offer, !scheme.is_websocket()).as_bytes());
     if status != OK {
         rlog!(r, ERR, "WST01013: sending the upgrade request to {} failed (status {status})", backend.hostname());
         return status;
@@ -287,8 +344,8 @@ fn send_101(r: &Request, head: &Head) {
     for (name, value) in response::relayed_headers(head, None) {
         r.add_header_out(name, &value);
     }
-    r.set_header_out("Upgrade", head.get("Upgrade").unwrap_or(b"websocket"));
     r.set_header_out("Connection", b"Upgrade");
+    r.set_header_out("Upgrade", head.get("Upgrade").unwrap_or(b"websocket"));
     r.set_status(101, Some(b"101 Switching Protocols"));
     r.send_interim_response();
 }

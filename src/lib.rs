@@ -19,6 +19,7 @@ pub mod config;
 pub mod frames;
 pub mod httpd;
 pub mod response;
+pub mod scheme;
 pub mod status;
 pub mod sys;
 pub mod tunnel;

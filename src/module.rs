@@ -145,12 +145,24 @@ pub extern "C" fn wst_rs_merge_server_config(p: *mut ffi::apr_pool_t, base: *mut
 #[no_mangle]
 pub extern "C" fn wst_rs_cmd_fallback(cmd: *mut ffi::cmd_parms, dconf: *mut c_void, flag: c_int) -> *const c_char {
     directive(cmd, "ProxyWebsocketFallbackToProxyHttp", |_| {
-        // SAFETY: httpd passes the per-dir record of the section being read (a DirConfig
-        // made by create_dir_config), and only this directive's call uses it now.
-        let d = unsafe { &mut *(dconf as *mut DirConfig) };
-        d.fallback_to_proxy_http = Some(flag != 0);
+        section_config(dconf).fallback_to_proxy_http = Some(flag != 0);
         Ok(())
     })
+}
+
+#[no_mangle]
+pub extern "C" fn wst_rs_cmd_upgrade_http(cmd: *mut ffi::cmd_parms, dconf: *mut c_void, flag: c_int) -> *const c_char {
+    directive(cmd, "ProxyWebsocketUpgradeHttp", |_| {
+        section_config(dconf).upgrade_http = Some(flag != 0);
+        Ok(())
+    })
+}
+
+/// The per-directory record a directive's handler is given: that of the section being read.
+fn section_config<'a>(dconf: *mut c_void) -> &'a mut DirConfig {
+    // SAFETY: httpd passes a directive handler the per-dir record of the section being read,
+    // one made by our create_dir_config (a DirConfig), and only that handler's call uses it.
+    unsafe { &mut *(dconf as *mut DirConfig) }
 }
 
 #[no_mangle]

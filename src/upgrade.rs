@@ -111,6 +111,37 @@ pub fn decide(policy: &Policy, client: Option<&str>, http10: bool) -> Decision {
     Decision::Forward(chosen.join(", "))
 }
 
+/// Whether an upgrade request to an `http://` or `https://` worker is one this module takes
+/// from mod_proxy_http (`ProxyWebsocketUpgradeHttp On`): exactly those mod_proxy_http itself
+/// would tunnel (`ap_proxy_worker_can_upgrade`: the worker's `upgrade=` is `ANY` or names the
+/// client's whole `Upgrade` value), naming one protocol (mod_proxy_http wants the 101 to
+/// repeat the whole value, which a backend switching to one of several never does), that
+/// this module's own rules forward unchanged (so never `h2c` under ANY, never HTTP/1.0), with
+/// no request body (a tunnel has no room for one).
+/// Ok is the value to offer the backend; Err says why mod_proxy_http keeps the request.
+pub fn claim_http(policy: &Policy, client: Option<&str>, http10: bool, has_body: bool) -> Result<String, &'static str> {
+    let client = client.map(str::trim).filter(|c| !c.is_empty()).ok_or("no Upgrade header")?;
+    let tunnelled_by_proxy_http = match policy {
+        Policy::Any => true,
+        Policy::List(allowed) => allowed.iter().any(|a| a.eq_ignore_ascii_case(client)),
+        Policy::Default | Policy::None => return Err("the worker has no upgrade= protocol"),
+    };
+    if !tunnelled_by_proxy_http {
+        return Err("the worker's upgrade= does not name the Upgrade header's value");
+    }
+    if tokens(client).nth(1).is_some() {
+        return Err("the Upgrade header names more than one protocol");
+    }
+    if has_body {
+        return Err("the request has a body");
+    }
+    match decide(policy, Some(client), http10) {
+        Decision::Forward(offer) if offer == client => Ok(offer),
+        Decision::Forward(_) => Err("the Upgrade header names a protocol never tunnelled under upgrade=ANY"),
+        Decision::Refuse(why) => Err(why),
+    }
+}
+
 /// Checks a backend's `101` against what we asked for: its `Upgrade` must name exactly one
 /// of the protocols we offered (case-insensitive).
 pub fn accepts_101(offered: &str, answered: Option<&str>) -> bool {
@@ -121,9 +152,14 @@ pub fn accepts_101(offered: &str, answered: Option<&str>) -> bool {
 }
 
 /// The lines that end our request head to the backend: the protocol offered, the hop-by-hop
-/// `Connection: Upgrade` mod_proxy purged from the client's, and the blank line.
-pub fn request_lines(offer: &str) -> String {
-    format!("Upgrade: {offer}\r\nConnection: Upgrade\r\n\r\n")
+/// `Connection: Upgrade` mod_proxy purged from the client's, and the blank line; in the
+/// stock module's order for ws:// and wss://, in mod_proxy_http's for its workers.
+pub fn request_lines(offer: &str, as_proxy_http: bool) -> String {
+    if as_proxy_http {
+        format!("Connection: Upgrade\r\nUpgrade: {offer}\r\n\r\n")
+    } else {
+        format!("Upgrade: {offer}\r\nConnection: Upgrade\r\n\r\n")
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +246,28 @@ mod tests {
 
     #[test]
     fn the_head_ends_with_our_upgrade_lines() {
-        assert_eq!(request_lines("websocket"), "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+        assert_eq!(request_lines("websocket", false), "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+        assert_eq!(request_lines("websocket", true), "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    }
+
+    #[test]
+    fn http_workers_give_up_what_mod_proxy_http_would_tunnel_and_nothing_else() {
+        let ws = Policy::from_worker("websocket");
+        assert_eq!(claim_http(&ws, Some("WebSocket"), false, false), Ok("WebSocket".into()));
+        assert_eq!(claim_http(&Policy::from_worker("foo, websocket"), Some("websocket"), false, false), Ok("websocket".into()));
+        assert_eq!(claim_http(&Policy::Any, Some("websocket"), false, false), Ok("websocket".into()));
+        assert_eq!(claim_http(&Policy::Any, Some("chat"), false, false), Ok("chat".into()));
+        // mod_proxy_http would not tunnel these: its plain HTTP path keeps them.
+        for (p, c) in [(&Policy::Default, Some("websocket")), (&Policy::None, Some("websocket")), (&ws, None), (&ws, Some(" "))] {
+            assert!(claim_http(p, c, false, false).is_err(), "{p:?} {c:?}");
+        }
+        assert!(claim_http(&ws, Some("websocket, foo"), false, false).is_err());
+        assert!(claim_http(&ws, Some("websocket/13"), false, false).is_err());
+        // Ours would refuse or rewrite these: mod_proxy_http keeps its own behaviour.
+        assert!(claim_http(&Policy::Any, Some("h2c"), false, false).is_err());
+        assert!(claim_http(&Policy::Any, Some("websocket, h2c"), false, false).is_err());
+        assert!(claim_http(&Policy::Any, Some("websocket, foo"), false, false).is_err());
+        assert!(claim_http(&ws, Some("websocket"), true, false).is_err());
+        assert!(claim_http(&ws, Some("websocket"), false, true).is_err());
     }
 }

@@ -37,6 +37,7 @@ async fn bad_directive_arguments_fail_configtest_with_a_clear_message() {
         ("ProxyWebsocketIdleTimeout -1", "ProxyWebsocketIdleTimeout: '-1' is not a duration"),
         ("ProxyWebsocketFallbackToProxyHttp maybe", "ProxyWebsocketFallbackToProxyHttp must be On or Off"),
         ("ProxyWebsocketAsync sometimes", "ProxyWebsocketAsync must be On or Off"),
+        ("ProxyWebsocketUpgradeHttp yes", "ProxyWebsocketUpgradeHttp must be On or Off"),
         ("ProxyWebsocketAsyncDelay 1y", "ProxyWebsocketAsyncDelay: '1y' has an unknown unit"),
         ("ProxyWebsocketAsyncMaxTunnels 0", "ProxyWebsocketAsyncMaxTunnels: '0' is not a positive number of tunnels"),
         ("ProxyWebsocketAsyncMaxTunnels lots", "ProxyWebsocketAsyncMaxTunnels: 'lots' is not a positive number"),

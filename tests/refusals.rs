@@ -343,12 +343,17 @@ fn our_relay_gives_clients_what_mod_proxy_http_gives_them() {
         ("GET", "gzip"),
         ("GET", "status-999"),
     ];
+    // ws:// (ours, mod_proxy_http's), then http:// with upgrade= (ours, mod_proxy_http's).
     for (method, script) in cases {
-        let ours = seen(e.h.port, method, &format!("/h/{script}"));
-        let reference = seen(e.h.port, method, &format!("/http/{script}"));
-        assert_eq!(ours, reference, "{method} {script}: ours vs mod_proxy_http");
+        for (ours, theirs) in [("/h/", "/http/"), ("/hup/", "/hhttp/")] {
+            let got = seen(e.h.port, method, &format!("{ours}{script}"));
+            let reference = seen(e.h.port, method, &format!("{theirs}{script}"));
+            assert_eq!(got, reference, "{method} {ours}{script}: ours vs mod_proxy_http");
+        }
     }
-    assert_eq!(e.hostile.requests().len(), 2 * cases.len());
+    assert_eq!(e.hostile.requests().len(), 4 * cases.len());
+    // Each /hup/ refusal was this module's.
+    assert_eq!(count(&e.h, "WST01025"), cases.len(), "{}", e.h.error_log());
     plain_http_served(&e.h);
     e.h.stop();
 }

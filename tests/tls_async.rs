@@ -209,6 +209,39 @@ async fn wss_backends_without_room_stay_in_their_threads() {
     s.h.stop();
 }
 
+/// `ProxyWebsocketUpgradeHttp On`: the upgrade requests of an http:// and an https:// worker
+/// are this module's, and their tunnels leave the request threads as ws:// and wss:// ones
+/// do (under event; under worker and prefork they stay, as those do).
+#[tokio::test(flavor = "multi_thread")]
+async fn http_and_https_workers_tunnel_here_and_go_asynchronous() {
+    let s = site("tls-uphttp");
+    let mut all = Vec::new();
+    for path in ["/up/a", "/ups/b", "/ws2/c", "/wss2/d"] {
+        let (mut ws, _) = connect_tls(&format!("wss://localhost:{}{path}", s.h.ports[0]), &s.pki).await.unwrap();
+        let m = Message::text(format!("through {path}"));
+        assert_eq!(echo(&mut ws, m.clone()).await, m);
+        all.push(ws);
+    }
+    assert_eq!(wait_count(&s.h, "WST01025", 2, Duration::from_secs(5)), 2, "{}", s.h.error_log());
+    let (status, _) = status_auto(s.h.port);
+    let (want_async, want_sync) = if event() { (4, 0) } else { (0, 4) };
+    assert_eq!((status["WebSocketAsyncTunnels"], status["WebSocketSyncTunnels"]), (want_async, want_sync), "{status:?}");
+    let heads = s.b.requests().into_iter().chain(s.tb.requests()).collect::<Vec<_>>();
+    for path in ["/up/a", "/ups/b"] {
+        assert!(heads.iter().any(|h| h.starts_with(&format!("GET {path} HTTP/1.1"))), "{path} not at its backend: {heads:?}");
+    }
+    for mut ws in all {
+        ws.close(None).await.unwrap();
+    }
+    let ended = if event() { "WST02011" } else { "WST02001" };
+    assert!(wait_count(&s.h, ended, 4, Duration::from_secs(10)) >= 4, "{}", s.h.error_log());
+    let log = s.h.error_log();
+    for path in ["/up/a", "/ups/b"] {
+        assert!(log.lines().any(|l| l.contains("WST01025") && l.contains(path)), "{path}:\n{log}");
+    }
+    s.h.stop();
+}
+
 /// After `ProxyWebsocketAsyncDelay` the tunnel is suspended; the idle limit still ends it.
 #[tokio::test(flavor = "multi_thread")]
 async fn suspended_after_the_delay_and_reaped_when_idle() {

@@ -83,6 +83,12 @@ impl<'r> Request<'r> {
         self.header_in(name).map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
+    /// Whether the request's environment (`r->subprocess_env`: SetEnv, SetEnvIf, RewriteRule
+    /// [E=]) has this variable.
+    pub fn has_env(&self, name: &str) -> bool {
+        Self::table_get(self.rec().subprocess_env, name).is_some()
+    }
+
     pub fn has_note(&self, name: &str) -> bool {
         Self::table_get(self.rec().notes, name).is_some()
     }

@@ -1,6 +1,6 @@
 //! Choosing the kind of ends, handing httpd's buffered bytes to the relay, and logging the outcome.
 
-use crate::canon::Scheme;
+use crate::scheme::Scheme;
 use crate::httpd::codes::{DONE, SUSPENDED};
 use crate::httpd::log::{DEBUG, INFO, WARNING};
 use crate::httpd::proxy::Backend;
@@ -58,7 +58,7 @@ pub fn run(
     let client = r.connection();
     // Writes may wait as long as httpd would let a blocking write wait on either side.
     let timeouts = super::limits::Timeouts::new(idle, backend.socket_timeout(), r.server().timeout());
-    if scheme == Scheme::Ws && is_raw(&client) && is_raw(backconn) {
+    if !scheme.is_tls() && is_raw(&client) && is_raw(backconn) {
         r.enter_tunnel_mode();
         let frames = websocket.then(Default::default);
         raw(r, &client, backend, backconn, surplus, timeouts, frames);

@@ -8,7 +8,7 @@ use super::core::{stalled, End, Tick};
 use super::ends::notice_mpm_stopping;
 use super::limits::Timeouts;
 use super::polite::{self, Direction};
-use crate::canon::Scheme;
+use crate::scheme::Scheme;
 use crate::frames::Frames;
 use crate::httpd::filter::{self, Verdict, Watched};
 use crate::httpd::log::{DEBUG, ERR};
