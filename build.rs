@@ -74,7 +74,7 @@ fn main() {
         "request_rec", "conn_rec", "server_rec", "module", "command_rec", "cmd_parms", "proxy_worker",
         "proxy_worker_shared", "proxy_conn_rec", "proxy_server_conf", "proxy_dir_conf", "proxy_tunnel_rec",
         "apr_uri_t", "apr_bucket_brigade", "apr_bucket", "ap_filter_t", "ap_version_t", "process_score", "global_score",
-        "scoreboard", "wst_logio_probe",
+        "scoreboard", "wst_logio_probe", "ap_directive_t",
     ] {
         b = b.allowlist_type(t);
     }
@@ -94,7 +94,7 @@ fn main() {
         b = b.allowlist_function(f);
     }
     for v in [
-        "proxy_module", "ap_server_conf", "ap_max_mem_free", "ap_scoreboard_image", "ap_graceful_shutdown_timeout", "ap_pglobal",
+        "proxy_module", "ap_server_conf", "ap_conftree", "ap_max_mem_free", "ap_scoreboard_image", "ap_graceful_shutdown_timeout", "ap_pglobal",
         "AP_MODE_READBYTES", "APR_(NON)?BLOCK_READ", "AP_MPMQ_.*", "AP_SQ_.*", "AP_SERVER_.*_NUMBER", "AP_STATUS_.*",
         "APLOG_.*", "HTTP_.*", "OK", "DECLINED", "DONE", "MODULE_MAGIC_.*", "PROXY_CANONENC_NOENCODEDSLASHENCODING",
         "AP_CONN_CLOSE", "enc_path", "SUSPENDED",

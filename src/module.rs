@@ -241,17 +241,32 @@ pub extern "C" fn wst_rs_post_config(_pconf: *mut ffi::apr_pool_t, _plog: *mut f
         shutdown::set_drain_timeout(s.config().drain);
         crate::httpd::record::check(s);
         if mpm::is_async() && mpm::final_config_pass() && s.and_virtual_hosts().any(|v| v.config().async_on()) {
+            let (factor, set) = mpm::async_request_worker_factor();
+            let threads = mpm::threads_per_child();
+            let advice = if factor < 100.0 {
+                format!(" To hold more per child, raise AsyncRequestWorkerFactor (100: about {}).", event_connection_limit(threads, 100.0))
+            } else {
+                String::new()
+            };
             slog!(
                 s,
                 NOTICE,
-                "WST00008: ProxyWebsocketAsync On under the event MPM: a wss:// tunnel that leaves its request thread \
-                 stays one of its child's connections, and a child accepts new connections only below ThreadsPerChild \
-                 + idle threads x AsyncRequestWorkerFactor: raise AsyncRequestWorkerFactor to hold more WebSockets per child"
+                "WST00008: ProxyWebsocketAsync On under the event MPM: each wss:// WebSocket (TLS at httpd) that leaves \
+                 its request thread stays one of its child's connections; with ThreadsPerChild {threads} and \
+                 AsyncRequestWorkerFactor {factor}{}, a child accepts new connections only below {threads} + idle threads \
+                 x {factor}: about {} such WebSockets per child, then the other children take new ones.{advice}",
+                if set { "" } else { " (the default)" },
+                event_connection_limit(threads, factor),
             );
         }
         slog!(s, TRACE1, "WST00002: mod_proxy_http is {}loaded: fallback {}possible", if http { "" } else { "not " }, if http { "" } else { "im" });
         OK
     })
+}
+
+/// The event MPM's connection limit for a child whose threads are all idle.
+fn event_connection_limit(threads: usize, factor: f64) -> u64 {
+    (threads as f64 * (1.0 + factor)).floor() as u64
 }
 
 /// Cleanup of the child's pool: the child process is exiting, its worker threads are done.

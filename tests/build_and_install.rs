@@ -54,7 +54,7 @@ fn a2enmod_enables_it_with_its_dependency() {
     std::fs::copy(wskit::httpd::our_module(), &so).unwrap();
     std::fs::write(avail.join("proxy_wstunnel.load"), load.replace("@LIBEXECDIR@", so_dir.to_str().unwrap())).unwrap();
     let conf = std::fs::read_to_string(apxs_dir.join("proxy_wstunnel.conf")).unwrap();
-    assert!(conf.lines().any(|l| l.starts_with("#ProxyWebsocketAsync ")), "{conf}");
+    assert!(conf.lines().any(|l| l.starts_with("#ProxyWebsocketAsyncDelay ")), "{conf}");
     let enabled_conf: String = conf.lines().map(|l| format!("{}\n", l.strip_prefix("#Proxy").map(|d| format!("Proxy{d}")).unwrap_or(l.to_string()))).collect();
     std::fs::write(avail.join("proxy_wstunnel.conf"), enabled_conf).unwrap();
     let out = Command::new("a2enmod").args(["-q", "proxy_wstunnel"]).env("APACHE_CONFDIR", &root).output().unwrap();

@@ -55,7 +55,8 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     }
     let notices: Vec<String> = s.h.error_log().lines().filter(|l| l.contains("WST00008")).map(String::from).collect();
     assert_eq!(notices.len(), 1, "said once at startup: {notices:?}");
-    assert!(notices[0].contains("AsyncRequestWorkerFactor"), "{}", notices[0]);
+    // It says what the running values mean (tls_async.conf.in: 10 threads, factor 100).
+    assert!(notices[0].contains("with ThreadsPerChild 10 and AsyncRequestWorkerFactor 100, a child") && notices[0].contains("about 1010 such"), "{}", notices[0]);
     assert_eq!(wait_count(&s.h, "(request suspended)", n, Duration::from_secs(5)), n, "{}", s.h.error_log());
     // Two descriptors each: the client's socket (the connection's own, polled in place) and
     // the backend's; no copy, and no pollset left behind by mod_proxy's tunnel. Besides: the

@@ -25,6 +25,39 @@ pub fn threads_per_child() -> usize {
     query(ffi::AP_MPMQ_MAX_THREADS).unwrap_or(1).max(1) as usize
 }
 
+/// The event MPM's `AsyncRequestWorkerFactor` (a decimal; 2 unless set): the last one in the
+/// configuration tree, sections included (the MPM keeps the value to itself). Read at
+/// post_config, when the tree is complete.
+pub fn async_request_worker_factor() -> (f64, bool) {
+    // SAFETY: httpd builds the tree while reading the configuration and keeps it until the
+    // next read; post_config runs on the main thread between the two.
+    let root = unsafe { ffi::ap_conftree };
+    match last_directive(root, "AsyncRequestWorkerFactor").and_then(|v| v.trim().parse().ok()) {
+        Some(f) => (f, true),
+        None => (2.0, false),
+    }
+}
+
+/// The arguments of the last `name` directive in the tree from `node` on.
+fn last_directive(mut node: *const ffi::ap_directive_t, name: &str) -> Option<String> {
+    let mut found = None;
+    while !node.is_null() {
+        // SAFETY: a node of httpd's configuration tree (see async_request_worker_factor):
+        // its strings are NUL-terminated, its links null or nodes of the same tree.
+        let d = unsafe { &*node };
+        let is = !d.directive.is_null() && unsafe { std::ffi::CStr::from_ptr(d.directive) }.to_bytes().eq_ignore_ascii_case(name.as_bytes());
+        if is && !d.args.is_null() {
+            // SAFETY: as above.
+            found = Some(unsafe { std::ffi::CStr::from_ptr(d.args) }.to_string_lossy().into_owned());
+        }
+        if let Some(inner) = last_directive(d.first_child, name) {
+            found = Some(inner);
+        }
+        node = d.next;
+    }
+    found
+}
+
 /// httpd reads its configuration twice at startup; false during the first (pre-config) pass,
 /// where what a module says at startup would be said twice.
 pub fn final_config_pass() -> bool {
