@@ -31,9 +31,32 @@ async fn main() {
     println!("httpd             : pid {}, ServerRoot {}", httpd.pid(), httpd.root.display());
     println!("module            : {}", wskit::httpd::our_module().display());
     println!("configuration     : ProxyPass \"/ws2/\" \"ws://{}/\"", backend.addr);
+    println!("                    ProxyPass \"/up/\"  \"http://{}/\" upgrade=websocket", backend.addr);
+    for path in ["/ws2/", "/up/"] {
+        println!();
+        round_trip(&httpd, path).await;
+    }
     let url = httpd.url("/ws2/");
+    println!();
+    println!("Try it yourself:  {url}");
+    println!("   in a browser:  http://127.0.0.1:{}/", httpd.port);
+    println!("   with a client:  websocat {url}   (or any WebSocket client)");
+    if once {
+        httpd.stop();
+        return;
+    }
+    println!("Press Ctrl-C to stop.");
+    tokio::signal::ctrl_c().await.ok();
+    httpd.stop();
+    println!("stopped.");
+}
+
+/// One WebSocket through `path`: the handshake, two echoes, who tunnelled it (the error log)
+/// and its access-log record.
+async fn round_trip(httpd: &Httpd, path: &str) {
+    let url = httpd.url(path);
     let (mut ws, resp) = tokio_tungstenite::connect_async(url.as_str()).await.expect("WebSocket handshake through httpd");
-    println!("handshake         : {} {:?}", resp.status(), resp.headers().get("upgrade").unwrap());
+    println!("{url:18}: {} {:?}", resp.status(), resp.headers().get("upgrade").unwrap());
     for msg in ["hello from the demo", "a second message"] {
         ws.send(Message::text(msg)).await.unwrap();
         let echo = ws.next().await.unwrap().unwrap();
@@ -47,29 +70,31 @@ async fn main() {
     while let Some(Ok(_)) = ws.next().await {}
     drop(ws);
     let mut record = None;
+    let request = format!("\"GET {path} HTTP/1.1\" 101 ");
     for _ in 0..250 {
-        record = httpd.access_log().lines().find(|l| l.contains("\"GET /ws2/ HTTP/1.1\" 101 ")).map(str::to_string);
+        record = httpd.access_log().lines().find(|l| l.contains(&request)).map(str::to_string);
         if record.is_some() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // Our lines name the client (address and port): the request's, then the hand-over's.
+    let log = httpd.error_log();
+    let client = |l: &str| l.split("[client ").nth(1).and_then(|c| c.split(']').next()).map(str::to_string);
+    let ours = log.lines().find(|l| l.contains("WST01014") && l.contains(&format!("GET {path} "))).and_then(client);
+    let handed_over = ours.as_ref().is_some_and(|c| log.lines().any(|l| l.contains("WST02010") && client(l).as_ref() == Some(c)));
+    println!(
+        "tunnelled by      : {}",
+        match (ours.is_some(), handed_over) {
+            (true, true) => "this module, asynchronously (no request thread held)",
+            (true, false) => "this module, in its request thread",
+            (false, _) => "not this module (see the error log)",
+        }
+    );
     match record.as_deref().and_then(describe) {
         Some(text) => println!("access log        : {text}"),
         None => println!("access log        : (no record of the tunnel yet in {}/access_log)", httpd.root.display()),
     }
-    println!();
-    println!("Try it yourself:  {url}");
-    println!("   in a browser:  http://127.0.0.1:{}/", httpd.port);
-    println!("   with a client:  websocat {url}   (or any WebSocket client)");
-    if once {
-        httpd.stop();
-        return;
-    }
-    println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c().await.ok();
-    httpd.stop();
-    println!("stopped.");
 }
 
 /// The demo's access-log line (`%h "%r" %>s %D %I %O`, httpd-test-conf/base.conf.in) in words.
