@@ -177,7 +177,7 @@ fn the_demo_url_works_in_chromium() {
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e} (cargo build --release --workspace)", demo_bin.display()));
     let mut lines = std::io::BufReader::new(demo.stdout.take().unwrap()).lines();
-    let (mut root, mut url, mut record) = (None, None, None);
+    let (mut root, mut url, mut records, mut ours) = (None, None, Vec::new(), 0);
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(r) = line.split("ServerRoot ").nth(1) {
@@ -187,15 +187,21 @@ fn the_demo_url_works_in_chromium() {
             url = Some(u.trim().to_string());
         }
         if let Some(a) = line.strip_prefix("access log        : ") {
-            record = Some(a.to_string());
+            records.push(a.to_string());
+        }
+        if line.starts_with("tunnelled by      : this module, asynchronously") {
+            ours += 1;
         }
         if line.starts_with("Press Ctrl-C") {
             break;
         }
     }
     let (root, url) = (root.expect("the demo printed its ServerRoot"), url.expect("the demo printed a URL for browsers"));
-    let record = record.unwrap_or_default();
-    assert!(record.contains("\"GET /ws2/ HTTP/1.1\" 101, ") && record.contains(" bytes out"), "{record}");
+    // Both routes it shows: the manual's ws:// and the http:// upgrade=websocket.
+    for path in ["/ws2/", "/up/"] {
+        assert!(records.iter().any(|r| r.contains(&format!("\"GET {path} HTTP/1.1\" 101, ")) && r.contains(" bytes out")), "{path}: {records:?}");
+    }
+    assert_eq!(ours, 2, "the demo did not show both routes going through the module asynchronously");
     let browser = browse(&dir, &url);
     let end = Instant::now() + Duration::from_secs(60);
     let log = root.join("access_log");
