@@ -69,20 +69,22 @@ async fn round_trip(httpd: &Httpd, path: &str) {
     ws.close(None).await.ok();
     while let Some(Ok(_)) = ws.next().await {}
     drop(ws);
-    let mut record = None;
+    // The access-log record comes when the request ends; our error-log lines name the client
+    // (address and port): the request's, then the hand-over's, which the request thread may
+    // write after the relay has already ended the tunnel. Wait for both, a few seconds at most.
     let request = format!("\"GET {path} HTTP/1.1\" 101 ");
+    let client = |l: &str| l.split("[client ").nth(1).and_then(|c| c.split(']').next()).map(str::to_string);
+    let (mut record, mut ours, mut handed_over) = (None, None, false);
     for _ in 0..250 {
         record = httpd.access_log().lines().find(|l| l.contains(&request)).map(str::to_string);
-        if record.is_some() {
+        let log = httpd.error_log();
+        ours = log.lines().find(|l| l.contains("WST01014") && l.contains(&format!("GET {path} "))).and_then(client);
+        handed_over = ours.as_ref().is_some_and(|c| log.lines().any(|l| l.contains("WST02010") && client(l).as_ref() == Some(c)));
+        if record.is_some() && handed_over {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    // Our lines name the client (address and port): the request's, then the hand-over's.
-    let log = httpd.error_log();
-    let client = |l: &str| l.split("[client ").nth(1).and_then(|c| c.split(']').next()).map(str::to_string);
-    let ours = log.lines().find(|l| l.contains("WST01014") && l.contains(&format!("GET {path} "))).and_then(client);
-    let handed_over = ours.as_ref().is_some_and(|c| log.lines().any(|l| l.contains("WST02010") && client(l).as_ref() == Some(c)));
     println!(
         "tunnelled by      : {}",
         match (ours.is_some(), handed_over) {
