@@ -3,7 +3,8 @@
 //! are exercised by the side-by-side test against stock instead.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mod_proxy_wstunnel::canon::{check_forwarded, filename, has_ctl_or_space, Scheme};
+use mod_proxy_wstunnel::canon::{check_forwarded, filename, has_ctl_or_space};
+use mod_proxy_wstunnel::scheme::Scheme;
 
 fuzz_target!(|data: &[u8]| {
     if let Some((scheme, rest)) = Scheme::parse(data) {
