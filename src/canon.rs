@@ -18,7 +18,13 @@ pub fn has_ctl_or_space(s: &[u8]) -> bool {
 }
 
 /// Composes `proxy:scheme://host[:port]/path[?query]`.
-pub fn filename(scheme: Scheme, host: &[u8], port: u16, path: &[u8], query: Option<&[u8]>) -> Vec<u8> {
+pub fn filename(
+    scheme: Scheme,
+    host: &[u8],
+    port: u16,
+    path: &[u8],
+    query: Option<&[u8]>,
+) -> Vec<u8> {
     let mut f = Vec::with_capacity(16 + host.len() + path.len() + query.map_or(0, |q| q.len() + 1));
     f.extend_from_slice(b"proxy:");
     f.extend_from_slice(scheme.as_str().as_bytes());
@@ -63,7 +69,11 @@ pub enum PathMode {
 }
 
 /// Checks the control-character rules on the path and query that will be forwarded.
-pub fn check_forwarded(path_is_raw: bool, path: &[u8], query: Option<&[u8]>) -> Result<(), CanonError> {
+pub fn check_forwarded(
+    path_is_raw: bool,
+    path: &[u8],
+    query: Option<&[u8]>,
+) -> Result<(), CanonError> {
     if path_is_raw && has_ctl_or_space(path) {
         return Err(CanonError::Forbidden("path"));
     }
@@ -75,8 +85,14 @@ pub fn check_forwarded(path_is_raw: bool, path: &[u8], query: Option<&[u8]>) -> 
 
 /// Canonicalises `url` (the part after `proxy:`) for request `r`. Returns `r->filename`.
 #[cfg(all(feature = "httpd", not(test)))]
-pub fn canonicalise(r: &Request, scheme: Scheme, after_scheme: &[u8]) -> Result<Vec<u8>, CanonError> {
-    let proxy::Netloc { host, port, rest } = proxy::canon_netloc(r.pool(), after_scheme, scheme.default_port()).map_err(CanonError::BadRequest)?;
+pub fn canonicalise(
+    r: &Request,
+    scheme: Scheme,
+    after_scheme: &[u8],
+) -> Result<Vec<u8>, CanonError> {
+    let proxy::Netloc { host, port, rest } =
+        proxy::canon_netloc(r.pool(), after_scheme, scheme.default_port())
+            .map_err(CanonError::BadRequest)?;
     let mode = if r.has_note("proxy-nocanon") {
         PathMode::Raw
     } else if r.has_note("proxy-noencode") {
@@ -88,7 +104,8 @@ pub fn canonicalise(r: &Request, scheme: Scheme, after_scheme: &[u8]) -> Result<
         PathMode::Raw => (rest, None),
         PathMode::NoEncode => (rest, r.args()),
         PathMode::Encode { keep_encoded_slashes } => {
-            let enc = proxy::canonenc_path(r, &rest, keep_encoded_slashes).ok_or_else(|| CanonError::BadRequest("bad %-escape in path".into()))?;
+            let enc = proxy::canonenc_path(r, &rest, keep_encoded_slashes)
+                .ok_or_else(|| CanonError::BadRequest("bad %-escape in path".into()))?;
             (enc, r.args())
         }
     };
@@ -116,6 +133,9 @@ mod tests {
         assert!(!has_ctl_or_space(b"a%20b\x80\xff"));
         assert_eq!(check_forwarded(true, b"a\nb", None), Err(CanonError::Forbidden("path")));
         assert_eq!(check_forwarded(false, b"a\nb", None), Ok(()));
-        assert_eq!(check_forwarded(false, b"a", Some(b"x y")), Err(CanonError::Forbidden("query string")));
+        assert_eq!(
+            check_forwarded(false, b"a", Some(b"x y")),
+            Err(CanonError::Forbidden("query string"))
+        );
     }
 }

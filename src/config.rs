@@ -108,13 +108,16 @@ fn parse_duration_us(arg: &str) -> Result<i64, String> {
         return Err(format!("'{arg}' is not a duration: expected a non-negative number, optionally followed by ms, s, mi or h"));
     }
     let n: i64 = num.parse().map_err(|_| format!("'{arg}' is too large"))?;
-    let scale: i64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "s" => 1_000_000,
-        "ms" => 1_000,
-        "mi" => 60_000_000,
-        "h" => 3_600_000_000,
-        _ => return Err(format!("'{arg}' has an unknown unit '{unit}': use ms, s, mi or h (no unit means seconds)")),
-    };
+    let scale: i64 =
+        match unit.to_ascii_lowercase().as_str() {
+            "" | "s" => 1_000_000,
+            "ms" => 1_000,
+            "mi" => 60_000_000,
+            "h" => 3_600_000_000,
+            _ => return Err(format!(
+                "'{arg}' has an unknown unit '{unit}': use ms, s, mi or h (no unit means seconds)"
+            )),
+        };
     n.checked_mul(scale).ok_or_else(|| format!("'{arg}' is too large"))
 }
 
@@ -163,28 +166,45 @@ mod tests {
         assert!(DirConfig::merge(&on, &unset).upgrade_http());
         assert!(!DirConfig::merge(&on, &off).upgrade_http());
         // The two directives are independent.
-        assert!(DirConfig::merge(&on, &DirConfig { fallback_to_proxy_http: Some(true), ..unset }).upgrade_http());
+        assert!(DirConfig::merge(&on, &DirConfig { fallback_to_proxy_http: Some(true), ..unset })
+            .upgrade_http());
     }
 
     #[test]
     fn vhost_inherits_each_value_it_does_not_set() {
         let secs = Duration::from_secs;
-        let base = ServerConfig { idle_timeout: Some(secs(5)), async_on: Some(true), ..Default::default() };
+        let base = ServerConfig {
+            idle_timeout: Some(secs(5)),
+            async_on: Some(true),
+            ..Default::default()
+        };
         let merged = ServerConfig::merge(&base, &ServerConfig::default());
         assert_eq!((merged.idle_timeout(), merged.async_on()), (Some(secs(5)), true));
-        let add = ServerConfig { idle_timeout: Some(Duration::ZERO), async_delay: Some(secs(7)), ..Default::default() };
+        let add = ServerConfig {
+            idle_timeout: Some(Duration::ZERO),
+            async_delay: Some(secs(7)),
+            ..Default::default()
+        };
         let merged = ServerConfig::merge(&base, &add);
-        assert_eq!((merged.idle_timeout(), merged.async_on(), merged.async_delay()), (None, true, secs(7)));
+        assert_eq!(
+            (merged.idle_timeout(), merged.async_on(), merged.async_delay()),
+            (None, true, secs(7))
+        );
         let off = ServerConfig { async_on: Some(false), ..Default::default() };
         assert!(!ServerConfig::merge(&base, &off).async_on());
         let unset = ServerConfig::default();
-        assert_eq!((unset.idle_timeout(), unset.async_on(), unset.async_delay(), unset.drain), (None, false, Duration::ZERO, None));
+        assert_eq!(
+            (unset.idle_timeout(), unset.async_on(), unset.async_delay(), unset.drain),
+            (None, false, Duration::ZERO, None)
+        );
     }
 
     #[test]
     fn async_caps() {
         assert_eq!(parse_count("500"), Ok(500));
-        assert!(parse_count("0").is_err() && parse_count("-3").is_err() && parse_count("many").is_err());
+        assert!(
+            parse_count("0").is_err() && parse_count("-3").is_err() && parse_count("many").is_err()
+        );
         assert_eq!(default_async_max(20_000), 9_488);
         assert_eq!(default_async_max(1_024), 64);
     }

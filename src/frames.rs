@@ -205,7 +205,14 @@ mod tests {
     fn boundaries_do_not_depend_on_how_bytes_arrive() {
         let mut stream = Vec::new();
         let mut ends = Vec::new();
-        for (op, fin, len, mask) in [(1, true, 5, false), (2, false, 200, true), (9, true, 0, true), (0, true, 70_000, true), (10, true, 125, false), (8, true, 2, false)] {
+        for (op, fin, len, mask) in [
+            (1, true, 5, false),
+            (2, false, 200, true),
+            (9, true, 0, true),
+            (0, true, 70_000, true),
+            (10, true, 125, false),
+            (8, true, 2, false),
+        ] {
             stream.extend(frame(op, fin, len, mask));
             ends.push(stream.len());
         }

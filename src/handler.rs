@@ -3,14 +3,16 @@
 #![forbid(unsafe_code)]
 
 use crate::canon::{self, CanonError};
-use crate::scheme::Scheme;
-use crate::httpd::codes::{BAD_GATEWAY, BAD_REQUEST, DECLINED, DONE, FORBIDDEN, OK, SERVICE_UNAVAILABLE, UPGRADE_REQUIRED};
+use crate::httpd::codes::{
+    BAD_GATEWAY, BAD_REQUEST, DECLINED, DONE, FORBIDDEN, OK, SERVICE_UNAVAILABLE, UPGRADE_REQUIRED,
+};
 use crate::httpd::log::{DEBUG, ERR, INFO, TRACE1, TRACE5};
 use crate::httpd::outcome::{is_timeout, Read};
 use crate::httpd::proxy::{self, Backend, SchemeArgs};
 use crate::httpd::{Connection, Request};
 use crate::response::{self, BodyDecoder, BodyFraming, Head, HeadError};
 use crate::rlog;
+use crate::scheme::Scheme;
 use crate::tunnel;
 use crate::upgrade::{self, Decision, Policy};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +38,12 @@ pub fn check_trans(r: &Request, url: &[u8]) -> i32 {
         return DECLINED;
     }
     if r.header_in("Upgrade").is_none() {
-        rlog!(r, TRACE1, "WST01001: no Upgrade header: ws alias {} does not match", String::from_utf8_lossy(url));
+        rlog!(
+            r,
+            TRACE1,
+            "WST01001: no Upgrade header: ws alias {} does not match",
+            String::from_utf8_lossy(url)
+        );
         return UPGRADE_REQUIRED;
     }
     OK
@@ -45,7 +52,12 @@ pub fn check_trans(r: &Request, url: &[u8]) -> i32 {
 /// mod_proxy's canon_handler for ws:// and wss://.
 pub fn canon(r: &Request, url: &[u8]) -> i32 {
     if fallback(r) {
-        rlog!(r, TRACE5, "WST01002: canon: leaving {} to mod_proxy_http", String::from_utf8_lossy(url));
+        rlog!(
+            r,
+            TRACE5,
+            "WST01002: canon: leaving {} to mod_proxy_http",
+            String::from_utf8_lossy(url)
+        );
         return DECLINED;
     }
     let Some((scheme, rest)) = websocket_scheme(url) else { return DECLINED };
@@ -76,7 +88,12 @@ pub fn handle<'r>(r: &Request<'r>, args: &SchemeArgs<'r>) -> i32 {
     };
     let offer = if scheme.is_websocket() {
         if fallback(r) {
-            rlog!(r, TRACE5, "WST01006: handler: leaving {} to mod_proxy_http", String::from_utf8_lossy(url));
+            rlog!(
+                r,
+                TRACE5,
+                "WST01006: handler: leaving {} to mod_proxy_http",
+                String::from_utf8_lossy(url)
+            );
             return DECLINED;
         }
         match websocket_offer(r, args) {
@@ -94,13 +111,19 @@ pub fn handle<'r>(r: &Request<'r>, args: &SchemeArgs<'r>) -> i32 {
     if r.header_in("X-Wst-Panic-Probe").is_some() {
         panic!("panic probe requested by the test");
     }
-    let mut backend = match Backend::acquire(r, scheme.proxy_function(), args.worker, scheme.is_tls()) {
-        Ok(b) => b,
-        Err(status) => {
-            rlog!(r, ERR, "WST01009: no backend connection available for {} (status {status})", scheme.as_str());
-            return status;
-        }
-    };
+    let mut backend =
+        match Backend::acquire(r, scheme.proxy_function(), args.worker, scheme.is_tls()) {
+            Ok(b) => b,
+            Err(status) => {
+                rlog!(
+                    r,
+                    ERR,
+                    "WST01009: no backend connection available for {} (status {status})",
+                    scheme.as_str()
+                );
+                return status;
+            }
+        };
     proxy_upgrade(r, &mut backend, scheme, args, &offer)
 }
 
@@ -148,15 +171,24 @@ fn proxy_http_upgrade(r: &Request, args: &SchemeArgs) -> Option<String> {
         rlog!(r, TRACE1, "WST01024: leaving the upgrade request for {url} to mod_proxy_http: it has an Expect header");
         return None;
     }
-    let has_body = r.header_in("Transfer-Encoding").is_some() || r.header_in("Content-Length").is_some();
+    let has_body =
+        r.header_in("Transfer-Encoding").is_some() || r.header_in("Content-Length").is_some();
     let policy = Policy::from_worker(&args.worker.upgrade());
     match upgrade::claim_http(&policy, Some(&client_upgrade), r.proto_num() < 1001, has_body) {
         Ok(offer) => {
-            rlog!(r, DEBUG, "WST01025: tunnelling the upgrade to {offer} for {url} (instead of mod_proxy_http)");
+            rlog!(
+                r,
+                DEBUG,
+                "WST01025: tunnelling the upgrade to {offer} for {url} (instead of mod_proxy_http)"
+            );
             Some(offer)
         }
         Err(why) => {
-            rlog!(r, TRACE1, "WST01024: leaving the upgrade request for {url} to mod_proxy_http: {why}");
+            rlog!(
+                r,
+                TRACE1,
+                "WST01024: leaving the upgrade request for {url} to mod_proxy_http: {why}"
+            );
             None
         }
     }
@@ -164,7 +196,13 @@ fn proxy_http_upgrade(r: &Request, args: &SchemeArgs) -> Option<String> {
 
 /// Connects, sends the upgrade request, reads the answer, and either tunnels (101) or relays
 /// the answer as an ordinary response.
-fn proxy_upgrade<'r>(r: &Request<'r>, backend: &mut Backend<'r>, scheme: Scheme, args: &SchemeArgs<'r>, offer: &str) -> i32 {
+fn proxy_upgrade<'r>(
+    r: &Request<'r>,
+    backend: &mut Backend<'r>,
+    scheme: Scheme,
+    args: &SchemeArgs<'r>,
+    offer: &str,
+) -> i32 {
     let mut target = match backend.determine(args) {
         Ok(t) => t,
         Err(status) => return status,
@@ -186,7 +224,12 @@ fn proxy_upgrade<'r>(r: &Request<'r>, backend: &mut Backend<'r>, scheme: Scheme,
                     backend.hostname()
                 );
             } else {
-                rlog!(r, ERR, "WST01012: cannot set up the connection to backend {}", backend.hostname());
+                rlog!(
+                    r,
+                    ERR,
+                    "WST01012: cannot set up the connection to backend {}",
+                    backend.hostname()
+                );
             }
             return status;
         }
@@ -195,27 +238,55 @@ fn proxy_upgrade<'r>(r: &Request<'r>, backend: &mut Backend<'r>, scheme: Scheme,
         Ok(bb) => bb,
         Err(status) => return status,
     };
-    let status = backend.send(head, upgrade::request_lines(offer, !scheme.is_websocket()).as_bytes());
+    let status =
+        backend.send(head, upgrade::request_lines(offer, !scheme.is_websocket()).as_bytes());
     if status != OK {
-        rlog!(r, ERR, "WST01013: sending the upgrade request to {} failed (status {status})", backend.hostname());
+        rlog!(
+            r,
+            ERR,
+            "WST01013: sending the upgrade request to {} failed (status {status})",
+            backend.hostname()
+        );
         return status;
     }
-    rlog!(r, DEBUG, "WST01014: asked {} to upgrade to {offer} for \"{}\"", backend.hostname(), r.the_request());
+    rlog!(
+        r,
+        DEBUG,
+        "WST01014: asked {} to upgrade to {offer} for \"{}\"",
+        backend.hostname(),
+        r.the_request()
+    );
 
     let (head, surplus) = match read_answer(r, backend, &backconn) {
         Ok(x) => x,
         Err(Waiting::ClientGone) => {
-            rlog!(r, INFO, "WST01022: client went away while {} had not answered the upgrade yet", backend.hostname());
+            rlog!(
+                r,
+                INFO,
+                "WST01022: client went away while {} had not answered the upgrade yet",
+                backend.hostname()
+            );
             r.connection().set_aborted();
             return DONE;
         }
         Err(Waiting::Failed(why)) => {
-            rlog!(r, ERR, "WST01015: no valid answer to the upgrade request from {}: {why}", backend.hostname());
+            rlog!(
+                r,
+                ERR,
+                "WST01015: no valid answer to the upgrade request from {}: {why}",
+                backend.hostname()
+            );
             return BAD_GATEWAY;
         }
     };
     if head.status != 101 {
-        rlog!(r, INFO, "WST01016: backend {} refused the upgrade with {}: relaying its answer, no tunnel", backend.hostname(), head.status);
+        rlog!(
+            r,
+            INFO,
+            "WST01016: backend {} refused the upgrade with {}: relaying its answer, no tunnel",
+            backend.hostname(),
+            head.status
+        );
         return relay_refusal(r, &backconn, &head, surplus);
     }
     let answered = head.get_all("Upgrade");
@@ -252,7 +323,11 @@ fn backend_timeout(r: &Request, backend: &Backend) -> Duration {
 /// one go to the client as httpd forwards them (`ap_send_interim_response`: 100 only to a
 /// client that asked for it), at most [`response::MAX_INTERIM`]; a client that hangs up
 /// ends the wait. Returns the final head and the bytes that followed it.
-fn read_answer(r: &Request, backend: &mut Backend, backconn: &Connection) -> Result<(Head, Vec<u8>), Waiting> {
+fn read_answer(
+    r: &Request,
+    backend: &mut Backend,
+    backconn: &Connection,
+) -> Result<(Head, Vec<u8>), Waiting> {
     let timeout = backend_timeout(r, backend);
     let answer = read_answer_within(r, backend, backconn, timeout);
     // The body's reads are bounded per read again, as mod_proxy_http's.
@@ -260,7 +335,12 @@ fn read_answer(r: &Request, backend: &mut Backend, backconn: &Connection) -> Res
     answer
 }
 
-fn read_answer_within(r: &Request, backend: &mut Backend, backconn: &Connection, timeout: Duration) -> Result<(Head, Vec<u8>), Waiting> {
+fn read_answer_within(
+    r: &Request,
+    backend: &mut Backend,
+    backconn: &Connection,
+    timeout: Duration,
+) -> Result<(Head, Vec<u8>), Waiting> {
     let deadline = Instant::now() + timeout;
     // A plain backend is waited for with poll(2), watching the client too. Through TLS,
     // readiness of the socket says nothing about what mod_ssl already holds: there each
@@ -275,13 +355,17 @@ fn read_answer_within(r: &Request, backend: &mut Backend, backconn: &Connection,
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 8192];
     let mut interim = 0;
-    let timed_out = || Waiting::Failed(format!("no complete response head within {} ms", timeout.as_millis()));
+    let timed_out =
+        || Waiting::Failed(format!("no complete response head within {} ms", timeout.as_millis()));
     loop {
         match response::parse_head(&buf) {
             Ok((head, len)) if head.is_interim() => {
                 interim += 1;
                 if interim > response::MAX_INTERIM {
-                    return Err(Waiting::Failed(format!("more than {} interim responses", response::MAX_INTERIM)));
+                    return Err(Waiting::Failed(format!(
+                        "more than {} interim responses",
+                        response::MAX_INTERIM
+                    )));
                 }
                 buf.drain(..len);
                 forward_interim(r, &head);
@@ -290,7 +374,10 @@ fn read_answer_within(r: &Request, backend: &mut Backend, backconn: &Connection,
             Ok((head, len)) => return Ok((head, buf.split_off(len))),
             Err(HeadError::Incomplete) => {}
             Err(HeadError::TooLarge) => {
-                return Err(Waiting::Failed(format!("response head larger than {} bytes", response::MAX_HEAD)))
+                return Err(Waiting::Failed(format!(
+                    "response head larger than {} bytes",
+                    response::MAX_HEAD
+                )))
             }
             Err(HeadError::Malformed(why)) => return Err(Waiting::Failed(why.to_string())),
         }
@@ -312,7 +399,9 @@ fn read_answer_within(r: &Request, backend: &mut Backend, backconn: &Connection,
             }
             Read::WouldBlock if polled.is_some() => {}
             Read::Eof | Read::WouldBlock => {
-                return Err(Waiting::Failed("connection closed before a complete response head".into()))
+                return Err(Waiting::Failed(
+                    "connection closed before a complete response head".into(),
+                ))
             }
             Read::Error(e) if is_timeout(e) => return Err(timed_out()),
             Read::Error(e) => return Err(Waiting::Failed(format!("read error (APR status {e})"))),
@@ -371,7 +460,10 @@ fn relay_refusal(r: &Request, backconn: &Connection, head: &Head, surplus: Vec<u
     for (name, value) in response::relayed_headers(head, Some(framing)) {
         if name.eq_ignore_ascii_case("Content-Type") {
             r.set_content_type(&String::from_utf8_lossy(&value));
-        } else if ["Location", "Content-Location", "URI"].iter().any(|h| h.eq_ignore_ascii_case(name)) {
+        } else if ["Location", "Content-Location", "URI"]
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+        {
             r.add_header_out(name, &proxy::reverse_map(r, &value));
         } else {
             r.add_header_out(name, &value);
@@ -422,7 +514,11 @@ fn relay_body(r: &Request, backconn: &Connection, mut decoder: BodyDecoder, surp
             Read::Data(n) => input = &chunk[..n],
             Read::Eof | Read::WouldBlock if decoder.eof_ok() => return OK,
             other => {
-                rlog!(r, ERR, "WST01021: backend answer body ended early after {sent} bytes ({other:?})");
+                rlog!(
+                    r,
+                    ERR,
+                    "WST01021: backend answer body ended early after {sent} bytes ({other:?})"
+                );
                 return broke(r);
             }
         }

@@ -82,17 +82,31 @@ fn guard<T>(what: &str, log: impl FnOnce(&str), on_panic: T, f: impl FnOnce() ->
 fn request_guard(r: *mut ffi::request_rec, what: &str, f: impl FnOnce(&Request) -> c_int) -> c_int {
     // SAFETY: httpd passes a live request to its hooks for the duration of the call.
     let req = unsafe { Request::from_raw(r) };
-    guard(what, |m| crate::httpd::log::request(file!(), line!(), &req, ERR, 0, m), INTERNAL_SERVER_ERROR, || f(&req))
+    guard(
+        what,
+        |m| crate::httpd::log::request(file!(), line!(), &req, ERR, 0, m),
+        INTERNAL_SERVER_ERROR,
+        || f(&req),
+    )
 }
 
 /// Runs a directive's handler: its error message, or NULL when the value was taken.
-fn directive(cmd: *mut ffi::cmd_parms, name: &str, f: impl FnOnce(&mut Cmd) -> Result<(), String>) -> *const c_char {
+fn directive(
+    cmd: *mut ffi::cmd_parms,
+    name: &str,
+    f: impl FnOnce(&mut Cmd) -> Result<(), String>,
+) -> *const c_char {
     // SAFETY: httpd passes the directive's live cmd_parms for this call.
     let mut cmd = unsafe { Cmd::from_raw(cmd) };
-    guard(name, |_| {}, c"internal error".as_ptr(), || match f(&mut cmd) {
-        Ok(()) => std::ptr::null(),
-        Err(e) => cmd.error(&format!("{name}: {e}")),
-    })
+    guard(
+        name,
+        |_| {},
+        c"internal error".as_ptr(),
+        || match f(&mut cmd) {
+            Ok(()) => std::ptr::null(),
+            Err(e) => cmd.error(&format!("{name}: {e}")),
+        },
+    )
 }
 
 /// A directive's one argument.
@@ -121,29 +135,47 @@ unsafe fn stored<T: Copy>(p: *mut c_void) -> T {
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_create_dir_config(p: *mut ffi::apr_pool_t, _dir: *mut c_char) -> *mut c_void {
+pub extern "C" fn wst_rs_create_dir_config(
+    p: *mut ffi::apr_pool_t,
+    _dir: *mut c_char,
+) -> *mut c_void {
     record(p, "create_dir_config", DirConfig::default)
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_merge_dir_config(p: *mut ffi::apr_pool_t, base: *mut c_void, add: *mut c_void) -> *mut c_void {
+pub extern "C" fn wst_rs_merge_dir_config(
+    p: *mut ffi::apr_pool_t,
+    base: *mut c_void,
+    add: *mut c_void,
+) -> *mut c_void {
     // SAFETY: both are DirConfig records made by create_dir_config or an earlier merge.
     record(p, "merge_dir_config", || unsafe { DirConfig::merge(&stored(base), &stored(add)) })
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_create_server_config(p: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) -> *mut c_void {
+pub extern "C" fn wst_rs_create_server_config(
+    p: *mut ffi::apr_pool_t,
+    _s: *mut ffi::server_rec,
+) -> *mut c_void {
     record(p, "create_server_config", ServerConfig::default)
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_merge_server_config(p: *mut ffi::apr_pool_t, base: *mut c_void, add: *mut c_void) -> *mut c_void {
+pub extern "C" fn wst_rs_merge_server_config(
+    p: *mut ffi::apr_pool_t,
+    base: *mut c_void,
+    add: *mut c_void,
+) -> *mut c_void {
     // SAFETY: both are ServerConfig records made by create_server_config or an earlier merge.
     record(p, "merge_server_config", || unsafe { ServerConfig::merge(&stored(base), &stored(add)) })
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_cmd_fallback(cmd: *mut ffi::cmd_parms, dconf: *mut c_void, flag: c_int) -> *const c_char {
+pub extern "C" fn wst_rs_cmd_fallback(
+    cmd: *mut ffi::cmd_parms,
+    dconf: *mut c_void,
+    flag: c_int,
+) -> *const c_char {
     directive(cmd, "ProxyWebsocketFallbackToProxyHttp", |_| {
         section_config(dconf).fallback_to_proxy_http = Some(flag != 0);
         Ok(())
@@ -151,7 +183,11 @@ pub extern "C" fn wst_rs_cmd_fallback(cmd: *mut ffi::cmd_parms, dconf: *mut c_vo
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_cmd_upgrade_http(cmd: *mut ffi::cmd_parms, dconf: *mut c_void, flag: c_int) -> *const c_char {
+pub extern "C" fn wst_rs_cmd_upgrade_http(
+    cmd: *mut ffi::cmd_parms,
+    dconf: *mut c_void,
+    flag: c_int,
+) -> *const c_char {
     directive(cmd, "ProxyWebsocketUpgradeHttp", |_| {
         section_config(dconf).upgrade_http = Some(flag != 0);
         Ok(())
@@ -166,7 +202,11 @@ fn section_config<'a>(dconf: *mut c_void) -> &'a mut DirConfig {
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_cmd_idle_timeout(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, a: *const c_char) -> *const c_char {
+pub extern "C" fn wst_rs_cmd_idle_timeout(
+    cmd: *mut ffi::cmd_parms,
+    _dconf: *mut c_void,
+    a: *const c_char,
+) -> *const c_char {
     // SAFETY: httpd passes the argument as a NUL-terminated string.
     let a = unsafe { arg(a) };
     directive(cmd, "ProxyWebsocketIdleTimeout", |cmd| {
@@ -176,7 +216,11 @@ pub extern "C" fn wst_rs_cmd_idle_timeout(cmd: *mut ffi::cmd_parms, _dconf: *mut
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_cmd_async(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, flag: c_int) -> *const c_char {
+pub extern "C" fn wst_rs_cmd_async(
+    cmd: *mut ffi::cmd_parms,
+    _dconf: *mut c_void,
+    flag: c_int,
+) -> *const c_char {
     directive(cmd, "ProxyWebsocketAsync", |cmd| {
         cmd.server_config().async_on = Some(flag != 0);
         Ok(())
@@ -184,7 +228,11 @@ pub extern "C" fn wst_rs_cmd_async(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_cmd_async_delay(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, a: *const c_char) -> *const c_char {
+pub extern "C" fn wst_rs_cmd_async_delay(
+    cmd: *mut ffi::cmd_parms,
+    _dconf: *mut c_void,
+    a: *const c_char,
+) -> *const c_char {
     // SAFETY: httpd passes the argument as a NUL-terminated string.
     let a = unsafe { arg(a) };
     directive(cmd, "ProxyWebsocketAsyncDelay", |cmd| {
@@ -194,12 +242,18 @@ pub extern "C" fn wst_rs_cmd_async_delay(cmd: *mut ffi::cmd_parms, _dconf: *mut 
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_cmd_drain_timeout(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, a: *const c_char) -> *const c_char {
+pub extern "C" fn wst_rs_cmd_drain_timeout(
+    cmd: *mut ffi::cmd_parms,
+    _dconf: *mut c_void,
+    a: *const c_char,
+) -> *const c_char {
     // SAFETY: httpd passes the argument as a NUL-terminated string.
     let a = unsafe { arg(a) };
     directive(cmd, "ProxyWebsocketDrainTimeout", |cmd| {
         if cmd.server().is_virtual() {
-            return Err("only in the server configuration (it applies to whole child processes)".into());
+            return Err(
+                "only in the server configuration (it applies to whole child processes)".into()
+            );
         }
         cmd.server_config().drain = Some(parse_duration(&a)?);
         Ok(())
@@ -207,7 +261,11 @@ pub extern "C" fn wst_rs_cmd_drain_timeout(cmd: *mut ffi::cmd_parms, _dconf: *mu
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_cmd_async_max(cmd: *mut ffi::cmd_parms, _dconf: *mut c_void, a: *const c_char) -> *const c_char {
+pub extern "C" fn wst_rs_cmd_async_max(
+    cmd: *mut ffi::cmd_parms,
+    _dconf: *mut c_void,
+    a: *const c_char,
+) -> *const c_char {
     // SAFETY: httpd passes the argument as a NUL-terminated string.
     let a = unsafe { arg(a) };
     directive(cmd, "ProxyWebsocketAsyncMaxTunnels", |cmd| {
@@ -230,25 +288,41 @@ fn attach_status_board(s: Server) {
 }
 
 #[no_mangle]
-pub extern "C" fn wst_rs_post_config(_pconf: *mut ffi::apr_pool_t, _plog: *mut ffi::apr_pool_t, _ptemp: *mut ffi::apr_pool_t, s: *mut ffi::server_rec) -> c_int {
+pub extern "C" fn wst_rs_post_config(
+    _pconf: *mut ffi::apr_pool_t,
+    _plog: *mut ffi::apr_pool_t,
+    _ptemp: *mut ffi::apr_pool_t,
+    s: *mut ffi::server_rec,
+) -> c_int {
     // SAFETY: httpd passes the main server record of the configuration.
     let s = unsafe { Server::from_raw(s) };
-    guard("post_config", |m| crate::httpd::log::server(file!(), line!(), s, ERR, 0, m), INTERNAL_SERVER_ERROR, || {
-        attach_status_board(s);
-        // SAFETY: looks up a module by name in httpd's loaded-module list.
-        let http = unsafe { !ffi::ap_find_linked_module(c"mod_proxy_http.c".as_ptr()).is_null() };
-        CAN_FALLBACK.store(http, Ordering::Relaxed);
-        shutdown::set_drain_timeout(s.config().drain);
-        crate::httpd::record::check(s);
-        if mpm::is_async() && mpm::final_config_pass() && s.and_virtual_hosts().any(|v| v.config().async_on()) {
-            let (factor, set) = mpm::async_request_worker_factor();
-            let threads = mpm::threads_per_child();
-            let advice = if factor < 100.0 {
-                format!(" To hold more per child, raise AsyncRequestWorkerFactor (100: about {}).", event_connection_limit(threads, 100.0))
-            } else {
-                String::new()
-            };
-            slog!(
+    guard(
+        "post_config",
+        |m| crate::httpd::log::server(file!(), line!(), s, ERR, 0, m),
+        INTERNAL_SERVER_ERROR,
+        || {
+            attach_status_board(s);
+            // SAFETY: looks up a module by name in httpd's loaded-module list.
+            let http =
+                unsafe { !ffi::ap_find_linked_module(c"mod_proxy_http.c".as_ptr()).is_null() };
+            CAN_FALLBACK.store(http, Ordering::Relaxed);
+            shutdown::set_drain_timeout(s.config().drain);
+            crate::httpd::record::check(s);
+            if mpm::is_async()
+                && mpm::final_config_pass()
+                && s.and_virtual_hosts().any(|v| v.config().async_on())
+            {
+                let (factor, set) = mpm::async_request_worker_factor();
+                let threads = mpm::threads_per_child();
+                let advice = if factor < 100.0 {
+                    format!(
+                        " To hold more per child, raise AsyncRequestWorkerFactor (100: about {}).",
+                        event_connection_limit(threads, 100.0)
+                    )
+                } else {
+                    String::new()
+                };
+                slog!(
                 s,
                 NOTICE,
                 "WST00008: ProxyWebsocketAsync On under the event MPM: each wss:// WebSocket (TLS at httpd) that leaves \
@@ -258,10 +332,17 @@ pub extern "C" fn wst_rs_post_config(_pconf: *mut ffi::apr_pool_t, _plog: *mut f
                 if set { "" } else { " (the default)" },
                 event_connection_limit(threads, factor),
             );
-        }
-        slog!(s, TRACE1, "WST00002: mod_proxy_http is {}loaded: fallback {}possible", if http { "" } else { "not " }, if http { "" } else { "im" });
-        OK
-    })
+            }
+            slog!(
+                s,
+                TRACE1,
+                "WST00002: mod_proxy_http is {}loaded: fallback {}possible",
+                if http { "" } else { "not " },
+                if http { "" } else { "im" }
+            );
+            OK
+        },
+    )
 }
 
 /// The event MPM's connection limit for a child whose threads are all idle.
@@ -271,38 +352,71 @@ fn event_connection_limit(threads: usize, factor: f64) -> u64 {
 
 /// Cleanup of the child's pool: the child process is exiting, its worker threads are done.
 extern "C" fn wst_rs_child_exit(_data: *mut c_void) -> ffi::apr_status_t {
-    guard("child_exit", |_| {}, (), || {
-        shutdown::child_exit(mpm::graceful_shutdown_timeout());
-        crate::status::child_exited();
-    });
+    guard(
+        "child_exit",
+        |_| {},
+        (),
+        || {
+            shutdown::child_exit(mpm::graceful_shutdown_timeout());
+            crate::status::child_exited();
+        },
+    );
     APR_SUCCESS
 }
 
 /// httpd asks whether the whole server is stopping, from the scoreboard.
 fn server_draining() -> bool {
     let board = mpm::scoreboard();
-    shutdown::server_draining(mpm::is_threaded(), crate::sys::getpid(), mpm::generation(), board.as_ref().map(|(g, ps)| (*g, ps.as_slice())))
+    shutdown::server_draining(
+        mpm::is_threaded(),
+        crate::sys::getpid(),
+        mpm::generation(),
+        board.as_ref().map(|(g, ps)| (*g, ps.as_slice())),
+    )
 }
 
 /// httpd's child_init hook: the child takes its slot on the status board.
 #[no_mangle]
 pub extern "C" fn wst_rs_child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
-    guard("child_init", |_| {}, (), || {
-        crate::status::child_started(mpm::generation().max(0) as u32);
-        shutdown::set_server_draining_check(server_draining);
-        // SAFETY: the child's pool lives until the child exits; the cleanup runs then, once.
-        unsafe { ffi::apr_pool_cleanup_register(pchild, std::ptr::null(), Some(wst_rs_child_exit), Some(ffi::apr_pool_cleanup_null)) };
-    })
+    guard(
+        "child_init",
+        |_| {},
+        (),
+        || {
+            crate::status::child_started(mpm::generation().max(0) as u32);
+            shutdown::set_server_draining_check(server_draining);
+            // SAFETY: the child's pool lives until the child exits; the cleanup runs then, once.
+            unsafe {
+                ffi::apr_pool_cleanup_register(
+                    pchild,
+                    std::ptr::null(),
+                    Some(wst_rs_child_exit),
+                    Some(ffi::apr_pool_cleanup_null),
+                )
+            };
+        },
+    )
 }
 
 /// httpd's child_stopping hook (graceful restart, graceful stop, stop).
 #[no_mangle]
 pub extern "C" fn wst_rs_child_stopping(_pchild: *mut ffi::apr_pool_t, graceful: c_int) {
-    guard("child_stopping", |_| {}, (), || {
-        let drains = shutdown::drains(graceful != 0, mpm::is_threaded());
-        slog!(Server::main(), DEBUG, "WST00004: child {} stopping ({})", crate::sys::getpid(), if drains { "graceful" } else { "not graceful" });
-        shutdown::child_stopping(drains, mpm::graceful_shutdown_timeout())
-    })
+    guard(
+        "child_stopping",
+        |_| {},
+        (),
+        || {
+            let drains = shutdown::drains(graceful != 0, mpm::is_threaded());
+            slog!(
+                Server::main(),
+                DEBUG,
+                "WST00004: child {} stopping ({})",
+                crate::sys::getpid(),
+                if drains { "graceful" } else { "not graceful" }
+            );
+            shutdown::child_stopping(drains, mpm::graceful_shutdown_timeout())
+        },
+    )
 }
 
 /// mod_status's hook: our section of /server-status (HTML, or `?auto` lines).
@@ -314,7 +428,12 @@ pub extern "C" fn wst_rs_status(r: *mut ffi::request_rec, flags: c_int) -> c_int
         let text = if flag(ffi::AP_STATUS_SHORT) {
             crate::status::render_auto(&rows, &total)
         } else {
-            crate::status::render_html(&rows, &total, flag(ffi::AP_STATUS_EXTENDED), !flag(ffi::AP_STATUS_NOTABLE))
+            crate::status::render_html(
+                &rows,
+                &total,
+                flag(ffi::AP_STATUS_EXTENDED),
+                !flag(ffi::AP_STATUS_NOTABLE),
+            )
         };
         req.write(text.as_bytes());
         OK
@@ -335,9 +454,12 @@ pub extern "C" fn wst_rs_watch_in(
     // SAFETY: httpd calls the filter with a live filter of a live connection.
     let s = unsafe { filter::server_of(f) };
     // SAFETY: httpd's arguments to an input filter that `filter::watch` added.
-    guard("watch filter", |m| crate::httpd::log::server(file!(), line!(), s, ERR, 0, m), APR_ECONNABORTED, || unsafe {
-        filter::input(f, bb, mode, block, readbytes)
-    })
+    guard(
+        "watch filter",
+        |m| crate::httpd::log::server(file!(), line!(), s, ERR, 0, m),
+        APR_ECONNABORTED,
+        || unsafe { filter::input(f, bb, mode, block, readbytes) },
+    )
 }
 
 #[no_mangle]

@@ -76,13 +76,23 @@ pub fn parse_head(buf: &[u8]) -> Result<(Head, usize), HeadError> {
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
-            return Err(if buf.len() > MAX_HEAD { HeadError::TooLarge } else { HeadError::Incomplete })
+            return Err(if buf.len() > MAX_HEAD {
+                HeadError::TooLarge
+            } else {
+                HeadError::Incomplete
+            })
         }
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Malformed("too many header lines")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::Malformed("too many header lines"))
+        }
         Err(httparse::Error::Status) => return Err(HeadError::Malformed("bad status code")),
-        Err(httparse::Error::Version) => return Err(HeadError::Malformed("not an HTTP/1.x status line")),
+        Err(httparse::Error::Version) => {
+            return Err(HeadError::Malformed("not an HTTP/1.x status line"))
+        }
         Err(httparse::Error::HeaderName) => return Err(HeadError::Malformed("bad header name")),
-        Err(httparse::Error::HeaderValue) => return Err(HeadError::Malformed("control character in header value")),
+        Err(httparse::Error::HeaderValue) => {
+            return Err(HeadError::Malformed("control character in header value"))
+        }
         Err(_) => return Err(HeadError::Malformed("malformed response head")),
     };
     if len > MAX_HEAD {
@@ -110,13 +120,23 @@ fn raw_reason(head: &[u8]) -> Vec<u8> {
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that never pass a proxy as they are.
 pub fn is_hop_by_hop(name: &str, connection_tokens: &[String]) -> bool {
-    const HOP: &[&str] =
-        &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name)) || connection_tokens.iter().any(|t| t.eq_ignore_ascii_case(name))
+    const HOP: &[&str] = &[
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+        || connection_tokens.iter().any(|t| t.eq_ignore_ascii_case(name))
 }
 
 fn connection_tokens(head: &Head) -> Vec<String> {
-    head.get_all("Connection").map(|v| crate::upgrade::tokens(&v).map(str::to_string).collect()).unwrap_or_default()
+    head.get_all("Connection")
+        .map(|v| crate::upgrade::tokens(&v).map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// How the body of a non-101 response ends.
@@ -138,15 +158,26 @@ pub fn framing(head: &Head, head_request: bool) -> Result<BodyFraming, HeadError
     }
     if let Some(te) = head.get_all("Transfer-Encoding") {
         let last = te.rsplit(',').next().unwrap_or("").trim();
-        return Ok(if last.eq_ignore_ascii_case("chunked") { BodyFraming::Chunked } else { BodyFraming::UntilClose });
+        return Ok(if last.eq_ignore_ascii_case("chunked") {
+            BodyFraming::Chunked
+        } else {
+            BodyFraming::UntilClose
+        });
     }
     if let Some(cl) = head.get_all("Content-Length") {
         let mut vals = cl.split(',').map(str::trim);
         let first = vals.next().unwrap_or("");
-        if first.is_empty() || first.len() > 18 || !first.bytes().all(|b| b.is_ascii_digit()) || vals.any(|v| v != first) {
+        if first.is_empty()
+            || first.len() > 18
+            || !first.bytes().all(|b| b.is_ascii_digit())
+            || vals.any(|v| v != first)
+        {
             return Err(HeadError::Malformed("bad Content-Length"));
         }
-        return first.parse().map(BodyFraming::Length).map_err(|_| HeadError::Malformed("bad Content-Length"));
+        return first
+            .parse()
+            .map(BodyFraming::Length)
+            .map_err(|_| HeadError::Malformed("bad Content-Length"));
     }
     Ok(BodyFraming::UntilClose)
 }
@@ -161,7 +192,9 @@ pub fn relayed_headers(head: &Head, body: Option<BodyFraming>) -> Vec<(&str, Vec
     let has_te = head.get("Transfer-Encoding").is_some();
     let mut out: Vec<(&str, Vec<u8>)> = Vec::with_capacity(head.headers.len());
     for (name, value) in &head.headers {
-        if name.eq_ignore_ascii_case("Transfer-Encoding") || name.eq_ignore_ascii_case("Content-Length") {
+        if name.eq_ignore_ascii_case("Transfer-Encoding")
+            || name.eq_ignore_ascii_case("Content-Length")
+        {
             continue;
         }
         if !is_hop_by_hop(name, &conn) {
@@ -170,7 +203,8 @@ pub fn relayed_headers(head: &Head, body: Option<BodyFraming>) -> Vec<(&str, Vec
     }
     let Some(body) = body else { return out };
     if let Some(te) = head.get_all("Transfer-Encoding") {
-        let mut codings: Vec<&str> = te.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
+        let mut codings: Vec<&str> =
+            te.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
         // A chunked coding is ours to decode (or, without a body, means nothing here).
         if matches!(body, BodyFraming::Chunked | BodyFraming::None)
             && codings.last().is_some_and(|c| c.eq_ignore_ascii_case("chunked"))
@@ -280,7 +314,9 @@ impl BodyDecoder {
             DecState::Trailers => Ok(DecState::Trailers),
             _ => {
                 let hex = line.split(|&b| b == b';').next().unwrap_or(b"");
-                let hex = std::str::from_utf8(hex).map_err(|_| "bad chunk size")?.trim_matches([' ', '\t']);
+                let hex = std::str::from_utf8(hex)
+                    .map_err(|_| "bad chunk size")?
+                    .trim_matches([' ', '\t']);
                 if hex.is_empty() || hex.len() > 15 {
                     return Err("bad chunk size");
                 }
@@ -319,9 +355,18 @@ mod tests {
         assert!(matches!(parse_head(b"HTTP/1.1 1011 x\r\n\r\n"), Err(HeadError::Malformed(_))));
         assert!(matches!(parse_head(b"HTTP/1.1 099 x\r\n\r\n"), Err(HeadError::Malformed(_))));
         assert!(matches!(parse_head(b"HTTP/1.1 101 x\r\nA\r\n\r\n"), Err(HeadError::Malformed(_))));
-        assert!(matches!(parse_head(b"HTTP/1.1 101 x\r\nA: b\r\n c\r\n\r\n"), Err(HeadError::Malformed(_))));
-        assert!(matches!(parse_head(b"HTTP/1.1 101 x\r\nA b: c\r\n\r\n"), Err(HeadError::Malformed(_))));
-        assert!(matches!(parse_head(b"HTTP/1.1 101 x\r\nA: b\x01c\r\n\r\n"), Err(HeadError::Malformed(_))));
+        assert!(matches!(
+            parse_head(b"HTTP/1.1 101 x\r\nA: b\r\n c\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_head(b"HTTP/1.1 101 x\r\nA b: c\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_head(b"HTTP/1.1 101 x\r\nA: b\x01c\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
         assert!(matches!(parse_head(b"HTTP/2 101 x\r\n\r\n"), Err(HeadError::Malformed(_))));
     }
 
@@ -345,7 +390,11 @@ mod tests {
     #[test]
     fn interim_answers() {
         let h = |s: &str| parse_head(format!("HTTP/1.1 {s}\r\n\r\n").as_bytes()).unwrap().0;
-        assert!(h("100 Continue").is_interim() && h("103 Early Hints").is_interim() && h("199 x").is_interim());
+        assert!(
+            h("100 Continue").is_interim()
+                && h("103 Early Hints").is_interim()
+                && h("199 x").is_interim()
+        );
         assert!(!h("101 Switching").is_interim() && !h("200 OK").is_interim());
     }
 
@@ -357,9 +406,15 @@ mod tests {
     fn framing_rules() {
         let ok = |extra: &str| head("200 OK", extra);
         assert_eq!(framing(&ok("Content-Length: 5\r\n"), false), Ok(BodyFraming::Length(5)));
-        assert_eq!(framing(&ok("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"), false), Ok(BodyFraming::Chunked));
+        assert_eq!(
+            framing(&ok("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"), false),
+            Ok(BodyFraming::Chunked)
+        );
         assert_eq!(framing(&ok("Transfer-Encoding: gzip\r\n"), false), Ok(BodyFraming::UntilClose));
-        assert_eq!(framing(&ok("Transfer-Encoding: chunked, gzip\r\n"), false), Ok(BodyFraming::UntilClose));
+        assert_eq!(
+            framing(&ok("Transfer-Encoding: chunked, gzip\r\n"), false),
+            Ok(BodyFraming::UntilClose)
+        );
         assert_eq!(framing(&ok(""), false), Ok(BodyFraming::UntilClose));
         assert!(framing(&ok("Content-Length: 5, 6\r\n"), false).is_err());
         assert!(framing(&ok("Content-Length: -1\r\n"), false).is_err());
@@ -370,7 +425,10 @@ mod tests {
     fn no_body_for_head_1xx_204_304_whatever_the_headers_say() {
         let cl = "Content-Length: 1000\r\n";
         assert_eq!(framing(&head("200 OK", cl), true), Ok(BodyFraming::None));
-        assert_eq!(framing(&head("200 OK", "Transfer-Encoding: chunked\r\n"), true), Ok(BodyFraming::None));
+        assert_eq!(
+            framing(&head("200 OK", "Transfer-Encoding: chunked\r\n"), true),
+            Ok(BodyFraming::None)
+        );
         for s in ["204 No Content", "304 Not Modified", "100 Continue", "103 Early Hints"] {
             assert_eq!(framing(&head(s, cl), false), Ok(BodyFraming::None), "{s}");
         }
@@ -383,14 +441,28 @@ mod tests {
     #[test]
     fn relayed_headers_keep_what_is_not_decoded() {
         let h = head("200 OK", "Transfer-Encoding: gzip, chunked\r\nContent-Length: 9\r\nX-A: 1\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nKeep-Alive: t=1\r\n");
-        assert_eq!(names(&relayed_headers(&h, Some(BodyFraming::Chunked))), ["X-A: 1", "Transfer-Encoding: gzip"]);
+        assert_eq!(
+            names(&relayed_headers(&h, Some(BodyFraming::Chunked))),
+            ["X-A: 1", "Transfer-Encoding: gzip"]
+        );
         let h = head("200 OK", "Transfer-Encoding: gzip\r\n");
-        assert_eq!(names(&relayed_headers(&h, Some(BodyFraming::UntilClose))), ["Transfer-Encoding: gzip"]);
+        assert_eq!(
+            names(&relayed_headers(&h, Some(BodyFraming::UntilClose))),
+            ["Transfer-Encoding: gzip"]
+        );
         let h = head("200 OK", "Transfer-Encoding: chunked\r\n");
         assert!(relayed_headers(&h, Some(BodyFraming::Chunked)).is_empty());
-        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nX-Name: caf\xe9\r\n\r\n").unwrap().0;
-        assert_eq!(relayed_headers(&h, Some(BodyFraming::None)), [("X-Name", b"caf\xe9".to_vec()), ("Content-Length", b"1000".to_vec())]);
-        let h = head("101 Switching Protocols", "Upgrade: websocket\r\nContent-Length: 0\r\nSec-WebSocket-Accept: k\r\n");
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nX-Name: caf\xe9\r\n\r\n")
+            .unwrap()
+            .0;
+        assert_eq!(
+            relayed_headers(&h, Some(BodyFraming::None)),
+            [("X-Name", b"caf\xe9".to_vec()), ("Content-Length", b"1000".to_vec())]
+        );
+        let h = head(
+            "101 Switching Protocols",
+            "Upgrade: websocket\r\nContent-Length: 0\r\nSec-WebSocket-Accept: k\r\n",
+        );
         assert_eq!(names(&relayed_headers(&h, None)), ["Sec-WebSocket-Accept: k"]);
     }
 

@@ -76,7 +76,8 @@ mod tests {
         assert_eq!(Scheme::parse(b"wSs://h/"), Some((Scheme::Wss, &b"//h/"[..])));
         assert_eq!(Scheme::parse(b"HTTP://h/"), Some((Scheme::Http, &b"//h/"[..])));
         assert_eq!(Scheme::parse(b"https:"), Some((Scheme::Https, &b""[..])));
-        for other in [&b"ws"[..], b"wsx://", b"balancer://b/", b"h2c://h/", b"", b":", b"httpss://"] {
+        for other in [&b"ws"[..], b"wsx://", b"balancer://b/", b"h2c://h/", b"", b":", b"httpss://"]
+        {
             assert_eq!(Scheme::parse(other), None, "{}", String::from_utf8_lossy(other));
         }
     }
@@ -85,7 +86,12 @@ mod tests {
     fn only_ws_and_wss_are_ours_and_the_s_means_tls() {
         assert!(Scheme::Ws.is_websocket() && Scheme::Wss.is_websocket());
         assert!(!Scheme::Http.is_websocket() && !Scheme::Https.is_websocket());
-        assert!(Scheme::Wss.is_tls() && Scheme::Https.is_tls() && !Scheme::Ws.is_tls() && !Scheme::Http.is_tls());
+        assert!(
+            Scheme::Wss.is_tls()
+                && Scheme::Https.is_tls()
+                && !Scheme::Ws.is_tls()
+                && !Scheme::Http.is_tls()
+        );
         assert_eq!((Scheme::Ws.default_port(), Scheme::Https.default_port()), (80, 443));
     }
 }

@@ -334,7 +334,16 @@ pub fn render_html(rows: &[Row], total: &Row, per_child: bool, tables: bool) -> 
             age(r.oldest_s),
         ]
     };
-    let head = ["PID", "Gen", "Sync", "Async", "Served", "Client&rarr;backend", "Backend&rarr;client", "Oldest"];
+    let head = [
+        "PID",
+        "Gen",
+        "Sync",
+        "Async",
+        "Served",
+        "Client&rarr;backend",
+        "Backend&rarr;client",
+        "Oldest",
+    ];
     if tables {
         o += "<table border=\"0\"><tr>";
         for h in head {
@@ -351,7 +360,8 @@ pub fn render_html(rows: &[Row], total: &Row, per_child: bool, tables: bool) -> 
         o += "</table>\n";
     } else {
         for r in rows {
-            let line: Vec<String> = head.iter().zip(cells(r)).map(|(h, c)| format!("{h} {c}")).collect();
+            let line: Vec<String> =
+                head.iter().zip(cells(r)).map(|(h, c)| format!("{h} {c}")).collect();
             let _ = writeln!(o, "<p>{}</p>", line.join(", "));
         }
     }
@@ -388,12 +398,23 @@ mod tests {
         let (rows, total) = snapshot();
         assert_eq!(rows.len(), 1);
         let me = &rows[0];
-        assert_eq!((me.pid, me.generation, me.sync, me.detached, me.served), (std::process::id(), 3, 1, 1, 2));
+        assert_eq!(
+            (me.pid, me.generation, me.sync, me.detached, me.served),
+            (std::process::id(), 3, 1, 1, 2)
+        );
         assert_eq!((me.client_to_backend, me.backend_to_client, me.oldest_s), (100, 7, Some(0)));
         assert_eq!(total.served, 7, "the crashed child's 5 count in the totals");
         let auto = render_auto(&rows, &total);
-        assert!(auto.contains("WebSocketTunnels: 2\nWebSocketSyncTunnels: 1\nWebSocketAsyncTunnels: 1\n"), "{auto}");
-        assert!(auto.contains(&format!("WebSocketChild: pid={} generation=3 sync=1 async=1 served=2 client_to_backend=100", std::process::id())));
+        assert!(
+            auto.contains(
+                "WebSocketTunnels: 2\nWebSocketSyncTunnels: 1\nWebSocketAsyncTunnels: 1\n"
+            ),
+            "{auto}"
+        );
+        assert!(auto.contains(&format!(
+            "WebSocketChild: pid={} generation=3 sync=1 async=1 served=2 client_to_backend=100",
+            std::process::id()
+        )));
         let html = render_html(&rows, &total, true, true);
         assert!(html.contains("<td>100 B</td><td>7 B</td>"), "{html}");
         drop(a);
@@ -403,7 +424,10 @@ mod tests {
         child_exited();
         let (rows, total2) = snapshot();
         assert!(rows.is_empty());
-        assert_eq!((total2.served, total2.client_to_backend, total2.backend_to_client), (total.served, 100, 7));
+        assert_eq!(
+            (total2.served, total2.client_to_backend, total2.backend_to_client),
+            (total.served, 100, 7)
+        );
     }
 
     #[test]

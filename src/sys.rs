@@ -24,7 +24,14 @@ pub fn make_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: splice(2) between fds the caller owns (a socket and a pipe); no offsets.
     let n = unsafe {
-        libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK)
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
     };
     if n < 0 {
         Err(io::Error::last_os_error())
@@ -36,7 +43,9 @@ pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 pub fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
     // SAFETY: `data` is a valid readable slice; MSG_NOSIGNAL turns a closed peer into EPIPE
     // instead of SIGPIPE.
-    let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    let n = unsafe {
+        libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+    };
     if n < 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::ENOTSOCK) {
@@ -68,7 +77,15 @@ pub fn socket_error(fd: RawFd) -> io::Error {
     let mut err: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `err`, a valid c_int.
-    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len) };
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
     if rc == 0 && err != 0 {
         io::Error::from_raw_os_error(err)
     } else {
@@ -130,7 +147,6 @@ pub fn set_keepalive(fd: RawFd) {
     }
 }
 
-
 /// A Close frame with code 1001 for `to`: masked with a fresh key towards the backend
 /// (frames from a client must be masked, RFC 6455 §5.3), unmasked towards the client.
 pub fn going_away(to_backend: bool) -> Vec<u8> {
@@ -141,7 +157,11 @@ pub fn going_away(to_backend: bool) -> Vec<u8> {
         if n != 4 {
             // The mask only keeps intermediaries from mistaking frames for requests; any key
             // the peer cannot predict will do.
-            k = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos()).to_le_bytes();
+            k = (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .subsec_nanos())
+            .to_le_bytes();
         }
         k
     });
@@ -170,7 +190,14 @@ impl SignalsHeld {
             let mut old: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut held);
             // Faults must stay deliverable where they happen.
-            for s in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL, libc::SIGTRAP, libc::SIGABRT] {
+            for s in [
+                libc::SIGSEGV,
+                libc::SIGBUS,
+                libc::SIGFPE,
+                libc::SIGILL,
+                libc::SIGTRAP,
+                libc::SIGABRT,
+            ] {
                 libc::sigdelset(&mut held, s);
             }
             libc::pthread_sigmask(libc::SIG_BLOCK, &held, &mut old);
@@ -181,7 +208,10 @@ impl SignalsHeld {
     /// poll(2) with the thread's own signal mask in force while it waits (ppoll); a negative
     /// `timeout_ms` waits forever.
     pub fn poll(&self, fds: &mut [libc::pollfd], timeout_ms: i64) -> io::Result<usize> {
-        let ts = (timeout_ms >= 0).then(|| libc::timespec { tv_sec: timeout_ms / 1000, tv_nsec: (timeout_ms % 1000) * 1_000_000 });
+        let ts = (timeout_ms >= 0).then(|| libc::timespec {
+            tv_sec: timeout_ms / 1000,
+            tv_nsec: (timeout_ms % 1000) * 1_000_000,
+        });
         let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: `fds` is a valid slice of pollfd, `tsp` is null or points to `ts`, which
         // outlives the call, and `old` is an initialised signal set.
@@ -290,7 +320,9 @@ pub fn getpid() -> u32 {
 /// Whether process `pid` exists (signal 0: a check, nothing is sent).
 pub fn process_exists(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
-    pid != 0 && (unsafe { libc::kill(pid as libc::pid_t, 0) } == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
+    pid != 0
+        && (unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+            || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
 }
 
 /// Registers a socket with the tokio reactor of the current runtime, for reads and writes.
@@ -301,7 +333,8 @@ pub fn async_fd<T: std::os::fd::AsRawFd>(fd: T) -> io::Result<tokio::io::unix::A
     // while the AsyncFd lives: an OwnedFd moved into it is closed only when it drops, and a
     // socket lent by a suspended connection is closed only by `finish`, after the relay
     // that registered it returned (and dropped its AsyncFd).
-    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }.map_err(|e| e.into())
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
+        .map_err(|e| e.into())
 }
 
 /// Makes `close` on a socket send a reset (SO_LINGER with a zero timeout).
@@ -309,7 +342,13 @@ pub fn set_linger_zero(fd: RawFd) {
     let lin = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: setsockopt reads one linger struct of the given size.
     unsafe {
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, (&lin as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as u32)
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&lin as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        )
     };
 }
 

@@ -95,12 +95,17 @@ pub fn decide(policy: &Policy, client: Option<&str>, http10: bool) -> Decision {
     let chosen: Vec<&str> = match policy {
         Policy::Default => tokens(client).filter(|t| is_websocket(t)).collect(),
         Policy::List(allowed) => tokens(client)
-            .filter(|t| allowed.iter().any(|a| a.eq_ignore_ascii_case(t) || a.eq_ignore_ascii_case(protocol_name(t))))
+            .filter(|t| {
+                allowed
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(t) || a.eq_ignore_ascii_case(protocol_name(t)))
+            })
             .collect(),
         Policy::Any => tokens(client)
             .filter(|t| {
                 let name = protocol_name(t);
-                !NEVER_UNDER_ANY.iter().any(|n| n.eq_ignore_ascii_case(name)) && !name.eq_ignore_ascii_case("TLS")
+                !NEVER_UNDER_ANY.iter().any(|n| n.eq_ignore_ascii_case(name))
+                    && !name.eq_ignore_ascii_case("TLS")
             })
             .collect(),
         Policy::None => unreachable!("handled above"),
@@ -119,7 +124,12 @@ pub fn decide(policy: &Policy, client: Option<&str>, http10: bool) -> Decision {
 /// this module's own rules forward unchanged (so never `h2c` under ANY, never HTTP/1.0), with
 /// no request body (a tunnel has no room for one).
 /// Ok is the value to offer the backend; Err says why mod_proxy_http keeps the request.
-pub fn claim_http(policy: &Policy, client: Option<&str>, http10: bool, has_body: bool) -> Result<String, &'static str> {
+pub fn claim_http(
+    policy: &Policy,
+    client: Option<&str>,
+    http10: bool,
+    has_body: bool,
+) -> Result<String, &'static str> {
     let client = client.map(str::trim).filter(|c| !c.is_empty()).ok_or("no Upgrade header")?;
     let tunnelled_by_proxy_http = match policy {
         Policy::Any => true,
@@ -137,7 +147,9 @@ pub fn claim_http(policy: &Policy, client: Option<&str>, http10: bool, has_body:
     }
     match decide(policy, Some(client), http10) {
         Decision::Forward(offer) if offer == client => Ok(offer),
-        Decision::Forward(_) => Err("the Upgrade header names a protocol never tunnelled under upgrade=ANY"),
+        Decision::Forward(_) => {
+            Err("the Upgrade header names a protocol never tunnelled under upgrade=ANY")
+        }
         Decision::Refuse(why) => Err(why),
     }
 }
@@ -246,19 +258,36 @@ mod tests {
 
     #[test]
     fn the_head_ends_with_our_upgrade_lines() {
-        assert_eq!(request_lines("websocket", false), "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
-        assert_eq!(request_lines("websocket", true), "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(
+            request_lines("websocket", false),
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        );
+        assert_eq!(
+            request_lines("websocket", true),
+            "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        );
     }
 
     #[test]
     fn http_workers_give_up_what_mod_proxy_http_would_tunnel_and_nothing_else() {
         let ws = Policy::from_worker("websocket");
         assert_eq!(claim_http(&ws, Some("WebSocket"), false, false), Ok("WebSocket".into()));
-        assert_eq!(claim_http(&Policy::from_worker("foo, websocket"), Some("websocket"), false, false), Ok("websocket".into()));
-        assert_eq!(claim_http(&Policy::Any, Some("websocket"), false, false), Ok("websocket".into()));
+        assert_eq!(
+            claim_http(&Policy::from_worker("foo, websocket"), Some("websocket"), false, false),
+            Ok("websocket".into())
+        );
+        assert_eq!(
+            claim_http(&Policy::Any, Some("websocket"), false, false),
+            Ok("websocket".into())
+        );
         assert_eq!(claim_http(&Policy::Any, Some("chat"), false, false), Ok("chat".into()));
         // mod_proxy_http would not tunnel these: its plain HTTP path keeps them.
-        for (p, c) in [(&Policy::Default, Some("websocket")), (&Policy::None, Some("websocket")), (&ws, None), (&ws, Some(" "))] {
+        for (p, c) in [
+            (&Policy::Default, Some("websocket")),
+            (&Policy::None, Some("websocket")),
+            (&ws, None),
+            (&ws, Some(" ")),
+        ] {
             assert!(claim_http(p, c, false, false).is_err(), "{p:?} {c:?}");
         }
         assert!(claim_http(&ws, Some("websocket, foo"), false, false).is_err());

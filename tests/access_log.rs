@@ -15,13 +15,16 @@ fn tunnels_log(h: &Httpd) -> String {
 }
 
 fn read_log(h: &Httpd, name: &str) -> String {
-    std::fs::read(h.root.join(name)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    std::fs::read(h.root.join(name))
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 fn wait_lines(h: &Httpd, needle: &str, n: usize) -> Vec<String> {
     let end = Instant::now() + Duration::from_secs(5);
     loop {
-        let lines: Vec<String> = tunnels_log(h).lines().filter(|l| l.contains(needle)).map(String::from).collect();
+        let lines: Vec<String> =
+            tunnels_log(h).lines().filter(|l| l.contains(needle)).map(String::from).collect();
         if lines.len() >= n || Instant::now() > end {
             return lines;
         }
@@ -39,7 +42,8 @@ fn figures(line: &str) -> (u16, u64, u64, u64) {
 async fn tunnel(url: &str, agent: &str, hold: Duration) {
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert("User-Agent", agent.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), true).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), true).await.unwrap();
     let m = Message::binary(payload(100_000, 7));
     assert_eq!(echo(&mut ws, m.clone()).await, m);
     tokio::time::sleep(hold).await;
@@ -50,13 +54,24 @@ async fn tunnel(url: &str, agent: &str, hold: Duration) {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_tunnel_is_logged_once_with_101_duration_and_bytes() {
     let b = Backend::start("logs");
-    let h = Httpd::start(Config::new("access_log.conf.in").ports(1).var("BACKEND", format!("127.0.0.1:{}", b.port())));
+    let h = Httpd::start(
+        Config::new("access_log.conf.in")
+            .ports(1)
+            .var("BACKEND", format!("127.0.0.1:{}", b.port())),
+    );
     tunnel(&h.url("/echo/sync"), "agent-sync", Duration::from_millis(300)).await;
-    tunnel(&format!("ws://127.0.0.1:{}/echo/async", h.ports[0]), "agent-async", Duration::from_millis(1500)).await;
+    tunnel(
+        &format!("ws://127.0.0.1:{}/echo/async", h.ports[0]),
+        "agent-async",
+        Duration::from_millis(1500),
+    )
+    .await;
     let sync = wait_lines(&h, "/echo/sync", 1);
     let asynchronous = wait_lines(&h, "/echo/async", 1);
     assert_eq!((sync.len(), asynchronous.len()), (1, 1), "{}", tunnels_log(&h));
-    for (line, agent, at_least) in [(&sync[0], "agent-sync", 300_000), (&asynchronous[0], "agent-async", 1_500_000)] {
+    for (line, agent, at_least) in
+        [(&sync[0], "agent-sync", 300_000), (&asynchronous[0], "agent-async", 1_500_000)]
+    {
         let (status, micros, bytes_in, bytes_out) = figures(line);
         assert_eq!(status, 101, "{line}");
         assert!(micros >= at_least, "{line}: the record covers the tunnel's whole life");
@@ -68,15 +83,27 @@ async fn every_tunnel_is_logged_once_with_101_duration_and_bytes() {
     assert!(sync[0].contains("end=-"), "{}", sync[0]);
     assert!(asynchronous[0].contains("end=1"), "{}", asynchronous[0]);
     // The unconditional log has the hand-over's record too, with the handshake only.
-    let all: Vec<String> = h.access_log().lines().filter(|l| l.contains("/echo/async")).map(String::from).collect();
+    let all: Vec<String> =
+        h.access_log().lines().filter(|l| l.contains("/echo/async")).map(String::from).collect();
     assert_eq!(all.len(), 2, "{all:?}");
     let handoff = figures(&all[0]);
     assert!(handoff.0 == 101 && handoff.1 < 1_500_000, "{all:?}");
     // An expr= condition routes the same records to a file of their own (plain requests stay out).
     let _ = wskit::raw::get(h.port, "/plain", "");
-    assert_eq!(read_log(&h, "websockets_log"), tunnels_log(&h).lines().filter(|l| l.contains(" 101 ")).map(|l| format!("{l}\n")).collect::<String>());
+    assert_eq!(
+        read_log(&h, "websockets_log"),
+        tunnels_log(&h)
+            .lines()
+            .filter(|l| l.contains(" 101 "))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
     assert_eq!(read_log(&h, "websockets_log").lines().count(), 2);
     // The startup check found this httpd to be the one the module was built for.
-    assert!(!h.error_log().contains("WST00007") && !h.error_log().contains("WST00006"), "{}", h.error_log());
+    assert!(
+        !h.error_log().contains("WST00007") && !h.error_log().contains("WST00006"),
+        "{}",
+        h.error_log()
+    );
     h.stop();
 }

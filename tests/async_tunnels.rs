@@ -32,7 +32,8 @@ async fn far_more_tunnels_than_request_threads() {
     const N: usize = 300;
     let mut all = Vec::new();
     for i in 0..N {
-        let (mut ws, _) = connect(&h.url("/echo/many")).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}"));
+        let (mut ws, _) =
+            connect(&h.url("/echo/many")).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}"));
         let m = Message::text(format!("hello {i}"));
         assert_eq!(echo(&mut ws, m.clone()).await, m);
         all.push(ws);
@@ -42,15 +43,27 @@ async fn far_more_tunnels_than_request_threads() {
     assert_eq!((resp.status, body.as_str()), (200, "local index\n"));
     // Every tunnel still works, big messages included.
     for (i, ws) in all.iter_mut().enumerate() {
-        let m = if i % 50 == 0 { Message::binary(payload(1 << 20, i as u8)) } else { Message::text(format!("again {i}")) };
+        let m = if i % 50 == 0 {
+            Message::binary(payload(1 << 20, i as u8))
+        } else {
+            Message::text(format!("again {i}"))
+        };
         assert!(echo(ws, m.clone()).await == m, "tunnel {i}");
     }
-    assert_eq!(wait_count(&h, "WST02010", N, Duration::from_secs(5)), N, "every tunnel went asynchronous");
+    assert_eq!(
+        wait_count(&h, "WST02010", N, Duration::from_secs(5)),
+        N,
+        "every tunnel went asynchronous"
+    );
     for mut ws in all {
         ws.close(None).await.ok();
         while let Some(Ok(_)) = ws.next().await {}
     }
-    assert_eq!(wait_count(&h, "WST02011", N, Duration::from_secs(10)), N, "every tunnel logged its end");
+    assert_eq!(
+        wait_count(&h, "WST02011", N, Duration::from_secs(10)),
+        N,
+        "every tunnel logged its end"
+    );
     let log = h.stop();
     assert!(log.contains("closed by both sides"), "{log}");
 }
@@ -71,11 +84,26 @@ async fn delay_then_asynchronous_with_idle_timeout() {
     assert_eq!(echo(&mut ws, m.clone()).await, m);
     // ProxyWebsocketIdleTimeout 1500ms applies to asynchronous tunnels too.
     let idle_from = Instant::now();
-    let end = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("idle tunnel not closed");
+    let end = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("idle tunnel not closed");
     assert!(matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))), "{end:?}");
     let waited = idle_from.elapsed();
-    assert!(waited >= Duration::from_millis(1400) && waited < Duration::from_secs(4), "idle close after {waited:?}");
-    assert_eq!(wait_count(&h, "tunnel idle for 1.5s (ProxyWebsocketIdleTimeout)", 1, Duration::from_secs(3)), 1, "{}", h.error_log());
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(4),
+        "idle close after {waited:?}"
+    );
+    assert_eq!(
+        wait_count(
+            &h,
+            "tunnel idle for 1.5s (ProxyWebsocketIdleTimeout)",
+            1,
+            Duration::from_secs(3)
+        ),
+        1,
+        "{}",
+        h.error_log()
+    );
     h.stop();
 }
 
@@ -117,7 +145,11 @@ fn half_close_and_reset_in_asynchronous_tunnels() {
     let r = s.read(&mut buf);
     assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
     assert!(t0.elapsed() < Duration::from_secs(3));
-    assert!(wait_count(&h, "backend connection failed", 1, Duration::from_secs(3)) >= 1, "{}", h.error_log());
+    assert!(
+        wait_count(&h, "backend connection failed", 1, Duration::from_secs(3)) >= 1,
+        "{}",
+        h.error_log()
+    );
     h.stop();
 }
 
@@ -168,7 +200,9 @@ async fn graceful_stop_drains_asynchronous_tunnels() {
     // ... and are closed before GracefulShutdownTimeout (3 s).
     assert!(took < Duration::from_secs(4), "graceful stop took {took:?}");
     for mut ws in all {
-        let end = tokio::time::timeout(Duration::from_secs(2), ws.next()).await.expect("tunnel left open");
+        let end = tokio::time::timeout(Duration::from_secs(2), ws.next())
+            .await
+            .expect("tunnel left open");
         assert!(matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))), "{end:?}");
     }
     let log = h.stop();
@@ -179,10 +213,12 @@ async fn graceful_stop_drains_asynchronous_tunnels() {
 fn busy(h: &Httpd) -> Option<u32> {
     let (_, page) = raw::get(h.port, "/balancer-manager", "");
     // The member's row: <td>...ws://127.0.0.1:PORT</a></td> ... cells; Busy is the one after "Elected".
-    let header: Vec<&str> = page.split("<th>").skip(1).map(|c| c.split('<').next().unwrap_or("")).collect();
+    let header: Vec<&str> =
+        page.split("<th>").skip(1).map(|c| c.split('<').next().unwrap_or("")).collect();
     let col = header.iter().position(|c| *c == "Busy")?;
     let row = page.split("<tr>").find(|r| r.contains("ws://127.0.0.1:"))?;
-    let cells: Vec<&str> = row.split("<td>").skip(1).map(|c| c.split('<').next().unwrap_or("").trim()).collect();
+    let cells: Vec<&str> =
+        row.split("<td>").skip(1).map(|c| c.split('<').next().unwrap_or("").trim()).collect();
     // The header row of the member table starts with the worker URL column.
     let member_cols = header.iter().position(|c| *c == "Worker URL")?;
     cells.get(col - member_cols)?.parse().ok()
@@ -273,7 +309,8 @@ async fn a_child_retired_for_spare_threads_keeps_its_tunnels() {
         return;
     }
     let b = Backend::start("reap");
-    let h = Httpd::start(Config::new("reap.conf.in").var("BACKEND", format!("127.0.0.1:{}", b.port())));
+    let h =
+        Httpd::start(Config::new("reap.conf.in").var("BACKEND", format!("127.0.0.1:{}", b.port())));
     let mut all = Vec::new();
     for _ in 0..40 {
         all.push(connect(&h.url("/echo/reap")).await.unwrap().0);
@@ -292,7 +329,13 @@ async fn a_child_retired_for_spare_threads_keeps_its_tunnels() {
         assert_eq!(echo(ws, m.clone()).await, m);
     }
     assert_eq!(count(&h, "WST02011"), 0, "{}", h.error_log());
-    let retired: Vec<u32> = serving.iter().copied().filter(|p| !h.children().contains(p) || h.error_log().contains(&format!("child {p} stopping"))).collect();
+    let retired: Vec<u32> = serving
+        .iter()
+        .copied()
+        .filter(|p| {
+            !h.children().contains(p) || h.error_log().contains(&format!("child {p} stopping"))
+        })
+        .collect();
     assert!(!retired.is_empty());
     // Closing them lets the retired children exit.
     for mut ws in all {
@@ -300,7 +343,9 @@ async fn a_child_retired_for_spare_threads_keeps_its_tunnels() {
         while let Some(Ok(_)) = ws.next().await {}
     }
     let end = Instant::now() + Duration::from_secs(5);
-    while retired.iter().any(|p| h.error_log().contains(&format!("child {p} stopping")) && wskit::httpd::process_alive(*p)) {
+    while retired.iter().any(|p| {
+        h.error_log().contains(&format!("child {p} stopping")) && wskit::httpd::process_alive(*p)
+    }) {
         assert!(Instant::now() < end, "retired children did not exit after their tunnels ended");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -317,7 +362,11 @@ fn an_asynchronous_tunnel_whose_client_never_reads_ends_after_the_write_stall() 
     s.write_all(raw::handshake("/echo/raw-echo", "").as_bytes()).unwrap();
     let resp = raw::read_response(&mut s);
     assert_eq!(resp.status, 101, "{}", resp.head);
-    assert!(h.wait_log("WST02010", Duration::from_secs(5)), "the tunnel went asynchronous:\n{}", h.error_log());
+    assert!(
+        h.wait_log("WST02010", Duration::from_secs(5)),
+        "the tunnel went asynchronous:\n{}",
+        h.error_log()
+    );
     let t0 = Instant::now();
     let mut w = s.try_clone().unwrap();
     w.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
@@ -332,17 +381,27 @@ fn an_asynchronous_tunnel_whose_client_never_reads_ends_after_the_write_stall() 
     // Both sides stop taking data: the client never reads, and the echo backend stops reading
     // once its echoes back up behind the client. Which of them stalled first (and is named)
     // depends on socket buffers and scheduling; either way the stall limit ends the tunnel.
-    let stalled = |h: &Httpd| ["client took no data for 2s", "backend took no data for 2s"].iter().any(|m| h.error_log().contains(m));
+    let stalled = |h: &Httpd| {
+        ["client took no data for 2s", "backend took no data for 2s"]
+            .iter()
+            .any(|m| h.error_log().contains(m))
+    };
     let end = Instant::now() + Duration::from_secs(20);
     while !stalled(&h) && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(stalled(&h), "{}", h.error_log());
     let took = t0.elapsed();
-    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(12), "ended after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(12),
+        "ended after {took:?}"
+    );
     drop(s);
     let sent = flood.join().unwrap();
     assert!(sent < 1 << 30, "the tunnel took {sent} bytes without anyone reading");
     let log = h.stop();
-    assert!(log.contains("WST02011") && !log.contains("WST02005"), "the asynchronous relay ended it:\n{log}");
+    assert!(
+        log.contains("WST02011") && !log.contains("WST02005"),
+        "the asynchronous relay ended it:\n{log}"
+    );
 }

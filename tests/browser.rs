@@ -39,7 +39,8 @@ fn percent_decode(s: &str) -> String {
 fn chromium_sees_1001_on_a_graceful_restart_and_reconnects() {
     let dir = TempDir::new("browser-drain");
     let (h, _plain, _tls) = server(&dir);
-    let url = format!("http://127.0.0.1:{}/page.html?drain=ws://127.0.0.1:{}/ws2/drain", h.port, h.port);
+    let url =
+        format!("http://127.0.0.1:{}/page.html?drain=ws://127.0.0.1:{}/ws2/drain", h.port, h.port);
     let browser = browse(&dir, &url);
     reported(&h, &dir, "/opened");
     h.signal(libc::SIGUSR1);
@@ -75,7 +76,9 @@ fn server(dir: &TempDir) -> (Httpd, Backend, Backend) {
             .var("SERVERCERT", pki.server.cert_file.display())
             .var("SERVERKEY", pki.server.key_file.display()),
     );
-    let page = std::fs::read_to_string(wskit::httpd::workspace_root().join("tests/browser/page.html")).unwrap();
+    let page =
+        std::fs::read_to_string(wskit::httpd::workspace_root().join("tests/browser/page.html"))
+            .unwrap();
     std::fs::write(h.root.join("htdocs/page.html"), page).unwrap();
     let _ = Command::new("chmod").arg("a+r").arg(h.root.join("htdocs/page.html")).status();
     (h, plain, tls)
@@ -149,16 +152,30 @@ fn chromium_page_talks_through_ws_and_wss() {
         );
         assert!(seen.contains(&want), "the page saw {seen}\nexpected {want}");
     }
-    assert!(plain.requests().iter().any(|r| r.starts_with("GET /browser HTTP/1.1")), "{:?}", plain.requests());
-    assert!(tls.requests().iter().any(|r| r.starts_with("GET /browser HTTP/1.1")), "{:?}", tls.requests());
+    assert!(
+        plain.requests().iter().any(|r| r.starts_with("GET /browser HTTP/1.1")),
+        "{:?}",
+        plain.requests()
+    );
+    assert!(
+        tls.requests().iter().any(|r| r.starts_with("GET /browser HTTP/1.1")),
+        "{:?}",
+        tls.requests()
+    );
     let log = h.stop();
     for path in ["/ws2/browser", "/wss2/browser", "/ws2/browser-async"] {
-        assert!(log.contains(&format!("for \"GET {path} HTTP/1.1\"")), "our module did not tunnel {path}:\n{log}");
+        assert!(
+            log.contains(&format!("for \"GET {path} HTTP/1.1\"")),
+            "our module did not tunnel {path}:\n{log}"
+        );
     }
     // Under event the wss:// tunnel with ProxyWebsocketAsync On left its request thread
     // before the page's messages (1 MiB each way) went through.
     if mpm() == "event" {
-        let async_end = log.lines().find(|l| l.contains("WST02011") && l.contains("/ws2/browser-async")).unwrap_or_default();
+        let async_end = log
+            .lines()
+            .find(|l| l.contains("WST02011") && l.contains("/ws2/browser-async"))
+            .unwrap_or_default();
         assert!(log.contains("(request suspended)") && async_end.contains("1048"), "{log}");
     }
 }
@@ -175,7 +192,9 @@ fn the_demo_url_works_in_chromium() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e} (cargo build --release --workspace)", demo_bin.display()));
+        .unwrap_or_else(|e| {
+            panic!("{}: {e} (cargo build --release --workspace)", demo_bin.display())
+        });
     let mut lines = std::io::BufReader::new(demo.stdout.take().unwrap()).lines();
     let (mut root, mut url, mut records, mut ours) = (None, None, Vec::new(), 0);
     for line in lines.by_ref() {
@@ -196,17 +215,34 @@ fn the_demo_url_works_in_chromium() {
             break;
         }
     }
-    let (root, url) = (root.expect("the demo printed its ServerRoot"), url.expect("the demo printed a URL for browsers"));
+    let (root, url) = (
+        root.expect("the demo printed its ServerRoot"),
+        url.expect("the demo printed a URL for browsers"),
+    );
     // Both routes it shows: the manual's ws:// and the http:// upgrade=websocket.
     for path in ["/ws2/", "/up/"] {
-        assert!(records.iter().any(|r| r.contains(&format!("\"GET {path} HTTP/1.1\" 101, ")) && r.contains(" bytes out")), "{path}: {records:?}");
+        assert!(
+            records.iter().any(|r| r.contains(&format!("\"GET {path} HTTP/1.1\" 101, "))
+                && r.contains(" bytes out")),
+            "{path}: {records:?}"
+        );
     }
-    assert_eq!(ours, 2, "the demo did not show both routes going through the module asynchronously");
+    assert_eq!(
+        ours, 2,
+        "the demo did not show both routes going through the module asynchronously"
+    );
     let browser = browse(&dir, &url);
     let end = Instant::now() + Duration::from_secs(60);
     let log = root.join("access_log");
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("GET /echoed?hello%20from%20the%20browser ") {
-        assert!(Instant::now() < end, "the browser never got its echo; access log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("GET /echoed?hello%20from%20the%20browser ")
+    {
+        assert!(
+            Instant::now() < end,
+            "the browser never got its echo; access log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(browser);
@@ -219,5 +255,8 @@ fn the_demo_url_works_in_chromium() {
         }
     }
     let _ = demo.wait();
-    assert!(error_log.contains("for \"GET /ws2/ HTTP/1.1\""), "our module did not tunnel the browser's WebSocket:\n{error_log}");
+    assert!(
+        error_log.contains("for \"GET /ws2/ HTTP/1.1\""),
+        "our module did not tunnel the browser's WebSocket:\n{error_log}"
+    );
 }

@@ -9,7 +9,19 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use wskit::raw;
 
-const ROUTES: &[&str] = &["/p/", "/nocanon/", "/enc/", "/bal/", "/sh/", "/rw/", "/ne/", "/q/", "/hostless/", "/emptyhost/", "/zone/"];
+const ROUTES: &[&str] = &[
+    "/p/",
+    "/nocanon/",
+    "/enc/",
+    "/bal/",
+    "/sh/",
+    "/rw/",
+    "/ne/",
+    "/q/",
+    "/hostless/",
+    "/emptyhost/",
+    "/zone/",
+];
 
 const SUFFIXES: &[&str] = &[
     "a",
@@ -50,7 +62,12 @@ struct Seen {
 /// Runs the whole matrix against one server; returns (case → what happened).
 fn run_matrix(module: std::path::PathBuf) -> BTreeMap<String, Seen> {
     let b = Backend::start("canon");
-    let h = Httpd::start(Config::new("canon.conf.in").module(module).ports(2).var("BACKEND", format!("127.0.0.1:{}", b.port())));
+    let h = Httpd::start(
+        Config::new("canon.conf.in")
+            .module(module)
+            .ports(2)
+            .var("BACKEND", format!("127.0.0.1:{}", b.port())),
+    );
     let ports = [("off", h.port), ("on", h.ports[0]), ("nodecode", h.ports[1])];
     let mut statuses = BTreeMap::new();
     let mut n = 0;
@@ -82,16 +99,22 @@ fn run_matrix(module: std::path::PathBuf) -> BTreeMap<String, Seen> {
     }
     let mut by_case: BTreeMap<u32, String> = BTreeMap::new();
     for head in heads {
-        let id = head.lines().find_map(|l| l.strip_prefix("X-Case: ")).and_then(|v| v.trim().parse().ok());
+        let id = head
+            .lines()
+            .find_map(|l| l.strip_prefix("X-Case: "))
+            .and_then(|v| v.trim().parse().ok());
         if let Some(id) = id {
             // SetHandler proxy:... appends r->filename (a path under this server's root).
-            let line = head.lines().next().unwrap_or("").replace(&h.root.display().to_string(), "@ROOT@");
+            let line =
+                head.lines().next().unwrap_or("").replace(&h.root.display().to_string(), "@ROOT@");
             by_case.insert(id, line);
         }
     }
     let out = statuses
         .into_iter()
-        .map(|(id, (case, status))| (case, Seen { status, backend_line: by_case.get(&id).cloned() }))
+        .map(|(id, (case, status))| {
+            (case, Seen { status, backend_line: by_case.get(&id).cloned() })
+        })
         .collect();
     h.stop();
     out
@@ -117,18 +140,32 @@ fn every_case_matches_stock() {
         }
     }
     let tunnelled = ours.values().filter(|s| s.status == 101).count();
-    eprintln!("{} cases, {} tunnelled, {} refused; {} differ from stock", ours.len(), tunnelled, ours.len() - tunnelled, diffs.len());
+    eprintln!(
+        "{} cases, {} tunnelled, {} refused; {} differ from stock",
+        ours.len(),
+        tunnelled,
+        ours.len() - tunnelled,
+        diffs.len()
+    );
     assert!(diffs.is_empty(), "differences from stock:\n{}", diffs.join("\n"));
     // The security properties themselves, whatever stock does.
     let at = |mode: &str, path: &str| ours[&format!("{mode:8} {path}")].clone();
     for mode in ["off", "on", "nodecode"] {
         // CVE-2023-25690: CR/LF through a RewriteRule [P] substitution into the query: 403.
-        for p in ["/q/a%20HTTP/1.1%0d%0aHost:x%0d%0a%0d%0aGET%20/smuggled", "/q/a%0d%0aX-Injected:%20y", "/q/a%0aGET%20/smuggled"] {
+        for p in [
+            "/q/a%20HTTP/1.1%0d%0aHost:x%0d%0a%0d%0aGET%20/smuggled",
+            "/q/a%0d%0aX-Injected:%20y",
+            "/q/a%0aGET%20/smuggled",
+        ] {
             assert_eq!(at(mode, p), Seen { status: 403, backend_line: None }, "{mode} {p}");
         }
         // CVE-2024-38473: an encoded '?' stays encoded on every path into the module.
         for p in ["/p/a%3Fb", "/bal/a%3Fb"] {
-            assert_eq!(at(mode, p).backend_line.as_deref(), Some("GET /a%3Fb HTTP/1.1"), "{mode} {p}");
+            assert_eq!(
+                at(mode, p).backend_line.as_deref(),
+                Some("GET /a%3Fb HTTP/1.1"),
+                "{mode} {p}"
+            );
         }
         // Traversal never reaches the backend encoded as a path segment.
         assert_eq!(at(mode, "/p/%2e%2e/x").backend_line, None, "{mode}");
@@ -144,7 +181,10 @@ fn every_case_matches_stock() {
     // Whatever the route, a request line is never split (CVE-2023-25690 through canon).
     for (case, seen) in &ours {
         if let Some(line) = &seen.backend_line {
-            assert!(!line.contains("smuggled") || line.contains("%20"), "{case}: request split: {line}");
+            assert!(
+                !line.contains("smuggled") || line.contains("%20"),
+                "{case}: request split: {line}"
+            );
             assert!(line.split(' ').count() == 3, "{case}: request line with extra spaces: {line}");
         }
         if case.contains("/hostless/") || case.contains("/emptyhost/") {

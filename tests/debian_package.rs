@@ -25,8 +25,10 @@ const PKG: &str = "mod-proxy-wstunnel-rs";
 const MOD: &str = "/usr/lib/apache2/modules/mod_proxy_wstunnel.so";
 
 fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).env("DEBIAN_FRONTEND", "noninteractive").output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out =
+        Command::new(cmd).args(args).env("DEBIAN_FRONTEND", "noninteractive").output().unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{cmd} {args:?} failed:\n{text}");
     text
 }
@@ -57,7 +59,11 @@ fn diversion() -> String {
 fn tunnelled_by_ours() -> bool {
     let b = Backend::start("pkg");
     // A configuration the stock module accepts too (the demo's has our own directives).
-    let h = Httpd::start(Config::new("fallback.conf.in").module(MOD.into()).var("BACKEND", format!("127.0.0.1:{}", b.port())));
+    let h = Httpd::start(
+        Config::new("fallback.conf.in")
+            .module(MOD.into())
+            .var("BACKEND", format!("127.0.0.1:{}", b.port())),
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(round_trip(&h.url("/off/pkg")));
     let log = h.stop();
@@ -81,7 +87,9 @@ impl DebianLayout {
         let port = wskit::httpd::free_port();
         std::fs::write(etc.join("ports.conf"), format!("Listen 127.0.0.1:{port}\n")).unwrap();
         let mut envvars = std::fs::read_to_string(etc.join("envvars")).unwrap();
-        for (k, sub) in [("APACHE_RUN_DIR", "run"), ("APACHE_LOCK_DIR", "lock"), ("APACHE_LOG_DIR", "log")] {
+        for (k, sub) in
+            [("APACHE_RUN_DIR", "run"), ("APACHE_LOCK_DIR", "lock"), ("APACHE_LOG_DIR", "log")]
+        {
             let d = dir.0.join(sub);
             std::fs::create_dir_all(&d).unwrap();
             envvars.push_str(&format!("export {k}={}\n", d.display()));
@@ -103,11 +111,20 @@ impl DebianLayout {
             layout.ctl("a2dismod", &["-q", "mpm_event"]);
             layout.ctl("a2enmod", &["-q", &format!("mpm_{mpm}")]);
         }
-        for f in ["proxy_wstunnel.load", "proxy_wstunnel.conf", "proxy_http.load", &format!("mpm_{mpm}.load")] {
+        for f in [
+            "proxy_wstunnel.load",
+            "proxy_wstunnel.conf",
+            "proxy_http.load",
+            &format!("mpm_{mpm}.load"),
+        ] {
             assert!(etc.join("mods-enabled").join(f).exists(), "{f} not enabled in the copy");
         }
         layout.ctl("apache2ctl", &["start"]);
-        assert!(wskit::httpd::wait_until(Duration::from_secs(10), || layout.pid().is_some()), "{}", layout.error_log());
+        assert!(
+            wskit::httpd::wait_until(Duration::from_secs(10), || layout.pid().is_some()),
+            "{}",
+            layout.error_log()
+        );
         layout
     }
 
@@ -119,7 +136,11 @@ impl DebianLayout {
             .env("APACHE_STARTED_BY_SYSTEMD", "no-systemctl-for-a-test-instance")
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(out.status.success(), "{tool} {args:?} on the copy failed:\n{text}");
         text
     }
@@ -136,8 +157,13 @@ impl DebianLayout {
 impl Drop for DebianLayout {
     fn drop(&mut self) {
         if let Some(pid) = self.pid() {
-            let _ = Command::new("apache2ctl").arg("stop").env("APACHE_CONFDIR", self.dir.0.join("apache2")).output();
-            if !wskit::httpd::wait_until(Duration::from_secs(10), || !wskit::httpd::process_alive(pid)) {
+            let _ = Command::new("apache2ctl")
+                .arg("stop")
+                .env("APACHE_CONFDIR", self.dir.0.join("apache2"))
+                .output();
+            if !wskit::httpd::wait_until(Duration::from_secs(10), || {
+                !wskit::httpd::process_alive(pid)
+            }) {
                 // SAFETY: kill has no memory preconditions; the pid is this test's httpd.
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             }
@@ -154,16 +180,28 @@ async fn both_routes_on_debian_layout(mpm: &str) {
     let site = DebianLayout::start(mpm, b.port());
     let mut all = Vec::new();
     for path in ["/ws2/manual", "/up/advised"] {
-        let (mut ws, _) = connect(&format!("ws://127.0.0.1:{}{path}", site.port)).await.unwrap_or_else(|e| panic!("{mpm} {path}: {e}\n{}", site.error_log()));
+        let (mut ws, _) = connect(&format!("ws://127.0.0.1:{}{path}", site.port))
+            .await
+            .unwrap_or_else(|e| panic!("{mpm} {path}: {e}\n{}", site.error_log()));
         let m = Message::text(format!("{mpm} {path}"));
         assert_eq!(echo(&mut ws, m.clone()).await, m);
         all.push(ws);
     }
     for path in ["/ws2/manual", "/up/advised"] {
-        assert!(wskit::httpd::wait_until(Duration::from_secs(5), || handed_over(&site.error_log(), path)), "{mpm}: {path} not handed over:\n{}", site.error_log());
+        assert!(
+            wskit::httpd::wait_until(Duration::from_secs(5), || handed_over(
+                &site.error_log(),
+                path
+            )),
+            "{mpm}: {path} not handed over:\n{}",
+            site.error_log()
+        );
     }
     let log = site.error_log();
-    assert!(log.lines().any(|l| l.contains("WST01025") && l.contains("/advised")), "{mpm}: the http:// route was not ours:\n{log}");
+    assert!(
+        log.lines().any(|l| l.contains("WST01025") && l.contains("/advised")),
+        "{mpm}: the http:// route was not ours:\n{log}"
+    );
     let (status, _) = status_auto(site.port);
     assert_eq!(status.get("WebSocketAsyncTunnels"), Some(&2), "{mpm}: {status:?}");
     let t0 = std::time::Instant::now();
@@ -184,15 +222,25 @@ async fn both_routes_on_debian_layout(mpm: &str) {
     }
     let waited = t0.elapsed();
     // ProxyWebsocketDrainTimeout 10s in the package's conf, then at most a second more.
-    assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(13), "{mpm}: Close 1001 after {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(13),
+        "{mpm}: Close 1001 after {waited:?}"
+    );
     eprintln!("debian layout, {mpm}: ws:// and http:// upgrade=websocket ours and asynchronous; Close 1001 {:.1} s after apache2ctl graceful", waited.as_secs_f64());
 }
 
 /// Whether the request for `path` was handed to the asynchronous relay: its WST02010 line
 /// names it only by client address and port, which its WST01014 line shares.
 fn handed_over(log: &str, path: &str) -> bool {
-    let client = |l: &str| l.split("[client ").nth(1).and_then(|c| c.split(']').next()).map(str::to_string);
-    let Some(who) = log.lines().find(|l| l.contains("WST01014") && l.contains(&format!("GET {path} "))).and_then(client) else { return false };
+    let client =
+        |l: &str| l.split("[client ").nth(1).and_then(|c| c.split(']').next()).map(str::to_string);
+    let Some(who) = log
+        .lines()
+        .find(|l| l.contains("WST01014") && l.contains(&format!("GET {path} ")))
+        .and_then(client)
+    else {
+        return false;
+    };
     log.lines().any(|l| l.contains("WST02010") && client(l).as_deref() == Some(who.as_str()))
 }
 
@@ -238,9 +286,17 @@ fn the_package_diverts_the_stock_module_survives_apache2_bin_reinstall_and_gives
     let deb = root.join(deb);
     let name = deb.file_name().unwrap().to_string_lossy().into_owned();
     let version = env!("CARGO_PKG_VERSION");
-    assert!(name.starts_with(&format!("{PKG}_{version}_")) && deb.starts_with(root.join("target/debian")), "{}", deb.display());
+    assert!(
+        name.starts_with(&format!("{PKG}_{version}_"))
+            && deb.starts_with(root.join("target/debian")),
+        "{}",
+        deb.display()
+    );
     let fields = run("dpkg-deb", &["-f", deb.to_str().unwrap(), "Depends", "Xb-Apache-Mmn"]);
-    assert!(fields.contains("apache2-api-20120211") && fields.contains("apache2-bin (>= 2.4."), "{fields}");
+    assert!(
+        fields.contains("apache2-api-20120211") && fields.contains("apache2-bin (>= 2.4."),
+        "{fields}"
+    );
 
     // Install: ours in place, the stock module kept beside it.
     run("apt-get", &["install", "-y", "-q", deb.to_str().unwrap()]);
@@ -249,14 +305,24 @@ fn the_package_diverts_the_stock_module_survives_apache2_bin_reinstall_and_gives
     assert_eq!(sha256(&format!("{MOD}.stock")), stock_hash);
     let conf = std::fs::read_to_string("/etc/apache2/mods-available/proxy_wstunnel.conf").unwrap();
     for d in ["FallbackToProxyHttp Off", "UpgradeHttp On", "Async On", "DrainTimeout 10s"] {
-        assert!(conf.contains(&format!("\n    ProxyWebsocket{d}\n")), "the conffile sets ProxyWebsocket{d}:\n{conf}");
+        assert!(
+            conf.contains(&format!("\n    ProxyWebsocket{d}\n")),
+            "the conffile sets ProxyWebsocket{d}:\n{conf}"
+        );
     }
     for d in ["IdleTimeout", "AsyncDelay", "AsyncMaxTunnels"] {
-        assert!(conf.contains(&format!("#ProxyWebsocket{d} ")), "the conffile documents ProxyWebsocket{d}:\n{conf}");
+        assert!(
+            conf.contains(&format!("#ProxyWebsocket{d} ")),
+            "the conffile documents ProxyWebsocket{d}:\n{conf}"
+        );
     }
     // proxy_wstunnel was enabled: its .conf now is too, as a2enmod would have done.
-    assert_eq!(std::fs::read_link(conf_link).ok(), Some("../mods-available/proxy_wstunnel.conf".into()));
-    assert!(run("dpkg-query", &["-W", "-f=${Conffiles}", PKG]).contains("/etc/apache2/mods-available/proxy_wstunnel.conf"));
+    assert_eq!(
+        std::fs::read_link(conf_link).ok(),
+        Some("../mods-available/proxy_wstunnel.conf".into())
+    );
+    assert!(run("dpkg-query", &["-W", "-f=${Conffiles}", PKG])
+        .contains("/etc/apache2/mods-available/proxy_wstunnel.conf"));
     assert!(tunnelled_by_ours(), "httpd loading {MOD} did not run our module");
 
     // An apt upgrade or reinstall of apache2-bin writes its module to the diverted name.
@@ -273,7 +339,10 @@ fn the_package_diverts_the_stock_module_survives_apache2_bin_reinstall_and_gives
     // a2enmod: Debian's own .load (it names the system path) and our .conf.
     run("a2enmod", &["-q", "proxy_wstunnel"]);
     for f in ["proxy.load", "proxy_wstunnel.load", "proxy_wstunnel.conf"] {
-        assert!(Path::new("/etc/apache2/mods-enabled").join(f).exists(), "a2enmod did not enable {f}");
+        assert!(
+            Path::new("/etc/apache2/mods-enabled").join(f).exists(),
+            "a2enmod did not enable {f}"
+        );
     }
     let load = std::fs::read_to_string("/etc/apache2/mods-enabled/proxy_wstunnel.load").unwrap();
     assert!(load.contains(&format!("LoadModule proxy_wstunnel_module {MOD}")), "{load}");
@@ -281,8 +350,14 @@ fn the_package_diverts_the_stock_module_survives_apache2_bin_reinstall_and_gives
     // Remove: the stock module is back, byte for byte, and no diversion is left; the .conf
     // link the package made is gone, the .load the administrator enabled stays.
     run("dpkg", &["-r", PKG]);
-    assert!(!conf_link.exists() && conf_link.symlink_metadata().is_err(), "dpkg -r left proxy_wstunnel.conf enabled");
-    assert!(Path::new("/etc/apache2/mods-enabled/proxy_wstunnel.load").exists(), "dpkg -r disabled the module itself");
+    assert!(
+        !conf_link.exists() && conf_link.symlink_metadata().is_err(),
+        "dpkg -r left proxy_wstunnel.conf enabled"
+    );
+    assert!(
+        Path::new("/etc/apache2/mods-enabled/proxy_wstunnel.load").exists(),
+        "dpkg -r disabled the module itself"
+    );
     assert!(!Path::new("/var/lib/mod-proxy-wstunnel-rs").exists(), "dpkg -r left its marker");
     assert!(!diversion().contains(PKG), "{}", diversion());
     assert_eq!(sha256(MOD), stock_hash, "dpkg -r did not give the stock module back");
@@ -291,10 +366,14 @@ fn the_package_diverts_the_stock_module_survives_apache2_bin_reinstall_and_gives
     // The conffile stays until purge; enabled again by hand, it is harmless with the stock
     // module (its lines are skipped), and purge takes the dangling link away.
     std::os::unix::fs::symlink("../mods-available/proxy_wstunnel.conf", conf_link).unwrap();
-    let (ok, out) = wskit::httpd::configtest_with(Path::new(MOD), &std::fs::read_to_string(conf_link).unwrap());
+    let (ok, out) =
+        wskit::httpd::configtest_with(Path::new(MOD), &std::fs::read_to_string(conf_link).unwrap());
     assert!(ok, "the shipped conf breaks the stock module's configuration:\n{out}");
     run("dpkg", &["--purge", PKG]);
-    assert!(!Path::new("/etc/apache2/mods-available/proxy_wstunnel.conf").exists(), "purge leaves the conffile behind");
+    assert!(
+        !Path::new("/etc/apache2/mods-available/proxy_wstunnel.conf").exists(),
+        "purge leaves the conffile behind"
+    );
     assert!(conf_link.symlink_metadata().is_err(), "purge left a link to the purged conffile");
     if !enabled_before {
         run("a2dismod", &["-q", "-f", "proxy_wstunnel"]);

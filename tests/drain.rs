@@ -19,7 +19,13 @@ fn server(b: &Backend) -> Httpd {
 }
 
 fn server_with(b: &Backend, grace: &str, drain: &str) -> Httpd {
-    Httpd::start(Config::new("drain.conf.in").ports(1).var("BACKEND", format!("127.0.0.1:{}", b.port())).var("GRACE", grace).var("DRAIN", drain))
+    Httpd::start(
+        Config::new("drain.conf.in")
+            .ports(1)
+            .var("BACKEND", format!("127.0.0.1:{}", b.port()))
+            .var("GRACE", grace)
+            .var("DRAIN", drain),
+    )
 }
 
 /// A masked binary frame of `len` bytes, as a client sends it.
@@ -45,7 +51,9 @@ fn half_sent(port: u16) -> (TcpStream, Vec<u8>) {
 
 async fn expect_going_away(ws: &mut Ws) {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("no close within 5 s");
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("no close within 5 s");
         match m {
             Some(Ok(Message::Close(Some(f)))) => {
                 assert_eq!(f.code, CloseCode::Away);
@@ -63,7 +71,8 @@ async fn expect_going_away(ws: &mut Ws) {
 async fn graceful_stop_closes_every_websocket_with_1001_at_a_frame_boundary() {
     let b = Backend::start("drain");
     let mut h = server(&b);
-    let (sync_url, async_url) = (h.url("/echo/drain"), format!("ws://127.0.0.1:{}/echo/drain", h.ports[0]));
+    let (sync_url, async_url) =
+        (h.url("/echo/drain"), format!("ws://127.0.0.1:{}/echo/drain", h.ports[0]));
     let mut sync_ws = Vec::new();
     let mut async_ws = Vec::new();
     for _ in 0..5 {
@@ -89,7 +98,10 @@ async fn graceful_stop_closes_every_websocket_with_1001_at_a_frame_boundary() {
         assert_eq!(close, [0x88, 0x02, 0x03, 0xe9]);
     }
     let closed_after = t0.elapsed();
-    assert!(closed_after > Duration::from_millis(1200), "closed {closed_after:?} after the signal: no drain");
+    assert!(
+        closed_after > Duration::from_millis(1200),
+        "closed {closed_after:?} after the signal: no drain"
+    );
     for (s, rest) in [(&mut raw_sync, &rest_sync), (&mut raw_async, &rest_async)] {
         s.write_all(rest).unwrap();
         s.write_all(&raw::client_frame(8, &1001u16.to_be_bytes())).unwrap();
@@ -99,7 +111,10 @@ async fn graceful_stop_closes_every_websocket_with_1001_at_a_frame_boundary() {
     }
     h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
     let took = t0.elapsed();
-    assert!(took < Duration::from_secs(4), "graceful stop took {took:?} (GracefulShutdownTimeout 3)");
+    assert!(
+        took < Duration::from_secs(4),
+        "graceful stop took {took:?} (GracefulShutdownTimeout 3)"
+    );
     // The backend saw a Close 1001 on every tunnel, after the whole message on the raw ones
     // (its WebSocket parser would have failed on a Close inside a frame).
     let closes = b.events().iter().filter(|e| matches!(e, Event::Close(Some(1001)))).count();
@@ -126,7 +141,10 @@ async fn drain_timeout_bounds_tunnels_when_httpd_waits_forever() {
     expect_going_away(&mut ws).await;
     expect_going_away(&mut detached).await;
     let closed = t0.elapsed();
-    assert!(closed >= Duration::from_millis(900) && closed < Duration::from_secs(3), "closed after {closed:?}");
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(3),
+        "closed after {closed:?}"
+    );
     // The old generation is gone; the new one serves WebSockets.
     let end = Instant::now() + Duration::from_secs(5);
     while old.iter().any(|p| wskit::httpd::process_alive(*p)) {
@@ -140,7 +158,9 @@ async fn drain_timeout_bounds_tunnels_when_httpd_waits_forever() {
 /// An httpd with a TLS front end (to a ws:// backend, on `ports[0]`) and a wss:// backend (for
 /// ws:// clients on the main port): drain_tls.conf.in.
 fn tls_site(name: &str, grace: &str, drain: &str) -> TlsSite {
-    common::tls_site(name, "drain_tls.conf.in", |c| c.ports(1).var("GRACE", grace).var("DRAIN", drain))
+    common::tls_site(name, "drain_tls.conf.in", |c| {
+        c.ports(1).var("GRACE", grace).var("DRAIN", drain)
+    })
 }
 
 /// Tunnels with a TLS end go through mod_proxy's filter-aware tunnel; a filter above TLS
@@ -149,7 +169,8 @@ fn tls_site(name: &str, grace: &str, drain: &str) -> TlsSite {
 #[tokio::test(flavor = "multi_thread")]
 async fn tunnels_with_a_tls_end_close_with_1001_too() {
     let TlsSite { _dir, pki, b: plain, tb: tls, mut h } = tls_site("drain-tls", "3", "");
-    let (mut front, _) = connect_tls(&format!("wss://localhost:{}/ws/front", h.ports[0]), &pki).await.unwrap();
+    let (mut front, _) =
+        connect_tls(&format!("wss://localhost:{}/ws/front", h.ports[0]), &pki).await.unwrap();
     let (mut back, _) = connect(&h.url("/wss/back")).await.unwrap();
     let t0 = Instant::now();
     h.signal(libc::SIGWINCH);
@@ -159,11 +180,20 @@ async fn tunnels_with_a_tls_end_close_with_1001_too() {
     }
     expect_going_away(&mut front).await;
     expect_going_away(&mut back).await;
-    assert!(t0.elapsed() > Duration::from_millis(1200), "closed {:?} after the signal: no drain", t0.elapsed());
+    assert!(
+        t0.elapsed() > Duration::from_millis(1200),
+        "closed {:?} after the signal: no drain",
+        t0.elapsed()
+    );
     h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
     assert!(t0.elapsed() < Duration::from_secs(4), "graceful stop took {:?}", t0.elapsed());
     for b in [&plain, &tls] {
-        assert!(b.events().iter().any(|e| matches!(e, Event::Close(Some(1001)))), "{}: {:?}", b.name, b.events());
+        assert!(
+            b.events().iter().any(|e| matches!(e, Event::Close(Some(1001)))),
+            "{}: {:?}",
+            b.name,
+            b.events()
+        );
     }
     let log = h.stop();
     assert_eq!(log.matches("WST02014").count(), 2, "{log}");
@@ -177,7 +207,8 @@ async fn tunnels_with_a_tls_end_close_with_1001_too() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tls_tunnel_that_never_pauses_still_closes_with_1001() {
     let TlsSite { _dir, pki, b: plain, tb: tls, mut h } = tls_site("drain-busy-tls", "3", "");
-    let (front, _) = connect_tls(&format!("wss://localhost:{}/ws/busy", h.ports[0]), &pki).await.unwrap();
+    let (front, _) =
+        connect_tls(&format!("wss://localhost:{}/ws/busy", h.ports[0]), &pki).await.unwrap();
     let (back, _) = connect(&h.url("/wss/busy")).await.unwrap();
     let mut clients = Vec::new();
     for ws in [front, back] {
@@ -197,9 +228,16 @@ async fn a_tls_tunnel_that_never_pauses_still_closes_with_1001() {
         let reader = tokio::spawn(async move {
             let mut echoed = 0u64;
             loop {
-                match tokio::time::timeout(Duration::from_secs(6), rx.next()).await.expect("no close within 6 s") {
+                match tokio::time::timeout(Duration::from_secs(6), rx.next())
+                    .await
+                    .expect("no close within 6 s")
+                {
                     Some(Ok(Message::Text(t))) => {
-                        assert_eq!(t.as_str(), format!("{echoed:08}").repeat(128), "echo {echoed} whole and in order");
+                        assert_eq!(
+                            t.as_str(),
+                            format!("{echoed:08}").repeat(128),
+                            "echo {echoed} whole and in order"
+                        );
                         echoed += 1;
                     }
                     Some(Ok(Message::Close(f))) => return (f.map(|f| f.code), echoed),
@@ -231,14 +269,25 @@ async fn a_tls_tunnel_that_never_pauses_still_closes_with_1001() {
     h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
     assert!(t0.elapsed() < Duration::from_secs(4), "graceful stop took {:?}", t0.elapsed());
     for b in [&plain, &tls] {
-        assert!(b.events().iter().any(|e| matches!(e, Event::Close(Some(1001)))), "{}: {:?}", b.name, b.events());
+        assert!(
+            b.events().iter().any(|e| matches!(e, Event::Close(Some(1001)))),
+            "{}: {:?}",
+            b.name,
+            b.events()
+        );
     }
     let log = h.stop();
     let ends: Vec<&str> = log.lines().filter(|l| l.contains("WST02014")).collect();
     assert_eq!(ends.len(), 2, "{log}");
     // Each says what it moved (the 50 echoes above: over 40 KB each way).
     for l in ends {
-        let n: Vec<u64> = l.split("; ").nth(1).unwrap_or_default().split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        let n: Vec<u64> = l
+            .split("; ")
+            .nth(1)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
         assert!(n.len() == 2 && n.iter().all(|b| *b > 40 * 1024), "{l}");
     }
 }
@@ -249,7 +298,8 @@ async fn a_tls_tunnel_that_never_pauses_still_closes_with_1001() {
 /// tunnel is closed a second later, so the old generation exits.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_filtered_tunnel_whose_client_never_answers_ends_at_the_deadline() {
-    let TlsSite { _dir, tb: tls, h, .. } = tls_site("drain-deaf", "0", "ProxyWebsocketDrainTimeout 1");
+    let TlsSite { _dir, tb: tls, h, .. } =
+        tls_site("drain-deaf", "0", "ProxyWebsocketDrainTimeout 1");
     let mut s = raw::connect(h.port);
     s.write_all(raw::handshake("/wss/deaf", "").as_bytes()).unwrap();
     let resp = raw::read_response(&mut s);
@@ -284,17 +334,27 @@ async fn a_busy_filtered_tunnel_whose_client_never_answers_ends_at_the_deadline(
         assert!(t0.elapsed() < Duration::from_secs(10), "the tunnel outlived the drain");
     }
     let close_at = close_at.expect("no Close 1001 before the end");
-    assert!(close_at >= Duration::from_millis(900) && close_at < Duration::from_secs(3), "Close 1001 after {close_at:?}");
+    assert!(
+        close_at >= Duration::from_millis(900) && close_at < Duration::from_secs(3),
+        "Close 1001 after {close_at:?}"
+    );
     // The client's frames are dropped after the Close; the connection ends at the deadline.
     let ended = talker.join().unwrap();
     eprintln!("Close 1001 {close_at:?} after the signal, connection closed after {ended:?}");
-    assert!(ended >= close_at + Duration::from_millis(500) && ended < Duration::from_secs(5), "closed after {ended:?}");
+    assert!(
+        ended >= close_at + Duration::from_millis(500) && ended < Duration::from_secs(5),
+        "closed after {ended:?}"
+    );
     let end = Instant::now() + Duration::from_secs(5);
     while old.iter().any(|p| wskit::httpd::process_alive(*p)) {
         assert!(Instant::now() < end, "old children {old:?} still alive");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(tls.events().iter().any(|e| matches!(e, Event::Close(Some(1001)))), "{:?}", tls.events());
+    assert!(
+        tls.events().iter().any(|e| matches!(e, Event::Close(Some(1001)))),
+        "{:?}",
+        tls.events()
+    );
     let log = h.stop();
     assert_eq!(log.matches("WST02007").count(), 1, "{log}");
 }

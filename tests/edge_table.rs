@@ -34,7 +34,9 @@ fn env() -> Env {
 }
 
 fn saw(b: &Backend, path_prefix: &str) -> bool {
-    b.requests().iter().any(|r| r.split_whitespace().nth(1).is_some_and(|p| p.starts_with(path_prefix)))
+    b.requests()
+        .iter()
+        .any(|r| r.split_whitespace().nth(1).is_some_and(|p| p.starts_with(path_prefix)))
 }
 
 #[test]
@@ -71,7 +73,9 @@ fn no_upgrade_reaching_the_handler_gets_426() {
 #[test]
 fn h2c_and_other_protocols_are_refused_without_touching_the_backend() {
     let e = env();
-    for (path, up) in [("/echo/smuggle", "h2c"), ("/echo/smuggle", "foo"), ("/proto-any/smuggle", "h2c")] {
+    for (path, up) in
+        [("/echo/smuggle", "h2c"), ("/echo/smuggle", "foo"), ("/proto-any/smuggle", "h2c")]
+    {
         let (resp, _) = raw::request(e.h.port, &raw::upgrade_request(path, up, "1.1"));
         assert_eq!(resp.status, 426, "{path} {up}");
     }
@@ -142,7 +146,10 @@ fn client_frames_in_the_handshake_segment_are_relayed_in_order() {
     s.write_all(&bytes).unwrap();
     let resp = raw::read_response(&mut s);
     assert_eq!(resp.status, 101);
-    assert_eq!(resp.header("Sec-WebSocket-Accept").as_deref(), Some(wskit::backend::accept_key(raw::KEY).as_str()));
+    assert_eq!(
+        resp.header("Sec-WebSocket-Accept").as_deref(),
+        Some(wskit::backend::accept_key(raw::KEY).as_str())
+    );
     let mut pre = resp.rest;
     assert_eq!(raw::read_small_frame(&mut s, &mut pre), (1, b"first".to_vec()));
     assert_eq!(raw::read_small_frame(&mut s, &mut pre), (1, b"second".to_vec()));
@@ -232,11 +239,16 @@ async fn idle_timeout_closes_both_sides_and_activity_keeps_the_tunnel() {
     let (mut ws, _) = connect(&url).await.unwrap();
     for i in 0..6 {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(echo(&mut ws, Message::text(format!("m{i}"))).await, Message::text(format!("m{i}")));
+        assert_eq!(
+            echo(&mut ws, Message::text(format!("m{i}"))).await,
+            Message::text(format!("m{i}"))
+        );
     }
     // Silence: closed after about a second.
     let t0 = Instant::now();
-    let end = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("idle tunnel was not closed");
+    let end = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("idle tunnel was not closed");
     assert!(matches!(end, None | Some(Err(_))), "{end:?}");
     let waited = t0.elapsed();
     assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "{waited:?}");
@@ -263,9 +275,20 @@ fn control_characters_in_the_forwarded_path_give_403() {
 async fn request_headers_go_through_mod_proxy() {
     let e = env();
     let mut s = raw::connect(e.h.port);
-    s.write_all(raw::handshake("/echo/hdr", "X-Forwarded-For: 10.9.9.9\r\nConnection: Upgrade, X-Forwarded-For\r\n").as_bytes()).unwrap();
+    s.write_all(
+        raw::handshake(
+            "/echo/hdr",
+            "X-Forwarded-For: 10.9.9.9\r\nConnection: Upgrade, X-Forwarded-For\r\n",
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     assert_eq!(raw::read_response(&mut s).status, 101);
-    let req = e.b.requests().into_iter().find(|r| r.starts_with("GET /hdr ")).expect("backend saw the handshake");
+    let req =
+        e.b.requests()
+            .into_iter()
+            .find(|r| r.starts_with("GET /hdr "))
+            .expect("backend saw the handshake");
     assert!(req.contains("X-Added: by-httpd"), "{req}");
     assert!(req.contains("X-Forwarded-For: 127.0.0.1"), "CVE-2022-31813: {req}");
     assert!(req.contains(&format!("Host: 127.0.0.1:{}", e.b.port())), "{req}");
@@ -299,10 +322,18 @@ fn upgrade_parameter_variants() {
     assert_eq!(tunnel("/proto-list/x", "baz").1.status, 426);
     // ANY: the client's protocol is forwarded as asked.
     assert_eq!(tunnel("/proto-any/x", "chat").1.status, 101);
-    assert!(e.alt[1].requests().iter().any(|r| r.contains("Upgrade: chat")), "{:?}", e.alt[1].requests());
+    assert!(
+        e.alt[1].requests().iter().any(|r| r.contains("Upgrade: chat")),
+        "{:?}",
+        e.alt[1].requests()
+    );
     // NONE: no check of the client's header; the backend is asked for WebSocket.
     let (_, resp) = tunnel("/proto-none/y", "whatever");
     assert_eq!(resp.status, 101, "{}", resp.head);
-    assert!(e.alt[2].requests().iter().any(|r| r.contains("Upgrade: WebSocket")), "{:?}", e.alt[2].requests());
+    assert!(
+        e.alt[2].requests().iter().any(|r| r.contains("Upgrade: WebSocket")),
+        "{:?}",
+        e.alt[2].requests()
+    );
     e.h.stop();
 }

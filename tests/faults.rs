@@ -9,8 +9,8 @@ use futures_util::{SinkExt, StreamExt};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
-use wskit::httpd::{fd_count, process_alive, rss_kib};
 use wskit::backend::BackendProcess;
+use wskit::httpd::{fd_count, process_alive, rss_kib};
 use wskit::raw;
 
 /// These tests load the machine (1 GiB, 10,000 tunnels, 1,000 at once): one at a time.
@@ -61,7 +61,11 @@ async fn backend_process_killed_mid_stream() {
     writer.abort();
     drop(rx);
     // The request thread returned: the tunnel is in the access log.
-    assert!(h.wait_access_log("\"GET /echo/killed HTTP/1.1\" 101", Duration::from_secs(5)), "{}", h.access_log());
+    assert!(
+        h.wait_access_log("\"GET /echo/killed HTTP/1.1\" 101", Duration::from_secs(5)),
+        "{}",
+        h.access_log()
+    );
     // And the next WebSocket gets a clean 503: nothing listens any more.
     assert_eq!(refused_status(&h.url("/echo/after")).await, 503);
     h.stop();
@@ -75,9 +79,17 @@ fn silent_backend_gives_502_after_the_timeout_and_frees_the_worker() {
     let (resp, _) = raw::request(h.port, &raw::handshake("/echo/silent", ""));
     let took = t0.elapsed();
     assert_eq!(resp.status, 502, "{}", resp.head);
-    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(8), "ProxyTimeout 2 took {took:?}\n{}", h.error_log());
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(8),
+        "ProxyTimeout 2 took {took:?}\n{}",
+        h.error_log()
+    );
     // The request thread returned (httpd logs the request after the response went out).
-    assert!(h.wait_access_log("\"GET /echo/silent HTTP/1.1\" 502", Duration::from_secs(5)), "{}", h.access_log());
+    assert!(
+        h.wait_access_log("\"GET /echo/silent HTTP/1.1\" 502", Duration::from_secs(5)),
+        "{}",
+        h.access_log()
+    );
     assert!(h.wait_log("WST01015", Duration::from_secs(2)), "{}", h.error_log());
     h.stop();
 }
@@ -134,7 +146,10 @@ fn slow_reader_fed_one_gib_keeps_httpd_memory_bounded() {
         t0.elapsed()
     );
     assert_eq!(got, GIB, "bytes lost or added");
-    assert!(growth < 4 * 1024, "an httpd child grew by {growth} KiB while relaying to a slow reader");
+    assert!(
+        growth < 4 * 1024,
+        "an httpd child grew by {growth} KiB while relaying to a slow reader"
+    );
     h.stop();
 }
 
@@ -178,12 +193,20 @@ async fn ten_thousand_short_tunnels_leave_no_descriptors_behind() {
     let still: Vec<u32> = pids.iter().copied().filter(|p| process_alive(*p)).collect();
     assert_eq!(still, pids, "children changed during the run");
     let after = fds(&pids);
-    eprintln!("10,000 tunnels in {took:?}; open fds in httpd's children: {before} before, {after} after");
+    eprintln!(
+        "10,000 tunnels in {took:?}; open fds in httpd's children: {before} before, {after} after"
+    );
     assert!(after <= before + 2, "file descriptors grew from {before} to {after}");
     let log = h.stop();
     let handled = log.matches("WST01014").count();
     let tail: Vec<&str> = log.lines().rev().take(20).collect();
-    assert_eq!(handled, 10_400, "every tunnel went through our handler; log of {} bytes ends with:\n{}", log.len(), tail.join("\n"));
+    assert_eq!(
+        handled,
+        10_400,
+        "every tunnel went through our handler; log of {} bytes ends with:\n{}",
+        log.len(),
+        tail.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,7 +225,9 @@ async fn graceful_restart_and_stop_with_many_live_tunnels() {
                     .map(|i| {
                         let url = url.clone();
                         tokio::spawn(async move {
-                            let (mut ws, _) = connect(&url).await.unwrap_or_else(|e| panic!("tunnel {}: {e}", chunk * 50 + i));
+                            let (mut ws, _) = connect(&url)
+                                .await
+                                .unwrap_or_else(|e| panic!("tunnel {}: {e}", chunk * 50 + i));
                             let m = Message::text("live");
                             assert_eq!(echo(&mut ws, m.clone()).await, m);
                             ws
@@ -224,7 +249,9 @@ async fn graceful_restart_and_stop_with_many_live_tunnels() {
     let mut served = 0;
     let mut slowest = Duration::ZERO;
     let mut gone = None;
-    while t0.elapsed() < Duration::from_secs(8) && (gone.is_none() || t0.elapsed() < Duration::from_secs(4)) {
+    while t0.elapsed() < Duration::from_secs(8)
+        && (gone.is_none() || t0.elapsed() < Duration::from_secs(4))
+    {
         let t = Instant::now();
         round_trip(&h.url("/echo/during")).await;
         slowest = slowest.max(t.elapsed());
@@ -235,12 +262,23 @@ async fn graceful_restart_and_stop_with_many_live_tunnels() {
         }
     }
     let gone = gone.unwrap_or(t0.elapsed());
-    assert!(slowest < Duration::from_secs(2), "a new WebSocket took {slowest:?} during the restart");
-    assert!(old_children.iter().all(|p| !process_alive(*p)), "old children still alive {gone:?} after the restart");
-    assert!(gone < Duration::from_secs(5), "old children took {gone:?} to go with GracefulShutdownTimeout 3");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a new WebSocket took {slowest:?} during the restart"
+    );
+    assert!(
+        old_children.iter().all(|p| !process_alive(*p)),
+        "old children still alive {gone:?} after the restart"
+    );
+    assert!(
+        gone < Duration::from_secs(5),
+        "old children took {gone:?} to go with GracefulShutdownTimeout 3"
+    );
     let mut closed = 0;
     for mut ws in first {
-        if let Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+        if let Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) =
+            tokio::time::timeout(Duration::from_secs(1), ws.next()).await
+        {
             closed += 1;
         }
     }
@@ -253,7 +291,10 @@ async fn graceful_restart_and_stop_with_many_live_tunnels() {
     h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
     let took = t1.elapsed();
     eprintln!("graceful stop with {n} tunnels took {took:?}");
-    assert!(took < Duration::from_secs(5), "graceful stop with GracefulShutdownTimeout 3 took {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "graceful stop with GracefulShutdownTimeout 3 took {took:?}"
+    );
     drop(second);
     h.stop();
 }

@@ -120,12 +120,18 @@ fn status_of(b: &[u8]) -> u16 {
         Some(0x8c) => 400,
         Some(0x8d) => 404,
         Some(0x8e) => 500,
-        Some(0x48) | Some(0x08) if b.len() >= 5 && b[1] == 3 => std::str::from_utf8(&b[2..5]).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+        Some(0x48) | Some(0x08) if b.len() >= 5 && b[1] == 3 => {
+            std::str::from_utf8(&b[2..5]).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+        }
         _ => 0,
     }
 }
 
-async fn read_frames<R: AsyncRead + Unpin>(mut r: R, st: Arc<Mutex<ConnState>>, out: mpsc::UnboundedSender<Vec<u8>>) {
+async fn read_frames<R: AsyncRead + Unpin>(
+    mut r: R,
+    st: Arc<Mutex<ConnState>>,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+) {
     loop {
         let mut head = [0u8; 9];
         if r.read_exact(&mut head).await.is_err() {
@@ -163,7 +169,8 @@ async fn read_frames<R: AsyncRead + Unpin>(mut r: R, st: Arc<Mutex<ConnState>>, 
                 e.ended |= flags & 1 != 0;
             }
             3 if p.len() >= 4 => {
-                s.streams.entry(id).or_default().reset = Some(u32::from_be_bytes([p[0], p[1], p[2], p[3]]));
+                s.streams.entry(id).or_default().reset =
+                    Some(u32::from_be_bytes([p[0], p[1], p[2], p[3]]));
             }
             4 if flags & 1 == 0 => {
                 for kv in p.chunks_exact(6) {
@@ -222,16 +229,25 @@ impl H2 {
             };
             // Longer than the outer limit, so that a connection never served reads the same
             // over TLS and cleartext (the outer timeout's message).
-            let settings = c.wait(t + Duration::from_secs(1), |s| (s.settings || s.eof).then_some(s.connect_protocol)).await;
+            let settings = c
+                .wait(t + Duration::from_secs(1), |s| {
+                    (s.settings || s.eof).then_some(s.connect_protocol)
+                })
+                .await;
             match settings {
                 Some(true) => Ok(c),
-                Some(false) => Err("no SETTINGS_ENABLE_CONNECT_PROTOCOL (or connection closed)".to_string()),
+                Some(false) => {
+                    Err("no SETTINGS_ENABLE_CONNECT_PROTOCOL (or connection closed)".to_string())
+                }
                 None => Err("no SETTINGS".to_string()),
             }
         };
         match tokio::time::timeout(t, fut).await {
             Ok(r) => r,
-            Err(_) => Err(format!("not served: no {} within {t:?}", if pki.is_some() { "TLS handshake/SETTINGS" } else { "SETTINGS" })),
+            Err(_) => Err(format!(
+                "not served: no {} within {t:?}",
+                if pki.is_some() { "TLS handshake/SETTINGS" } else { "SETTINGS" }
+            )),
         }
     }
 
@@ -245,11 +261,26 @@ impl H2 {
         settings.extend_from_slice(&(1u32 << 20).to_be_bytes());
         first.extend(frame(4, 0, 0, &settings));
         out.send(first).unwrap();
-        let tasks = vec![tokio::spawn(write_frames(w, rx)), tokio::spawn(read_frames(r, st.clone(), out.clone()))];
-        H2 { out, st, next: 1, https, authority: format!("localhost:{port}"), tasks, open: Vec::new() }
+        let tasks = vec![
+            tokio::spawn(write_frames(w, rx)),
+            tokio::spawn(read_frames(r, st.clone(), out.clone())),
+        ];
+        H2 {
+            out,
+            st,
+            next: 1,
+            https,
+            authority: format!("localhost:{port}"),
+            tasks,
+            open: Vec::new(),
+        }
     }
 
-    async fn wait<T>(&self, t: Duration, mut f: impl FnMut(&mut ConnState) -> Option<T>) -> Option<T> {
+    async fn wait<T>(
+        &self,
+        t: Duration,
+        mut f: impl FnMut(&mut ConnState) -> Option<T>,
+    ) -> Option<T> {
         let end = Instant::now() + t;
         loop {
             let v = {
@@ -286,7 +317,11 @@ impl H2 {
                         return Some(Err(format!("RST_STREAM {code}")));
                     }
                     if let Some(status) = st.status {
-                        return Some(if status == 200 { Ok(()) } else { Err(format!("status {status}")) });
+                        return Some(if status == 200 {
+                            Ok(())
+                        } else {
+                            Err(format!("status {status}"))
+                        });
                     }
                 }
                 (s.eof || s.goaway).then(|| Err("connection closed".to_string()))
@@ -327,14 +362,23 @@ impl H2 {
     /// Close 1000 and END_STREAM on every WebSocket of this connection.
     fn close_all(&self) {
         for &id in &self.open {
-            let _ = self.out.send(frame(0, 0, id, &wskit::raw::client_frame(8, &1000u16.to_be_bytes())));
+            let _ = self.out.send(frame(
+                0,
+                0,
+                id,
+                &wskit::raw::client_frame(8, &1000u16.to_be_bytes()),
+            ));
             let _ = self.out.send(frame(0, 1, id, &[]));
         }
     }
 
     fn all_ended(&self) -> bool {
         let s = self.st.lock().unwrap();
-        s.eof || self.open.iter().all(|id| s.streams.get(id).is_some_and(|st| st.ended || st.reset.is_some()))
+        s.eof
+            || self
+                .open
+                .iter()
+                .all(|id| s.streams.get(id).is_some_and(|st| st.ended || st.reset.is_some()))
     }
 }
 
@@ -349,7 +393,9 @@ async fn probe_get(port: u16) -> Result<Duration, String> {
     let start = Instant::now();
     let fut = async {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
-        s.write_all(b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await.map_err(|e| e.to_string())?;
+        s.write_all(b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 1024];
         while !buf.windows(2).any(|w| w == b"\r\n") {
@@ -365,7 +411,9 @@ async fn probe_get(port: u16) -> Result<Duration, String> {
             Err(String::from_utf8_lossy(&buf).lines().next().unwrap_or("").to_string())
         }
     };
-    tokio::time::timeout(PROBE, fut).await.unwrap_or_else(|_| Err(format!("no answer in {} s", PROBE.as_secs())))
+    tokio::time::timeout(PROBE, fut)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer in {} s", PROBE.as_secs())))
 }
 
 /// An HTTP/1.1 WebSocket through the ws:// route: its time to a 101 and one echo; the socket
@@ -392,7 +440,11 @@ async fn probe_h1_ws(url: &str) -> (Result<Duration, String>, Option<Ws>) {
 }
 
 /// A new h2 connection with one WebSocket that echoes: the time it took, and the connection.
-async fn probe_h2_ws(port: u16, pki: Option<&wskit::Pki>, path: &str) -> (Result<Duration, String>, Option<H2>) {
+async fn probe_h2_ws(
+    port: u16,
+    pki: Option<&wskit::Pki>,
+    path: &str,
+) -> (Result<Duration, String>, Option<H2>) {
     let start = Instant::now();
     let mut c = match H2::connect(port, pki, PROBE).await {
         Ok(c) => c,
@@ -499,7 +551,11 @@ async fn h2_scenario(label: &str, slug: &str, tls: bool, per_conn: usize) -> Row
             let c = conns.last_mut().unwrap();
             match c.open_ws(&path, STALL).await {
                 Opened::Ok(id) => {
-                    assert!(c.echo(id, &format!("hello {held}"), PROBE).await, "{label}: WebSocket #{held} did not echo\n{}", h.error_log());
+                    assert!(
+                        c.echo(id, &format!("hello {held}"), PROBE).await,
+                        "{label}: WebSocket #{held} did not echo\n{}",
+                        h.error_log()
+                    );
                     counts[k - 1] += 1;
                     held += 1;
                 }
@@ -507,7 +563,10 @@ async fn h2_scenario(label: &str, slug: &str, tls: bool, per_conn: usize) -> Row
                 Opened::Stalled => {
                     conns.pop();
                     counts.pop();
-                    break 'outer format!("new connection served (SETTINGS), but its stream got no 200 in {} s", STALL.as_secs());
+                    break 'outer format!(
+                        "new connection served (SETTINGS), but its stream got no 200 in {} s",
+                        STALL.as_secs()
+                    );
                 }
                 Opened::Refused(e) => panic!("{label}: {path} refused: {e}\n{}", h.error_log()),
             }
@@ -543,7 +602,9 @@ async fn h2_scenario(label: &str, slug: &str, tls: bool, per_conn: usize) -> Row
         }
         match r {
             Ok(_) => break format!("served, {} after the close", ms(closing.elapsed())),
-            Err(e) if closing.elapsed() > Duration::from_secs(20) => break format!("not within 20 s ({e})"),
+            Err(e) if closing.elapsed() > Duration::from_secs(20) => {
+                break format!("not within 20 s ({e})")
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     };
@@ -551,9 +612,17 @@ async fn h2_scenario(label: &str, slug: &str, tls: bool, per_conn: usize) -> Row
     let per = if per_conn == 1 {
         format!("{held} ({} connections x 1)", counts.len())
     } else {
-        format!("{held} (per connection: {})", counts.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("+"))
+        format!(
+            "{held} (per connection: {})",
+            counts.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("+")
+        )
     };
-    println!("{label}: {per} in {}; next: {stall}; GET: {}; HTTP/1.1 WebSocket: {}", ms(fill_time), show(&get), show(&h1));
+    println!(
+        "{label}: {per} in {}; next: {stall}; GET: {}; HTTP/1.1 WebSocket: {}",
+        ms(fill_time),
+        show(&get),
+        show(&h1)
+    );
     let row = Row {
         scenario: label.to_string(),
         held: per,
@@ -567,7 +636,10 @@ async fn h2_scenario(label: &str, slug: &str, tls: bool, per_conn: usize) -> Row
     };
     let log = s.h.stop();
     if let Some(line) = log.lines().find(|l| l.contains("h2_workers: created with")) {
-        println!("({label}) mod_http2's error_log line: {}", line.split("] ").last().unwrap_or(line));
+        println!(
+            "({label}) mod_http2's error_log line: {}",
+            line.split("] ").last().unwrap_or(line)
+        );
     }
     row
 }
@@ -582,7 +654,9 @@ async fn h1_scenario() -> Row {
     let started = Instant::now();
     let mut all: Vec<Ws> = Vec::with_capacity(H1_COUNT);
     for i in 0..H1_COUNT {
-        let (mut ws, resp) = connect(&h.url(&format!("/ws2/h1-{i}"))).await.unwrap_or_else(|e| panic!("HTTP/1.1 WebSocket #{i}: {e}\n{}", h.error_log()));
+        let (mut ws, resp) = connect(&h.url(&format!("/ws2/h1-{i}")))
+            .await
+            .unwrap_or_else(|e| panic!("HTTP/1.1 WebSocket #{i}: {e}\n{}", h.error_log()));
         assert_eq!(resp.status(), 101);
         let m = Message::text(format!("hello {i}"));
         assert_eq!(echo(&mut ws, m.clone()).await, m);
@@ -604,7 +678,10 @@ async fn h1_scenario() -> Row {
         ok += (echo(ws, m.clone()).await == m) as usize;
     }
     assert_eq!(ok, H1_COUNT, "HTTP/1.1 WebSockets stopped echoing");
-    assert!(handed >= H1_COUNT, "only {handed} of {H1_COUNT} handed to the asynchronous relay (WST02010)");
+    assert!(
+        handed >= H1_COUNT,
+        "only {handed} of {H1_COUNT} handed to the asynchronous relay (WST02010)"
+    );
     for ws in all.iter_mut() {
         let _ = ws.close(None).await;
     }
@@ -643,7 +720,9 @@ async fn what_h2_websockets_on_costs_per_child() {
     let mut rows = Vec::new();
     rows.push(h2_scenario("h2 (TLS), 1 WebSocket per connection", "h2-one", true, 1).await);
     rows.push(h2_scenario("h2c, 1 WebSocket per connection", "h2c-one", false, 1).await);
-    rows.push(h2_scenario("h2 (TLS), many WebSockets per connection", "h2-many", true, usize::MAX).await);
+    rows.push(
+        h2_scenario("h2 (TLS), many WebSockets per connection", "h2-many", true, usize::MAX).await,
+    );
     rows.push(h1_scenario().await);
 
     println!("\nOne child: ServerLimit 1, ThreadsPerChild 25, MaxRequestWorkers 25, otherwise Debian's event defaults;");
@@ -652,6 +731,9 @@ async fn what_h2_websockets_on_costs_per_child() {
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in &rows {
         let freed = if r.extra.is_empty() { r.freed.clone() } else { r.extra.clone() };
-        println!("| {} | {} | {} | {} | {} | {} | {} | {} |", r.scenario, r.held, r.stall, r.threads, r.get, r.h1_ws, r.still_echo, freed);
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.scenario, r.held, r.stall, r.threads, r.get, r.h1_ws, r.still_echo, freed
+        );
     }
 }

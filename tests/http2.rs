@@ -16,16 +16,21 @@ async fn open(port: u16, tls: Option<&Pki>, path: &str) -> Result<H2Outcome, Str
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let fut = async {
         match tls {
-            None => h2ws::connect(tcp, &format!("http://localhost:{port}{path}"), ws_config()).await.map_err(|e| e.to_string()),
+            None => h2ws::connect(tcp, &format!("http://localhost:{port}{path}"), ws_config())
+                .await
+                .map_err(|e| e.to_string()),
             Some(pki) => {
-                let connector = tokio_rustls::TlsConnector::from(pki.client_config(&[b"h2", b"http/1.1"]));
+                let connector =
+                    tokio_rustls::TlsConnector::from(pki.client_config(&[b"h2", b"http/1.1"]));
                 let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
                 let s = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
                 if s.get_ref().1.alpn_protocol() != Some(b"h2") {
                     // The server declined HTTP/2: no extended CONNECT on this connection.
                     return Ok(H2Outcome::NotEnabled);
                 }
-                h2ws::connect(s, &format!("https://localhost:{port}{path}"), ws_config()).await.map_err(|e| e.to_string())
+                h2ws::connect(s, &format!("https://localhost:{port}{path}"), ws_config())
+                    .await
+                    .map_err(|e| e.to_string())
             }
         }
     };
@@ -58,13 +63,21 @@ async fn websockets_over_http2_front_ends() {
                 // knowledge there, but takes itself out of TLS's ALPN, so browsers and this
                 // client stay on HTTP/1.1 over TLS. A clean refusal, as it should be.
                 Ok(H2Outcome::NotEnabled) if front == "h2" && mpm() == "prefork" => continue,
-                Ok(H2Outcome::NotEnabled) => panic!("{what}: server did not enable extended CONNECT"),
-                Ok(H2Outcome::Refused(s, body)) => panic!("{what}: refused with {s}: {body}\n{}", h.error_log()),
+                Ok(H2Outcome::NotEnabled) => {
+                    panic!("{what}: server did not enable extended CONNECT")
+                }
+                Ok(H2Outcome::Refused(s, body)) => {
+                    panic!("{what}: refused with {s}: {body}\n{}", h.error_log())
+                }
                 Err(e) => panic!("{what}: {e}\n{}", h.error_log()),
             };
             for m in [Message::text("hello over h2"), Message::binary(payload(1 << 20, 3))] {
                 ws.send(m.clone()).await.unwrap();
-                let got = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("echo hung").unwrap().unwrap();
+                let got = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                    .await
+                    .expect("echo hung")
+                    .unwrap()
+                    .unwrap();
                 assert!(got == m, "{what}: echo differs");
             }
             ws.close(None).await.unwrap();
@@ -76,7 +89,11 @@ async fn websockets_over_http2_front_ends() {
                 }
             });
             end.await.expect("close handshake hung");
-            assert!(backend.requests().iter().any(|r| r.starts_with("GET /over-h2 HTTP/1.1")), "{what}: {:?}", backend.requests());
+            assert!(
+                backend.requests().iter().any(|r| r.starts_with("GET /over-h2 HTTP/1.1")),
+                "{what}: {:?}",
+                backend.requests()
+            );
             backend.clear_events();
         }
     }
@@ -112,10 +129,15 @@ async fn graceful_stop_closes_an_http2_websocket(busy: bool) {
             .var("SERVERCERT", pki.server.cert_file.display())
             .var("SERVERKEY", pki.server.key_file.display()),
     );
-    let Ok(H2Outcome::Open(mut ws)) = open(h.port, None, "/ws2/drain-h2").await else { panic!("no h2c WebSocket") };
+    let Ok(H2Outcome::Open(mut ws)) = open(h.port, None, "/ws2/drain-h2").await else {
+        panic!("no h2c WebSocket")
+    };
     let m = Message::text("before the stop");
     ws.send(m.clone()).await.unwrap();
-    assert_eq!(tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap(), m);
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap(),
+        m
+    );
     let (mut tx, mut rx) = ws.split();
     let writer = tokio::spawn(async move {
         while busy && tx.send(Message::text("x".repeat(512))).await.is_ok() {
@@ -126,7 +148,10 @@ async fn graceful_stop_closes_an_http2_websocket(busy: bool) {
     h.signal(libc::SIGWINCH);
     let mut echoes = 0;
     let close = loop {
-        match tokio::time::timeout(Duration::from_secs(5), rx.next()).await.expect("no close within 5 s") {
+        match tokio::time::timeout(Duration::from_secs(5), rx.next())
+            .await
+            .expect("no close within 5 s")
+        {
             Some(Ok(Message::Close(c))) => break c,
             Some(Ok(Message::Text(_))) => echoes += 1,
             Some(Ok(_)) => {}
@@ -138,7 +163,11 @@ async fn graceful_stop_closes_an_http2_websocket(busy: bool) {
     while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(3), rx.next()).await {}
     writer.abort();
     h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
-    assert!(plain.events().iter().any(|e| matches!(e, wskit::backend::Event::Close(Some(1001)))), "{:?}", plain.events());
+    assert!(
+        plain.events().iter().any(|e| matches!(e, wskit::backend::Event::Close(Some(1001)))),
+        "{:?}",
+        plain.events()
+    );
     let log = h.stop();
     assert!(log.contains("WST02014"), "{log}");
 }

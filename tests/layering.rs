@@ -32,7 +32,11 @@ fn code(p: &Path) -> Vec<(usize, String)> {
         .lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l.split("//").next().unwrap_or("").to_string()))
-        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('*') && !l.trim_start().starts_with("/*"))
+        .filter(|(_, l)| {
+            !l.trim().is_empty()
+                && !l.trim_start().starts_with('*')
+                && !l.trim_start().starts_with("/*")
+        })
         .collect()
 }
 
@@ -42,8 +46,10 @@ fn rel(p: &Path) -> String {
 
 #[test]
 fn module_logic_has_no_ffi_and_no_unsafe() {
-    let logic: Vec<PathBuf> =
-        [root().join("src/handler.rs"), root().join("src/canon.rs")].into_iter().chain(sources(&root().join("src/tunnel"))).collect();
+    let logic: Vec<PathBuf> = [root().join("src/handler.rs"), root().join("src/canon.rs")]
+        .into_iter()
+        .chain(sources(&root().join("src/tunnel")))
+        .collect();
     let mut bad = Vec::new();
     for p in &logic {
         for (n, l) in code(p) {
@@ -53,15 +59,24 @@ fn module_logic_has_no_ffi_and_no_unsafe() {
             }
         }
     }
-    assert!(bad.is_empty(), "module logic must go through src/httpd/ and src/sys.rs:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "module logic must go through src/httpd/ and src/sys.rs:\n{}",
+        bad.join("\n")
+    );
     for p in ["src/handler.rs", "src/canon.rs", "src/tunnel/mod.rs"] {
-        assert!(std::fs::read_to_string(root().join(p)).unwrap().contains("#![forbid(unsafe_code)]"), "{p} forbids unsafe code");
+        assert!(
+            std::fs::read_to_string(root().join(p)).unwrap().contains("#![forbid(unsafe_code)]"),
+            "{p} forbids unsafe code"
+        );
     }
 }
 
 #[test]
 fn unsafe_lives_in_the_wrappers_entry_points_and_syscalls_each_with_its_safety_line() {
-    let allowed = |r: &str| r.starts_with("src/httpd/") || ["src/module.rs", "src/sys.rs", "src/ffi.rs"].contains(&r);
+    let allowed = |r: &str| {
+        r.starts_with("src/httpd/") || ["src/module.rs", "src/sys.rs", "src/ffi.rs"].contains(&r)
+    };
     let mut bad = Vec::new();
     for p in sources(&root().join("src")) {
         let r = rel(&p);
@@ -74,7 +89,10 @@ fn unsafe_lives_in_the_wrappers_entry_points_and_syscalls_each_with_its_safety_l
             }
             if !allowed(&r) {
                 bad.push(format!("{r}:{n}: unsafe outside the wrappers: {}", l.trim()));
-            } else if block && r != "src/ffi.rs" && !lines[n.saturating_sub(6)..n].iter().any(|x| x.contains("SAFETY")) {
+            } else if block
+                && r != "src/ffi.rs"
+                && !lines[n.saturating_sub(6)..n].iter().any(|x| x.contains("SAFETY"))
+            {
                 bad.push(format!("{r}:{n}: no SAFETY line: {}", l.trim()));
             }
         }
@@ -90,7 +108,9 @@ fn no_method_hands_out_mut_from_shared_self() {
             let Some(sig) = l.split("(&self").nth(1) else { continue };
             if let Some(ret) = sig.split("->").nth(1) {
                 let ret = ret.trim_start();
-                if ret.starts_with("&mut") || (ret.starts_with("&'") && ret.split_whitespace().nth(1) == Some("mut")) {
+                if ret.starts_with("&mut")
+                    || (ret.starts_with("&'") && ret.split_whitespace().nth(1) == Some("mut"))
+                {
                     bad.push(format!("{}:{n}: {}", rel(&p), l.trim()));
                 }
             }
@@ -105,12 +125,27 @@ fn the_shim_registers_and_adapts_only() {
     // adapters stand for. A call that decides (an MPM query, the scoreboard, a tunnel run,
     // shared memory) belongs in Rust.
     let forbidden = [
-        "ap_mpm_query", "ap_scoreboard_image", "ap_get_scoreboard_process", "apr_shm_", "ap_retained_data", "ap_proxy_tunnel",
-        "ap_proxy_pass_brigade", "apr_brigade_printf", "ap_get_brigade", "keepalive", "->replied", "getpid",
+        "ap_mpm_query",
+        "ap_scoreboard_image",
+        "ap_get_scoreboard_process",
+        "apr_shm_",
+        "ap_retained_data",
+        "ap_proxy_tunnel",
+        "ap_proxy_pass_brigade",
+        "apr_brigade_printf",
+        "ap_get_brigade",
+        "keepalive",
+        "->replied",
+        "getpid",
     ];
     // record.c copies a connection's fields into the record it rebuilds at a tunnel's end;
     // those copies are not decisions.
-    let copies = ["int keepalives;", "rec->keepalives = c->keepalives;", "c->keepalives = rec->keepalives;", "c->keepalive = AP_CONN_CLOSE;"];
+    let copies = [
+        "int keepalives;",
+        "rec->keepalives = c->keepalives;",
+        "c->keepalives = rec->keepalives;",
+        "c->keepalive = AP_CONN_CLOSE;",
+    ];
     let mut files: Vec<_> = std::fs::read_dir(root().join("c_shim"))
         .unwrap()
         .map(|e| e.unwrap().path())

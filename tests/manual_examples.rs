@@ -26,8 +26,16 @@ fn server(fallback: &str, proxy_http: bool) -> (Backend, Backend, Httpd, wskit::
 async fn proxypass_ws_example() {
     let (b1, _b2, h, _dead) = server("Off", true);
     assert_eq!(round_trip(&h.url("/ws2/chat")).await, "one");
-    assert!(b1.requests().iter().any(|r| r.starts_with("GET /chat HTTP/1.1")), "{:?}", b1.requests());
-    assert!(h.wait_log("WST01014", std::time::Duration::from_secs(5)), "our handler did not run:\n{}", h.error_log());
+    assert!(
+        b1.requests().iter().any(|r| r.starts_with("GET /chat HTTP/1.1")),
+        "{:?}",
+        b1.requests()
+    );
+    assert!(
+        h.wait_log("WST01014", std::time::Duration::from_secs(5)),
+        "our handler did not run:\n{}",
+        h.error_log()
+    );
     // The access log records the tunnel as a 101.
     h.stop();
 }
@@ -51,7 +59,11 @@ async fn rewrite_recipe() {
     let (b1, _b2, h, _dead) = server("Off", true);
     let p = h.ports[1];
     assert_eq!(round_trip(&format!("ws://127.0.0.1:{p}/any/path?x=1")).await, "one");
-    assert!(b1.requests().iter().any(|r| r.starts_with("GET /any/path?x=1 HTTP/1.1")), "{:?}", b1.requests());
+    assert!(
+        b1.requests().iter().any(|r| r.starts_with("GET /any/path?x=1 HTTP/1.1")),
+        "{:?}",
+        b1.requests()
+    );
     let (resp, body) = raw::get(p, "/any/path", "");
     assert_eq!((resp.status, body.as_str()), (200, "plain http from one\n"));
     h.stop();

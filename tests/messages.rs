@@ -12,7 +12,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 fn echo_server() -> (Backend, Httpd) {
     let b = Backend::start("echo");
-    let h = Httpd::start(Config::new("echo.conf.in").var("BACKEND", format!("127.0.0.1:{}", b.port())));
+    let h =
+        Httpd::start(Config::new("echo.conf.in").var("BACKEND", format!("127.0.0.1:{}", b.port())));
     (b, h)
 }
 
@@ -22,9 +23,15 @@ async fn sizes_from_1_byte_to_16_mib_text_and_binary() {
     let (mut ws, _) = connect(&h.url("/echo/sizes")).await.unwrap();
     for n in [1usize, 125, 126, 127, 65535, 65536, 65537, 1 << 20, 16 << 20] {
         let bin = payload(n, 7);
-        assert!(echo(&mut ws, Message::binary(bin.clone())).await == Message::binary(bin), "binary {n}");
+        assert!(
+            echo(&mut ws, Message::binary(bin.clone())).await == Message::binary(bin),
+            "binary {n}"
+        );
         let text: String = (0..n).map(|i| (b'a' + (i % 26) as u8) as char).collect();
-        assert!(echo(&mut ws, Message::text(text.clone())).await == Message::text(text), "text {n}");
+        assert!(
+            echo(&mut ws, Message::text(text.clone())).await == Message::text(text),
+            "text {n}"
+        );
     }
     ws.close(None).await.unwrap();
     h.stop();
@@ -35,20 +42,33 @@ async fn fragmented_messages_ping_pong_and_close_handshake() {
     let (_b, h) = echo_server();
     let (mut ws, _) = connect(&h.url("/echo/frames")).await.unwrap();
     // A text message in three frames.
-    ws.send(Message::Frame(Frame::message(b"frag-".to_vec(), OpCode::Data(Data::Text), false))).await.unwrap();
-    ws.send(Message::Frame(Frame::message(b"men-".to_vec(), OpCode::Data(Data::Continue), false))).await.unwrap();
-    ws.send(Message::Frame(Frame::message(b"ted".to_vec(), OpCode::Data(Data::Continue), true))).await.unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+    ws.send(Message::Frame(Frame::message(b"frag-".to_vec(), OpCode::Data(Data::Text), false)))
+        .await
+        .unwrap();
+    ws.send(Message::Frame(Frame::message(b"men-".to_vec(), OpCode::Data(Data::Continue), false)))
+        .await
+        .unwrap();
+    ws.send(Message::Frame(Frame::message(b"ted".to_vec(), OpCode::Data(Data::Continue), true)))
+        .await
+        .unwrap();
+    let m =
+        tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(m, Message::text("frag-men-ted"));
     // Ping: the backend's pong comes back with the same payload.
     ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+    let m =
+        tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(m, Message::Pong(b"are you there".to_vec().into()));
     // Close handshake: our close frame reaches the backend, its answer reaches us.
-    ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Away, reason: "bye".into() }))).await.unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+    ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Away, reason: "bye".into() })))
+        .await
+        .unwrap();
+    let m =
+        tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
     match m {
-        Message::Close(Some(f)) => assert_eq!((f.code, f.reason.as_str()), (CloseCode::Away, "bye")),
+        Message::Close(Some(f)) => {
+            assert_eq!((f.code, f.reason.as_str()), (CloseCode::Away, "bye"))
+        }
         other => panic!("expected the backend's close frame, got {other:?}"),
     }
     // ... and then the connection ends.
@@ -74,10 +94,15 @@ async fn pipelined_large_messages_both_ways_never_stall() {
     let reader = async {
         for i in 0..N {
             let m = rx.next().await.unwrap().unwrap();
-            assert!(m == Message::binary(payload(SIZE, i as u8)), "message {i} corrupted or out of order");
+            assert!(
+                m == Message::binary(payload(SIZE, i as u8)),
+                "message {i} corrupted or out of order"
+            );
         }
     };
-    tokio::time::timeout(Duration::from_secs(120), reader).await.expect("tunnel stalled with both directions full");
+    tokio::time::timeout(Duration::from_secs(120), reader)
+        .await
+        .expect("tunnel stalled with both directions full");
     let _tx = writer.await.unwrap();
     h.stop();
 }

@@ -29,7 +29,11 @@ fn probe_module() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panic_fails_only_its_request() {
     let b = Backend::start("after-panic");
-    let h = Httpd::start(Config::new("echo.conf.in").module(probe_module()).var("BACKEND", format!("127.0.0.1:{}", b.port())));
+    let h = Httpd::start(
+        Config::new("echo.conf.in")
+            .module(probe_module())
+            .var("BACKEND", format!("127.0.0.1:{}", b.port())),
+    );
     // prefork forks its children after the parent is up: wait for them.
     let t0 = std::time::Instant::now();
     let mut children = h.children();
@@ -47,17 +51,25 @@ async fn a_panic_fails_only_its_request() {
         assert_eq!(round_trip(&h.url("/echo/after")).await, "after-panic");
     }
     // Every child there before the panic is still alive (prefork may have forked more since).
-    let gone: Vec<u32> = children.iter().copied().filter(|&pid| !wskit::httpd::process_alive(pid)).collect();
+    let gone: Vec<u32> =
+        children.iter().copied().filter(|&pid| !wskit::httpd::process_alive(pid)).collect();
     assert!(gone.is_empty(), "a child died: {gone:?} of {children:?}");
     let log = h.stop_allowing(&["WST00001", "panicked"]);
-    assert!(log.contains("panic probe requested by the test"), "the panic message is logged:\n{log}");
+    assert!(
+        log.contains("panic probe requested by the test"),
+        "the panic message is logged:\n{log}"
+    );
     assert!(!log.contains("Segmentation fault") && !log.contains("exit signal"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn in_a_foreign_httpd_asynchronous_ends_stay_in_the_error_log() {
     let b = Backend::start("foreign");
-    let h = Httpd::start(Config::new("record_fallback.conf.in").module(probe_module()).var("BACKEND", format!("127.0.0.1:{}", b.port())));
+    let h = Httpd::start(
+        Config::new("record_fallback.conf.in")
+            .module(probe_module())
+            .var("BACKEND", format!("127.0.0.1:{}", b.port())),
+    );
     for _ in 0..2 {
         let (mut ws, _) = connect(&h.url("/echo/foreign")).await.unwrap();
         let m = tokio_tungstenite::tungstenite::Message::text("ping");
@@ -66,7 +78,17 @@ async fn in_a_foreign_httpd_asynchronous_ends_stay_in_the_error_log() {
         while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws).await {}
     }
     // (WST00007's own text names WST02011: count the tunnels' lines.)
-    assert_eq!(wait_count(&h, "WST02011: asynchronous tunnel ended", 2, std::time::Duration::from_secs(10)), 2, "{}", h.error_log());
+    assert_eq!(
+        wait_count(
+            &h,
+            "WST02011: asynchronous tunnel ended",
+            2,
+            std::time::Duration::from_secs(10)
+        ),
+        2,
+        "{}",
+        h.error_log()
+    );
     let log = h.error_log();
     let warned: Vec<&str> = log.lines().filter(|l| l.contains("WST00007")).collect();
     assert_eq!(warned.len(), 1, "said once, at startup:\n{log}");

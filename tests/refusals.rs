@@ -19,7 +19,9 @@ struct Env {
 
 fn env() -> Env {
     let hostile = Hostile::start();
-    let h = Httpd::start(Config::new("refusals.conf.in").var("HOSTILE", format!("127.0.0.1:{}", hostile.port())));
+    let h = Httpd::start(
+        Config::new("refusals.conf.in").var("HOSTILE", format!("127.0.0.1:{}", hostile.port())),
+    );
     Env { hostile, h }
 }
 
@@ -79,7 +81,9 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 fn body_of(head: &str, rest: &[u8]) -> Vec<u8> {
     let te = header(head, "Transfer-Encoding").unwrap_or_default().to_ascii_lowercase();
     if te.ends_with("chunked") {
-        dechunk(rest).unwrap_or_else(|| panic!("incomplete chunked body: {:?}", String::from_utf8_lossy(rest)))
+        dechunk(rest).unwrap_or_else(|| {
+            panic!("incomplete chunked body: {:?}", String::from_utf8_lossy(rest))
+        })
     } else {
         rest.to_vec()
     }
@@ -100,11 +104,19 @@ fn head_is_answered_at_once_and_the_connection_stays_usable() {
         assert!(rest.is_empty(), "{path}: a HEAD answer has no body: {rest:?}");
         let at = t.when(b"\r\n\r\n").unwrap();
         assert!(at < Duration::from_millis(1000), "{path}: head after {at:?}");
-        assert!(t.closed.is_none(), "{path}: the client connection stays open for its next request");
+        assert!(
+            t.closed.is_none(),
+            "{path}: the client connection stays open for its next request"
+        );
         // The same connection serves the next request: the worker went back to HTTP.
-        s.write_all(b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        s.write_all(b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let next = Timed::read_from(&mut s, Instant::now(), Duration::from_secs(3));
-        assert!(next.text().starts_with("HTTP/1.1 200") && next.text().ends_with("local index\n"), "{path}: {}", next.text());
+        assert!(
+            next.text().starts_with("HTTP/1.1 200") && next.text().ends_with("local index\n"),
+            "{path}: {}",
+            next.text()
+        );
     }
     plain_http_served(&e.h);
     e.h.stop();
@@ -123,7 +135,8 @@ fn no_body_for_204_and_304_whatever_the_headers_say() {
         assert_eq!(status(&hs[0]), code);
         assert!(rest.is_empty() && t.closed.is_none(), "{path}: {rest:?} {:?}", t.closed);
         assert!(t.when(b"\r\n\r\n").unwrap() < Duration::from_secs(1));
-        s.write_all(b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        s.write_all(b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let next = Timed::read_from(&mut s, Instant::now(), Duration::from_secs(3));
         assert!(next.text().ends_with("local index\n"), "{path}: {}", next.text());
     }
@@ -141,7 +154,11 @@ fn endless_interim_answers_end_in_502_and_free_every_worker() {
         .map(|_| {
             let port = e.h.port;
             std::thread::spawn(move || {
-                Timed::request(port, &upgrade_request("GET", "/h/continue", "Connection: close\r\n"), Duration::from_secs(15))
+                Timed::request(
+                    port,
+                    &upgrade_request("GET", "/h/continue", "Connection: close\r\n"),
+                    Duration::from_secs(15),
+                )
             })
         })
         .collect();
@@ -154,27 +171,48 @@ fn endless_interim_answers_end_in_502_and_free_every_worker() {
         assert_eq!(hs.len(), 1, "{:?}", t.text());
         assert_eq!(status(&hs[0]), 502, "{}", hs[0]);
     }
-    assert!(start.elapsed() < Duration::from_secs(12), "took {:?}; each client's end (s): {ends:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(12),
+        "took {:?}; each client's end (s): {ends:?}",
+        start.elapsed()
+    );
     plain_http_served(&e.h);
     assert!(e.h.error_log().contains("more than 10 interim responses"));
     // A client that asked for 100-continue gets each of the ten, then the 502.
-    let t = Timed::request(e.h.port, &upgrade_request("GET", "/h/continue", "Expect: 100-continue\r\n"), Duration::from_secs(10));
+    let t = Timed::request(
+        e.h.port,
+        &upgrade_request("GET", "/h/continue", "Expect: 100-continue\r\n"),
+        Duration::from_secs(10),
+    );
     let (hs, _) = heads(&t.bytes());
     let codes: Vec<u16> = hs.iter().map(|h| status(h)).collect();
-    assert_eq!(codes, [vec![100; 1], vec![502]].concat(), "httpd sends one 100 per request: {:?}", t.text());
+    assert_eq!(
+        codes,
+        [vec![100; 1], vec![502]].concat(),
+        "httpd sends one 100 per request: {:?}",
+        t.text()
+    );
     e.h.stop();
 }
 
 #[test]
 fn interim_answers_are_forwarded_up_to_ten() {
     let e = env();
-    let t = Timed::request(e.h.port, &upgrade_request("GET", "/h/interim-10", ""), Duration::from_secs(3));
+    let t = Timed::request(
+        e.h.port,
+        &upgrade_request("GET", "/h/interim-10", ""),
+        Duration::from_secs(3),
+    );
     let (hs, rest) = heads(&t.bytes());
     let codes: Vec<u16> = hs.iter().map(|h| status(h)).collect();
     assert_eq!(codes, [vec![103; 10], vec![200]].concat(), "{:?}", t.text());
     assert!(hs[0].contains("Link: </a.js>; rel=preload"), "{}", hs[0]);
     assert_eq!(rest, b"done\n");
-    let t = Timed::request(e.h.port, &upgrade_request("GET", "/h/interim-11", ""), Duration::from_secs(3));
+    let t = Timed::request(
+        e.h.port,
+        &upgrade_request("GET", "/h/interim-11", ""),
+        Duration::from_secs(3),
+    );
     let (hs, _) = heads(&t.bytes());
     let codes: Vec<u16> = hs.iter().map(|h| status(h)).collect();
     assert_eq!(codes, [vec![103; 10], vec![502]].concat(), "{:?}", t.text());
@@ -203,7 +241,11 @@ fn interim_answers_are_forwarded_up_to_ten() {
 #[test]
 fn a_trickling_head_is_bounded_by_one_deadline() {
     let e = env();
-    let t = Timed::request(e.h.port, &upgrade_request("GET", "/h/trickle", ""), Duration::from_secs(10));
+    let t = Timed::request(
+        e.h.port,
+        &upgrade_request("GET", "/h/trickle", ""),
+        Duration::from_secs(10),
+    );
     let at = t.when(b"HTTP/1.1 502").unwrap_or_else(|| panic!("{:?}", t.text()));
     // ProxyTimeout 2: one byte every 200 ms would renew a per-read timeout forever.
     assert!(at > Duration::from_millis(1800) && at < Duration::from_secs(4), "502 after {at:?}");
@@ -229,10 +271,15 @@ fn a_client_that_goes_away_ends_the_wait() {
 #[test]
 fn a_chunked_answer_streams_chunk_by_chunk() {
     let e = env();
-    let t = Timed::request(e.h.port, &upgrade_request("GET", "/h/chunked-slow", "Connection: close\r\n"), Duration::from_secs(8));
+    let t = Timed::request(
+        e.h.port,
+        &upgrade_request("GET", "/h/chunked-slow", "Connection: close\r\n"),
+        Duration::from_secs(8),
+    );
     let head_at = t.when(b"\r\n\r\n").unwrap();
     assert!(head_at < Duration::from_millis(700), "head after {head_at:?}");
-    let ticks: Vec<f64> = (0..4).map(|i| secs(t.when(format!("tick {i}").as_bytes()).unwrap())).collect();
+    let ticks: Vec<f64> =
+        (0..4).map(|i| secs(t.when(format!("tick {i}").as_bytes()).unwrap())).collect();
     for (i, at) in ticks.iter().enumerate() {
         assert!((*at - i as f64).abs() < 0.7, "tick {i} at {at:.2} s (all: {ticks:?})");
     }
@@ -256,7 +303,8 @@ fn a_body_cut_short_reaches_the_client_and_then_the_connection_ends() {
         assert_eq!(hs.first().map(|h| status(h)), Some(200), "{path}: {:?}", t.text());
         let at = t.when(first).unwrap_or_else(|| panic!("{path}: {:?}", t.text()));
         assert!(at < Duration::from_millis(1000), "{path}: first bytes after {at:?}");
-        let closed = t.closed.unwrap_or_else(|| panic!("{path}: the client connection was left open"));
+        let closed =
+            t.closed.unwrap_or_else(|| panic!("{path}: the client connection was left open"));
         assert!(secs(closed) < end_by, "{path}: closed after {closed:?}");
         // Not a complete response: the chunked body has no last chunk.
         assert!(!t.bytes().ends_with(b"0\r\n\r\n"), "{path}: {:?}", t.text());
@@ -269,7 +317,11 @@ fn a_body_cut_short_reaches_the_client_and_then_the_connection_ends() {
 #[test]
 fn header_bytes_pass_as_they_came() {
     let e = env();
-    let t = Timed::request(e.h.port, &upgrade_request("GET", "/h/obs-404", "Connection: close\r\n"), Duration::from_secs(3));
+    let t = Timed::request(
+        e.h.port,
+        &upgrade_request("GET", "/h/obs-404", "Connection: close\r\n"),
+        Duration::from_secs(3),
+    );
     let b = t.bytes();
     assert!(b.starts_with(b"HTTP/1.1 404"), "{:?}", t.text());
     assert!(b.windows(14).any(|w| w == b"X-Name: caf\xe9\r\n"), "{:?}", t.text());
@@ -284,7 +336,11 @@ fn header_bytes_pass_as_they_came() {
         got.extend_from_slice(&buf[..n]);
     }
     assert!(got.starts_with(b"HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&got));
-    assert!(got.windows(14).any(|w| w == b"X-Name: caf\xe9\r\n"), "{:?}", String::from_utf8_lossy(&got));
+    assert!(
+        got.windows(14).any(|w| w == b"X-Name: caf\xe9\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
     s.write_all(b"ping").unwrap();
     let mut echo = [0u8; 4];
     s.read_exact(&mut echo).unwrap();
@@ -296,15 +352,27 @@ fn header_bytes_pass_as_they_came() {
 #[test]
 fn odd_statuses_and_other_codings_pass_with_their_header() {
     let e = env();
-    let t = Timed::request(e.h.port, &upgrade_request("GET", "/h/status-999", "Connection: close\r\n"), Duration::from_secs(3));
+    let t = Timed::request(
+        e.h.port,
+        &upgrade_request("GET", "/h/status-999", "Connection: close\r\n"),
+        Duration::from_secs(3),
+    );
     let (hs, rest) = heads(&t.bytes());
     assert!(hs[0].starts_with("HTTP/1.1 999 Odd\r\n"), "{}", hs[0]);
     assert_eq!(body_of(&hs[0], &rest), b"odd");
     for path in ["/h/gzip", "/h/gzip-chunked"] {
-        let t = Timed::request(e.h.port, &upgrade_request("GET", path, "Connection: close\r\n"), Duration::from_secs(4));
+        let t = Timed::request(
+            e.h.port,
+            &upgrade_request("GET", path, "Connection: close\r\n"),
+            Duration::from_secs(4),
+        );
         let (hs, rest) = heads(&t.bytes());
         let te = header(&hs[0], "Transfer-Encoding").unwrap_or_default();
-        assert!(te.to_ascii_lowercase().starts_with("gzip"), "{path}: coded bytes need their coding named: {}", hs[0]);
+        assert!(
+            te.to_ascii_lowercase().starts_with("gzip"),
+            "{path}: coded bytes need their coding named: {}",
+            hs[0]
+        );
         assert_eq!(body_of(&hs[0], &rest), GZIP_BYTES, "{path}");
     }
     plain_http_served(&e.h);
@@ -313,7 +381,11 @@ fn odd_statuses_and_other_codings_pass_with_their_header() {
 
 /// What a client makes of an answer: status line, the headers that matter, decoded body.
 fn seen(port: u16, method: &str, path: &str) -> (String, Vec<String>, Vec<u8>) {
-    let t = Timed::request(port, &upgrade_request(method, path, "Connection: close\r\n"), Duration::from_secs(4));
+    let t = Timed::request(
+        port,
+        &upgrade_request(method, path, "Connection: close\r\n"),
+        Duration::from_secs(4),
+    );
     let (hs, rest) = heads(&t.bytes());
     let last = hs.last().cloned().unwrap_or_else(|| panic!("{path}: {:?}", t.text()));
     let line = last.lines().next().unwrap().to_string();
@@ -321,7 +393,11 @@ fn seen(port: u16, method: &str, path: &str) -> (String, Vec<String>, Vec<u8>) {
     let mut hdrs: Vec<String> = hs
         .iter()
         .flat_map(|h| h.lines().skip(1))
-        .filter(|l| l.split(':').next().is_some_and(|n| keep.contains(&n.trim().to_ascii_lowercase().as_str())))
+        .filter(|l| {
+            l.split(':')
+                .next()
+                .is_some_and(|n| keep.contains(&n.trim().to_ascii_lowercase().as_str()))
+        })
         .map(str::to_string)
         .collect();
     hdrs.sort();
@@ -361,13 +437,23 @@ fn our_relay_gives_clients_what_mod_proxy_http_gives_them() {
 /// httpd's memory for `n` clients that ask for a large refusal and never read it.
 fn stalled_refusal_cost_kib(module: std::path::PathBuf, n: usize) -> f64 {
     let hostile = Hostile::start();
-    let h = Httpd::start(Config::new("refusals.conf.in").module(module).var("HOSTILE", format!("127.0.0.1:{}", hostile.port())));
+    let h = Httpd::start(
+        Config::new("refusals.conf.in")
+            .module(module)
+            .var("HOSTILE", format!("127.0.0.1:{}", hostile.port())),
+    );
     let total = |h: &Httpd| -> u64 { h.children().iter().map(|p| wskit::httpd::rss_kib(*p)).sum() };
     // Warm every thread and allocator arena up with the same kind of request, read in full.
     let warm: Vec<_> = (0..n)
         .map(|_| {
             let port = h.port;
-            std::thread::spawn(move || Timed::request(port, &upgrade_request("GET", "/h/close-body", ""), Duration::from_secs(5)))
+            std::thread::spawn(move || {
+                Timed::request(
+                    port,
+                    &upgrade_request("GET", "/h/close-body", ""),
+                    Duration::from_secs(5),
+                )
+            })
         })
         .collect();
     warm.into_iter().for_each(|w| drop(w.join()));
@@ -400,7 +486,10 @@ fn a_stalled_reader_of_a_refusal_costs_no_more_than_with_stock() {
     let stock = stalled_refusal_cost_kib(wskit::httpd::stock_module(), n);
     eprintln!("stalled refusal reader: ours {ours:.1} KiB, stock mod_proxy_wstunnel {stock:.1} KiB of httpd RSS each");
     // RSS moves by whole pages and allocator arenas: a tenth and 16 KiB of slack.
-    assert!(ours <= stock * 1.1 + 16.0, "ours {ours:.1} KiB vs stock {stock:.1} KiB per stalled reader");
+    assert!(
+        ours <= stock * 1.1 + 16.0,
+        "ours {ours:.1} KiB vs stock {stock:.1} KiB per stalled reader"
+    );
 }
 
 /// The same answers from a wss:// backend: the head is read through mod_ssl, where each
@@ -411,7 +500,9 @@ fn refusals_from_a_tls_backend_behave_the_same() {
     let pki = wskit::Pki::generate(&dir.0);
     let hostile = Hostile::start_tls(&pki.server);
     let h = Httpd::start(
-        Config::new("refusals_tls.conf.in").var("HOSTILE", hostile.port()).var("CA", pki.ca_file.display()),
+        Config::new("refusals_tls.conf.in")
+            .var("HOSTILE", hostile.port())
+            .var("CA", pki.ca_file.display()),
     );
     // HEAD: the head at once, no body, the connection serves the next request.
     let mut s = TcpStream::connect(("127.0.0.1", h.port)).unwrap();
@@ -422,28 +513,49 @@ fn refusals_from_a_tls_backend_behave_the_same() {
     assert_eq!(hs.len(), 1, "{:?}", t.text());
     assert_eq!((status(&hs[0]), header(&hs[0], "Content-Length").as_deref()), (200, Some("1000")));
     assert!(rest.is_empty() && t.when(b"\r\n\r\n").unwrap() < Duration::from_secs(1));
-    s.write_all(b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
-    assert!(Timed::read_from(&mut s, Instant::now(), Duration::from_secs(3)).text().ends_with("local index\n"));
+    s.write_all(b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(Timed::read_from(&mut s, Instant::now(), Duration::from_secs(3))
+        .text()
+        .ends_with("local index\n"));
     // A trickling head: 502 at the deadline.
-    let t = Timed::request(h.port, &upgrade_request("GET", "/h/trickle", ""), Duration::from_secs(10));
+    let t =
+        Timed::request(h.port, &upgrade_request("GET", "/h/trickle", ""), Duration::from_secs(10));
     let at = t.when(b"HTTP/1.1 502").unwrap_or_else(|| panic!("{:?}", t.text()));
     assert!(at > Duration::from_millis(1800) && at < Duration::from_secs(4), "502 after {at:?}");
     // Interim answers: ten forwarded, then the final one.
-    let t = Timed::request(h.port, &upgrade_request("GET", "/h/interim-10", ""), Duration::from_secs(3));
+    let t = Timed::request(
+        h.port,
+        &upgrade_request("GET", "/h/interim-10", ""),
+        Duration::from_secs(3),
+    );
     let codes: Vec<u16> = heads(&t.bytes()).0.iter().map(|h| status(h)).collect();
     assert_eq!(codes, [vec![103; 10], vec![200]].concat(), "{:?}", t.text());
     // A chunked answer streams.
-    let t = Timed::request(h.port, &upgrade_request("GET", "/h/chunked-slow", "Connection: close\r\n"), Duration::from_secs(8));
-    let ticks: Vec<f64> = (0..4).map(|i| secs(t.when(format!("tick {i}").as_bytes()).unwrap())).collect();
+    let t = Timed::request(
+        h.port,
+        &upgrade_request("GET", "/h/chunked-slow", "Connection: close\r\n"),
+        Duration::from_secs(8),
+    );
+    let ticks: Vec<f64> =
+        (0..4).map(|i| secs(t.when(format!("tick {i}").as_bytes()).unwrap())).collect();
     for (i, at) in ticks.iter().enumerate() {
         assert!((*at - i as f64).abs() < 0.7, "tick {i} at {at:.2} s (all: {ticks:?})");
     }
     // A body cut short: what came, then the end of the connection.
-    let t = Timed::request(h.port, &upgrade_request("GET", "/h/short-stall", ""), Duration::from_secs(8));
+    let t = Timed::request(
+        h.port,
+        &upgrade_request("GET", "/h/short-stall", ""),
+        Duration::from_secs(8),
+    );
     assert!(t.when(b"01234567890123456789").unwrap() < Duration::from_secs(1), "{:?}", t.text());
     assert!(t.closed.is_some_and(|c| secs(c) < 4.5), "{:?}", t.closed);
     // Header bytes as they came.
-    let t = Timed::request(h.port, &upgrade_request("GET", "/h/obs-404", "Connection: close\r\n"), Duration::from_secs(3));
+    let t = Timed::request(
+        h.port,
+        &upgrade_request("GET", "/h/obs-404", "Connection: close\r\n"),
+        Duration::from_secs(3),
+    );
     assert!(t.bytes().windows(14).any(|w| w == b"X-Name: caf\xe9\r\n"), "{:?}", t.text());
     plain_http_served(&h);
     h.stop();

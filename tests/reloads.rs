@@ -90,7 +90,8 @@ struct Clients {
 
 /// A short pseudo-random delay in [250, 1250) ms, different per client and per reconnection.
 fn jitter(i: usize, n: u64) -> Duration {
-    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut x =
+        (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     x ^= x >> 31;
     x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x ^= x >> 29;
@@ -117,7 +118,9 @@ async fn next_data(ws: &mut Ws, c: Option<&Counters>) -> bool {
         }
         // After a Close, reading on sends ours back and sees the end of the stream.
         if matches!(m, Some(Ok(Message::Close(_)))) {
-            while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(3), ws.next()).await {}
+            while let Ok(Some(Ok(_))) =
+                tokio::time::timeout(Duration::from_secs(3), ws.next()).await
+            {}
         }
         return false;
     }
@@ -211,7 +214,16 @@ fn start_clients(url: &str) -> Clients {
     // At most 100 handshakes in flight from this process (the test's own CPU on 2 cores).
     let gate = Arc::new(Semaphore::new(100));
     let tasks = (0..CLIENTS)
-        .map(|i| tokio::spawn(client(i, url.to_string(), c.clone(), probe_rx.clone(), stop_rx.clone(), gate.clone())))
+        .map(|i| {
+            tokio::spawn(client(
+                i,
+                url.to_string(),
+                c.clone(),
+                probe_rx.clone(),
+                stop_rx.clone(),
+                gate.clone(),
+            ))
+        })
         .collect();
     Clients { c, probe, stop, tasks }
 }
@@ -272,22 +284,44 @@ fn httpd_pids(h: &Httpd) -> Vec<u32> {
 
 /// The Scoreboard line of /server-status?auto: (busy, gracefully finishing, the whole answer).
 async fn scoreboard(port: u16) -> (usize, usize, String) {
-    let (resp, body) = tokio::task::spawn_blocking(move || wskit::raw::get(port, "/server-status?auto", "")).await.unwrap();
+    let (resp, body) =
+        tokio::task::spawn_blocking(move || wskit::raw::get(port, "/server-status?auto", ""))
+            .await
+            .unwrap();
     assert_eq!(resp.status, 200, "{body}");
-    let board = body.lines().find_map(|l| l.strip_prefix("Scoreboard: ")).unwrap_or_else(|| panic!("no Scoreboard: {body}"));
+    let board = body
+        .lines()
+        .find_map(|l| l.strip_prefix("Scoreboard: "))
+        .unwrap_or_else(|| panic!("no Scoreboard: {body}"));
     let busy = board.chars().filter(|c| *c != '.' && *c != '_').count();
     let graceful = board.chars().filter(|c| *c == 'G').count();
     (busy, graceful, body)
 }
 
-async fn measure(label: String, h: &Httpd, clients: &Clients, before: &BTreeSet<u32>, old_gone_s: Option<f64>) -> Row {
+async fn measure(
+    label: String,
+    h: &Httpd,
+    clients: &Clients,
+    before: &BTreeSet<u32>,
+    old_gone_s: Option<f64>,
+) -> Row {
     let live = clients.live().await;
     let pids = httpd_pids(h);
     let old = pids[1..].iter().filter(|p| before.contains(p)).count();
     let rss: u64 = pids.iter().map(|p| wskit::httpd::rss_kib(*p)).sum();
     let pss: u64 = pids.iter().map(|p| wskit::httpd::pss_kib(*p)).sum();
     let (busy, graceful, _) = scoreboard(h.port).await;
-    Row { label, procs: pids.len(), old, busy, graceful, rss_mib: rss as f64 / 1024.0, pss_mib: pss as f64 / 1024.0, live, old_gone_s }
+    Row {
+        label,
+        procs: pids.len(),
+        old,
+        busy,
+        graceful,
+        rss_mib: rss as f64 / 1024.0,
+        pss_mib: pss as f64 / 1024.0,
+        live,
+        old_gone_s,
+    }
 }
 
 /// What one configuration went through.
@@ -324,7 +358,11 @@ async fn run(package: bool) -> Run {
     while clients.c.open.load(Relaxed) < CLIENTS && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(clients.c.open.load(Relaxed), CLIENTS, "{name}: not all clients connected within 90 s");
+    assert_eq!(
+        clients.c.open.load(Relaxed),
+        CLIENTS,
+        "{name}: not all clients connected within 90 s"
+    );
     eprintln!("{name}: {CLIENTS} WebSockets open after {:.1} s", t0.elapsed().as_secs_f64());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let first_gen: BTreeSet<u32> = h.children().into_iter().collect();
@@ -350,8 +388,13 @@ async fn run(package: bool) -> Run {
     let (_, _, status_before_leaving) = scoreboard(h.port).await;
     let c = clients.c.clone();
     let ends = c.ends.lock().unwrap().clone();
-    let (connects, closes, going_away, failed, gave_up) =
-        (c.connects.load(Relaxed), c.closes.load(Relaxed), c.going_away.load(Relaxed), c.failed.load(Relaxed), c.gave_up.load(Relaxed));
+    let (connects, closes, going_away, failed, gave_up) = (
+        c.connects.load(Relaxed),
+        c.closes.load(Relaxed),
+        c.going_away.load(Relaxed),
+        c.failed.load(Relaxed),
+        c.gave_up.load(Relaxed),
+    );
     // The clients leave: their WebSockets end, and so may the old children that held them
     // ("old" and "gone" in this row: the children older than the last reload, timed from the
     // clients' leaving).
@@ -365,13 +408,23 @@ async fn run(package: bool) -> Run {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let idle = Clients { c: Arc::new(Counters::default()), probe: watch::channel(0).0, stop: watch::channel(false).0, tasks: vec![] };
+    let idle = Clients {
+        c: Arc::new(Counters::default()),
+        probe: watch::channel(0).0,
+        stop: watch::channel(false).0,
+        tasks: vec![],
+    };
     tokio::time::sleep(Duration::from_secs(1)).await;
     rows.push(measure("clients left".into(), &h, &idle, &before, gone).await);
     let log = h.stop();
     let log_lines = log
         .lines()
-        .filter(|l| l.contains("scoreboard is full") || l.contains("MaxRequestWorkers") || l.contains("[error]") || l.contains("[crit]"))
+        .filter(|l| {
+            l.contains("scoreboard is full")
+                || l.contains("MaxRequestWorkers")
+                || l.contains("[error]")
+                || l.contains("[crit]")
+        })
         .take(10)
         .map(str::to_string)
         .collect();
@@ -385,14 +438,29 @@ async fn run(package: bool) -> Run {
     ]
     .into_iter()
     .map(|what| (what, log.matches(what).count()))
-        .filter(|(_, n)| *n > 0)
-        .collect();
-    Run { rows, connects, closes, going_away, failed, gave_up, first_gen_left, status_before_leaving, log_lines, ends, log_ends }
+    .filter(|(_, n)| *n > 0)
+    .collect();
+    Run {
+        rows,
+        connects,
+        closes,
+        going_away,
+        failed,
+        gave_up,
+        first_gen_left,
+        status_before_leaving,
+        log_lines,
+        ends,
+        log_ends,
+    }
 }
 
 fn cells(r: &Row) -> String {
     let gone = r.old_gone_s.map(|s| format!("{s:.1}")).unwrap_or_else(|| "-".into());
-    format!("{:>5} {:>4} {:>5} {:>4} {:>7.0} {:>6.0} {:>5} {:>5}", r.procs, r.old, r.busy, r.graceful, r.rss_mib, r.pss_mib, r.live, gone)
+    format!(
+        "{:>5} {:>4} {:>5} {:>4} {:>7.0} {:>6.0} {:>5} {:>5}",
+        r.procs, r.old, r.busy, r.graceful, r.rss_mib, r.pss_mib, r.live, gone
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,7 +474,10 @@ async fn seven_reloads_with_a_thousand_websockets_with_and_without_the_package_c
     let without = run(false).await;
     let with = run(true).await;
 
-    let head = format!("{:>5} {:>4} {:>5} {:>4} {:>7} {:>6} {:>5} {:>5}", "procs", "old", "busy", "G", "RSS MiB", "PSS", "live", "gone");
+    let head = format!(
+        "{:>5} {:>4} {:>5} {:>4} {:>7} {:>6} {:>5} {:>5}",
+        "procs", "old", "busy", "G", "RSS MiB", "PSS", "live", "gone"
+    );
     println!("\n{CLIENTS} WebSockets (ProxyPass \"/up/\" \"http://backend/\" upgrade=websocket), {RELOADS} graceful restarts {} s apart, event MPM, GracefulShutdownTimeout 0", SPACING.as_secs());
     println!("procs: httpd parent + children; old: children older than the last reload; busy: scoreboard slots not '.'/'_' (incl. the status request);");
     println!("G: slots gracefully finishing; RSS/PSS: sum over httpd processes; live: clients that echoed a probe; gone: s until no old child was left\n");
@@ -428,7 +499,10 @@ async fn seven_reloads_with_a_thousand_websockets_with_and_without_the_package_c
             println!("  error_log: {l}");
         }
     }
-    println!("\nserver-status?auto before the clients left, without the package's conf:\n{}", without.status_before_leaving);
+    println!(
+        "\nserver-status?auto before the clients left, without the package's conf:\n{}",
+        without.status_before_leaving
+    );
     println!("took {:.0} s", t0.elapsed().as_secs_f64());
 
     // Without the package's conf: mod_proxy_http relays each WebSocket in a request thread of
@@ -440,7 +514,11 @@ async fn seven_reloads_with_a_thousand_websockets_with_and_without_the_package_c
         assert!(r.busy >= CLIENTS, "without: {r:?}");
         assert_eq!(r.live, CLIENTS, "without: {r:?}");
     }
-    assert!(without.first_gen_left >= min_children, "without: {} first-generation children left", without.first_gen_left);
+    assert!(
+        without.first_gen_left >= min_children,
+        "without: {} first-generation children left",
+        without.first_gen_left
+    );
     assert_eq!(without.closes, 0, "without: WebSockets ended although nothing ends them");
 
     // With it: every reload ends the old generation's WebSockets with Close 1001 after the

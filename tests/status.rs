@@ -11,7 +11,9 @@ use tokio_tungstenite::tungstenite::Message;
 use wskit::raw;
 
 fn server(b: &Backend) -> Httpd {
-    Httpd::start(Config::new("status.conf.in").ports(1).var("BACKEND", format!("127.0.0.1:{}", b.port())))
+    Httpd::start(
+        Config::new("status.conf.in").ports(1).var("BACKEND", format!("127.0.0.1:{}", b.port())),
+    )
 }
 
 fn sum(children: &[BTreeMap<String, u64>], key: &str) -> u64 {
@@ -19,7 +21,10 @@ fn sum(children: &[BTreeMap<String, u64>], key: &str) -> u64 {
 }
 
 /// Polls `?auto` until `f` holds (counts change when relays notice), at most 5 s.
-fn wait_auto(port: u16, f: impl Fn(&BTreeMap<String, u64>, &[BTreeMap<String, u64>]) -> bool) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u64>>) {
+fn wait_auto(
+    port: u16,
+    f: impl Fn(&BTreeMap<String, u64>, &[BTreeMap<String, u64>]) -> bool,
+) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u64>>) {
     let end = Instant::now() + Duration::from_secs(5);
     loop {
         let (t, c) = status_auto(port);
@@ -47,8 +52,19 @@ async fn server_status_shows_every_childs_tunnels() {
     let m = Message::binary(payload(100_000, 1));
     assert_eq!(echo(&mut sync_ws[0], m.clone()).await, m);
     assert_eq!(echo(&mut async_ws[0], m.clone()).await, m);
-    let (t, c) = wait_auto(h.port, |t, _| t["WebSocketAsyncTunnels"] == 4 && t["WebSocketBytesBackendToClient"] >= 200_000);
-    assert_eq!((t["WebSocketTunnels"], t["WebSocketSyncTunnels"], t["WebSocketAsyncTunnels"], t["WebSocketTunnelsServed"]), (7, 3, 4, 7), "{t:?}");
+    let (t, c) = wait_auto(h.port, |t, _| {
+        t["WebSocketAsyncTunnels"] == 4 && t["WebSocketBytesBackendToClient"] >= 200_000
+    });
+    assert_eq!(
+        (
+            t["WebSocketTunnels"],
+            t["WebSocketSyncTunnels"],
+            t["WebSocketAsyncTunnels"],
+            t["WebSocketTunnelsServed"]
+        ),
+        (7, 3, 4, 7),
+        "{t:?}"
+    );
     // 100,000 bytes of payload each way per echo, plus frame headers (and the masks one way).
     assert!((200_000..200_100).contains(&t["WebSocketBytesClientToBackend"]), "{t:?}");
     assert!((200_000..200_100).contains(&t["WebSocketBytesBackendToClient"]), "{t:?}");
@@ -72,7 +88,11 @@ async fn server_status_shows_every_childs_tunnels() {
         while let Some(Ok(_)) = ws.next().await {}
     }
     let (t, _) = wait_auto(h.port, |t, _| t["WebSocketTunnels"] == 0);
-    assert_eq!((t["WebSocketTunnels"], t["WebSocketTunnelsServed"], t["WebSocketOldestTunnelSeconds"]), (0, 7, 0), "{t:?}");
+    assert_eq!(
+        (t["WebSocketTunnels"], t["WebSocketTunnelsServed"], t["WebSocketOldestTunnelSeconds"]),
+        (0, 7, 0),
+        "{t:?}"
+    );
     assert!(t["WebSocketBytesClientToBackend"] >= 200_000, "{t:?}");
     h.stop();
 }
@@ -93,7 +113,10 @@ async fn a_draining_old_generation_stays_on_the_board() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let (t, c) = status_auto(h.port);
-    assert!(c.iter().any(|r| r["pid"] == old_pid && r["generation"] == 0 && r["sync"] == 1), "{c:?}");
+    assert!(
+        c.iter().any(|r| r["pid"] == old_pid && r["generation"] == 0 && r["sync"] == 1),
+        "{c:?}"
+    );
     assert_eq!(t["WebSocketSyncTunnels"], 1, "{t:?}");
     let m = Message::text("after the restart");
     assert_eq!(echo(&mut old, m.clone()).await, m);

@@ -89,7 +89,11 @@ async fn watch(c: &Stuck, t: Duration) -> Watched {
 
 /// An ordinary wss:// client: a 16-byte message every 100 ms until `stop`; when each echo
 /// was asked for and how long it took, and the Close code if the server closed the tunnel.
-fn ordinary(url: String, pki: &Pki, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(Vec<(Instant, Duration)>, Option<CloseCode>)> {
+fn ordinary(
+    url: String,
+    pki: &Pki,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(Vec<(Instant, Duration)>, Option<CloseCode>)> {
     let pki = pki.clone();
     tokio::spawn(async move {
         let (mut ws, _) = connect_tls(&url, &pki).await.unwrap();
@@ -98,7 +102,8 @@ fn ordinary(url: String, pki: &Pki, stop: Arc<AtomicBool>) -> tokio::task::JoinH
             let at = Instant::now();
             ws.send(Message::binary(vec![7u8; 16])).await.unwrap();
             loop {
-                let Ok(next) = tokio::time::timeout(Duration::from_secs(120), ws.next()).await else {
+                let Ok(next) = tokio::time::timeout(Duration::from_secs(120), ws.next()).await
+                else {
                     // Reported as an echo that took this long.
                     echoes.push((at, at.elapsed()));
                     return (echoes, None);
@@ -130,18 +135,35 @@ fn worst_since(echoes: &[(Instant, Duration)], from: Instant) -> Duration {
 /// after bytes last moved through it, and the ordinary client's echoes stay under 200 ms
 /// meanwhile. `deaf`: the backend is the one that stopped reading (it says when its last byte
 /// came). Returns the error log.
-async fn stuck_tunnels_end_at(s: TlsSite, path: &str, limit: Duration, reason: &str, deaf: Option<&Backend>) -> String {
+async fn stuck_tunnels_end_at(
+    s: TlsSite,
+    path: &str,
+    limit: Duration,
+    reason: &str,
+    deaf: Option<&Backend>,
+) -> String {
     stuck_tunnels_end_at_n(s, path, STUCK, limit, reason, deaf).await
 }
 
 /// [`stuck_tunnels_end_at`] with `n` stuck tunnels.
-async fn stuck_tunnels_end_at_n(s: TlsSite, path: &str, n: usize, limit: Duration, reason: &str, deaf: Option<&Backend>) -> String {
+async fn stuck_tunnels_end_at_n(
+    s: TlsSite,
+    path: &str,
+    n: usize,
+    limit: Duration,
+    reason: &str,
+    deaf: Option<&Backend>,
+) -> String {
     let port = s.h.ports[0];
     let stop = Arc::new(AtomicBool::new(false));
     let beside = ordinary(format!("wss://localhost:{port}/ws2/ordinary"), &s.pki, stop.clone());
-    let opened = futures_util::future::join_all((0..n).map(|_| stuck_client(port, &s.pki, path))).await;
+    let opened =
+        futures_util::future::join_all((0..n).map(|_| stuck_client(port, &s.pki, path))).await;
     let stuck_at = Instant::now();
-    let ends = futures_util::future::join_all(opened.iter().map(|c| watch(c, limit + Duration::from_secs(60)))).await;
+    let ends = futures_util::future::join_all(
+        opened.iter().map(|c| watch(c, limit + Duration::from_secs(60))),
+    )
+    .await;
     // The ordinary client goes on for a second more.
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
@@ -153,7 +175,18 @@ async fn stuck_tunnels_end_at_n(s: TlsSite, path: &str, n: usize, limit: Duratio
     // which the relay closes first (the client's close_notify comes after it).
     let mut tunnels: Vec<(Instant, Option<Instant>)> = Vec::new();
     let heard: Vec<(String, Instant, Instant)> = deaf
-        .map(|b| b.events().into_iter().filter_map(|e| if let Event::Deaf { path, last_byte, closed } = e { Some((path, last_byte, closed)) } else { None }).collect())
+        .map(|b| {
+            b.events()
+                .into_iter()
+                .filter_map(|e| {
+                    if let Event::Deaf { path, last_byte, closed } = e {
+                        Some((path, last_byte, closed))
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        })
         .unwrap_or_default();
     if deaf.is_some() {
         assert_eq!(heard.len(), n, "the deaf backend saw {} of its connections end", heard.len());
@@ -163,26 +196,41 @@ async fn stuck_tunnels_end_at_n(s: TlsSite, path: &str, n: usize, limit: Duratio
         let mut last = None;
         if deaf.is_some() {
             let port = format!("client={}", c.me);
-            let (_, moved, closed) = heard.iter().find(|(p, ..)| p.ends_with(&port)).unwrap_or_else(|| panic!("no backend connection for {port}"));
+            let (_, moved, closed) = heard
+                .iter()
+                .find(|(p, ..)| p.ends_with(&port))
+                .unwrap_or_else(|| panic!("no backend connection for {port}"));
             end = Some(end.map_or(*closed, |e| e.min(*closed)));
             last = Some(*moved);
         }
         let client_last = w.last_before(end.unwrap_or_else(Instant::now));
         tunnels.push((last.map_or(client_last, |l: Instant| l.max(client_last)), end));
     }
-    let after: Vec<Option<Duration>> = tunnels.iter().map(|(last, end)| end.map(|e| e.saturating_duration_since(*last))).collect();
+    let after: Vec<Option<Duration>> =
+        tunnels.iter().map(|(last, end)| end.map(|e| e.saturating_duration_since(*last))).collect();
     let log = s.h.error_log();
-    let latest = tunnels.iter().filter_map(|(_, e)| *e).max().map(|e| e.saturating_duration_since(stuck_at));
+    let latest =
+        tunnels.iter().filter_map(|(_, e)| *e).max().map(|e| e.saturating_duration_since(stuck_at));
     eprintln!("{path}: {n} stuck tunnels, limit {limit:?}: the last ended {latest:?} after all got stuck; each ended this long after its last byte: {after:?}; worst echo beside them {worst:?}");
-    assert!(after.iter().all(Option::is_some), "stuck tunnels still open {:?} after they got stuck:\n{log}", limit + Duration::from_secs(60));
+    assert!(
+        after.iter().all(Option::is_some),
+        "stuck tunnels still open {:?} after they got stuck:\n{log}",
+        limit + Duration::from_secs(60)
+    );
     let late = after.iter().flatten().max().unwrap();
     let early = after.iter().flatten().min().unwrap();
     assert!(worst <= WORST_ECHO, "an echo beside {n} stuck tunnels took {worst:?}");
-    assert!(*late <= limit + Duration::from_secs(1), "a stuck tunnel ended {late:?} after its last byte (limit {limit:?})");
+    assert!(
+        *late <= limit + Duration::from_secs(1),
+        "a stuck tunnel ended {late:?} after its last byte (limit {limit:?})"
+    );
     // Not cut early. Only asynchronous tunnels are watched for this: a synchronous one's end
     // moves bytes just before it (httpd's own close of the connection), which the watch sees.
     if event() {
-        assert!(*early >= limit / 2, "a stuck tunnel ended {early:?} after its last byte (limit {limit:?})");
+        assert!(
+            *early >= limit / 2,
+            "a stuck tunnel ended {early:?} after its last byte (limit {limit:?})"
+        );
     }
     assert_eq!(log.matches(reason).count(), n, "{n} tunnels ended by '{reason}':\n{log}");
     drop(opened);
@@ -208,7 +256,8 @@ async fn wss_backends_that_stop_reading_end_at_the_idle_limit() {
     let _serial = one_at_a_time();
     let s = site("deaf-idle", "3s", 30);
     let b = s.tb.clone();
-    stuck_tunnels_end_at(s, "/wss2/raw-deaf", Duration::from_secs(3), "idle for 3s", Some(&b)).await;
+    stuck_tunnels_end_at(s, "/wss2/raw-deaf", Duration::from_secs(3), "idle for 3s", Some(&b))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -216,7 +265,14 @@ async fn wss_backends_that_stop_reading_end_at_the_write_stall_limit() {
     let _serial = one_at_a_time();
     let s = site("deaf-stall", "60s", 3);
     let b = s.tb.clone();
-    stuck_tunnels_end_at(s, "/wss2/raw-deaf", Duration::from_secs(3), "took no data for 3s", Some(&b)).await;
+    stuck_tunnels_end_at(
+        s,
+        "/wss2/raw-deaf",
+        Duration::from_secs(3),
+        "took no data for 3s",
+        Some(&b),
+    )
+    .await;
 }
 
 /// A graceful stop with 20 stuck clients: the ordinary client's echoes stay quick through the
@@ -229,25 +285,42 @@ async fn a_graceful_stop_ends_clients_that_stop_reading() {
     let port = s.h.ports[0];
     let stop = Arc::new(AtomicBool::new(false));
     let beside = ordinary(format!("wss://localhost:{port}/ws2/ordinary"), &s.pki, stop.clone());
-    let opened = futures_util::future::join_all((0..STUCK).map(|_| stuck_client(port, &s.pki, "/ws2/x"))).await;
+    let opened =
+        futures_util::future::join_all((0..STUCK).map(|_| stuck_client(port, &s.pki, "/ws2/x")))
+            .await;
     let children = s.h.children();
     let t0 = Instant::now();
     s.h.signal(libc::SIGWINCH);
-    let watched = futures_util::future::join_all(opened.iter().map(|c| watch(c, Duration::from_secs(30))));
+    let watched =
+        futures_util::future::join_all(opened.iter().map(|c| watch(c, Duration::from_secs(30))));
     let ((echoes, closed), ends) = tokio::join!(async { beside.await.unwrap() }, watched);
-    let closed_at = echoes.last().map_or(t0, |(at, took)| *at + *took).saturating_duration_since(t0);
-    let cut: Vec<Option<Duration>> = ends.iter().map(|w| w.end.map(|e| e.saturating_duration_since(t0))).collect();
-    let gone = wskit::httpd::wait_until(Duration::from_secs(30), || !children.iter().any(|p| wskit::httpd::process_alive(*p)));
+    let closed_at =
+        echoes.last().map_or(t0, |(at, took)| *at + *took).saturating_duration_since(t0);
+    let cut: Vec<Option<Duration>> =
+        ends.iter().map(|w| w.end.map(|e| e.saturating_duration_since(t0))).collect();
+    let gone = wskit::httpd::wait_until(Duration::from_secs(30), || {
+        !children.iter().any(|p| wskit::httpd::process_alive(*p))
+    });
     let worst = worst_since(&echoes, t0);
     eprintln!("graceful stop: the ordinary client's last echo {closed_at:?} after the signal, then {closed:?}; stuck tunnels cut after {cut:?}; worst echo {worst:?}; the child exited after {:?}", t0.elapsed());
     assert_eq!(closed, Some(CloseCode::Away), "the ordinary client's Close");
     assert!(worst <= WORST_ECHO, "an echo during the drain took {worst:?}");
-    assert!(closed_at >= Duration::from_millis(1500), "the ordinary client's last echo {closed_at:?} after the signal (drain 2 s)");
-    let latest = cut.iter().map(|c| c.expect("a stuck tunnel outlived the graceful stop by 30 s")).max().unwrap();
+    assert!(
+        closed_at >= Duration::from_millis(1500),
+        "the ordinary client's last echo {closed_at:?} after the signal (drain 2 s)"
+    );
+    let latest = cut
+        .iter()
+        .map(|c| c.expect("a stuck tunnel outlived the graceful stop by 30 s"))
+        .max()
+        .unwrap();
     // Drain 2 s, at most a second more for the Close; a synchronous child learns of the stop
     // from its parent a little later.
     let bound = Duration::from_millis(if event() { 3500 } else { 4000 });
-    assert!(latest <= bound, "a stuck tunnel was cut {latest:?} after the signal (drain 2 s + 1 s)");
+    assert!(
+        latest <= bound,
+        "a stuck tunnel was cut {latest:?} after the signal (drain 2 s + 1 s)"
+    );
     assert!(gone, "the child still runs 30 s after a graceful stop:\n{}", s.h.error_log());
     s.h.wait_exit(Duration::from_secs(10)).expect("httpd did not exit");
     drop(opened);

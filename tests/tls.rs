@@ -51,9 +51,17 @@ async fn manual_wss_backend_example() {
         let e = env(fallback);
         let port = e.h.ports[0];
         assert_eq!(round_trip(&format!("ws://127.0.0.1:{port}/wss2/chat")).await, "tls");
-        assert!(e.tls.requests().iter().any(|r| r.starts_with("GET /chat HTTP/1.1")), "{:?}", e.tls.requests());
+        assert!(
+            e.tls.requests().iter().any(|r| r.starts_with("GET /chat HTTP/1.1")),
+            "{:?}",
+            e.tls.requests()
+        );
         if fallback == "Off" {
-            assert!(e.h.wait_log("WST01014", Duration::from_secs(5)), "our handler did not run:\n{}", e.h.error_log());
+            assert!(
+                e.h.wait_log("WST01014", Duration::from_secs(5)),
+                "our handler did not run:\n{}",
+                e.h.error_log()
+            );
         }
         // Big messages through mod_ssl's filters on the backend side.
         let (mut ws, _) = connect(&format!("ws://127.0.0.1:{port}/wss2/big")).await.unwrap();
@@ -91,7 +99,11 @@ fn backend_certificate_failing_verification_is_never_a_tunnel() {
         let (resp, _) = raw::request(e.h.ports[0], &raw::handshake(path, ""));
         // mod_proxy's answer to a failed TLS handshake with a backend (ap_proxy_pass_brigade).
         assert_eq!(resp.status, 500, "{path}: {}", resp.head);
-        assert!(b.requests().is_empty(), "{path}: an unverified backend got the request: {:?}", b.requests());
+        assert!(
+            b.requests().is_empty(),
+            "{path}: an unverified backend got the request: {:?}",
+            b.requests()
+        );
     }
     let log = e.h.stop();
     assert!(log.contains("AH00898") && log.contains("WST01013"), "the failure is logged:\n{log}");
@@ -103,7 +115,8 @@ async fn tls_front_end_to_ws_and_wss_backends() {
     let port = e.h.ports[1];
     for (path, name) in [("ws2", "plain"), ("wss2", "tls")] {
         let url = format!("wss://localhost:{port}/{path}/front");
-        let (ws, resp) = connect_tls(&url, &e.pki).await.unwrap_or_else(|err| panic!("{url}: {err}"));
+        let (ws, resp) =
+            connect_tls(&url, &e.pki).await.unwrap_or_else(|err| panic!("{url}: {err}"));
         assert_eq!(resp.status(), 101);
         assert_eq!(resp.headers().get("x-backend").unwrap(), name);
         // 16 MiB each way at once: nobody reads until everything is sent.
@@ -117,7 +130,10 @@ async fn tls_front_end_to_ws_and_wss_backends() {
         let reader = async {
             for i in 0..16u8 {
                 let m = rx.next().await.unwrap().unwrap();
-                assert!(m == Message::binary(payload(1 << 20, i)), "{url}: message {i} corrupted or out of order");
+                assert!(
+                    m == Message::binary(payload(1 << 20, i)),
+                    "{url}: message {i} corrupted or out of order"
+                );
             }
         };
         tokio::time::timeout(Duration::from_secs(120), reader).await.expect("TLS tunnel stalled");
@@ -125,9 +141,15 @@ async fn tls_front_end_to_ws_and_wss_backends() {
         // The close handshake, code and reason intact end to end.
         let close = CloseFrame { code: CloseCode::Away, reason: "bye from client".into() };
         tx.send(Message::Close(Some(close.clone()))).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(10), rx.next()).await.unwrap().unwrap().unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), rx.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(got, Message::Close(Some(close)), "{url}");
-        let end = tokio::time::timeout(Duration::from_secs(10), rx.next()).await.expect("no end after close");
+        let end = tokio::time::timeout(Duration::from_secs(10), rx.next())
+            .await
+            .expect("no end after close");
         assert!(matches!(end, None | Some(Err(_))), "{end:?}");
     }
     assert!(e.plain.requests().iter().any(|r| r.starts_with("GET /front HTTP/1.1")));
@@ -135,11 +157,18 @@ async fn tls_front_end_to_ws_and_wss_backends() {
 }
 
 /// Raw bytes through a TLS front end: a WebSocket handshake, then TLS records both ways.
-async fn tls_tunnel_on(e: &Env, port: u16, path: &str) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
+async fn tls_tunnel_on(
+    e: &Env,
+    port: u16,
+    path: &str,
+) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
     common::tls_tunnel(port, &e.pki, path).await
 }
 
-async fn tls_tunnel(e: &Env, path: &str) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
+async fn tls_tunnel(
+    e: &Env,
+    path: &str,
+) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Vec<u8>) {
     tls_tunnel_on(e, e.h.ports[1], path).await
 }
 
@@ -155,15 +184,25 @@ async fn tls_front_end_half_close_each_way() {
         s.write_all(&data).await.unwrap();
         s.shutdown().await.unwrap();
         let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut answer)).await.expect("no answer after half-close").ok();
-        assert_eq!(String::from_utf8_lossy(&answer), format!("got {} bytes", data.len()), "{backend}");
+        tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut answer))
+            .await
+            .expect("no answer after half-close")
+            .ok();
+        assert_eq!(
+            String::from_utf8_lossy(&answer),
+            format!("got {} bytes", data.len()),
+            "{backend}"
+        );
 
         // Backend → client: the backend's FIN reaches the client after its bytes; what the
         // client sends afterwards still reaches the backend.
         let (mut s, mut got) = tls_tunnel(&e, &format!("/{backend}/raw-fin-first")).await;
         let mut chunk = [0u8; 64];
         loop {
-            match tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk)).await.expect("no EOF from backend") {
+            match tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+                .await
+                .expect("no EOF from backend")
+            {
                 Ok(0) | Err(_) => break,
                 Ok(n) => got.extend_from_slice(&chunk[..n]),
             }
@@ -175,7 +214,10 @@ async fn tls_front_end_half_close_each_way() {
         }
         let b = if backend == "ws2" { &e.plain } else { &e.tls };
         let seen = b.wait_for(Duration::from_secs(10), |ev| matches!(ev, Event::AfterFin(_)));
-        assert!(matches!(seen, Some(Event::AfterFin(n)) if n == after.len()), "{backend}: after its FIN the backend got {seen:?}");
+        assert!(
+            matches!(seen, Some(Event::AfterFin(n)) if n == after.len()),
+            "{backend}: after its FIN the backend got {seen:?}"
+        );
         b.clear_events();
     }
     e.h.stop();
@@ -193,12 +235,19 @@ async fn a_tls_client_that_never_reads_is_cut_off_after_the_write_stall() {
     let ended = tokio::task::block_in_place(|| h.wait_log("WST02005", Duration::from_secs(20)));
     let took = t0.elapsed();
     assert!(ended, "the tunnel outlived the write-stall limit:\n{}", h.error_log());
-    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(12), "ended after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(12),
+        "ended after {took:?}"
+    );
     let log = h.error_log();
     let line = log.lines().find(|l| l.contains("WST02005")).unwrap_or_default();
     assert!(line.contains("client took no data for 2s"), "{line}");
     // Far less than the backend had to send went through: the rest waited for nobody.
-    let to_client: u64 = line.split(", ").find_map(|p| p.strip_suffix(" bytes backend to client")).and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+    let to_client: u64 = line
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" bytes backend to client"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
     assert!(to_client < 256 << 20, "{line}");
     drop(s);
     e.h.stop();

@@ -33,17 +33,22 @@ fn event() -> bool {
 async fn more_idle_wss_tunnels_than_request_threads() {
     let s = site("tls-async");
     // Half to the ws:// backend, half to the wss:// one.
-    let url = |i: usize| format!("wss://localhost:{}/{}/x", s.h.ports[0], if i % 2 == 0 { "ws2" } else { "wss2" });
+    let url = |i: usize| {
+        format!("wss://localhost:{}/{}/x", s.h.ports[0], if i % 2 == 0 { "ws2" } else { "wss2" })
+    };
     // Ten request threads: under event 30 tunnels hold none of them.
     let n = if event() { 30 } else { 3 };
-    let fds = || s.h.children().iter().map(|p| wskit::httpd::fd_count(*p).unwrap_or(0)).sum::<usize>();
+    let fds =
+        || s.h.children().iter().map(|p| wskit::httpd::fd_count(*p).unwrap_or(0)).sum::<usize>();
     // The baseline once the child serves (a request answered).
     let _ = status_auto(s.h.port);
     let fds0 = fds();
     let kinds0 = fd_kinds(&s.h);
     let mut all = Vec::new();
     for i in 0..n {
-        let (mut ws, _) = connect_tls(&url(i), &s.pki).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}\n{}", s.h.error_log()));
+        let (mut ws, _) = connect_tls(&url(i), &s.pki)
+            .await
+            .unwrap_or_else(|e| panic!("tunnel {i}: {e}\n{}", s.h.error_log()));
         let m = Message::text(format!("hello {i}"));
         assert_eq!(echo(&mut ws, m.clone()).await, m);
         all.push(ws);
@@ -53,25 +58,47 @@ async fn more_idle_wss_tunnels_than_request_threads() {
         assert!(!s.h.error_log().contains("WST00008"), "{}", s.h.error_log());
         return;
     }
-    let notices: Vec<String> = s.h.error_log().lines().filter(|l| l.contains("WST00008")).map(String::from).collect();
+    let notices: Vec<String> =
+        s.h.error_log().lines().filter(|l| l.contains("WST00008")).map(String::from).collect();
     assert_eq!(notices.len(), 1, "said once at startup: {notices:?}");
     // It says what the running values mean (tls_async.conf.in: 10 threads, factor 100).
-    assert!(notices[0].contains("with ThreadsPerChild 10 and AsyncRequestWorkerFactor 100, a child") && notices[0].contains("about 1010 such"), "{}", notices[0]);
-    assert_eq!(wait_count(&s.h, "(request suspended)", n, Duration::from_secs(5)), n, "{}", s.h.error_log());
+    assert!(
+        notices[0].contains("with ThreadsPerChild 10 and AsyncRequestWorkerFactor 100, a child")
+            && notices[0].contains("about 1010 such"),
+        "{}",
+        notices[0]
+    );
+    assert_eq!(
+        wait_count(&s.h, "(request suspended)", n, Duration::from_secs(5)),
+        n,
+        "{}",
+        s.h.error_log()
+    );
     // Two descriptors each: the client's socket (the connection's own, polled in place) and
     // the backend's; no copy, and no pollset left behind by mod_proxy's tunnel. Besides: the
     // runtime's own three, and the last tunnel's request thread still letting go of its
     // backend. Counted before the status requests below, whose connections the MPM may
     // still linger on.
     let grown = fds().saturating_sub(fds0);
-    assert!(grown <= 2 * n + 5, "{n} suspended tunnels hold {grown} more descriptors: {kinds0:?} before, {:?} now", fd_kinds(&s.h));
+    assert!(
+        grown <= 2 * n + 5,
+        "{n} suspended tunnels hold {grown} more descriptors: {kinds0:?} before, {:?} now",
+        fd_kinds(&s.h)
+    );
     // Plain HTTP still served, and the board counts them as asynchronous.
     let (status, _) = status_auto(s.h.port);
-    assert_eq!((status["WebSocketAsyncTunnels"], status["WebSocketSyncTunnels"]), (n as u64, 0), "{status:?}");
+    assert_eq!(
+        (status["WebSocketAsyncTunnels"], status["WebSocketSyncTunnels"]),
+        (n as u64, 0),
+        "{status:?}"
+    );
     // mod_status's own count: a suspended tunnel stays one of its child's connections (the
     // status request itself is one more).
     let conns = mpm_connections(&s.h);
-    assert!((n as u64..=n as u64 + 2).contains(&conns), "mod_status counts {conns} connections with {n} tunnels suspended");
+    assert!(
+        (n as u64..=n as u64 + 2).contains(&conns),
+        "mod_status counts {conns} connections with {n} tunnels suspended"
+    );
     // Big messages both ways through mod_ssl after the hand-over (on both kinds of backend).
     for ws in all.iter_mut().take(4) {
         let m = Message::binary(payload(1 << 20, 9));
@@ -94,10 +121,12 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     // ended at the hand-over (its pool freed there), and the module's at the tunnel's end with
     // what the runtime relayed: 1 MiB each way for the first four.
     let access = s.h.access_log();
-    let records: Vec<&str> = access.lines().filter(|l| l.contains("/ws2/x") || l.contains("/wss2/x")).collect();
+    let records: Vec<&str> =
+        access.lines().filter(|l| l.contains("/ws2/x") || l.contains("/wss2/x")).collect();
     assert_eq!(records.len(), 2 * n, "{access}");
     assert!(records.iter().all(|l| l.contains(" 101 ")), "{access}");
-    let bytes = |l: &str| -> Vec<u64> { l.rsplit(' ').take(2).map(|v| v.parse().unwrap()).collect() };
+    let bytes =
+        |l: &str| -> Vec<u64> { l.rsplit(' ').take(2).map(|v| v.parse().unwrap()).collect() };
     let big = records.iter().filter(|l| bytes(l).iter().all(|&b| b > 1 << 20)).count();
     assert_eq!(big, 4, "{access}");
     let (status, _) = status_auto(s.h.port);
@@ -114,8 +143,20 @@ fn fd_kinds(h: &Httpd) -> std::collections::BTreeMap<String, usize> {
     let mut kinds = std::collections::BTreeMap::new();
     for pid in h.children() {
         for e in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
-            let target = std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default();
-            *kinds.entry(target.split(':').next().unwrap_or("").split('[').next().unwrap_or("").to_string()).or_insert(0) += 1;
+            let target =
+                std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default();
+            *kinds
+                .entry(
+                    target
+                        .split(':')
+                        .next()
+                        .unwrap_or("")
+                        .split('[')
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+                .or_insert(0) += 1;
         }
     }
     kinds
@@ -143,7 +184,10 @@ fn mpm_connections(h: &Httpd) -> u64 {
 async fn bybusyness_sees_suspended_tunnels_on_both_kinds_of_member() {
     let s = site("tls-busy");
     let open = || async {
-        let (ws, resp) = connect_tls(&format!("wss://localhost:{}/pair/busy", s.h.ports[0]), &s.pki).await.unwrap();
+        let (ws, resp) =
+            connect_tls(&format!("wss://localhost:{}/pair/busy", s.h.ports[0]), &s.pki)
+                .await
+                .unwrap();
         let who = resp.headers().get("x-backend").unwrap().to_str().unwrap().to_string();
         (ws, who)
     };
@@ -153,11 +197,21 @@ async fn bybusyness_sees_suspended_tunnels_on_both_kinds_of_member() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if event() {
-        assert_eq!(wait_count(&s.h, "(request suspended)", 6, Duration::from_secs(5)), 6, "{}", s.h.error_log());
+        assert_eq!(
+            wait_count(&s.h, "(request suspended)", 6, Duration::from_secs(5)),
+            6,
+            "{}",
+            s.h.error_log()
+        );
     }
     let plain = s.b.name.clone();
     let on_plain = live.iter().filter(|(_, w)| *w == plain).count();
-    assert_eq!(on_plain, 3, "bybusyness spreads live tunnels evenly: {:?}", live.iter().map(|(_, w)| w).collect::<Vec<_>>());
+    assert_eq!(
+        on_plain,
+        3,
+        "bybusyness spreads live tunnels evenly: {:?}",
+        live.iter().map(|(_, w)| w).collect::<Vec<_>>()
+    );
     // Close the ws:// member's tunnels: it is now the idle one, so it gets the next three.
     let (gone, kept): (Vec<_>, Vec<_>) = live.into_iter().partition(|(_, w)| *w == plain);
     for (mut ws, _) in gone {
@@ -189,18 +243,29 @@ async fn wss_backends_without_room_stay_in_their_threads() {
     let s = site("tls-noroom");
     let mut all = Vec::new();
     for i in 0..3 {
-        let (mut ws, _) = connect_tls(&format!("wss://localhost:{}/wss3/n", s.h.ports[0]), &s.pki).await.unwrap();
+        let (mut ws, _) =
+            connect_tls(&format!("wss://localhost:{}/wss3/n", s.h.ports[0]), &s.pki).await.unwrap();
         let m = Message::text(format!("sync {i}"));
         assert_eq!(echo(&mut ws, m.clone()).await, m);
         all.push(ws);
     }
     // Meanwhile a wss:// backend with room still goes asynchronous.
-    let (mut ws, _) = connect_tls(&format!("wss://localhost:{}/wss2/n", s.h.ports[0]), &s.pki).await.unwrap();
+    let (mut ws, _) =
+        connect_tls(&format!("wss://localhost:{}/wss2/n", s.h.ports[0]), &s.pki).await.unwrap();
     let m = Message::text("async");
     assert_eq!(echo(&mut ws, m.clone()).await, m);
-    assert_eq!(wait_count(&s.h, "(request suspended)", 1, Duration::from_secs(5)), 1, "{}", s.h.error_log());
+    assert_eq!(
+        wait_count(&s.h, "(request suspended)", 1, Duration::from_secs(5)),
+        1,
+        "{}",
+        s.h.error_log()
+    );
     let (status, _) = status_auto(s.h.port);
-    assert_eq!((status["WebSocketAsyncTunnels"], status["WebSocketSyncTunnels"]), (1, 3), "{status:?}");
+    assert_eq!(
+        (status["WebSocketAsyncTunnels"], status["WebSocketSyncTunnels"]),
+        (1, 3),
+        "{status:?}"
+    );
     let log = s.h.error_log();
     let why: Vec<&str> = log.lines().filter(|l| l.contains("WST02017")).collect();
     assert_eq!(why.len(), 1, "said once: {why:?}");
@@ -218,7 +283,8 @@ async fn http_and_https_workers_tunnel_here_and_go_asynchronous() {
     let s = site("tls-uphttp");
     let mut all = Vec::new();
     for path in ["/up/a", "/ups/b", "/ws2/c", "/wss2/d"] {
-        let (mut ws, _) = connect_tls(&format!("wss://localhost:{}{path}", s.h.ports[0]), &s.pki).await.unwrap();
+        let (mut ws, _) =
+            connect_tls(&format!("wss://localhost:{}{path}", s.h.ports[0]), &s.pki).await.unwrap();
         let m = Message::text(format!("through {path}"));
         assert_eq!(echo(&mut ws, m.clone()).await, m);
         all.push(ws);
@@ -226,10 +292,17 @@ async fn http_and_https_workers_tunnel_here_and_go_asynchronous() {
     assert_eq!(wait_count(&s.h, "WST01025", 2, Duration::from_secs(5)), 2, "{}", s.h.error_log());
     let (status, _) = status_auto(s.h.port);
     let (want_async, want_sync) = if event() { (4, 0) } else { (0, 4) };
-    assert_eq!((status["WebSocketAsyncTunnels"], status["WebSocketSyncTunnels"]), (want_async, want_sync), "{status:?}");
+    assert_eq!(
+        (status["WebSocketAsyncTunnels"], status["WebSocketSyncTunnels"]),
+        (want_async, want_sync),
+        "{status:?}"
+    );
     let heads = s.b.requests().into_iter().chain(s.tb.requests()).collect::<Vec<_>>();
     for path in ["/up/a", "/ups/b"] {
-        assert!(heads.iter().any(|h| h.starts_with(&format!("GET {path} HTTP/1.1"))), "{path} not at its backend: {heads:?}");
+        assert!(
+            heads.iter().any(|h| h.starts_with(&format!("GET {path} HTTP/1.1"))),
+            "{path} not at its backend: {heads:?}"
+        );
     }
     for mut ws in all {
         ws.close(None).await.unwrap();
@@ -250,7 +323,8 @@ async fn suspended_after_the_delay_and_reaped_when_idle() {
         return;
     }
     let s = site("tls-delay");
-    let (mut ws, _) = connect_tls(&format!("wss://localhost:{}/ws2/d", s.h.ports[1]), &s.pki).await.unwrap();
+    let (mut ws, _) =
+        connect_tls(&format!("wss://localhost:{}/ws2/d", s.h.ports[1]), &s.pki).await.unwrap();
     let m = Message::text("in the request thread");
     assert_eq!(echo(&mut ws, m.clone()).await, m);
     assert!(!s.h.error_log().contains("request suspended"), "not before the delay");
@@ -284,10 +358,17 @@ async fn a_graceful_stop_closes_suspended_wss_tunnels_with_1001() {
     let mut s = site("tls-drain");
     let mut all = Vec::new();
     for prefix in ["ws2", "wss2", "ws2", "wss2"] {
-        let (ws, _) = connect_tls(&format!("wss://localhost:{}/{prefix}/g", s.h.ports[0]), &s.pki).await.unwrap();
+        let (ws, _) = connect_tls(&format!("wss://localhost:{}/{prefix}/g", s.h.ports[0]), &s.pki)
+            .await
+            .unwrap();
         all.push(ws);
     }
-    assert_eq!(wait_count(&s.h, "(request suspended)", 4, Duration::from_secs(5)), 4, "{}", s.h.error_log());
+    assert_eq!(
+        wait_count(&s.h, "(request suspended)", 4, Duration::from_secs(5)),
+        4,
+        "{}",
+        s.h.error_log()
+    );
     let t0 = Instant::now();
     s.h.signal(libc::SIGWINCH);
     for ws in all.iter_mut() {
@@ -296,7 +377,10 @@ async fn a_graceful_stop_closes_suspended_wss_tunnels_with_1001() {
     }
     for ws in all.iter_mut() {
         loop {
-            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("no close within 5 s") {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .expect("no close within 5 s")
+            {
                 Some(Ok(Message::Close(Some(f)))) => {
                     assert_eq!(f.code, CloseCode::Away);
                     break;
@@ -307,10 +391,15 @@ async fn a_graceful_stop_closes_suspended_wss_tunnels_with_1001() {
         }
         while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {}
     }
-    assert!(t0.elapsed() > Duration::from_millis(1200), "closed {:?} after the signal: no drain", t0.elapsed());
+    assert!(
+        t0.elapsed() > Duration::from_millis(1200),
+        "closed {:?} after the signal: no drain",
+        t0.elapsed()
+    );
     s.h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
     assert!(t0.elapsed() < Duration::from_secs(4), "graceful stop took {:?}", t0.elapsed());
-    let away = |b: &Backend| b.events().iter().filter(|e| matches!(e, Event::Close(Some(1001)))).count();
+    let away =
+        |b: &Backend| b.events().iter().filter(|e| matches!(e, Event::Close(Some(1001)))).count();
     assert_eq!((away(&s.b), away(&s.tb)), (2, 2), "{:?} {:?}", s.b.events(), s.tb.events());
     let log = s.h.stop();
     assert_eq!(log.matches("WST02011").count(), 4, "{log}");
@@ -330,18 +419,28 @@ async fn half_close_each_way_when_suspended() {
         // and the answer still comes back.
         let before = s.h.error_log().matches("(request suspended)").count();
         let (mut t, _) = tls_tunnel(port, &s.pki, &format!("/{prefix}/raw-count")).await;
-        assert!(wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before, "{}", s.h.error_log());
+        assert!(
+            wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before,
+            "{}",
+            s.h.error_log()
+        );
         let data = payload(3 << 20, 1);
         t.write_all(&data).await.unwrap();
         t.shutdown().await.unwrap();
         let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(30), t.read_to_end(&mut answer)).await.expect("no answer after half-close").ok();
+        tokio::time::timeout(Duration::from_secs(30), t.read_to_end(&mut answer))
+            .await
+            .expect("no answer after half-close")
+            .ok();
         assert_eq!(String::from_utf8_lossy(&answer), format!("got {} bytes", data.len()));
         // Backend → client: its bytes, then its FIN; what the client sends after still arrives.
         let (mut t, mut got) = tls_tunnel(port, &s.pki, &format!("/{prefix}/raw-fin-first")).await;
         let mut chunk = [0u8; 64];
         loop {
-            match tokio::time::timeout(Duration::from_secs(10), t.read(&mut chunk)).await.expect("no EOF from backend") {
+            match tokio::time::timeout(Duration::from_secs(10), t.read(&mut chunk))
+                .await
+                .expect("no EOF from backend")
+            {
                 Ok(0) | Err(_) => break,
                 Ok(n) => got.extend_from_slice(&chunk[..n]),
             }
@@ -352,7 +451,10 @@ async fn half_close_each_way_when_suspended() {
             let _ = t.shutdown().await;
         }
         let seen = b.wait_for(Duration::from_secs(10), |ev| matches!(ev, Event::AfterFin(_)));
-        assert!(matches!(seen, Some(Event::AfterFin(n)) if n == after.len()), "after its FIN the backend got {seen:?}");
+        assert!(
+            matches!(seen, Some(Event::AfterFin(n)) if n == after.len()),
+            "after its FIN the backend got {seen:?}"
+        );
     }
     s.h.stop();
 }
@@ -372,15 +474,24 @@ async fn resets_and_stalls_end_suspended_tunnels() {
         // The client resets.
         let before = suspended(&s.h);
         let (t, _) = tls_tunnel(s.h.ports[0], &s.pki, &format!("/{prefix}/raw-hold")).await;
-        assert!(wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before, "{}", s.h.error_log());
+        assert!(
+            wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before,
+            "{}",
+            s.h.error_log()
+        );
         let at = Instant::now();
         drop(wskit::backend::socket_linger0(t.into_inner().0.into_std().unwrap()));
-        let seen = b.wait_for(Duration::from_secs(5), |e| matches!(e, Event::Eof(when) if *when > at));
+        let seen =
+            b.wait_for(Duration::from_secs(5), |e| matches!(e, Event::Eof(when) if *when > at));
         assert!(seen.is_some(), "{prefix}: the backend's connection outlived the client's reset");
         // The backend resets (after the client's first bytes).
         let before = suspended(&s.h);
         let (mut t, _) = tls_tunnel(s.h.ports[0], &s.pki, &format!("/{prefix}/raw-rst")).await;
-        assert!(wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before, "{}", s.h.error_log());
+        assert!(
+            wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before,
+            "{}",
+            s.h.error_log()
+        );
         t.write_all(b"hello").await.unwrap();
         let mut rest = Vec::new();
         let end = tokio::time::timeout(Duration::from_secs(5), t.read_to_end(&mut rest)).await;
@@ -389,14 +500,23 @@ async fn resets_and_stalls_end_suspended_tunnels() {
         let before = suspended(&s.h);
         let stalls = |h: &Httpd| h.error_log().matches("took no data for 2s").count();
         let stalls0 = stalls(&s.h);
-        let (t, _) = tls_tunnel(s.h.ports[2], &s.pki, &format!("/{prefix}/raw-flood-1000000000")).await;
-        assert!(wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before, "{}", s.h.error_log());
+        let (t, _) =
+            tls_tunnel(s.h.ports[2], &s.pki, &format!("/{prefix}/raw-flood-1000000000")).await;
+        assert!(
+            wait_count(&s.h, "(request suspended)", before + 1, Duration::from_secs(5)) > before,
+            "{}",
+            s.h.error_log()
+        );
         let t0 = Instant::now();
         while stalls(&s.h) == stalls0 && t0.elapsed() < Duration::from_secs(15) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(stalls(&s.h) > stalls0, "{prefix}: no write stall:\n{}", s.h.error_log());
-        assert!(t0.elapsed() >= Duration::from_millis(1500), "{prefix}: a stall after {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(1500),
+            "{prefix}: a stall after {:?}",
+            t0.elapsed()
+        );
         drop(t);
     }
     let log = s.h.stop();
@@ -421,7 +541,12 @@ async fn an_idle_suspended_tunnel_costs_the_child_little_memory() {
         ws.close(None).await.unwrap();
         while let Some(Ok(_)) = ws.next().await {}
     }
-    assert_eq!(wait_count(&s.h, "WST02011", 100, Duration::from_secs(10)), 100, "{}", s.h.error_log());
+    assert_eq!(
+        wait_count(&s.h, "WST02011", 100, Duration::from_secs(10)),
+        100,
+        "{}",
+        s.h.error_log()
+    );
     let child = s.h.children()[0];
     let before = wskit::httpd::uss_kib(child);
     let n = 500;
@@ -460,7 +585,8 @@ async fn a_renegotiation_on_a_suspended_tunnel_is_refused() {
         .spawn()
         .expect("openssl s_client");
     let mut stdin = client.stdin.take().unwrap();
-    let head = "GET /ws2/reneg HTTP/1.1\nHost: localhost\nUpgrade: websocket\nConnection: Upgrade\n\
+    let head =
+        "GET /ws2/reneg HTTP/1.1\nHost: localhost\nUpgrade: websocket\nConnection: Upgrade\n\
                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\nSec-WebSocket-Version: 13\n\n";
     stdin.write_all(head.as_bytes()).unwrap();
     stdin.flush().unwrap();
@@ -476,11 +602,13 @@ async fn a_renegotiation_on_a_suspended_tunnel_is_refused() {
     }
     let _ = client.kill();
     let out = client.wait_with_output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("101 Switching Protocols"), "{said}");
     assert!(said.contains("RENEGOTIATING") && said.contains("no renegotiation"), "{said}");
     assert!(s.h.wait_log("WST02011", Duration::from_secs(5)), "{}", s.h.error_log());
-    let (mut ws, _) = connect_tls(&format!("wss://localhost:{port}/ws2/next"), &s.pki).await.unwrap();
+    let (mut ws, _) =
+        connect_tls(&format!("wss://localhost:{port}/ws2/next"), &s.pki).await.unwrap();
     let m = Message::text("after the attempt");
     assert_eq!(echo(&mut ws, m.clone()).await, m);
     assert_eq!(s.h.children(), children, "the child that refused it serves on");
@@ -505,7 +633,10 @@ async fn ten_thousand_suspended_wss_tunnels_leave_no_trace() {
         async move {
             let workers: Vec<_> = (0..8)
                 .map(|w| {
-                    let url = format!("wss://localhost:{port}/{}/c", if w % 2 == 0 { "ws2" } else { "wss2" });
+                    let url = format!(
+                        "wss://localhost:{port}/{}/c",
+                        if w % 2 == 0 { "ws2" } else { "wss2" }
+                    );
                     let pki = pki.clone();
                     tokio::spawn(async move {
                         for _ in 0..n / 8 {
@@ -526,15 +657,21 @@ async fn ten_thousand_suspended_wss_tunnels_leave_no_trace() {
     cycle(1000).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pids = s.h.children();
-    let fds = |pids: &[u32]| pids.iter().map(|p| wskit::httpd::fd_count(*p).unwrap_or(0)).sum::<usize>();
+    let fds =
+        |pids: &[u32]| pids.iter().map(|p| wskit::httpd::fd_count(*p).unwrap_or(0)).sum::<usize>();
     let rss = |pids: &[u32]| pids.iter().map(|p| wskit::httpd::rss_kib(*p)).sum::<u64>();
     let (fds0, rss0) = (fds(&pids), rss(&pids));
     let t0 = Instant::now();
     cycle(10_000).await;
     let took = t0.elapsed();
-    assert_eq!(wait_count(&s.h, "WST02011", 11_000, Duration::from_secs(30)), 11_000, "every tunnel ended on the runtime");
+    assert_eq!(
+        wait_count(&s.h, "WST02011", 11_000, Duration::from_secs(30)),
+        11_000,
+        "every tunnel ended on the runtime"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let alive: Vec<u32> = pids.iter().copied().filter(|p| wskit::httpd::process_alive(*p)).collect();
+    let alive: Vec<u32> =
+        pids.iter().copied().filter(|p| wskit::httpd::process_alive(*p)).collect();
     assert_eq!(alive, pids, "children changed during the run");
     let (fds1, rss1) = (fds(&pids), rss(&pids));
     eprintln!("10,000 suspended wss tunnels in {took:?}; children's fds {fds0} -> {fds1}, RSS {rss0} -> {rss1} KiB");
@@ -561,7 +698,11 @@ async fn a_child_holds_what_async_request_worker_factor_allows() {
             _ => break,
         }
     }
-    assert!((20..=32).contains(&all.len()), "a child with 10 threads and factor 2 held {}", all.len());
+    assert!(
+        (20..=32).contains(&all.len()),
+        "a child with 10 threads and factor 2 held {}",
+        all.len()
+    );
     s.h.stop();
 }
 
@@ -578,7 +719,9 @@ async fn open_at_most(url: &str, pki: &Pki, n: usize, at_once: usize) -> Vec<Ws>
             .map(|i| {
                 let (url, pki) = (url.to_string(), pki.clone());
                 tokio::spawn(async move {
-                    let (mut ws, _) = connect_tls(&url, &pki).await.unwrap_or_else(|e| panic!("tunnel {}: {e}", chunk * at_once + i));
+                    let (mut ws, _) = connect_tls(&url, &pki)
+                        .await
+                        .unwrap_or_else(|e| panic!("tunnel {}: {e}", chunk * at_once + i));
                     let m = Message::text("live");
                     assert_eq!(echo(&mut ws, m.clone()).await, m);
                     ws
@@ -606,7 +749,9 @@ async fn restarts_and_stops_with_a_thousand_suspended_wss_tunnels() {
     // A fifth of them to the wss:// backend: its held connections go back to the old
     // generation's workers as the old children drain.
     let mut first = open_many(&url, &s.pki, n - n / 5).await;
-    first.extend(open_many(&format!("wss://localhost:{}/wss2/m", s.h.ports[0]), &s.pki, n / 5).await);
+    first.extend(
+        open_many(&format!("wss://localhost:{}/wss2/m", s.h.ports[0]), &s.pki, n / 5).await,
+    );
     assert_eq!(wait_count(&s.h, "(request suspended)", n, Duration::from_secs(10)), n);
     let old_children = s.h.children();
     let t0 = Instant::now();
@@ -615,7 +760,9 @@ async fn restarts_and_stops_with_a_thousand_suspended_wss_tunnels() {
     // httpd itself before its request (a client reconnects): counted, not fatal.
     let (mut served, mut refused) = (0, 0);
     let mut gone = None;
-    while t0.elapsed() < Duration::from_secs(8) && (gone.is_none() || t0.elapsed() < Duration::from_secs(4)) {
+    while t0.elapsed() < Duration::from_secs(8)
+        && (gone.is_none() || t0.elapsed() < Duration::from_secs(4))
+    {
         match connect_tls(&url, &s.pki).await {
             Ok((mut ws, _)) => {
                 let m = Message::text("during");
@@ -629,11 +776,19 @@ async fn restarts_and_stops_with_a_thousand_suspended_wss_tunnels() {
         }
     }
     let gone = gone.unwrap_or(t0.elapsed());
-    assert!(gone < Duration::from_secs(5), "old children took {gone:?} to go with GracefulShutdownTimeout 3");
-    assert!(served >= 50 && refused * 20 <= served, "{served} new tunnels served during the restart, {refused} closed early");
+    assert!(
+        gone < Duration::from_secs(5),
+        "old children took {gone:?} to go with GracefulShutdownTimeout 3"
+    );
+    assert!(
+        served >= 50 && refused * 20 <= served,
+        "{served} new tunnels served during the restart, {refused} closed early"
+    );
     let mut closed = 0;
     for mut ws in first {
-        if let Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+        if let Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) =
+            tokio::time::timeout(Duration::from_secs(1), ws.next()).await
+        {
             closed += 1;
         }
     }
@@ -641,13 +796,18 @@ async fn restarts_and_stops_with_a_thousand_suspended_wss_tunnels() {
     eprintln!("graceful restart with {n} suspended wss tunnels: {served} new ones served meanwhile ({refused} closed early), old children gone after {gone:?}");
 
     let mut second = open_many(&url, &s.pki, n - n / 5).await;
-    second.extend(open_many(&format!("wss://localhost:{}/wss2/m", s.h.ports[0]), &s.pki, n / 5).await);
+    second.extend(
+        open_many(&format!("wss://localhost:{}/wss2/m", s.h.ports[0]), &s.pki, n / 5).await,
+    );
     let t1 = Instant::now();
     s.h.signal(libc::SIGWINCH);
     s.h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
     let took = t1.elapsed();
     eprintln!("graceful stop with {n} suspended wss tunnels took {took:?}");
-    assert!(took < Duration::from_secs(5), "graceful stop with GracefulShutdownTimeout 3 took {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "graceful stop with GracefulShutdownTimeout 3 took {took:?}"
+    );
     drop(second);
     let log = s.h.stop();
     assert!(!log.contains("Segmentation fault") && !log.contains("exit signal"), "{log}");
@@ -670,7 +830,10 @@ async fn a_hard_stop_closes_suspended_wss_tunnels_at_once() {
     assert!(took < Duration::from_secs(2), "a hard stop took {took:?}");
     for ws in live.iter_mut() {
         let end = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
-        assert!(matches!(end, Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_))))), "a tunnel outlived the stop: {end:?}");
+        assert!(
+            matches!(end, Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_))))),
+            "a tunnel outlived the stop: {end:?}"
+        );
     }
     s.h.stop();
 }

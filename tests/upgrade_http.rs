@@ -83,7 +83,10 @@ fn cases(all: bool) -> Vec<(String, String)> {
 fn run_matrix(b: &Backend, upgrade_http: &str) -> (BTreeMap<String, Seen>, String) {
     b.clear_events();
     let h = Httpd::start(
-        Config::new("upgrade_http.conf.in").ports(2).var("BACKEND", format!("127.0.0.1:{}", b.port())).var("UPGRADE_HTTP", upgrade_http),
+        Config::new("upgrade_http.conf.in")
+            .ports(2)
+            .var("BACKEND", format!("127.0.0.1:{}", b.port()))
+            .var("UPGRADE_HTTP", upgrade_http),
     );
     let mut answers = BTreeMap::new();
     let mut n = 0;
@@ -95,21 +98,32 @@ fn run_matrix(b: &Backend, upgrade_http: &str) -> (BTreeMap<String, Seen>, Strin
             let mut s = raw::connect(port);
             s.write_all(req.as_bytes()).unwrap();
             let (status, head) = answer_head(&mut s);
-            let answer = head.lines().skip(1).filter(|l| !l.starts_with("Date:")).map(str::to_string).collect();
+            let answer = head
+                .lines()
+                .skip(1)
+                .filter(|l| !l.starts_with("Date:"))
+                .map(str::to_string)
+                .collect();
             answers.insert(n, (format!("{mode:8} {case}"), status, answer));
         }
     }
     let heads = settled_requests(b);
     let mut by_case: BTreeMap<u32, String> = BTreeMap::new();
     for head in heads {
-        if let Some(id) = head.lines().find_map(|l| l.strip_prefix("X-Case: ")).and_then(|v| v.trim().parse().ok()) {
+        if let Some(id) = head
+            .lines()
+            .find_map(|l| l.strip_prefix("X-Case: "))
+            .and_then(|v| v.trim().parse().ok())
+        {
             // SetHandler proxy:... appends r->filename (a path under this server's root).
             by_case.insert(id, head.replace(&h.root.display().to_string(), "@ROOT@"));
         }
     }
     let seen = answers
         .into_iter()
-        .map(|(id, (case, status, answer))| (case, Seen { status, answer, backend: by_case.get(&id).cloned() }))
+        .map(|(id, (case, status, answer))| {
+            (case, Seen { status, answer, backend: by_case.get(&id).cloned() })
+        })
         .collect();
     let log = h.stop();
     (seen, log)
@@ -158,7 +172,8 @@ fn every_upgrade_request_reaches_the_backend_as_mod_proxy_http_sends_it() {
     for (case, want) in &theirs {
         let got = &ours[case];
         if got != want {
-            diffs.push(format!("{case}\n    mod_proxy_http: {want:?}\n    ours:           {got:?}"));
+            diffs
+                .push(format!("{case}\n    mod_proxy_http: {want:?}\n    ours:           {got:?}"));
         }
     }
     let tunnels = |seen: &BTreeMap<String, Seen>| seen.values().filter(|s| s.status == 101).count();
@@ -176,10 +191,17 @@ fn every_upgrade_request_reaches_the_backend_as_mod_proxy_http_sends_it() {
     // /kept/'s (Off there), those with Expect or a body, those offering two protocols, and
     // h2c under upgrade=ANY (which this module never tunnels). (ws2's are ours anyway:
     // fallback Off.)
-    let kept = |c: &str| ["/ws2/", "/kept/", "+Expect", "+Content-Length", "websocket, foo", "[h2c]"].iter().any(|k| c.contains(k));
+    let kept = |c: &str| {
+        ["/ws2/", "/kept/", "+Expect", "+Content-Length", "websocket, foo", "[h2c]"]
+            .iter()
+            .any(|k| c.contains(k))
+    };
     let http_tunnels = ours.iter().filter(|(c, s)| s.status == 101 && !kept(c)).count();
     assert!(http_tunnels > 20, "too few tunnels to prove anything: {http_tunnels}");
-    assert_eq!(claimed, http_tunnels, "On: tunnels of http:// workers not taken by this module:\n{our_log}");
+    assert_eq!(
+        claimed, http_tunnels,
+        "On: tunnels of http:// workers not taken by this module:\n{our_log}"
+    );
     assert!(!our_log.lines().any(|l| l.contains("WST01025") && l.contains("/kept/")), "{our_log}");
     // What neither tunnels, mod_proxy_http serves as plain HTTP.
     let at = |case: &str| ours[&format!("{:8} {case}", "off")].clone();

@@ -19,11 +19,17 @@ fuzz_target!(|data: &[u8]| {
                 // Only a worker that names them explicitly may tunnel h2c or TLS upgrades.
                 for danger in ["h2c", "TLS/1.0", "TLS/1.1", "TLS/1.2"] {
                     if has_token(&v, danger) {
-                        assert!(matches!(&policy, Policy::List(l) if l.iter().any(|p| p.eq_ignore_ascii_case(danger))), "{danger} forwarded under {policy:?}");
+                        assert!(
+                            matches!(&policy, Policy::List(l) if l.iter().any(|p| p.eq_ignore_ascii_case(danger))),
+                            "{danger} forwarded under {policy:?}"
+                        );
                     }
                 }
                 let _ = accepts_101(&v, answered);
-                assert!(accepts_101(&v, Some(&v)) || v.trim().is_empty() || v.contains(','), "a 101 echoing the offer {v:?} refused");
+                assert!(
+                    accepts_101(&v, Some(&v)) || v.trim().is_empty() || v.contains(','),
+                    "a 101 echoing the offer {v:?} refused"
+                );
             }
             Decision::Refuse(_) => {}
         }

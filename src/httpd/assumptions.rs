@@ -57,7 +57,9 @@ pub fn check(f: &Facts) -> Result<(), Unusable> {
     }
     let l = f.logio;
     if l.loaded && !l.functions {
-        return Err(Unusable::Broken("mod_logio is loaded without its ap_logio_add_bytes_in/out functions".into()));
+        return Err(Unusable::Broken(
+            "mod_logio is loaded without its ap_logio_add_bytes_in/out functions".into(),
+        ));
     }
     if l.loaded && (l.in_at.is_none() || l.out_at.is_none() || l.in_at == l.out_at || l.beyond) {
         return Err(Unusable::Broken(format!(
@@ -78,25 +80,46 @@ mod tests {
             built_for: (2, 4, 71),
             running: (2, 4, 71),
             log_config: true,
-            logio: Logio { loaded: true, functions: true, in_at: Some(0), out_at: Some(8), beyond: false },
+            logio: Logio {
+                loaded: true,
+                functions: true,
+                in_at: Some(0),
+                out_at: Some(8),
+                beyond: false,
+            },
         }
     }
 
     #[test]
     fn the_record_goes_to_mod_log_config_only_when_every_assumption_holds() {
         assert_eq!(check(&facts()), Ok(()));
-        let without_logio = Facts { logio: Logio { loaded: false, functions: false, in_at: None, out_at: None, beyond: false }, ..facts() };
+        let without_logio = Facts {
+            logio: Logio {
+                loaded: false,
+                functions: false,
+                in_at: None,
+                out_at: None,
+                beyond: false,
+            },
+            ..facts()
+        };
         assert_eq!(check(&without_logio), Ok(()), "no %I/%O then, but the record is sound");
         assert_eq!(check(&Facts { log_config: false, ..facts() }), Err(Unusable::NoLogConfig));
         let other = check(&Facts { running: (2, 4, 72), ..facts() });
-        assert!(matches!(&other, Err(Unusable::Broken(m)) if m.contains("2.4.71") && m.contains("2.4.72")), "{other:?}");
+        assert!(
+            matches!(&other, Err(Unusable::Broken(m)) if m.contains("2.4.71") && m.contains("2.4.72")),
+            "{other:?}"
+        );
         for logio in [
             Logio { functions: false, ..facts().logio },
             Logio { in_at: None, ..facts().logio },
             Logio { out_at: Some(0), ..facts().logio },
             Logio { beyond: true, ..facts().logio },
         ] {
-            assert!(matches!(check(&Facts { logio, ..facts() }), Err(Unusable::Broken(_))), "{logio:?}");
+            assert!(
+                matches!(check(&Facts { logio, ..facts() }), Err(Unusable::Broken(_))),
+                "{logio:?}"
+            );
         }
     }
 }

@@ -79,7 +79,15 @@ impl<'p> Brigade<'p> {
     /// Appends `bytes` with `apr_brigade_write` (coalesced into the brigade's buckets).
     pub fn write(&self, bytes: &[u8]) -> i32 {
         // SAFETY: a live brigade; APR copies the bytes; no flush callback.
-        unsafe { ffi::apr_brigade_write(self.raw, None, std::ptr::null_mut(), bytes.as_ptr().cast(), bytes.len()) }
+        unsafe {
+            ffi::apr_brigade_write(
+                self.raw,
+                None,
+                std::ptr::null_mut(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+            )
+        }
     }
 
     pub fn last(&self) -> Option<Bucket> {
@@ -98,7 +106,11 @@ impl<'p> Brigade<'p> {
     /// Lets `keep` decide, for each data bucket from `from` on (all of them for None), how
     /// many of its bytes stay; the rest is deleted. Metadata buckets, and buckets that cannot
     /// be read, stay. Returns (whether anything stayed, whether anything was dropped).
-    pub fn cut_data(&self, from: Option<Bucket>, mut keep: impl FnMut(&[u8]) -> usize) -> (bool, bool) {
+    pub fn cut_data(
+        &self,
+        from: Option<Bucket>,
+        mut keep: impl FnMut(&[u8]) -> usize,
+    ) -> (bool, bool) {
         use super::outcome::{cut, Cut};
         let (mut kept, mut dropped) = (false, false);
         let mut at = from;
@@ -130,7 +142,8 @@ impl Bucket {
     /// A data bucket's bytes (read blocking, as filters do), or None for metadata and
     /// unreadable buckets. Valid until the bucket changes.
     fn data<'b>(self) -> Option<&'b [u8]> {
-        let (mut data, mut len): (*const std::os::raw::c_char, ffi::apr_size_t) = (std::ptr::null(), 0);
+        let (mut data, mut len): (*const std::os::raw::c_char, ffi::apr_size_t) =
+            (std::ptr::null(), 0);
         // SAFETY: a live bucket; APR points `data` at its `len` bytes.
         if unsafe { ffi::wst_bucket_read(self.0, &mut data, &mut len) } != 0 {
             return None;

@@ -102,7 +102,9 @@ impl<'c> Connection<'c> {
     /// The client's IP address as httpd sees it (`c->client_ip`).
     pub fn remote_ip(&self) -> String {
         // SAFETY: client_ip is NULL or a NUL-terminated string in the connection's pool.
-        unsafe { crate::httpd::cstr(self.rec().client_ip) }.map(|s| s.into_owned()).unwrap_or_else(|| "-".into())
+        unsafe { crate::httpd::cstr(self.rec().client_ip) }
+            .map(|s| s.into_owned())
+            .unwrap_or_else(|| "-".into())
     }
 
     /// The connection's socket fd (core's socket), if it has one.
@@ -134,7 +136,15 @@ impl<'c> Connection<'c> {
     pub fn read(&self, bb: &Brigade<'_>, buf: &mut [u8], block: bool) -> Read {
         let mode = if block { ffi::APR_BLOCK_READ } else { ffi::APR_NONBLOCK_READ };
         // SAFETY: the brigade belongs to a live pool; the filters fill it.
-        let rv = unsafe { ffi::ap_get_brigade(self.rec().input_filters, bb.as_ptr(), ffi::AP_MODE_READBYTES, mode, buf.len() as ffi::apr_off_t) };
+        let rv = unsafe {
+            ffi::ap_get_brigade(
+                self.rec().input_filters,
+                bb.as_ptr(),
+                ffi::AP_MODE_READBYTES,
+                mode,
+                buf.len() as ffi::apr_off_t,
+            )
+        };
         let got = if rv != 0 {
             Got::Failed(rv)
         } else if bb.is_empty() {
@@ -169,6 +179,8 @@ impl<'c> Connection<'c> {
     /// Adds bytes moved outside httpd's filters to mod_logio's counters (%I, %O).
     pub fn logio_add(&self, bytes_in: u64, bytes_out: u64) {
         // SAFETY: the shim calls mod_logio's optional functions if present.
-        unsafe { ffi::wst_logio_add(self.raw, bytes_in as ffi::apr_off_t, bytes_out as ffi::apr_off_t) }
+        unsafe {
+            ffi::wst_logio_add(self.raw, bytes_in as ffi::apr_off_t, bytes_out as ffi::apr_off_t)
+        }
     }
 }

@@ -73,9 +73,16 @@ pub unsafe fn server_of(f: *mut ffi::ap_filter_t) -> Server {
 ///
 /// # Safety
 /// The arguments must be those httpd passes to an input filter added by [`watch`].
-pub unsafe fn input(f: *mut ffi::ap_filter_t, bb: *mut ffi::apr_bucket_brigade, mode: ffi::ap_input_mode_t, block: ffi::apr_read_type_e, readbytes: ffi::apr_off_t) -> i32 {
+pub unsafe fn input(
+    f: *mut ffi::ap_filter_t,
+    bb: *mut ffi::apr_bucket_brigade,
+    mode: ffi::ap_input_mode_t,
+    block: ffi::apr_read_type_e,
+    readbytes: ffi::apr_off_t,
+) -> i32 {
     // SAFETY: httpd passes a live filter; its context is the box `watch` made.
-    let (next, c, w) = unsafe { ((*f).next, Connection::from_raw((*f).c), &**((*f).ctx as *const Boxed)) };
+    let (next, c, w) =
+        unsafe { ((*f).next, Connection::from_raw((*f).c), &**((*f).ctx as *const Boxed)) };
     if mode != ffi::AP_MODE_READBYTES {
         // SAFETY: passes the call on down the chain unchanged.
         return unsafe { ffi::ap_get_brigade(next, bb, mode, block, readbytes) };

@@ -7,8 +7,8 @@ use crate::ffi;
 use std::ffi::CString;
 
 pub use crate::ffi::{
-    APLOG_DEBUG as DEBUG, APLOG_ERR as ERR, APLOG_INFO as INFO, APLOG_NOTICE as NOTICE, APLOG_TRACE1 as TRACE1,
-    APLOG_TRACE5 as TRACE5, APLOG_WARNING as WARNING,
+    APLOG_DEBUG as DEBUG, APLOG_ERR as ERR, APLOG_INFO as INFO, APLOG_NOTICE as NOTICE,
+    APLOG_TRACE1 as TRACE1, APLOG_TRACE5 as TRACE5, APLOG_WARNING as WARNING,
 };
 
 fn c(msg: &str) -> CString {

@@ -45,10 +45,14 @@ fn last_directive(mut node: *const ffi::ap_directive_t, name: &str) -> Option<St
         // SAFETY: a node of httpd's configuration tree (see async_request_worker_factor):
         // its strings are NUL-terminated, its links null or nodes of the same tree.
         let d = unsafe { &*node };
-        let is = !d.directive.is_null() && unsafe { std::ffi::CStr::from_ptr(d.directive) }.to_bytes().eq_ignore_ascii_case(name.as_bytes());
+        let is = !d.directive.is_null()
+            && unsafe { std::ffi::CStr::from_ptr(d.directive) }
+                .to_bytes()
+                .eq_ignore_ascii_case(name.as_bytes());
         if is && !d.args.is_null() {
             // SAFETY: as above.
-            found = Some(unsafe { std::ffi::CStr::from_ptr(d.args) }.to_string_lossy().into_owned());
+            found =
+                Some(unsafe { std::ffi::CStr::from_ptr(d.args) }.to_string_lossy().into_owned());
         }
         if let Some(inner) = last_directive(d.first_child, name) {
             found = Some(inner);
@@ -62,7 +66,9 @@ fn last_directive(mut node: *const ffi::ap_directive_t, name: &str) -> Option<St
 /// where what a module says at startup would be said twice.
 pub fn final_config_pass() -> bool {
     // SAFETY: a query of httpd's state, no arguments besides the code.
-    unsafe { ffi::ap_state_query(ffi::AP_SQ_MAIN_STATE as i32) != ffi::AP_SQ_MS_CREATE_PRE_CONFIG as i32 }
+    unsafe {
+        ffi::ap_state_query(ffi::AP_SQ_MAIN_STATE as i32) != ffi::AP_SQ_MS_CREATE_PRE_CONFIG as i32
+    }
 }
 
 /// The MPM is stopping this child (graceful restart or stop).
@@ -112,8 +118,13 @@ pub fn scoreboard() -> Option<(i32, Vec<Process>)> {
                 return None;
             }
             // SAFETY: fields of a live slot, copied.
-            let (pid, generation, quiescing) =
-                unsafe { (read_volatile(addr_of!((*p).pid)), read_volatile(addr_of!((*p).generation)), read_volatile(addr_of!((*p).quiescing))) };
+            let (pid, generation, quiescing) = unsafe {
+                (
+                    read_volatile(addr_of!((*p).pid)),
+                    read_volatile(addr_of!((*p).generation)),
+                    read_volatile(addr_of!((*p).quiescing)),
+                )
+            };
             Some(Process { pid: pid.max(0) as u32, generation, quiescing: quiescing != 0 })
         })
         .collect();

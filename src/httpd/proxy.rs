@@ -2,8 +2,8 @@
 //! (`proxy_conn_rec`: acquired, determined, connected and released on drop), the request
 //! head mod_proxy builds, its filter-aware tunnel, URL canonicalisation and the reverse map.
 
-use super::{Brigade, Connection, Pool, Request};
 use super::nonblocking::NonBlocking;
+use super::{Brigade, Connection, Pool, Request};
 use crate::ffi;
 use std::ffi::CStr;
 use std::marker::PhantomData;
@@ -33,7 +33,9 @@ impl Worker {
     pub fn upgrade(&self) -> String {
         // SAFETY: a live worker whose shared record holds a NUL-terminated char[16]
         // (PROXY_STRNCPY always terminates).
-        unsafe { bytes((*(*self.raw).s).upgrade.as_ptr()) }.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        unsafe { bytes((*(*self.raw).s).upgrade.as_ptr()) }
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     /// How many connections to its backend the worker lets this child have at once (`max=`;
@@ -73,7 +75,8 @@ pub struct Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let _ = self.counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
+        let _ =
+            self.counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
     }
 }
 
@@ -104,7 +107,14 @@ impl<'r> SchemeArgs<'r> {
         proxyname: *const c_char,
         proxyport: u16,
     ) -> Self {
-        SchemeArgs { worker: Worker { raw: worker }, conf: ProxyConf { raw: conf }, url, proxyname, proxyport, _life: PhantomData }
+        SchemeArgs {
+            worker: Worker { raw: worker },
+            conf: ProxyConf { raw: conf },
+            url,
+            proxyname,
+            proxyport,
+            _life: PhantomData,
+        }
     }
 
     /// The URL to proxy to (after canonicalisation: `ws://host:port/path?query`).
@@ -133,10 +143,22 @@ pub struct Backend<'r> {
 impl<'r> Backend<'r> {
     /// Acquires a connection of `worker` for `r`, under the scheme's proxy function name
     /// (`WS`, `WSS`); Err holds mod_proxy's status.
-    pub fn acquire(r: &Request<'r>, function: &'static CStr, worker: Worker, tls: bool) -> Result<Self, i32> {
+    pub fn acquire(
+        r: &Request<'r>,
+        function: &'static CStr,
+        worker: Worker,
+        tls: bool,
+    ) -> Result<Self, i32> {
         let mut raw: *mut ffi::proxy_conn_rec = std::ptr::null_mut();
         // SAFETY: worker and server are live; mod_proxy fills `raw` on success.
-        let status = unsafe { ffi::ap_proxy_acquire_connection(function.as_ptr(), &mut raw, worker.raw, r.server().as_ptr().cast_mut()) };
+        let status = unsafe {
+            ffi::ap_proxy_acquire_connection(
+                function.as_ptr(),
+                &mut raw,
+                worker.raw,
+                r.server().as_ptr().cast_mut(),
+            )
+        };
         if status != ffi::OK as i32 {
             return Err(status);
         }
@@ -174,7 +196,9 @@ impl<'r> Backend<'r> {
             // SAFETY: the connection and the worker are live; the worker's section (or, when
             // NULL, the server's defaults that mod_ssl falls back to) lives as long as the
             // configuration; rebinding an established TLS connection only swaps that pointer.
-            unsafe { ffi::ap_proxy_ssl_engine(conn.as_ptr(), (*self.worker.raw).section_config, 1) };
+            unsafe {
+                ffi::ap_proxy_ssl_engine(conn.as_ptr(), (*self.worker.raw).section_config, 1)
+            };
         }
         let server = self.r.server().as_ptr().cast_mut();
         let raw = std::mem::replace(&mut self.raw, std::ptr::null_mut());
@@ -188,14 +212,17 @@ impl<'r> Backend<'r> {
     /// The backend's host name, for logs.
     pub fn hostname(&self) -> String {
         // SAFETY: NULL or a NUL-terminated string in the connection's pool.
-        unsafe { super::cstr(self.rec().hostname) }.map(|s| s.into_owned()).unwrap_or_else(|| "(unknown)".into())
+        unsafe { super::cstr(self.rec().hostname) }
+            .map(|s| s.into_owned())
+            .unwrap_or_else(|| "(unknown)".into())
     }
 
     /// Resolves the backend address for `url` (through `proxyname:proxyport` if a
     /// ProxyRemote applies) and the path to ask for.
     pub fn determine(&mut self, args: &SchemeArgs<'r>) -> Result<Target, i32> {
         let pool = self.r.pool();
-        let mut t = Target { uri: pool.alloc(ffi::apr_uri_t::default()), path: args.url, port: [0; 32] };
+        let mut t =
+            Target { uri: pool.alloc(ffi::apr_uri_t::default()), path: args.url, port: [0; 32] };
         // SAFETY: all pointers are live for the call; mod_proxy resolves the backend address
         // and points `path` at the path to request.
         let status = unsafe {
@@ -223,13 +250,22 @@ impl<'r> Backend<'r> {
     /// Connects with the worker's timeouts; false if the backend cannot be reached.
     pub fn connect(&mut self) -> bool {
         // SAFETY: the connection was determined; mod_proxy connects its socket.
-        unsafe { ffi::ap_proxy_connect_backend(self.function.as_ptr(), self.raw, self.worker.raw, self.r.server().as_ptr().cast_mut()) == 0 }
+        unsafe {
+            ffi::ap_proxy_connect_backend(
+                self.function.as_ptr(),
+                self.raw,
+                self.worker.raw,
+                self.r.server().as_ptr().cast_mut(),
+            ) == 0
+        }
     }
 
     /// Creates the backend `conn_rec` (and mod_ssl's state for wss); Err holds the status.
     pub fn create_connection(&mut self) -> Result<Connection<'r>, i32> {
         // SAFETY: a connected backend of this request.
-        let status = unsafe { ffi::ap_proxy_connection_create_ex(self.function.as_ptr(), self.raw, self.r.as_ptr()) };
+        let status = unsafe {
+            ffi::ap_proxy_connection_create_ex(self.function.as_ptr(), self.raw, self.r.as_ptr())
+        };
         if status != ffi::OK as i32 {
             return Err(status);
         }
@@ -245,10 +281,15 @@ impl<'r> Backend<'r> {
 
     /// The request head mod_proxy builds for the backend (Host, X-Forwarded-*, Via,
     /// RequestHeader edits, hop-by-hop headers purged), without its blank line.
-    pub fn request_head(&mut self, args: &SchemeArgs<'r>, target: &mut Target) -> Result<Brigade<'r>, i32> {
+    pub fn request_head(
+        &mut self,
+        args: &SchemeArgs<'r>,
+        target: &mut Target,
+    ) -> Result<Brigade<'r>, i32> {
         let backconn = self.connection().ok_or(ffi::HTTP_INTERNAL_SERVER_ERROR as i32)?;
         let bb = backconn.brigade();
-        let (mut old_cl, mut old_te): (*mut c_char, *mut c_char) = (std::ptr::null_mut(), std::ptr::null_mut());
+        let (mut old_cl, mut old_te): (*mut c_char, *mut c_char) =
+            (std::ptr::null_mut(), std::ptr::null_mut());
         // SAFETY: all pointers are live for the call; mod_proxy writes into our brigade.
         let status = unsafe {
             ffi::ap_proxy_create_hdrbrgd(
@@ -280,7 +321,16 @@ impl<'r> Backend<'r> {
             return ffi::HTTP_INTERNAL_SERVER_ERROR as i32;
         }
         // SAFETY: the brigade belongs to the backend connection, which mod_proxy writes to.
-        unsafe { ffi::ap_proxy_pass_brigade(c.bucket_alloc(), self.r.as_ptr(), self.raw, c.as_ptr(), head.as_ptr(), 1) }
+        unsafe {
+            ffi::ap_proxy_pass_brigade(
+                c.bucket_alloc(),
+                self.r.as_ptr(),
+                self.raw,
+                c.as_ptr(),
+                head.as_ptr(),
+                1,
+            )
+        }
     }
 
     /// The backend socket's timeout as mod_proxy set it when connecting (the worker's
@@ -304,7 +354,12 @@ impl<'r> Backend<'r> {
             return;
         }
         // SAFETY: as in socket_timeout; APR only stores the value.
-        unsafe { ffi::apr_socket_timeout_set(sock, t.as_micros().clamp(1, i64::MAX as u128) as ffi::apr_interval_time_t) };
+        unsafe {
+            ffi::apr_socket_timeout_set(
+                sock,
+                t.as_micros().clamp(1, i64::MAX as u128) as ffi::apr_interval_time_t,
+            )
+        };
     }
 }
 
@@ -315,7 +370,13 @@ impl Drop for Backend<'_> {
         }
         self.rec_mut().set_close(1);
         // SAFETY: releases the connection we acquired, exactly once.
-        unsafe { ffi::ap_proxy_release_connection(self.function.as_ptr(), self.raw, self.r.server().as_ptr().cast_mut()) };
+        unsafe {
+            ffi::ap_proxy_release_connection(
+                self.function.as_ptr(),
+                self.raw,
+                self.r.server().as_ptr().cast_mut(),
+            )
+        };
     }
 }
 
@@ -375,7 +436,11 @@ impl<'r> Tunnel<'r> {
         let mut raw = std::ptr::null_mut();
         // SAFETY: the request and the backend connection are live for the whole tunnel; the
         // tunnel is allocated in the request pool.
-        if unsafe { ffi::ap_proxy_tunnel_create(&mut raw, r.as_ptr(), backconn.as_ptr(), scheme.as_ptr()) } != 0 || raw.is_null() {
+        if unsafe {
+            ffi::ap_proxy_tunnel_create(&mut raw, r.as_ptr(), backconn.as_ptr(), scheme.as_ptr())
+        } != 0
+            || raw.is_null()
+        {
             return None;
         }
         // The client already has its 101, so whatever the tunnel relays counts as a reply
@@ -443,7 +508,16 @@ pub fn canon_netloc(pool: Pool, after_scheme: &[u8], default_port: u16) -> Resul
     let mut host: *mut c_char = std::ptr::null_mut();
     let mut port = default_port;
     // SAFETY: `url` points to a NUL-terminated pool string; the out-pointers are valid.
-    let err = unsafe { ffi::ap_proxy_canon_netloc(pool.as_ptr(), &mut url, std::ptr::null_mut(), std::ptr::null_mut(), &mut host, &mut port) };
+    let err = unsafe {
+        ffi::ap_proxy_canon_netloc(
+            pool.as_ptr(),
+            &mut url,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut host,
+            &mut port,
+        )
+    };
     // SAFETY: NULL or mod_proxy's NUL-terminated message in the pool.
     if let Some(msg) = unsafe { bytes(err) } {
         return Err(String::from_utf8_lossy(&msg).into_owned());
@@ -462,7 +536,16 @@ pub fn canonenc_path(r: &Request, path: &[u8], keep_encoded_slashes: bool) -> Op
     let flags = if keep_encoded_slashes { ffi::PROXY_CANONENC_NOENCODEDSLASHENCODING } else { 0 };
     // SAFETY: `p` is NUL-terminated with `path.len()` bytes (no NUL inside: it came out of a
     // C string); the result is a pool string or NULL.
-    let enc = unsafe { ffi::ap_proxy_canonenc_ex(pool.as_ptr(), p, path.len() as i32, ffi::enc_path, flags as i32, r.proxyreq()) };
+    let enc = unsafe {
+        ffi::ap_proxy_canonenc_ex(
+            pool.as_ptr(),
+            p,
+            path.len() as i32,
+            ffi::enc_path,
+            flags as i32,
+            r.proxyreq(),
+        )
+    };
     // SAFETY: as above.
     unsafe { bytes(enc) }
 }

@@ -22,13 +22,23 @@ fn facts() -> Facts {
     // SAFETY: the shim fills `p`; it runs mod_logio's functions on a scratch connection.
     unsafe { ffi::wst_record_probe_logio(&mut p) };
     let at = |o: std::os::raw::c_long| (o >= 0).then_some(o as usize);
-    let built_for = (ffi::AP_SERVER_MAJORVERSION_NUMBER as i32, ffi::AP_SERVER_MINORVERSION_NUMBER as i32, ffi::AP_SERVER_PATCHLEVEL_NUMBER as i32);
+    let built_for = (
+        ffi::AP_SERVER_MAJORVERSION_NUMBER as i32,
+        ffi::AP_SERVER_MINORVERSION_NUMBER as i32,
+        ffi::AP_SERVER_PATCHLEVEL_NUMBER as i32,
+    );
     Facts {
         built_for: probe_built_for().unwrap_or(built_for),
         running: (running.major, running.minor, running.patch),
         // SAFETY: looks the hook up in httpd's hook array, read-only.
         log_config: unsafe { ffi::wst_record_has_log_config() } != 0,
-        logio: Logio { loaded: p.loaded != 0, functions: p.functions != 0, in_at: at(p.in_at), out_at: at(p.out_at), beyond: p.beyond != 0 },
+        logio: Logio {
+            loaded: p.loaded != 0,
+            functions: p.functions != 0,
+            in_at: at(p.in_at),
+            out_at: at(p.out_at),
+            beyond: p.beyond != 0,
+        },
     }
 }
 
@@ -37,7 +47,9 @@ fn facts() -> Facts {
 /// fallback.
 fn probe_built_for() -> Option<assumptions::Version> {
     // SAFETY: reads httpd's list of defines.
-    (cfg!(feature = "panic-probe") && unsafe { ffi::ap_exists_config_define(c"WST_PROBE_FOREIGN_HTTPD".as_ptr()) } != 0).then_some((2, 4, 0))
+    (cfg!(feature = "panic-probe")
+        && unsafe { ffi::ap_exists_config_define(c"WST_PROBE_FOREIGN_HTTPD".as_ptr()) } != 0)
+        .then_some((2, 4, 0))
 }
 
 /// Checks, once per configuration (in httpd's parent, before the children), whether the
@@ -81,7 +93,13 @@ impl LogRecord {
     pub fn log(self, client_to_backend: u64, backend_to_client: u64) -> bool {
         // SAFETY: the record is ours and valid until dropped (below); logging may run on any
         // thread (a private pool, mod_log_config's writers).
-        unsafe { ffi::wst_record_log(self.0.as_ptr(), client_to_backend as ffi::apr_off_t, backend_to_client as ffi::apr_off_t) != 0 }
+        unsafe {
+            ffi::wst_record_log(
+                self.0.as_ptr(),
+                client_to_backend as ffi::apr_off_t,
+                backend_to_client as ffi::apr_off_t,
+            ) != 0
+        }
     }
 }
 

@@ -26,13 +26,21 @@ struct Retained {
 
 /// `count` zeroed `T`s shared by the parent and every child, under `key`; made on the first
 /// call of the process, the same memory on later ones (restarts, where `count` is ignored).
-pub fn retained_array<T: SharedZeroed>(key: &'static CStr, count: usize) -> Result<&'static [T], i32> {
+pub fn retained_array<T: SharedZeroed>(
+    key: &'static CStr,
+    count: usize,
+) -> Result<&'static [T], i32> {
     // SAFETY: retained data lives in the process-wide pool, zeroed when created, `size`
     // bytes; only this function touches it, in httpd's parent while it reads the
     // configuration (single-threaded).
     let kept = unsafe {
         let p = ffi::ap_retained_data_get(key.as_ptr()) as *mut Retained;
-        let p = if p.is_null() { ffi::ap_retained_data_create(key.as_ptr(), std::mem::size_of::<Retained>()) as *mut Retained } else { p };
+        let p = if p.is_null() {
+            ffi::ap_retained_data_create(key.as_ptr(), std::mem::size_of::<Retained>())
+                as *mut Retained
+        } else {
+            p
+        };
         &mut *p
     };
     if kept.shm.is_null() {
@@ -51,5 +59,10 @@ pub fn retained_array<T: SharedZeroed>(key: &'static CStr, count: usize) -> Resu
     }
     // SAFETY: page-aligned (mmap), `count` zeroed or previously used `T`s, which are valid as
     // zero bytes and shareable (SharedZeroed); never unmapped while the process lives.
-    Ok(unsafe { std::slice::from_raw_parts(ffi::apr_shm_baseaddr_get(kept.shm) as *const T, kept.count as usize) })
+    Ok(unsafe {
+        std::slice::from_raw_parts(
+            ffi::apr_shm_baseaddr_get(kept.shm) as *const T,
+            kept.count as usize,
+        )
+    })
 }

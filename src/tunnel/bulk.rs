@@ -7,8 +7,8 @@
 //! rest of a payload, is copied exactly, then the payload spliced; a frame too small to be
 //! worth splicing ends bulk mode.
 
-use crate::sys::{CHUNK, SPLICE_SMALL};
 use crate::frames::{Frames, MAX_HEADER};
+use crate::sys::{CHUNK, SPLICE_SMALL};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
@@ -99,7 +99,10 @@ mod tests {
         assert_eq!(steps[0], Read::Copy(CHUNK));
         assert_eq!(steps.iter().filter(|s| matches!(s, Read::Splice(_))).count(), 3, "{steps:?}");
         assert_eq!(steps.iter().filter(|s| **s == Read::Copy(MAX_HEADER)).count(), 3, "{steps:?}");
-        assert!(steps.iter().all(|s| !matches!(s, Read::Copy(n) if *n > MAX_HEADER && *n < CHUNK)), "{steps:?}");
+        assert!(
+            steps.iter().all(|s| !matches!(s, Read::Copy(n) if *n > MAX_HEADER && *n < CHUNK)),
+            "{steps:?}"
+        );
     }
 
     #[test]

@@ -66,7 +66,8 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
     let frames = setup.frames.then(|| (Frames::default(), Frames::default()));
     let join = thread::spawn(move || match driver {
         Driver::Poll => {
-            let polite: fn() -> Option<Instant> = if setup.polite { polite_for_5s } else { || None };
+            let polite: fn() -> Option<Instant> =
+                if setup.polite { polite_for_5s } else { || None };
             let limits = Limits {
                 idle: setup.timeouts.idle,
                 write_stall: setup.timeouts.write_stall,
@@ -89,7 +90,15 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
         }
         Driver::Runtime => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(runtime_relay(super::detached::Socket::Own(OwnedFd::from(rc)), [None, None], super::detached::Socket::Own(OwnedFd::from(rb)), setup.timeouts, frames, Meter::default(), rx))
+            rt.block_on(runtime_relay(
+                super::detached::Socket::Own(OwnedFd::from(rc)),
+                [None, None],
+                super::detached::Socket::Own(OwnedFd::from(rb)),
+                setup.timeouts,
+                frames,
+                Meter::default(),
+                rx,
+            ))
         }
     });
     Running { join, stop, phase, setup }
@@ -108,7 +117,10 @@ fn frame(len: usize, masked: bool) -> Vec<u8> {
 
 /// Whether `close` is a masked Close 1001 (what goes to the backend).
 fn is_masked_going_away(close: &[u8]) -> bool {
-    close.len() == 8 && close[0] == 0x88 && close[1] == 0x82 && [close[6] ^ close[2], close[7] ^ close[3]] == [0x03, 0xe9]
+    close.len() == 8
+        && close[0] == 0x88
+        && close[1] == 0x82
+        && [close[6] ^ close[2], close[7] ^ close[3]] == [0x03, 0xe9]
 }
 
 #[test]
@@ -145,11 +157,17 @@ fn both_directions_at_once_never_deadlock() {
             })
         };
         let reader = |mut s: TcpStream| thread::spawn(move || read_all(&mut s));
-        let (w1, w2) = (writer(cl.try_clone().unwrap(), data.clone()), writer(be.try_clone().unwrap(), data.clone()));
+        let (w1, w2) = (
+            writer(cl.try_clone().unwrap(), data.clone()),
+            writer(be.try_clone().unwrap(), data.clone()),
+        );
         let (r1, r2) = (reader(cl), reader(be));
         w1.join().unwrap();
         w2.join().unwrap();
-        assert!(r1.join().unwrap() == data && r2.join().unwrap() == data, "{driver:?}: bytes lost or reordered");
+        assert!(
+            r1.join().unwrap() == data && r2.join().unwrap() == data,
+            "{driver:?}: bytes lost or reordered"
+        );
         let (c2b, b2c, end) = r.done();
         assert!(matches!(end, End::Closed), "{driver:?}: {end:?}");
         assert_eq!((c2b, b2c), (N as u64, N as u64), "{driver:?}");
@@ -179,7 +197,10 @@ fn frames_of_every_size_pass_and_their_boundaries_stay_known() {
         let mut cl = w.join().unwrap();
         r.drain();
         assert_eq!(read_all(&mut cl), close_frame(1001, None), "{driver:?}");
-        assert!(is_masked_going_away(&read_all(&mut be)), "{driver:?}: the Close follows the last frame at once");
+        assert!(
+            is_masked_going_away(&read_all(&mut be)),
+            "{driver:?}: the Close follows the last frame at once"
+        );
         cl.write_all(&close_frame(1001, Some([1, 2, 3, 4]))).unwrap();
         be.write_all(&close_frame(1001, None)).unwrap();
         let (c2b, _, end) = r.done();
@@ -201,7 +222,11 @@ fn the_polite_end_closes_each_side_at_its_next_frame_boundary() {
         let mut got = vec![0u8; half];
         be.read_exact(&mut got).unwrap();
         r.drain();
-        assert_eq!(read_all(&mut cl), close_frame(1001, None), "{driver:?}: the client is between frames");
+        assert_eq!(
+            read_all(&mut cl),
+            close_frame(1001, None),
+            "{driver:?}: the client is between frames"
+        );
         thread::sleep(Duration::from_millis(100));
         cl.write_all(&f[half..]).unwrap();
         let rest = read_all(&mut be);
@@ -217,7 +242,12 @@ fn the_polite_end_closes_each_side_at_its_next_frame_boundary() {
 
 #[test]
 fn a_drain_ends_a_tunnel_without_framing_at_once() {
-    for (driver, polite) in [(Driver::Poll, true), (Driver::Poll, false), (Driver::Runtime, true), (Driver::Runtime, false)] {
+    for (driver, polite) in [
+        (Driver::Poll, true),
+        (Driver::Poll, false),
+        (Driver::Runtime, true),
+        (Driver::Runtime, false),
+    ] {
         let ((_cl, rc), (rb, _be)) = pairs();
         let r = start(driver, rc, rb, Setup { polite, ..Setup::default() });
         thread::sleep(Duration::from_millis(50));
@@ -249,7 +279,10 @@ fn the_idle_limit_fires_and_traffic_defers_it() {
     for driver in DRIVERS {
         let ((mut cl, rc), (rb, mut be)) = pairs();
         let t0 = Instant::now();
-        let setup = Setup { timeouts: Timeouts { idle: Some(Duration::from_millis(300)), write_stall: None }, ..Setup::default() };
+        let setup = Setup {
+            timeouts: Timeouts { idle: Some(Duration::from_millis(300)), write_stall: None },
+            ..Setup::default()
+        };
         let r = start(driver, rc, rb, setup);
         for _ in 0..4 {
             thread::sleep(Duration::from_millis(150));
@@ -258,7 +291,10 @@ fn the_idle_limit_fires_and_traffic_defers_it() {
             be.read_exact(&mut b).unwrap();
         }
         let (c2b, _, end) = r.done();
-        assert!(matches!(end, End::Idle(d) if d == Duration::from_millis(300)), "{driver:?}: {end:?}");
+        assert!(
+            matches!(end, End::Idle(d) if d == Duration::from_millis(300)),
+            "{driver:?}: {end:?}"
+        );
         assert!(t0.elapsed() >= Duration::from_millis(850), "{driver:?}: {:?}", t0.elapsed());
         assert_eq!(c2b, 4, "{driver:?}");
         assert!(read_all(&mut cl).is_empty(), "{driver:?}: both sockets closed");
@@ -271,7 +307,10 @@ fn the_idle_limit_fires_and_traffic_defers_it() {
 fn a_reader_that_takes_nothing_ends_the_tunnel_after_the_write_stall() {
     for driver in DRIVERS {
         let ((cl, rc), (rb, mut be)) = pairs();
-        let setup = Setup { timeouts: Timeouts { idle: None, write_stall: Some(Duration::from_millis(400)) }, ..Setup::default() };
+        let setup = Setup {
+            timeouts: Timeouts { idle: None, write_stall: Some(Duration::from_millis(400)) },
+            ..Setup::default()
+        };
         let r = start(driver, rc, rb, setup);
         let flood = thread::spawn(move || {
             be.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -284,8 +323,15 @@ fn a_reader_that_takes_nothing_ends_the_tunnel_after_the_write_stall() {
         });
         let t0 = Instant::now();
         let (_, b2c, end) = r.done();
-        assert!(matches!(end, End::WriteStalled(Side::Client, d) if d == Duration::from_millis(400)), "{driver:?}: {end:?}");
-        assert!(t0.elapsed() >= Duration::from_millis(350) && t0.elapsed() < Duration::from_secs(5), "{driver:?}: {:?}", t0.elapsed());
+        assert!(
+            matches!(end, End::WriteStalled(Side::Client, d) if d == Duration::from_millis(400)),
+            "{driver:?}: {end:?}"
+        );
+        assert!(
+            t0.elapsed() >= Duration::from_millis(350) && t0.elapsed() < Duration::from_secs(5),
+            "{driver:?}: {:?}",
+            t0.elapsed()
+        );
         assert!(b2c < 64 << 20, "{driver:?}: {b2c} bytes went into a stalled tunnel");
         drop(cl);
         assert!(flood.join().unwrap() < 256 << 20, "{driver:?}");

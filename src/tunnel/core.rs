@@ -13,8 +13,8 @@
 //! Either way an idle tunnel holds none, and a busy one allocates nothing per message.
 
 use super::bulk::{self, Read};
-use crate::sys::CHUNK;
 use crate::frames::Frames;
+use crate::sys::CHUNK;
 use std::cell::RefCell;
 use std::io;
 use std::time::Duration;
@@ -95,10 +95,18 @@ impl End {
             End::Closed => "tunnel closed by both sides".into(),
             End::Failed(side, e) => format!("tunnel ended: {} connection failed: {e}", side.name()),
             End::Status(s) => format!("tunnel ended with status {s}"),
-            End::Idle(d) => format!("tunnel idle for {d:?} (ProxyWebsocketIdleTimeout): closing both sides"),
-            End::WriteStalled(side, d) => format!("{} took no data for {d:?} (Timeout/ProxyTimeout): closing both sides", side.name()),
+            End::Idle(d) => {
+                format!("tunnel idle for {d:?} (ProxyWebsocketIdleTimeout): closing both sides")
+            }
+            End::WriteStalled(side, d) => format!(
+                "{} took no data for {d:?} (Timeout/ProxyTimeout): closing both sides",
+                side.name()
+            ),
             End::Shutdown => "httpd child is stopping: tunnel closed".into(),
-            End::GoingAway => "httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away)".into(),
+            End::GoingAway => {
+                "httpd child is stopping: both sides closed with WebSocket Close 1001 (Going Away)"
+                    .into()
+            }
             End::Handoff => "tunnel handed to the asynchronous relay".into(),
         }
     }
@@ -252,7 +260,13 @@ pub struct Direction {
 
 impl Direction {
     /// `pre`: bytes already read from the sender (the backend's, behind its 101).
-    pub fn new(from: Side, buffers: Buffers, frames: Option<Frames>, pre: &[u8], now: Tick) -> Direction {
+    pub fn new(
+        from: Side,
+        buffers: Buffers,
+        frames: Option<Frames>,
+        pre: &[u8],
+        now: Tick,
+    ) -> Direction {
         let mut d = Direction {
             from,
             buffers,
@@ -299,7 +313,11 @@ impl Direction {
         if bytes.is_empty() {
             return;
         }
-        let mut b = if bytes.len() <= CHUNK { take_buffer() } else { vec![0u8; bytes.len()].into_boxed_slice() };
+        let mut b = if bytes.len() <= CHUNK {
+            take_buffer()
+        } else {
+            vec![0u8; bytes.len()].into_boxed_slice()
+        };
         b[..bytes.len()].copy_from_slice(bytes);
         (self.buf, self.start, self.end) = (Some(b), 0, bytes.len());
     }
@@ -326,7 +344,8 @@ impl Direction {
 
     /// When a kept buffer falls to be freed, if one is held and nothing is in flight.
     fn release_at(&self) -> Option<Tick> {
-        (self.buffers == Buffers::Keep && !self.pending() && self.buf.is_some()).then(|| self.active.after(RELEASE_AFTER))
+        (self.buffers == Buffers::Keep && !self.pending() && self.buf.is_some())
+            .then(|| self.active.after(RELEASE_AFTER))
     }
 
     /// Frees a kept buffer after a quiet while; true if the direction holds none now (the
@@ -351,16 +370,22 @@ impl Direction {
             return None;
         }
         match self.polite {
-            Polite::Closed => return (!self.frames.is_some_and(|f| f.close_seen())).then_some(Want::Discard),
+            Polite::Closed => {
+                return (!self.frames.is_some_and(|f| f.close_seen())).then_some(Want::Discard)
+            }
             Polite::Due { .. } => return None,
-            Polite::Closing if self.frames.is_some_and(|f| f.at_boundary() || f.close_seen()) => return None,
+            Polite::Closing if self.frames.is_some_and(|f| f.at_boundary() || f.close_seen()) => {
+                return None
+            }
             _ => {}
         }
         // Bytes in the buffer go out before bytes in the pipe: one of them at a time.
         let room = CHUNK.saturating_sub(self.buffered());
         match bulk::next(self.frames.as_ref(), self.splicing, self.polite == Polite::Closing) {
             Read::Splice(n) if !filters_hold => (self.buffered() == 0).then_some(Want::Splice(n)),
-            Read::Splice(n) | Read::Copy(n) if !self.splicing || self.buffered() == 0 => (room > 0).then_some(Want::Copy(n.min(room))),
+            Read::Splice(n) | Read::Copy(n) if !self.splicing || self.buffered() == 0 => {
+                (room > 0).then_some(Want::Copy(n.min(room)))
+            }
             _ => None,
         }
     }
@@ -395,7 +420,9 @@ impl Direction {
         self.end += n;
         self.active = now;
         // Bulk mode only for bytes from the socket itself.
-        self.splicing = bulk::after(self.frames.as_ref(), self.splicing, Read::Copy(n), n, at_header) && !from_filters;
+        self.splicing =
+            bulk::after(self.frames.as_ref(), self.splicing, Read::Copy(n), n, at_header)
+                && !from_filters;
         self.settle();
     }
 
@@ -418,7 +445,8 @@ impl Direction {
         self.in_pipe = n;
         self.waiting = now;
         self.active = now;
-        self.splicing = bulk::after(self.frames.as_ref(), self.splicing, Read::Splice(limit), n, at_header);
+        self.splicing =
+            bulk::after(self.frames.as_ref(), self.splicing, Read::Splice(limit), n, at_header);
         self.settle();
     }
 
@@ -519,7 +547,9 @@ impl Direction {
 
     /// Our Close and FIN went, and the sender answered with its own Close or a FIN.
     pub fn closed_politely(&self) -> bool {
-        self.polite == Polite::Closed && self.shut_out && (self.eof_in || self.frames.is_some_and(|f| f.close_seen()))
+        self.polite == Polite::Closed
+            && self.shut_out
+            && (self.eof_in || self.frames.is_some_and(|f| f.close_seen()))
     }
 
     /// Nothing in flight, still open both ways, no polite end under way: the state a tunnel
@@ -538,7 +568,11 @@ impl Direction {
 /// destination, given as (destination, since when they waited without progress), the one that
 /// waited longest ends the tunnel once it waited `limit`, and its destination is named (a peer
 /// that reads nothing stops the other peer's reading too, once that one's writes back up).
-pub fn stalled(waiting: impl Iterator<Item = (Side, Tick)>, limit: Duration, now: Tick) -> Option<End> {
+pub fn stalled(
+    waiting: impl Iterator<Item = (Side, Tick)>,
+    limit: Duration,
+    now: Tick,
+) -> Option<End> {
     let (to, since) = waiting.min_by_key(|(_, since)| *since)?;
     (now >= since.after(limit)).then_some(End::WriteStalled(to, limit))
 }
@@ -562,10 +596,19 @@ pub struct Core {
 impl Core {
     /// `frames`: where each direction's WebSocket frames stand (None: not WebSocket);
     /// `backend_pre`: the backend's bytes behind its 101, not yet sent to the client.
-    pub fn new(limits: Limits, buffers: Buffers, frames: Option<(Frames, Frames)>, backend_pre: &[u8], now: Tick) -> Core {
+    pub fn new(
+        limits: Limits,
+        buffers: Buffers,
+        frames: Option<(Frames, Frames)>,
+        backend_pre: &[u8],
+        now: Tick,
+    ) -> Core {
         let (cf, bf) = frames.map_or((None, None), |(c, b)| (Some(c), Some(b)));
         Core {
-            dirs: [Direction::new(Side::Client, buffers, cf, &[], now), Direction::new(Side::Backend, buffers, bf, backend_pre, now)],
+            dirs: [
+                Direction::new(Side::Client, buffers, cf, &[], now),
+                Direction::new(Side::Backend, buffers, bf, backend_pre, now),
+            ],
             limits,
             polite: false,
             polite_until: None,
@@ -644,7 +687,9 @@ impl Core {
     /// only I/O brings (a half-closed tunnel never is, and must not be woken for it).
     pub fn next_deadline(&self, now: Tick) -> Option<Tick> {
         let idle = self.limits.idle.map(|d| self.last_active().after(d));
-        let stall = self.limits.write_stall.and_then(|s| self.dirs.iter().filter(|d| d.pending()).map(|d| d.waiting.after(s)).min());
+        let stall = self.limits.write_stall.and_then(|s| {
+            self.dirs.iter().filter(|d| d.pending()).map(|d| d.waiting.after(s)).min()
+        });
         let show = self.dirs.iter().any(|d| d.unshown > 0).then(|| self.shown.after(SHOW_EVERY));
         let release = self.dirs.iter().filter_map(Direction::release_at).min();
         let handoff = self.handoff_at.filter(|t| *t > now);
@@ -724,7 +769,10 @@ mod tests {
         read(&mut c.dirs[0], b"hello", ms(10));
         write_all(&mut c.dirs[0], ms(20));
         assert!(!c.dirs[0].holds_nothing(), "kept for the next message");
-        assert_eq!(c.next_deadline(T0), Some(ms(20).after(RELEASE_AFTER).min(T0.after(SHOW_EVERY))));
+        assert_eq!(
+            c.next_deadline(T0),
+            Some(ms(20).after(RELEASE_AFTER).min(T0.after(SHOW_EVERY)))
+        );
         assert!(!c.dirs[0].release_if_quiet(ms(1_019)));
         assert!(c.dirs[0].release_if_quiet(ms(1_020)));
         assert!(c.dirs[0].holds_nothing());
@@ -783,7 +831,10 @@ mod tests {
 
     #[test]
     fn idle_and_write_stall_limits_and_the_next_deadline() {
-        let limits = Limits { idle: Some(Duration::from_secs(10)), write_stall: Some(Duration::from_secs(3)) };
+        let limits = Limits {
+            idle: Some(Duration::from_secs(10)),
+            write_stall: Some(Duration::from_secs(3)),
+        };
         let mut c = Core::new(limits, Buffers::Share, None, &[], T0);
         assert_eq!(c.next_deadline(T0), Some(ms(10_000)));
         read(&mut c.dirs[1], b"x", ms(1_000));
@@ -840,7 +891,11 @@ mod tests {
         let out = write_all(&mut c.dirs[0], ms(4));
         let (rest, close) = out.split_at(f.len());
         assert_eq!(rest, &f[..]);
-        assert_eq!((close.len(), close[0], close[1]), (8, 0x88, 0x82), "masked Close to the backend");
+        assert_eq!(
+            (close.len(), close[0], close[1]),
+            (8, 0x88, 0x82),
+            "masked Close to the backend"
+        );
         assert_eq!(c.dirs[0].next_write(), Some(Out::Fin));
         c.dirs.iter_mut().for_each(Direction::fin_sent);
         // Each sender answers with its Close: discarded, and the tunnel went away politely.
@@ -942,8 +997,18 @@ mod tests {
     fn ends_name_their_message_and_level() {
         let table = [
             (End::Closed, "WST02001", false, "tunnel closed by both sides"),
-            (End::Idle(Duration::from_secs(2)), "WST02004", true, "tunnel idle for 2s (ProxyWebsocketIdleTimeout): closing both sides"),
-            (End::WriteStalled(Side::Client, Duration::from_secs(2)), "WST02005", true, "client took no data for 2s (Timeout/ProxyTimeout): closing both sides"),
+            (
+                End::Idle(Duration::from_secs(2)),
+                "WST02004",
+                true,
+                "tunnel idle for 2s (ProxyWebsocketIdleTimeout): closing both sides",
+            ),
+            (
+                End::WriteStalled(Side::Client, Duration::from_secs(2)),
+                "WST02005",
+                true,
+                "client took no data for 2s (Timeout/ProxyTimeout): closing both sides",
+            ),
             (End::Shutdown, "WST02007", true, "httpd child is stopping: tunnel closed"),
             (End::Status(502), "WST02003", false, "tunnel ended with status 502"),
         ];

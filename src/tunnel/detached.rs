@@ -16,9 +16,9 @@
 
 use super::core::{Buffers, Core, End, Side, Tick};
 use super::pump::{pump, Io, Pipe};
-use crate::sys::{recv, send, shutdown_write, splice};
 use crate::frames::Frames;
 use crate::status::Meter;
+use crate::sys::{recv, send, shutdown_write, splice};
 use once_cell::sync::OnceCell;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -141,7 +141,11 @@ static TURN_LIMIT: once_cell::sync::Lazy<Option<Duration>> = once_cell::sync::La
 /// `task`, each of whose turns is timed against `limit`: a turn over it is reported if the
 /// thread waited in it (a voluntary context switch) or computed for that long; one the
 /// machine merely took the CPU from is not.
-fn timed(task: impl Future<Output = ()> + Send + 'static, limit: Duration, report: Box<dyn Fn(Duration) + Send>) -> impl Future<Output = ()> + Send {
+fn timed(
+    task: impl Future<Output = ()> + Send + 'static,
+    limit: Duration,
+    report: Box<dyn Fn(Duration) + Send>,
+) -> impl Future<Output = ()> + Send {
     let mut task = Box::pin(task);
     poll_fn(move |cx| {
         let (t0, (cpu0, waits0)) = (Instant::now(), crate::sys::thread_usage());
@@ -228,7 +232,12 @@ fn start_runtime() -> io::Result<Runtime> {
 type Runtime = tokio::runtime::Runtime;
 #[cfg(feature = "multi-thread-runtime")]
 fn start_runtime() -> io::Result<Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("wst-async").enable_io().enable_time().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("wst-async")
+        .enable_io()
+        .enable_time()
+        .build()
 }
 
 /// A current-thread runtime driven by a thread of its own, which spawns reach through its
@@ -243,9 +252,12 @@ mod current {
 
     impl Runtime {
         pub fn start() -> io::Result<Runtime> {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+            let rt =
+                tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
             let handle = rt.handle().clone();
-            std::thread::Builder::new().name("wst-async".into()).spawn(move || rt.block_on(std::future::pending::<()>()))?;
+            std::thread::Builder::new()
+                .name("wst-async".into())
+                .spawn(move || rt.block_on(std::future::pending::<()>()))?;
             Ok(Runtime { handle })
         }
 
@@ -279,7 +291,8 @@ pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
             since = handed_over(f).await;
         }
         let filtered = [client.as_deref_mut(), backend.as_deref_mut()];
-        let (c2b, b2c, ending) = relay(t.client, filtered, t.backend, t.timeouts, t.frames, meter, stop).await;
+        let (c2b, b2c, ending) =
+            relay(t.client, filtered, t.backend, t.timeouts, t.frames, meter, stop).await;
         drop(t.board);
         on_end(Report { client_to_backend: c2b, backend_to_client: b2c, ending });
         if client.is_some() || backend.is_some() {
@@ -337,7 +350,12 @@ pub(super) async fn relay(
         (Err(e), _) => return (0, 0, End::Failed(Side::Client, e)),
         (_, Err(e)) => return (0, 0, End::Failed(Side::Backend, e)),
     };
-    let mut tunnel = Task { core: Core::new(timeouts, Buffers::Share, frames, &[], Tick::now()), pipes: Default::default(), armed: None, meter };
+    let mut tunnel = Task {
+        core: Core::new(timeouts, Buffers::Share, frames, &[], Tick::now()),
+        pipes: Default::default(),
+        armed: None,
+        meter,
+    };
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     // Whether the child's phase can still change (its sender lives).
@@ -348,28 +366,32 @@ pub(super) async fn relay(
         Phase::Polite => tunnel.core.close_politely(None).err(),
         Phase::Stop => Some(End::Shutdown),
     };
-    let end = if let Some(end) = early { end } else { loop {
-        let changed = async {
-            if watching {
-                phase.changed().await.is_ok()
-            } else {
-                std::future::pending().await
-            }
-        };
-        tokio::select! {
-            biased;
-            ok = changed => match *phase.borrow_and_update() {
-                _ if !ok => watching = false,
-                // The drain's deadline comes as Phase::Stop.
-                Phase::Polite => if let Err(end) = tunnel.core.close_politely(None) {
-                    break end;
+    let end = if let Some(end) = early {
+        end
+    } else {
+        loop {
+            let changed = async {
+                if watching {
+                    phase.changed().await.is_ok()
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::select! {
+                biased;
+                ok = changed => match *phase.borrow_and_update() {
+                    _ if !ok => watching = false,
+                    // The drain's deadline comes as Phase::Stop.
+                    Phase::Polite => if let Err(end) = tunnel.core.close_politely(None) {
+                        break end;
+                    },
+                    Phase::Stop => break End::Shutdown,
+                    Phase::Run => {}
                 },
-                Phase::Stop => break End::Shutdown,
-                Phase::Run => {}
-            },
-            end = poll_fn(|cx| tunnel.drive(cx, &fds, &mut filtered, timer.as_mut())) => break end,
+                end = poll_fn(|cx| tunnel.drive(cx, &fds, &mut filtered, timer.as_mut())) => break end,
+            }
         }
-    }};
+    };
     if let Some((c2b, b2c)) = tunnel.core.to_show(Tick::now(), true) {
         tunnel.meter.add(c2b, b2c);
     }
@@ -399,7 +421,8 @@ impl Task {
         loop {
             let now = Tick::now();
             let [client, backend] = filtered;
-            let mut io = ReactorIo { fds, cx, filtered: [client.as_deref_mut(), backend.as_deref_mut()] };
+            let mut io =
+                ReactorIo { fds, cx, filtered: [client.as_deref_mut(), backend.as_deref_mut()] };
             let mut more = false;
             for (d, pipe) in self.core.dirs.iter_mut().zip(self.pipes.iter_mut()) {
                 match pump(d, pipe, &mut io, now) {
@@ -458,10 +481,17 @@ struct ReactorIo<'a, 'b, 'f> {
 }
 
 impl<'f> ReactorIo<'_, '_, 'f> {
-    fn attempt(&mut self, side: Side, write: bool, asked: usize, mut op: impl FnMut(RawFd) -> io::Result<usize>) -> io::Result<usize> {
+    fn attempt(
+        &mut self,
+        side: Side,
+        write: bool,
+        asked: usize,
+        mut op: impl FnMut(RawFd) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         let fd = &self.fds[side.index()];
         loop {
-            let ready = if write { fd.poll_write_ready(self.cx) } else { fd.poll_read_ready(self.cx) };
+            let ready =
+                if write { fd.poll_write_ready(self.cx) } else { fd.poll_read_ready(self.cx) };
             let mut guard = match ready {
                 Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
                 Poll::Ready(r) => r?,
@@ -486,7 +516,12 @@ impl<'f> ReactorIo<'_, '_, 'f> {
 
     /// An operation on `side`'s filtered end, retried on fresh readiness of its socket until
     /// it makes progress or the socket is not ready (WouldBlock; the waker is set).
-    fn through_filters<T>(&mut self, side: Side, write: bool, mut op: impl FnMut(&mut dyn FilteredEnd) -> io::Result<T>) -> io::Result<T> {
+    fn through_filters<T>(
+        &mut self,
+        side: Side,
+        write: bool,
+        mut op: impl FnMut(&mut dyn FilteredEnd) -> io::Result<T>,
+    ) -> io::Result<T> {
         let fd = &self.fds[side.index()];
         let f = self.filtered[side.index()].as_deref_mut().expect("a filtered end");
         // What the filters hold needs no readiness of the socket.
@@ -497,7 +532,8 @@ impl<'f> ReactorIo<'_, '_, 'f> {
             }
         }
         loop {
-            let ready = if write { fd.poll_write_ready(self.cx) } else { fd.poll_read_ready(self.cx) };
+            let ready =
+                if write { fd.poll_write_ready(self.cx) } else { fd.poll_read_ready(self.cx) };
             let mut guard = match ready {
                 Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
                 Poll::Ready(r) => r?,
@@ -594,7 +630,15 @@ mod tests {
     fn a_tunnels_task_holds_no_buffer() {
         let ((_c, rc), (rb, _b)) = pairs();
         let (_tx, rx) = tokio::sync::watch::channel(Phase::Run);
-        let task = relay(Socket::Own(OwnedFd::from(rc)), [None, None], Socket::Own(OwnedFd::from(rb)), Timeouts::default(), Some(Default::default()), Meter::default(), rx);
+        let task = relay(
+            Socket::Own(OwnedFd::from(rc)),
+            [None, None],
+            Socket::Own(OwnedFd::from(rb)),
+            Timeouts::default(),
+            Some(Default::default()),
+            Meter::default(),
+            rx,
+        );
         let size = std::mem::size_of_val(&task);
         // 904 bytes when this was written: the core, two pipes, the timer and the phase.
         assert!(size < 2048, "the relay's future is {size} bytes");

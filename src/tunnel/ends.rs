@@ -1,22 +1,25 @@
 //! Choosing the kind of ends, handing httpd's buffered bytes to the relay, and logging the outcome.
 
-use crate::scheme::Scheme;
-use crate::httpd::codes::{DONE, SUSPENDED};
-use crate::httpd::log::{DEBUG, INFO, WARNING};
-use crate::httpd::proxy::Backend;
-use crate::httpd::{mpm, Connection, Request};
 use super::core::End;
-use crate::rlog;
 use super::filtered;
 use super::handoff::{async_handoff_at, handoff, Client};
 use super::relay::{self, Ends, Limits};
 use crate::frames::Frames;
+use crate::httpd::codes::{DONE, SUSPENDED};
+use crate::httpd::log::{DEBUG, INFO, WARNING};
+use crate::httpd::proxy::Backend;
+use crate::httpd::{mpm, Connection, Request};
+use crate::rlog;
+use crate::scheme::Scheme;
 use crate::status;
 use std::time::Duration;
 
 /// A reader of what httpd's input filters already buffered for a connection (non-blocking).
 /// `counted`, if given, adds up the bytes it delivered.
-fn buffered<'a>(c: &'a Connection<'a>, counted: Option<&'a std::cell::Cell<u64>>) -> relay::Buffered<'a> {
+fn buffered<'a>(
+    c: &'a Connection<'a>,
+    counted: Option<&'a std::cell::Cell<u64>>,
+) -> relay::Buffered<'a> {
     let bb = c.brigade();
     Box::new(move |buf: &mut [u8]| {
         let n = c.read(&bb, buf, false).into_io()?;
@@ -57,7 +60,8 @@ pub fn run(
 ) -> i32 {
     let client = r.connection();
     // Writes may wait as long as httpd would let a blocking write wait on either side.
-    let timeouts = super::limits::Timeouts::new(idle, backend.socket_timeout(), r.server().timeout());
+    let timeouts =
+        super::limits::Timeouts::new(idle, backend.socket_timeout(), r.server().timeout());
     if !scheme.is_tls() && is_raw(&client) && is_raw(backconn) {
         r.enter_tunnel_mode();
         let frames = websocket.then(Default::default);
@@ -69,13 +73,17 @@ pub fn run(
     // with a plain backend, or a TLS one whose connection can be held; HTTP/2 streams and
     // plain clients of TLS backends stay.
     let suspendable = is_tls_socket(&client) && mpm::is_async();
-    let handoff_at = if suspendable { async_handoff_at(r) } else { None }
-        .filter(|_| is_raw(backconn) || (is_tls_socket(backconn) && super::handoff::room_to_hold(r, backend.worker())));
-    let filtered::Relayed::Handoff { moved, frames } = filtered::run(r, backconn, surplus, timeouts, scheme, websocket, board.meter(), handoff_at)
+    let handoff_at = if suspendable { async_handoff_at(r) } else { None }.filter(|_| {
+        is_raw(backconn)
+            || (is_tls_socket(backconn) && super::handoff::room_to_hold(r, backend.worker()))
+    });
+    let filtered::Relayed::Handoff { moved, frames } =
+        filtered::run(r, backconn, surplus, timeouts, scheme, websocket, board.meter(), handoff_at)
     else {
         return DONE;
     };
-    match handoff(r, &client, Client::Suspended, backend, backconn, timeouts, frames, board, moved) {
+    match handoff(r, &client, Client::Suspended, backend, backconn, timeouts, frames, board, moved)
+    {
         Ok(()) => {
             rlog!(r, DEBUG, "WST02010: tunnel handed to the asynchronous relay after {} bytes client to backend, {} bytes backend to client (request suspended)", moved.0, moved.1);
             SUSPENDED
@@ -123,13 +131,26 @@ fn raw(
         meter: board.meter(),
     };
     let mut out = relay::run(ends, limits);
-    client.logio_add(out.client_to_backend.saturating_sub(client_filtered.get()), out.backend_to_client);
+    client.logio_add(
+        out.client_to_backend.saturating_sub(client_filtered.get()),
+        out.backend_to_client,
+    );
     if matches!(out.end, End::Handoff) {
         let frames = match &out.frames {
             (Some(c), Some(b)) => Some((*c, *b)),
             _ => None,
         };
-        match handoff(r, client, Client::Raw, backend, backconn, timeouts, frames, board, (out.client_to_backend, out.backend_to_client)) {
+        match handoff(
+            r,
+            client,
+            Client::Raw,
+            backend,
+            backconn,
+            timeouts,
+            frames,
+            board,
+            (out.client_to_backend, out.backend_to_client),
+        ) {
             Ok(()) => {
                 rlog!(
                     r,
@@ -163,7 +184,10 @@ fn raw(
             }
         }
     }
-    let bytes = format!("{} bytes client to backend, {} bytes backend to client", out.client_to_backend, out.backend_to_client);
+    let bytes = format!(
+        "{} bytes client to backend, {} bytes backend to client",
+        out.client_to_backend, out.backend_to_client
+    );
     log_end(r, &out.end, &bytes);
     if out.end.abort_client() {
         // Close the client now, without lingering: the tunnel is over on both sides.

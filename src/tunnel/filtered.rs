@@ -8,13 +8,13 @@ use super::core::{stalled, End, Tick};
 use super::ends::notice_mpm_stopping;
 use super::limits::Timeouts;
 use super::polite::{self, Direction};
-use crate::scheme::Scheme;
 use crate::frames::Frames;
 use crate::httpd::filter::{self, Verdict, Watched};
 use crate::httpd::log::{DEBUG, ERR};
 use crate::httpd::proxy::{Slice, Tunnel};
 use crate::httpd::{mpm, Connection, Request};
 use crate::rlog;
+use crate::scheme::Scheme;
 use crate::status::Meter;
 use crate::sys::unread;
 use std::cell::RefCell;
@@ -63,7 +63,11 @@ impl filter::Watch for Half {
     }
 
     fn read(&self, bytes: &[u8]) -> usize {
-        let keep = self.dirs.borrow_mut()[self.i].read(bytes, super::shutdown::polite_until().is_some(), Tick::now());
+        let keep = self.dirs.borrow_mut()[self.i].read(
+            bytes,
+            super::shutdown::polite_until().is_some(),
+            Tick::now(),
+        );
         self.counter.fetch_add(keep as u64, Relaxed);
         keep
     }
@@ -88,7 +92,13 @@ struct Watch<'r> {
 }
 
 impl<'r> Watch<'r> {
-    fn start(r: &Request<'r>, backconn: &Connection<'r>, surplus: &[u8], websocket: bool, meter: Meter) -> Watch<'r> {
+    fn start(
+        r: &Request<'r>,
+        backconn: &Connection<'r>,
+        surplus: &[u8],
+        websocket: bool,
+        meter: Meter,
+    ) -> Watch<'r> {
         let now = Tick::now();
         let mut pair = [Direction::new(true, websocket), Direction::new(false, websocket)];
         pair.iter_mut().for_each(|d| d.started(now));
@@ -128,7 +138,11 @@ impl<'r> Watch<'r> {
     /// for `limit`.
     fn stalled(&self, limit: Duration) -> Option<End> {
         let dirs = self.dirs.borrow();
-        let waiting = dirs.iter().zip(self.senders).filter(|(_, s)| waiting(*s)).map(|(d, _)| (d.to(), d.moved_at()));
+        let waiting = dirs
+            .iter()
+            .zip(self.senders)
+            .filter(|(_, s)| waiting(*s))
+            .map(|(d, _)| (d.to(), d.moved_at()));
         stalled(waiting, limit, Tick::now())
     }
 
@@ -191,7 +205,11 @@ pub fn run<'r>(
     if matches!(end, End::Handoff) {
         return Relayed::Handoff { moved: (c2b, b2c), frames: watch.frames() };
     }
-    super::ends::log_end(r, &end, &format!("{c2b} bytes client to backend, {b2c} bytes backend to client"));
+    super::ends::log_end(
+        r,
+        &end,
+        &format!("{c2b} bytes client to backend, {b2c} bytes backend to client"),
+    );
     if end.abort_client() {
         // Close the client now, without lingering or flushing: a client that stopped reading
         // would otherwise hold the thread for `Timeout` after its tunnel ended.
@@ -203,14 +221,25 @@ pub fn run<'r>(
 /// Runs mod_proxy's tunnel in slices until it ends, or must end.
 /// With `handoff_at`, it stops for the hand-over at the first quiet moment from then on (a
 /// slice without traffic: nothing in flight) while no Close went yet.
-fn relay(r: &Request, backconn: &Connection, tunnel: &mut Tunnel, watch: &Watch, timeouts: Timeouts, handoff_at: Option<Instant>) -> End {
+fn relay(
+    r: &Request,
+    backconn: &Connection,
+    tunnel: &mut Tunnel,
+    watch: &Watch,
+    timeouts: Timeouts,
+    handoff_at: Option<Instant>,
+) -> End {
     let mut quiet_since = Instant::now();
     let mut slice_len = SLICE;
     loop {
         if let Some(at) = handoff_at {
             let now = Instant::now();
             // Nothing may wait in the backend's output filters: the runtime writes its socket.
-            if now >= at && !watch.any_closed() && !super::shutdown::stopping() && !backconn.holds_output() {
+            if now >= at
+                && !watch.any_closed()
+                && !super::shutdown::stopping()
+                && !backconn.holds_output()
+            {
                 return End::Handoff;
             }
             // Back in time for the hand-over (a slice ends early only when quiet).

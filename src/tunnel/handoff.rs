@@ -2,22 +2,22 @@
 //! (`ProxyWebsocketAsync`, docs/DESIGN.md §6): when, under which cap, and what httpd is told.
 
 use super::detached;
+use super::limits::may_hold_backend;
 use crate::frames::Frames;
 use crate::httpd::log::{ERR, INFO, WARNING};
-use crate::httpd::outcome::{apr_error, Read};
-use crate::httpd::record::LogRecord;
-use crate::httpd::nonblocking::NonBlocking;
 use crate::httpd::mpm;
+use crate::httpd::nonblocking::NonBlocking;
+use crate::httpd::outcome::{apr_error, Read};
 use crate::httpd::proxy::{Backend, HeldBackend, Worker};
-use super::limits::may_hold_backend;
+use crate::httpd::record::LogRecord;
 use crate::httpd::suspended::Suspended;
 use crate::httpd::{Connection, Request};
 use crate::rlog;
 use crate::status;
 use crate::sys::{dup_cloexec, open_files_limit};
+use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use once_cell::sync::Lazy;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -97,7 +97,14 @@ pub fn handoff(
             Client::Suspended => detached::Socket::Lent(c),
         };
         let b = backconn.fd().ok_or_else(no_socket)?;
-        Ok((c, if hold_backend { detached::Socket::Lent(b) } else { detached::Socket::Own(dup_cloexec(b)?) }))
+        Ok((
+            c,
+            if hold_backend {
+                detached::Socket::Lent(b)
+            } else {
+                detached::Socket::Own(dup_cloexec(b)?)
+            },
+        ))
     });
     let (cfd, bfd) = match sockets {
         Ok(fds) => fds,
@@ -105,7 +112,10 @@ pub fn handoff(
     };
     let held = if hold_backend {
         let Some(count) = HeldCount::take(backend.worker()) else {
-            return Err((std::io::Error::other("the worker's connections (max=) are all in use"), board));
+            return Err((
+                std::io::Error::other("the worker's connections (max=) are all in use"),
+                board,
+            ));
         };
         let Some(held) = backend.hold() else { return Err((no_socket(), board)) };
         Some(Filtered::boxed(HeldWss { backend: held, _count: count }))
@@ -149,7 +159,16 @@ pub fn handoff(
         Client::Raw => [None, held],
         Client::Suspended => [Some(Filtered::boxed(Suspended::take(r, record_taken))), held],
     };
-    let tunnel = detached::Tunnel { client: cfd, filtered, backend: bfd, timeouts, frames, board, on_end, slow_turn };
+    let tunnel = detached::Tunnel {
+        client: cfd,
+        filtered,
+        backend: bfd,
+        timeouts,
+        frames,
+        board,
+        on_end,
+        slow_turn,
+    };
     if how == Client::Suspended {
         if record_taken {
             r.set_env("wstunnel-handoff", "1");

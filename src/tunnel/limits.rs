@@ -47,6 +47,9 @@ mod tests {
         let s = Duration::from_secs;
         assert_eq!(Timeouts::new(None, Some(s(3)), s(300)).write_stall, Some(s(300)));
         assert_eq!(Timeouts::new(None, Some(s(5)), Duration::ZERO).write_stall, Some(s(5)));
-        assert_eq!(Timeouts::new(Some(s(1)), None, Duration::ZERO), Timeouts { idle: Some(s(1)), write_stall: None });
+        assert_eq!(
+            Timeouts::new(Some(s(1)), None, Duration::ZERO),
+            Timeouts { idle: Some(s(1)), write_stall: None }
+        );
     }
 }

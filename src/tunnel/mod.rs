@@ -14,10 +14,10 @@ mod bulk;
 #[cfg(test)]
 mod conformance;
 pub mod core;
-pub mod limits;
-mod pump;
 pub mod detached;
+pub mod limits;
 pub mod polite;
+mod pump;
 pub mod relay;
 pub mod shutdown;
 

@@ -7,8 +7,8 @@
 //! is closed from outside (between slices, or by the other direction's filter).
 
 use super::core::{Polite, Tick};
-use crate::sys::going_away;
 use crate::frames::Frames;
+use crate::sys::going_away;
 
 /// One direction of a filtered tunnel: its sender's frames and its part in a polite end (the
 /// core's rule, [`Polite`], applied to bytes as the filter sees them).
@@ -27,7 +27,13 @@ pub struct Direction {
 
 impl Direction {
     pub fn new(to_backend: bool, websocket: bool) -> Direction {
-        Direction { frames: websocket.then(Frames::default), phase: Polite::Open, to_backend, passed: 0, moved_at: Tick::default() }
+        Direction {
+            frames: websocket.then(Frames::default),
+            phase: Polite::Open,
+            to_backend,
+            passed: 0,
+            moved_at: Tick::default(),
+        }
     }
 
     /// The tunnel begins at `now`.
@@ -104,7 +110,9 @@ impl Direction {
     /// is closed now, from outside the filter: the Close for the destination.
     pub fn close_if_resting(&mut self) -> Option<Vec<u8>> {
         match self.frames {
-            Some(f) if matches!(self.phase, Polite::Open | Polite::Closing) && f.at_boundary() => self.close(f.close_seen()),
+            Some(f) if matches!(self.phase, Polite::Open | Polite::Closing) && f.at_boundary() => {
+                self.close(f.close_seen())
+            }
             _ => None,
         }
     }
@@ -138,7 +146,10 @@ impl Direction {
 /// After direction `i` of `dirs` read in the polite end: the Close to append to what it
 /// passes on, and the Close for the other direction's destination (the sender of `i`) if
 /// that direction rests, so the sender hears of the end without waiting for the other side.
-pub fn closes_after_read(dirs: &mut [Direction; 2], i: usize) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+pub fn closes_after_read(
+    dirs: &mut [Direction; 2],
+    i: usize,
+) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     if !dirs[i].due() {
         return (None, None);
     }
@@ -163,7 +174,9 @@ mod tests {
     }
 
     fn is_going_away(close: &[u8], masked: bool) -> bool {
-        close[0] == 0x88 && (close[1] & 0x80 != 0) == masked && close.len() == if masked { 8 } else { 4 }
+        close[0] == 0x88
+            && (close[1] & 0x80 != 0) == masked
+            && close.len() == if masked { 8 } else { 4 }
     }
 
     #[test]

@@ -98,7 +98,12 @@ fn copy_only(io: &impl Io, src: Side, dst: Side) -> bool {
 }
 
 /// Moves `d`'s bytes until nothing more can be done without waiting.
-pub fn pump<I: Io>(d: &mut Direction, pipe: &mut Pipe, io: &mut I, now: Tick) -> Result<Pumped, End> {
+pub fn pump<I: Io>(
+    d: &mut Direction,
+    pipe: &mut Pipe,
+    io: &mut I,
+    now: Tick,
+) -> Result<Pumped, End> {
     let (src, dst) = (d.from(), d.to());
     let mut reads = 0;
     loop {
@@ -139,17 +144,15 @@ pub fn pump<I: Io>(d: &mut Direction, pipe: &mut Pipe, io: &mut I, now: Tick) ->
             return Ok(Pumped { more: d.next_read(copy).is_some() });
         }
         match d.next_read(copy) {
-            Some(Want::Copy(limit)) => {
-                match io.recv(src, d.read_space(limit)) {
-                    Ok(n) => {
-                        d.copied(n, copy, now);
-                        reads += 1;
-                        progressed = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => d.nothing_read(),
-                    Err(e) => return Err(End::Failed(src, e)),
+            Some(Want::Copy(limit)) => match io.recv(src, d.read_space(limit)) {
+                Ok(n) => {
+                    d.copied(n, copy, now);
+                    reads += 1;
+                    progressed = true;
                 }
-            }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => d.nothing_read(),
+                Err(e) => return Err(End::Failed(src, e)),
+            },
             Some(Want::Splice(limit)) => {
                 let (_, w) = pipe.ends().map_err(|e| End::Failed(src, e))?;
                 match io.splice_in(src, w, limit) {

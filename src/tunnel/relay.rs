@@ -8,9 +8,11 @@
 use super::core::{Buffers, Core, Limits as Timeouts, Tick};
 pub use super::core::{End, Side};
 use super::pump::{pump, Io, Pipe};
-use crate::sys::{self, recv, send, set_keepalive, set_nonblocking, shutdown_write, socket_error, splice};
 use crate::frames::Frames;
 use crate::status::Meter;
+use crate::sys::{
+    self, recv, send, set_keepalive, set_nonblocking, shutdown_write, socket_error, splice,
+};
 use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -75,14 +77,29 @@ fn tick_of(t: Instant, now: Tick) -> Tick {
 pub fn run(ends: Ends, limits: Limits) -> Outcome {
     for (fd, side) in [(ends.client, Side::Client), (ends.backend, Side::Backend)] {
         if let Err(e) = set_nonblocking(fd) {
-            return Outcome { client_to_backend: 0, backend_to_client: 0, end: End::Failed(side, e), frames: (None, None) };
+            return Outcome {
+                client_to_backend: 0,
+                backend_to_client: 0,
+                end: End::Failed(side, e),
+                frames: (None, None),
+            };
         }
         set_keepalive(fd);
     }
     let now = Tick::now();
-    let mut core = Core::new(Timeouts { idle: limits.idle, write_stall: limits.write_stall }, Buffers::Keep, ends.frames, &ends.backend_pre, now);
+    let mut core = Core::new(
+        Timeouts { idle: limits.idle, write_stall: limits.write_stall },
+        Buffers::Keep,
+        ends.frames,
+        &ends.backend_pre,
+        now,
+    );
     core.set_handoff_at(limits.handoff_at.map(|t| tick_of(t, now)));
-    let mut io = PollIo { fds: [ends.client, ends.backend], ready: [[true; 2]; 2], buffered: [ends.client_buffered, ends.backend_buffered] };
+    let mut io = PollIo {
+        fds: [ends.client, ends.backend],
+        ready: [[true; 2]; 2],
+        buffered: [ends.client_buffered, ends.backend_buffered],
+    };
     let end = drive(&mut core, &mut io, &limits, ends.meter);
     if let Some((c2b, b2c)) = core.to_show(Tick::now(), true) {
         ends.meter.add(c2b, b2c);
@@ -103,7 +120,13 @@ struct PollIo<'a> {
 impl PollIo<'_> {
     /// Runs a read (`way` 0) or write (1) on `side` if it may be ready; a short count means
     /// the socket is drained (or full) until poll says otherwise.
-    fn attempt(&mut self, side: Side, way: usize, asked: usize, op: impl FnOnce(RawFd) -> io::Result<usize>) -> io::Result<usize> {
+    fn attempt(
+        &mut self,
+        side: Side,
+        way: usize,
+        asked: usize,
+        op: impl FnOnce(RawFd) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         let i = side.index();
         if !self.ready[i][way] {
             return Err(io::ErrorKind::WouldBlock.into());
@@ -122,7 +145,9 @@ impl Io for PollIo<'_> {
     fn recv(&mut self, side: Side, buf: &mut [u8]) -> io::Result<usize> {
         if let Some(f) = self.buffered[side.index()].as_mut() {
             match f(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.buffered[side.index()] = None,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.buffered[side.index()] = None
+                }
                 other => return other,
             }
         }
@@ -246,7 +271,13 @@ mod tests {
     use std::thread;
     use wskit::sockets::{pairs, read_all};
 
-    fn spawn_relay(client: TcpStream, backend: TcpStream, cpre: &[u8], bpre: &[u8], limits: Limits) -> thread::JoinHandle<Outcome> {
+    fn spawn_relay(
+        client: TcpStream,
+        backend: TcpStream,
+        cpre: &[u8],
+        bpre: &[u8],
+        limits: Limits,
+    ) -> thread::JoinHandle<Outcome> {
         let (cpre, bpre) = (cpre.to_vec(), bpre.to_vec());
         thread::spawn(move || {
             // The client's early bytes come through a "buffered" source, as from httpd's filters,
@@ -262,7 +293,15 @@ mod tests {
                 Ok(n)
             });
             let out = run(
-                Ends { client: client.as_raw_fd(), backend: backend.as_raw_fd(), backend_pre: bpre, client_buffered: Some(src), backend_buffered: None, frames: None, meter: Meter::default() },
+                Ends {
+                    client: client.as_raw_fd(),
+                    backend: backend.as_raw_fd(),
+                    backend_pre: bpre,
+                    client_buffered: Some(src),
+                    backend_buffered: None,
+                    frames: None,
+                    meter: Meter::default(),
+                },
                 limits,
             );
             drop((client, backend));
@@ -332,5 +371,4 @@ mod tests {
         assert!(c2b.at_boundary() && !c2b.lost(), "{c2b:?}");
         assert_eq!(out.client_to_backend, sent.len() as u64);
     }
-
 }

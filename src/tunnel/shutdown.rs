@@ -72,7 +72,8 @@ fn grace(graceful_shutdown_timeout_secs: i32) -> Option<Duration> {
 /// Before httpd's own deadline (GracefulShutdownTimeout, less a margin), and after
 /// `ProxyWebsocketDrainTimeout` plus the polite end if that is set.
 fn drain_window(graceful_shutdown_timeout_secs: i32, drain: Option<Duration>) -> Option<Duration> {
-    let httpd = (graceful_shutdown_timeout_secs > 0).then(|| Duration::from_secs(graceful_shutdown_timeout_secs as u64).saturating_sub(MARGIN));
+    let httpd = (graceful_shutdown_timeout_secs > 0)
+        .then(|| Duration::from_secs(graceful_shutdown_timeout_secs as u64).saturating_sub(MARGIN));
     let ours = drain.map(|d| d + POLITE);
     match (httpd, ours) {
         (Some(h), Some(o)) => Some(h.min(o)),
@@ -92,7 +93,9 @@ pub fn child_exit(graceful_shutdown_timeout_secs: i32) {
         // Starts the drain (with its polite end) unless the child_stopping hook did; its
         // deadline is set once the server is known to be stopping or restarting.
         child_stopping(true, graceful_shutdown_timeout_secs);
-        super::detached::wait_until_none(|| *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner()));
+        super::detached::wait_until_none(|| {
+            *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner())
+        });
     }
     stop_now();
     // Let the runtime close the sockets (and log the tunnels' ends) before the process goes.
@@ -113,7 +116,12 @@ pub fn set_server_draining_check(f: fn() -> bool) {
 /// graceful restart; otherwise, threaded MPMs mark a stopping child quiescing, so a sibling
 /// of the running generation that is not quiescing means the server goes on. Without a
 /// scoreboard, or under prefork (which marks nothing), always true.
-pub fn server_draining(threaded: bool, me: u32, my_generation: i32, board: Option<(i32, &[Process])>) -> bool {
+pub fn server_draining(
+    threaded: bool,
+    me: u32,
+    my_generation: i32,
+    board: Option<(i32, &[Process])>,
+) -> bool {
     let Some((running, procs)) = board.filter(|_| threaded) else { return true };
     if running != my_generation {
         return true;
@@ -197,10 +205,27 @@ mod tests {
         let sibling = |generation, quiescing| at(200, generation, quiescing);
         assert!(server_draining(false, me, 1, Some((1, &[sibling(1, false)]))), "prefork: always");
         assert!(server_draining(true, me, 1, None), "no scoreboard: always");
-        assert!(server_draining(true, me, 1, Some((2, &[sibling(2, false)]))), "a graceful restart: this child is old");
-        assert!(!server_draining(true, me, 1, Some((1, &[at(me, 1, true), sibling(1, false)]))), "a sibling goes on: only this child retires");
-        assert!(server_draining(true, me, 1, Some((1, &[at(me, 1, true), sibling(1, true), at(0, 1, false)]))), "every child quiesces");
-        assert!(server_draining(true, me, 1, Some((1, &[sibling(0, false)]))), "a sibling of another generation does not count");
+        assert!(
+            server_draining(true, me, 1, Some((2, &[sibling(2, false)]))),
+            "a graceful restart: this child is old"
+        );
+        assert!(
+            !server_draining(true, me, 1, Some((1, &[at(me, 1, true), sibling(1, false)]))),
+            "a sibling goes on: only this child retires"
+        );
+        assert!(
+            server_draining(
+                true,
+                me,
+                1,
+                Some((1, &[at(me, 1, true), sibling(1, true), at(0, 1, false)]))
+            ),
+            "every child quiesces"
+        );
+        assert!(
+            server_draining(true, me, 1, Some((1, &[sibling(0, false)]))),
+            "a sibling of another generation does not count"
+        );
     }
 
     #[test]
@@ -214,9 +239,17 @@ mod tests {
         let s = Duration::from_secs;
         assert_eq!(drain_window(0, None), None, "no timeout anywhere: tunnels run until they end");
         assert_eq!(drain_window(3, None), Some(Duration::from_millis(2500)));
-        assert_eq!(drain_window(0, Some(s(30))), Some(s(31)), "30 s of work, then the polite second");
+        assert_eq!(
+            drain_window(0, Some(s(30))),
+            Some(s(31)),
+            "30 s of work, then the polite second"
+        );
         assert_eq!(drain_window(0, Some(s(0))), Some(s(1)), "0: the polite end at once");
         assert_eq!(drain_window(10, Some(s(2))), Some(s(3)));
-        assert_eq!(drain_window(10, Some(s(60))), Some(Duration::from_millis(9500)), "httpd's deadline wins");
+        assert_eq!(
+            drain_window(10, Some(s(60))),
+            Some(Duration::from_millis(9500)),
+            "httpd's deadline wins"
+        );
     }
 }

@@ -22,7 +22,9 @@ pub fn ws_config() -> WebSocketConfig {
 }
 
 /// Opens a WebSocket through httpd; returns the stream and the 101 response.
-pub async fn connect(url: &str) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
+pub async fn connect(
+    url: &str,
+) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
     let req = url.into_client_request()?;
     tokio::time::timeout(
         Duration::from_secs(20),
@@ -36,7 +38,11 @@ pub async fn connect(url: &str) -> Result<(Ws, http::Response<Option<Vec<u8>>>),
 pub async fn echo(ws: &mut Ws, msg: Message) -> Message {
     ws.send(msg).await.unwrap();
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("echo timed out").unwrap().unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("echo timed out")
+            .unwrap()
+            .unwrap();
         if m.is_text() || m.is_binary() || m.is_close() {
             return m;
         }
@@ -63,26 +69,42 @@ pub async fn refused_status(url: &str) -> u16 {
 }
 
 /// Opens a WebSocket over TLS to httpd (wss://), trusting only the test CA.
-pub async fn connect_tls(url: &str, pki: &wskit::Pki) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
+pub async fn connect_tls(
+    url: &str,
+    pki: &wskit::Pki,
+) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
     let req = url.into_client_request()?;
     let connector = tokio_tungstenite::Connector::Rustls(pki.client_config(&[b"http/1.1"]));
     tokio::time::timeout(
         Duration::from_secs(20),
-        tokio_tungstenite::connect_async_tls_with_config(req, Some(ws_config()), true, Some(connector)),
+        tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            Some(ws_config()),
+            true,
+            Some(connector),
+        ),
     )
     .await
     .expect("handshake timed out")
 }
 
 /// A TLS connection to httpd on `port` (SNI `localhost`), for exact bytes over TLS.
-pub async fn tls_stream(port: u16, pki: &wskit::Pki, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
+pub async fn tls_stream(
+    port: u16,
+    pki: &wskit::Pki,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     tcp.set_nodelay(true).unwrap();
     tls_over(tcp, pki, alpn).await
 }
 
 /// TLS to httpd (SNI `localhost`) over a connection the caller made.
-pub async fn tls_over(tcp: TcpStream, pki: &wskit::Pki, alpn: &[&[u8]]) -> tokio_rustls::client::TlsStream<TcpStream> {
+pub async fn tls_over(
+    tcp: TcpStream,
+    pki: &wskit::Pki,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let connector = tokio_rustls::TlsConnector::from(pki.client_config(alpn));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     connector.connect(name, tcp).await.unwrap()
@@ -90,7 +112,11 @@ pub async fn tls_over(tcp: TcpStream, pki: &wskit::Pki, alpn: &[&[u8]]) -> tokio
 
 /// A raw TLS connection upgraded at `path` (the backend's raw modes: bytes, not frames), and
 /// the bytes that came right behind the 101.
-pub async fn tls_tunnel(port: u16, pki: &wskit::Pki, path: &str) -> (tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>) {
+pub async fn tls_tunnel(
+    port: u16,
+    pki: &wskit::Pki,
+    path: &str,
+) -> (tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>) {
     let mut s = tls_stream(port, pki, &[b"http/1.1"]).await;
     let after = upgrade(&mut s, path).await;
     (s, after)
@@ -194,8 +220,16 @@ pub fn status_auto(port: u16) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u6
     let mut children = Vec::new();
     for line in body.lines() {
         if let Some(rest) = line.strip_prefix("WebSocketChild: ") {
-            children.push(rest.split(' ').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.parse().unwrap())).collect());
-        } else if let Some((k, v)) = line.split_once(": ").filter(|(k, _)| k.starts_with("WebSocket") || k.starts_with("Conns")) {
+            children.push(
+                rest.split(' ')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+                    .collect(),
+            );
+        } else if let Some((k, v)) = line
+            .split_once(": ")
+            .filter(|(k, _)| k.starts_with("WebSocket") || k.starts_with("Conns"))
+        {
             totals.insert(k.to_string(), v.parse().unwrap());
         }
     }

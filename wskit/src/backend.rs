@@ -72,7 +72,11 @@ impl Backend {
         let events = Arc::new(Mutex::new(Vec::new()));
         let (ev, nm) = (events.clone(), name.to_string());
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = TcpListener::from_std(std_listener).unwrap();
                 loop {
@@ -128,7 +132,6 @@ impl Backend {
         None
     }
 }
-
 
 /// Reads one request head; returns it and any bytes that followed.
 async fn read_head<S: Conn>(sock: &mut S, buf: &mut Vec<u8>) -> Option<String> {
@@ -194,7 +197,11 @@ impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
     }
 }
 
-async fn serve<S: Conn>(mut sock: S, ev: Arc<Mutex<Vec<Event>>>, name: String) -> std::io::Result<()> {
+async fn serve<S: Conn>(
+    mut sock: S,
+    ev: Arc<Mutex<Vec<Event>>>,
+    name: String,
+) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let Some(head) = read_head(&mut sock, &mut buf).await else { return Ok(()) };
     ev.lock().unwrap().push(Event::Request(head.clone()));
@@ -204,7 +211,10 @@ async fn serve<S: Conn>(mut sock: S, ev: Arc<Mutex<Vec<Event>>>, name: String) -
         let code: u16 = code.get(..3).and_then(|c| c.parse().ok()).unwrap_or(404);
         let mut extra = String::new();
         if code == 302 {
-            extra = format!("Location: http://127.0.0.1:{}/elsewhere\r\n", sock.tcp().local_addr()?.port());
+            extra = format!(
+                "Location: http://127.0.0.1:{}/elsewhere\r\n",
+                sock.tcp().local_addr()?.port()
+            );
         }
         if code == 426 {
             extra = "Upgrade: websocket\r\nConnection: Upgrade\r\n".into();
@@ -232,10 +242,16 @@ async fn serve<S: Conn>(mut sock: S, ev: Arc<Mutex<Vec<Event>>>, name: String) -
         return sock.write_all(resp.as_bytes()).await;
     }
     if path.contains("/wrong101") {
-        return sock.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n").await;
+        return sock
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+            )
+            .await;
     }
     if path.contains("/noupgrade101") {
-        return sock.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n").await;
+        return sock
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n")
+            .await;
     }
     if path.contains("/close") {
         return Ok(());
@@ -273,7 +289,10 @@ async fn serve<S: Conn>(mut sock: S, ev: Arc<Mutex<Vec<Event>>>, name: String) -
     Ok(())
 }
 
-async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(ws: WebSocketStream<S>, ev: Arc<Mutex<Vec<Event>>>) {
+async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: WebSocketStream<S>,
+    ev: Arc<Mutex<Vec<Event>>>,
+) {
     let (mut tx, mut rx) = ws.split();
     while let Some(Ok(m)) = rx.next().await {
         use tokio_tungstenite::tungstenite::Message;
@@ -283,7 +302,9 @@ async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(ws: WebSo
                     return;
                 }
             }
-            Message::Close(frame) => ev.lock().unwrap().push(Event::Close(frame.map(|f| f.code.into()))),
+            Message::Close(frame) => {
+                ev.lock().unwrap().push(Event::Close(frame.map(|f| f.code.into())))
+            }
             // tungstenite answers pings and the close handshake itself as it reads; after
             // a close, reading on drives the reply out and then ends.
             _ => {}
@@ -291,7 +312,12 @@ async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(ws: WebSo
     }
 }
 
-async fn raw_mode<S: Conn>(mut sock: S, pre: Vec<u8>, path: &str, ev: Arc<Mutex<Vec<Event>>>) -> std::io::Result<()> {
+async fn raw_mode<S: Conn>(
+    mut sock: S,
+    pre: Vec<u8>,
+    path: &str,
+    ev: Arc<Mutex<Vec<Event>>>,
+) -> std::io::Result<()> {
     let mut total = pre.len();
     let mut chunk = vec![0u8; 65536];
     if path.contains("/raw-echo") {
@@ -326,7 +352,8 @@ async fn raw_mode<S: Conn>(mut sock: S, pre: Vec<u8>, path: &str, ev: Arc<Mutex<
         ev.lock().unwrap().push(Event::AfterFin(total));
         Ok(())
     } else if let Some(n) = path.split("/raw-flood-").nth(1) {
-        let total: u64 = n.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0);
+        let total: u64 =
+            n.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0);
         let block = vec![0x5au8; 256 * 1024];
         let mut sent = 0u64;
         while sent < total {
@@ -343,7 +370,11 @@ async fn raw_mode<S: Conn>(mut sock: S, pre: Vec<u8>, path: &str, ev: Arc<Mutex<
         let (me, proxy) = (sock.tcp().local_addr()?.port(), sock.tcp().peer_addr()?.port());
         let w = crate::sockets::watch(fd, me, proxy, Duration::from_secs(600)).await;
         if let Some(closed) = w.end {
-            ev.lock().unwrap().push(Event::Deaf { path: path.to_string(), last_byte: w.last_before(closed), closed });
+            ev.lock().unwrap().push(Event::Deaf {
+                path: path.to_string(),
+                last_byte: w.last_before(closed),
+                closed,
+            });
         }
         Ok(())
     } else if path.contains("/raw-rst") {
@@ -422,7 +453,10 @@ impl<S: Conn> tokio::io::AsyncWrite for PrefixedStream<S> {
     ) -> std::task::Poll<std::io::Result<usize>> {
         std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
     }
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_flush(cx)
     }
     fn poll_shutdown(
@@ -447,7 +481,11 @@ impl BackendProcess {
     pub fn start() -> BackendProcess {
         use std::io::BufRead;
         let bin = crate::httpd::workspace_root().join("target/release/wst-backends");
-        let dir = std::env::temp_dir().join(format!("wst-backends-{}-{}", std::process::id(), crate::httpd::free_port()));
+        let dir = std::env::temp_dir().join(format!(
+            "wst-backends-{}-{}",
+            std::process::id(),
+            crate::httpd::free_port()
+        ));
         let mut child = std::process::Command::new(&bin)
             .arg(&dir)
             .stdin(std::process::Stdio::piped())

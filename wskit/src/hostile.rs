@@ -115,7 +115,6 @@ fn read_head(s: &mut impl Read) -> Option<String> {
     Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
-
 fn websocket_101(head: &str, extra: &[u8]) -> Vec<u8> {
     let key = header(head, "Sec-WebSocket-Key").unwrap_or("");
     let mut out = format!(
@@ -143,11 +142,14 @@ fn serve<S: Read + Write>(mut s: S, seen: &Mutex<Vec<String>>) -> std::io::Resul
     let Some(head) = read_head(&mut s) else { return Ok(()) };
     seen.lock().unwrap().push(head.clone());
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let script = path.strip_prefix("/h/").unwrap_or("").split(['/', '?']).next().unwrap_or("").to_string();
+    let script =
+        path.strip_prefix("/h/").unwrap_or("").split(['/', '?']).next().unwrap_or("").to_string();
     let tick = Duration::from_millis(100);
     match script.as_str() {
         "head-cl" => {
-            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n")?;
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n",
+            )?;
             return serve(s, seen);
         }
         "cl-204" => {
@@ -204,11 +206,15 @@ fn serve<S: Read + Write>(mut s: S, seen: &Mutex<Vec<String>>) -> std::io::Resul
             raw_echo(&mut s)?;
         }
         "status-999" => {
-            s.write_all(b"HTTP/1.1 999 Odd\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nodd")?;
+            s.write_all(
+                b"HTTP/1.1 999 Odd\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nodd",
+            )?;
             return serve(s, seen);
         }
         "gzip" => {
-            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: gzip\r\n\r\n")?;
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: gzip\r\n\r\n",
+            )?;
             s.write_all(GZIP_BYTES)?;
         }
         "gzip-chunked" => {
@@ -246,7 +252,9 @@ fn serve<S: Read + Write>(mut s: S, seen: &Mutex<Vec<String>>) -> std::io::Resul
             for _ in 0..n {
                 s.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a.js>; rel=preload\r\n\r\n")?;
             }
-            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\ndone\n")?;
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\ndone\n",
+            )?;
             return serve(s, seen);
         }
         _ => {}
@@ -286,7 +294,14 @@ impl Timed {
                 Ok(0) => break,
                 Ok(n) => t.pieces.push((start.elapsed(), buf[..n].to_vec())),
                 // The read deadline passed with the connection still open.
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return t,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return t
+                }
                 // A read with a timeout set fails on any signal the process handles, restartable
                 // or not (signal(7)): say a child's SIGCHLD. The connection is still open.
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

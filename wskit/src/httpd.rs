@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 /// Lines that fail any test whose server logged them: a crash, a panic caught at the FFI
 /// boundary (WST00001), and a turn of the asynchronous relay that held its thread over
 /// `WST_TURN_LIMIT_MS` (WST02019), which every test server is started with.
-pub const CRASH_MARKERS: &[&str] = &["Segmentation fault", "exit signal", "WST00001", "panicked", "WST02019"];
+pub const CRASH_MARKERS: &[&str] =
+    &["Segmentation fault", "exit signal", "WST00001", "panicked", "WST02019"];
 
 /// The longest turn the relay thread of a test server may take (see CRASH_MARKERS).
 const TURN_LIMIT_MS: &str = "100";
@@ -36,7 +37,9 @@ fn apxs_query(name: &str) -> Option<String> {
 
 /// httpd's module directory (where the stock mod_proxy_wstunnel.so lives).
 pub fn module_dir() -> PathBuf {
-    apxs_query("LIBEXECDIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/lib/apache2/modules"))
+    apxs_query("LIBEXECDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/apache2/modules"))
 }
 
 pub fn stock_module() -> PathBuf {
@@ -62,7 +65,8 @@ pub fn free_port() -> u16 {
 /// `n` distinct free ports: each stays bound until all are chosen (ports picked one by one
 /// can repeat, and httpd refuses two `Listen`s on one port).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let held: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     held.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
@@ -165,7 +169,9 @@ fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
         let rest = &out[pos + 1..];
         if let Some(end) = rest.find('@') {
             let name = &rest[..end];
-            if !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+            if !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            {
                 panic!("template variable @{name}@ has no value");
             }
         }
@@ -207,7 +213,8 @@ fn render(cfg: &Config, root: &Path, port: u16, ports: &[u16], site: &str) -> St
     vars.insert("PROXY_HTTP".into(), if cfg.proxy_http { "" } else { "#" }.into());
     vars.insert("USER".into(), if is_root() { "User nobody\nGroup nogroup" } else { "" }.into());
     vars.entry("LOGLEVEL".into()).or_insert_with(|| "info proxy_wstunnel:debug".into());
-    let base = std::fs::read_to_string(conf_dir().join("base.conf.in")).expect("httpd-test-conf/base.conf.in");
+    let base = std::fs::read_to_string(conf_dir().join("base.conf.in"))
+        .expect("httpd-test-conf/base.conf.in");
     substitute(&format!("{base}\n# ---- {} ----\n{site}", cfg.site), &vars)
 }
 
@@ -222,7 +229,12 @@ impl Httpd {
         for _ in 0..5 {
             match Self::try_start(&cfg) {
                 Ok(h) => return h,
-                Err(log) if log.contains("Address already in use") || log.contains("multiple Listeners on the same") => continue,
+                Err(log)
+                    if log.contains("Address already in use")
+                        || log.contains("multiple Listeners on the same") =>
+                {
+                    continue
+                }
                 Err(log) => panic!("httpd exited at start-up:\n{log}"),
             }
         }
@@ -237,7 +249,8 @@ impl Httpd {
         let _ = Command::new("chmod").args(["a+w"]).arg(&root).status();
         let mut ports = free_ports(cfg.extra_ports + 1);
         let port = ports.remove(0);
-        let site = std::fs::read_to_string(conf_dir().join(&cfg.site)).unwrap_or_else(|e| panic!("{}: {e}", cfg.site));
+        let site = std::fs::read_to_string(conf_dir().join(&cfg.site))
+            .unwrap_or_else(|e| panic!("{}: {e}", cfg.site));
         let conf = render(cfg, &root, port, &ports, &site);
         std::fs::write(root.join("httpd.conf"), &conf).unwrap();
         // A process group of its own: prefork signals its whole process group on shutdown,
@@ -276,7 +289,11 @@ impl Httpd {
             if all.iter().all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok()) {
                 return Ok(());
             }
-            assert!(Instant::now() < end, "httpd did not listen within 20 s:\n{}", self.error_log());
+            assert!(
+                Instant::now() < end,
+                "httpd did not listen within 20 s:\n{}",
+                self.error_log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -291,11 +308,13 @@ impl Httpd {
 
     /// The error log (lossily decoded: a log line may carry bytes that are not UTF-8).
     pub fn error_log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(self.root.join("error_log")).unwrap_or_default()).into_owned()
+        String::from_utf8_lossy(&std::fs::read(self.root.join("error_log")).unwrap_or_default())
+            .into_owned()
     }
 
     pub fn access_log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(self.root.join("access_log")).unwrap_or_default()).into_owned()
+        String::from_utf8_lossy(&std::fs::read(self.root.join("access_log")).unwrap_or_default())
+            .into_owned()
     }
 
     /// Waits until the access log contains `needle` (httpd logs a request after its response).
@@ -409,10 +428,19 @@ pub fn configtest(site_text: &str) -> (bool, String) {
 pub fn configtest_with(module: &Path, site_text: &str) -> (bool, String) {
     let root = make_root();
     let cfg = Config::new("(configtest)").module(module.to_path_buf());
-    std::fs::write(root.join("httpd.conf"), render(&cfg, &root, free_port(), &[], site_text)).unwrap();
-    let out = Command::new(httpd_binary()).arg("-t").arg("-f").arg(root.join("httpd.conf")).output().unwrap();
+    std::fs::write(root.join("httpd.conf"), render(&cfg, &root, free_port(), &[], site_text))
+        .unwrap();
+    let out = Command::new(httpd_binary())
+        .arg("-t")
+        .arg("-f")
+        .arg(root.join("httpd.conf"))
+        .output()
+        .unwrap();
     let _ = std::fs::remove_dir_all(&root);
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 /// Polls `done` every 20 ms for up to `t`.
@@ -431,7 +459,11 @@ pub fn wait_until(t: Duration, done: impl Fn() -> bool) -> bool {
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 

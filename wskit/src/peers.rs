@@ -32,7 +32,10 @@ impl Peer {
         Peer::nginx_with(backend, Some((cert, key)))
     }
 
-    fn nginx_with(backend: &str, tls: Option<(&std::path::Path, &std::path::Path)>) -> Option<Peer> {
+    fn nginx_with(
+        backend: &str,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Option<Peer> {
         let bin = "/usr/sbin/nginx";
         std::path::Path::new(bin).exists().then_some(())?;
         let (dir, port) = (scratch_dir("nginx"), crate::httpd::free_port());
@@ -54,7 +57,14 @@ impl Peer {
         );
         std::fs::write(dir.join("nginx.conf"), conf).ok()?;
         let child = Command::new(bin)
-            .args(["-p", &format!("{d}/"), "-e", &format!("{d}/error.log"), "-c", &format!("{d}/nginx.conf")])
+            .args([
+                "-p",
+                &format!("{d}/"),
+                "-e",
+                &format!("{d}/error.log"),
+                "-c",
+                &format!("{d}/nginx.conf"),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -78,7 +88,15 @@ impl Peer {
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, conf).ok()?;
         let log = std::fs::File::create(dir.join("error.log")).ok()?;
-        let child = Command::new(bin).arg("-db").arg("-f").arg(&path).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().ok()?;
+        let child = Command::new(bin)
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .ok()?;
         Peer { name: "HAProxy", port, child, dir }.ready()
     }
 
@@ -124,7 +142,13 @@ fn processes() -> Vec<(u32, Vec<u64>)> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
         // After the ')': state 0, ppid 1, utime 11, stime 12, cutime 13, cstime 14.
-        let f: Vec<u64> = stat.rsplit_once(')').map(|x| x.1).unwrap_or("").split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+        let f: Vec<u64> = stat
+            .rsplit_once(')')
+            .map(|x| x.1)
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
         if f.len() > 14 {
             out.push((pid, f));
         }
@@ -155,5 +179,9 @@ pub fn tree(root: u32) -> Vec<u32> {
 pub fn tree_ticks(root: u32) -> u64 {
     let procs = processes();
     let tree = tree_of(root, &procs);
-    procs.iter().filter(|(p, _)| tree.contains(p)).map(|(_, f)| f[11..=14].iter().sum::<u64>()).sum()
+    procs
+        .iter()
+        .filter(|(p, _)| tree.contains(p))
+        .map(|(_, f)| f[11..=14].iter().sum::<u64>())
+        .sum()
 }

@@ -14,7 +14,11 @@ pub fn handshake(path: &str, extra: &str) -> String {
 
 /// A GET with an `Upgrade` for `upgrade` (omitted when empty) and a WebSocket key.
 fn request_head(path: &str, version: &str, upgrade: &str, extra: &str) -> String {
-    let up = if upgrade.is_empty() { String::new() } else { format!("Upgrade: {upgrade}\r\nConnection: Upgrade\r\n") };
+    let up = if upgrade.is_empty() {
+        String::new()
+    } else {
+        format!("Upgrade: {upgrade}\r\nConnection: Upgrade\r\n")
+    };
     format!(
         "GET {path} HTTP/{version}\r\nHost: 127.0.0.1\r\n{up}Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
@@ -60,7 +64,11 @@ pub fn read_response(s: &mut TcpStream) -> Response {
             return Response { status, head, rest: buf[p + 4..].to_vec() };
         }
         let n = s.read(&mut chunk).unwrap_or(0);
-        assert!(n > 0, "connection closed before a response head; got {:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "connection closed before a response head; got {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -88,7 +96,10 @@ pub fn request(port: u16, req: &str) -> (Response, String) {
 
 /// A plain GET.
 pub fn get(port: u16, path: &str, extra: &str) -> (Response, String) {
-    request(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n"))
+    request(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n"),
+    )
 }
 
 /// A masked client frame (RFC 6455 §5.2) with FIN set.

@@ -24,18 +24,40 @@ pub fn queues(local: u16, remote: u16) -> Option<(u64, u64)> {
         cookie: [!0, !0],
     };
     let req = DiagRequest {
-        h: NlMsgHdr { len: std::mem::size_of::<DiagRequest>() as u32, ty: SOCK_DIAG_BY_FAMILY, flags: NLM_F_REQUEST, seq: 1, pid: 0 },
-        r: DiagReqV2 { family: libc::AF_INET as u8, protocol: libc::IPPROTO_TCP as u8, ext: 0, pad: 0, states: !0, id },
+        h: NlMsgHdr {
+            len: std::mem::size_of::<DiagRequest>() as u32,
+            ty: SOCK_DIAG_BY_FAMILY,
+            flags: NLM_F_REQUEST,
+            seq: 1,
+            pid: 0,
+        },
+        r: DiagReqV2 {
+            family: libc::AF_INET as u8,
+            protocol: libc::IPPROTO_TCP as u8,
+            ext: 0,
+            pad: 0,
+            states: !0,
+            id,
+        },
     };
     let mut buf = [0u8; 1024];
     // SAFETY: a netlink socket of our own, closed below; the request is a plain C struct sent
     // by its size, and the answer lands in `buf`, whose size is passed.
     let got = unsafe {
-        let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+        let fd = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            NETLINK_SOCK_DIAG,
+        );
         if fd < 0 {
             return None;
         }
-        let sent = libc::send(fd, (&req as *const DiagRequest).cast(), std::mem::size_of::<DiagRequest>(), 0);
+        let sent = libc::send(
+            fd,
+            (&req as *const DiagRequest).cast(),
+            std::mem::size_of::<DiagRequest>(),
+            0,
+        );
         let got = if sent < 0 { -1 } else { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
         libc::close(fd);
         got
@@ -46,7 +68,10 @@ pub fn queues(local: u16, remote: u16) -> Option<(u64, u64)> {
     }
     // SAFETY: `got` bytes were written, enough for a header and a message, read unaligned.
     let (h, m) = unsafe {
-        (std::ptr::read_unaligned(buf.as_ptr().cast::<NlMsgHdr>()), std::ptr::read_unaligned(buf[hdr..].as_ptr().cast::<DiagMsg>()))
+        (
+            std::ptr::read_unaligned(buf.as_ptr().cast::<NlMsgHdr>()),
+            std::ptr::read_unaligned(buf[hdr..].as_ptr().cast::<DiagMsg>()),
+        )
     };
     // State 1: established (a lookup that finds none answers with an error, or the listener).
     (h.ty == SOCK_DIAG_BY_FAMILY && m.state == 1).then_some((m.wqueue as u64, m.rqueue as u64))

@@ -48,12 +48,19 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn leaf(names: &[&str]) -> CertificateParams {
-    let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let mut p =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     p.distinguished_name.push(DnType::CommonName, names[0]);
     p
 }
 
-fn write(dir: &Path, name: &str, cert_pem: &str, key: &KeyPair, cert_der: CertificateDer<'static>) -> Identity {
+fn write(
+    dir: &Path,
+    name: &str,
+    cert_pem: &str,
+    key: &KeyPair,
+    cert_der: CertificateDer<'static>,
+) -> Identity {
     let cert_file = dir.join(format!("{name}.crt"));
     let key_file = dir.join(format!("{name}.key"));
     std::fs::write(&cert_file, cert_pem).unwrap();

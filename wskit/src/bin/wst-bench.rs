@@ -55,18 +55,25 @@ impl Opts {
 
 fn opts() -> Opts {
     let args: Vec<String> = std::env::args().collect();
-    let val = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let val =
+        |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let quick = args.iter().any(|a| a == "--quick");
     Opts {
         secs: if quick { 2 } else { 5 },
         runs: val("--runs").and_then(|v| v.parse().ok()).unwrap_or(if quick { 1 } else { 3 }),
-        idle: val("--idle").and_then(|v| v.parse().ok()).unwrap_or(if quick { 1000 } else { 10_000 }),
+        idle: val("--idle").and_then(|v| v.parse().ok()).unwrap_or(if quick {
+            1000
+        } else {
+            10_000
+        }),
         hold: val("--hold").and_then(|v| v.parse().ok()).unwrap_or(if quick { 5 } else { 60 }),
         only: val("--only"),
         syscalls: args.iter().any(|a| a == "--syscalls"),
         busy: val("--busy").and_then(|v| v.parse().ok()).unwrap_or(if quick { 500 } else { 5000 }),
         mt_module: val("--mt-module"),
-        workloads: val("--workloads").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default(),
+        workloads: val("--workloads")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
         out: val("--out"),
         tls: args.iter().any(|a| a == "--tls"),
     }
@@ -134,7 +141,14 @@ async fn open(hostport: &str, prefix: &str) -> std::io::Result<Conn> {
 /// own work such as softirqs): what a user's machine pays, wherever the kernel charged it.
 fn machine_ticks() -> u64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let f: Vec<u64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0)).collect();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
     // user nice system idle iowait irq softirq steal ...: all but idle and iowait.
     f.iter().take(8).sum::<u64>() - f.get(3).copied().unwrap_or(0) - f.get(4).copied().unwrap_or(0)
 }
@@ -161,12 +175,22 @@ fn median<T>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> Option<f64> {
     runs.get(runs.len() / 2).map(key)
 }
 
-async fn ping_pong_median(hostport: &str, prefix: &str, conns: usize, o: &Opts, pid: Option<u32>) -> Option<PingPong> {
+async fn ping_pong_median(
+    hostport: &str,
+    prefix: &str,
+    conns: usize,
+    o: &Opts,
+    pid: Option<u32>,
+) -> Option<PingPong> {
     let mut runs = Vec::new();
     for _ in 0..o.runs {
         runs.push(ping_pong(hostport, prefix, conns, o.secs, pid).await?);
     }
-    let cpu = runs.iter().all(|r| r.cpu_s_per_m.is_some()).then(|| median(runs.iter().map(|r| r.cpu_s_per_m.unwrap_or(0.0)).collect(), |c| *c)).flatten();
+    let cpu = runs
+        .iter()
+        .all(|r| r.cpu_s_per_m.is_some())
+        .then(|| median(runs.iter().map(|r| r.cpu_s_per_m.unwrap_or(0.0)).collect(), |c| *c))
+        .flatten();
     Some(PingPong {
         count: runs.iter().map(|r| r.count).sum(),
         msgs_per_s: median(runs.iter().map(|r| r.msgs_per_s).collect(), |v| *v)?,
@@ -177,7 +201,13 @@ async fn ping_pong_median(hostport: &str, prefix: &str, conns: usize, o: &Opts, 
     })
 }
 
-async fn pipelined_median(hostport: &str, prefix: &str, conns: usize, o: &Opts, pid: Option<u32>) -> Option<Throughput> {
+async fn pipelined_median(
+    hostport: &str,
+    prefix: &str,
+    conns: usize,
+    o: &Opts,
+    pid: Option<u32>,
+) -> Option<Throughput> {
     let mut runs = Vec::new();
     for _ in 0..o.runs {
         let r = pipelined(hostport, prefix, conns, o.secs, pid).await?;
@@ -187,7 +217,11 @@ async fn pipelined_median(hostport: &str, prefix: &str, conns: usize, o: &Opts, 
         }
         runs.push(r);
     }
-    let cpu = runs.iter().all(|r| r.cpu_s_per_gb.is_some()).then(|| median(runs.iter().map(|r| r.cpu_s_per_gb.unwrap_or(0.0)).collect(), |c| *c)).flatten();
+    let cpu = runs
+        .iter()
+        .all(|r| r.cpu_s_per_gb.is_some())
+        .then(|| median(runs.iter().map(|r| r.cpu_s_per_gb.unwrap_or(0.0)).collect(), |c| *c))
+        .flatten();
     Some(Throughput {
         mb_per_s: median(runs.iter().map(|r| r.mb_per_s).collect(), |v| *v)?,
         stalled: false,
@@ -196,7 +230,13 @@ async fn pipelined_median(hostport: &str, prefix: &str, conns: usize, o: &Opts, 
     })
 }
 
-async fn ping_pong(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: Option<u32>) -> Option<PingPong> {
+async fn ping_pong(
+    hostport: &str,
+    prefix: &str,
+    conns: usize,
+    secs: u64,
+    pid: Option<u32>,
+) -> Option<PingPong> {
     let mut socks = Vec::new();
     for _ in 0..conns {
         socks.push(open(hostport, prefix).await.ok()?);
@@ -229,12 +269,24 @@ async fn ping_pong(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: O
         all.extend(t.await.ok()?);
     }
     let took = t0.elapsed().as_secs_f64();
-    let cpu = pid.zip(cpu0).map(|(p, c0)| tree_ticks(p).saturating_sub(c0) as f64 / ticks_per_sec());
+    let cpu =
+        pid.zip(cpu0).map(|(p, c0)| tree_ticks(p).saturating_sub(c0) as f64 / ticks_per_sec());
     let machine = machine_ticks().saturating_sub(machine0) as f64 / ticks_per_sec();
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     let n = all.len() as f64;
-    Some(PingPong { count: all.len() as u64, msgs_per_s: n / took, p50_us: pct(0.50), p99_us: pct(0.99), cpu_s_per_m: cpu.map(|c| c / (n / 1e6)), machine_s_per_m: machine / (n / 1e6) })
+    Some(PingPong {
+        count: all.len() as u64,
+        msgs_per_s: n / took,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        cpu_s_per_m: cpu.map(|c| c / (n / 1e6)),
+        machine_s_per_m: machine / (n / 1e6),
+    })
 }
 
 struct Throughput {
@@ -245,7 +297,13 @@ struct Throughput {
     machine_s_per_gb: f64,
 }
 
-async fn pipelined(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: Option<u32>) -> Option<Throughput> {
+async fn pipelined(
+    hostport: &str,
+    prefix: &str,
+    conns: usize,
+    secs: u64,
+    pid: Option<u32>,
+) -> Option<Throughput> {
     let mut socks = Vec::new();
     for _ in 0..conns {
         socks.push(open(hostport, prefix).await.ok()?);
@@ -298,7 +356,8 @@ async fn pipelined(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: O
     let took = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let bytes = received.load(Ordering::Relaxed) as f64;
-    let cpu = pid.zip(cpu0).map(|(p, c0)| tree_ticks(p).saturating_sub(c0) as f64 / ticks_per_sec());
+    let cpu =
+        pid.zip(cpu0).map(|(p, c0)| tree_ticks(p).saturating_sub(c0) as f64 / ticks_per_sec());
     let machine = machine_ticks().saturating_sub(machine0) as f64 / ticks_per_sec();
     // Nothing at all came back: the tunnel never moved (a deadlock, not a slow run).
     let stalled = stalled || bytes == 0.0;
@@ -306,7 +365,12 @@ async fn pipelined(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: O
         t.abort();
     }
     // httpd relays each echoed byte twice (to the backend and back).
-    Some(Throughput { mb_per_s: bytes / took / 1e6, stalled, cpu_s_per_gb: cpu.map(|c| c / (2.0 * bytes / 1e9)), machine_s_per_gb: machine / (2.0 * bytes / 1e9) })
+    Some(Throughput {
+        mb_per_s: bytes / took / 1e6,
+        stalled,
+        cpu_s_per_gb: cpu.map(|c| c / (2.0 * bytes / 1e9)),
+        machine_s_per_gb: machine / (2.0 * bytes / 1e9),
+    })
 }
 
 struct Idle {
@@ -331,7 +395,11 @@ fn footprint(root: u32) -> Footprint {
         rss += wskit::httpd::rss_kib(pid);
         pss += wskit::httpd::pss_kib(pid);
         if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            threads += s.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+            threads += s
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
         }
     }
     Footprint { rss, pss, threads }
@@ -345,7 +413,10 @@ async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32
             let (hp, px, sem) = (hostport.to_string(), prefix.to_string(), sem.clone());
             tokio::spawn(async move {
                 let _permit = sem.acquire().await.unwrap();
-                tokio::time::timeout(Duration::from_secs(5), open(&hp, &px)).await.ok().and_then(|r| r.ok())
+                tokio::time::timeout(Duration::from_secs(5), open(&hp, &px))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
             })
         })
         .collect();
@@ -381,7 +452,11 @@ async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32
         }
     }
     let per = |f: fn(&Footprint) -> u64| {
-        before.as_ref().zip(after.as_ref()).filter(|_| opened > 0).map(|(b, a)| (f(a) as f64 - f(b) as f64) / opened as f64)
+        before
+            .as_ref()
+            .zip(after.as_ref())
+            .filter(|_| opened > 0)
+            .map(|(b, a)| (f(a) as f64 - f(b) as f64) / opened as f64)
     };
     Idle {
         asked: n,
@@ -396,7 +471,10 @@ async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32
 /// What is measured: the backend itself, an httpd with a module and its mode, or a peer.
 enum Kind {
     Direct,
-    Httpd { module: std::path::PathBuf, mode: &'static str },
+    Httpd {
+        module: std::path::PathBuf,
+        mode: &'static str,
+    },
     Peer(fn(&str) -> Option<Peer>),
     /// nginx with a TLS listener (the run's certificate).
     NginxTls,
@@ -404,7 +482,8 @@ enum Kind {
 
 /// With `--tls`: the httpd configuration lines that make its listener TLS; nginx's certificate.
 static TLS_CONF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-static TLS_PEER: std::sync::OnceLock<Option<(std::path::PathBuf, std::path::PathBuf)>> = std::sync::OnceLock::new();
+static TLS_PEER: std::sync::OnceLock<Option<(std::path::PathBuf, std::path::PathBuf)>> =
+    std::sync::OnceLock::new();
 
 struct Target {
     name: &'static str,
@@ -483,11 +562,20 @@ async fn main() {
     let stock = wskit::httpd::stock_module();
     let off = "ProxyWebsocketFallbackToProxyHttp Off";
     let async_on = "ProxyWebsocketFallbackToProxyHttp Off\nProxyWebsocketAsync On";
-    let mt = o.mt_module.as_ref().map(|m| Target { name: NAMES[5], kind: Kind::Httpd { module: m.into(), mode: async_on } });
+    let mt = o
+        .mt_module
+        .as_ref()
+        .map(|m| Target { name: NAMES[5], kind: Kind::Httpd { module: m.into(), mode: async_on } });
     let targets = [
         Target { name: NAMES[0], kind: Kind::Direct },
         Target { name: NAMES[1], kind: Kind::Httpd { module: stock.clone(), mode: off } },
-        Target { name: NAMES[2], kind: Kind::Httpd { module: stock.clone(), mode: "ProxyWebsocketFallbackToProxyHttp On" } },
+        Target {
+            name: NAMES[2],
+            kind: Kind::Httpd {
+                module: stock.clone(),
+                mode: "ProxyWebsocketFallbackToProxyHttp On",
+            },
+        },
         Target { name: NAMES[3], kind: Kind::Httpd { module: ours.clone(), mode: off } },
         Target { name: NAMES[4], kind: Kind::Httpd { module: ours.clone(), mode: async_on } },
         Target { name: NAMES[6], kind: Kind::Peer(Peer::nginx) },
@@ -496,7 +584,11 @@ async fn main() {
     let targets: Vec<Target> = targets.into_iter().chain(mt).collect();
     // Over TLS: the proxies that terminate it (no direct backend, no HAProxy peer).
     let targets: Vec<Target> = if o.tls {
-        targets.into_iter().filter(|t| [NAMES[1], NAMES[3], NAMES[4]].contains(&t.name)).chain([Target { name: NAMES[8], kind: Kind::NginxTls }]).collect()
+        targets
+            .into_iter()
+            .filter(|t| [NAMES[1], NAMES[3], NAMES[4]].contains(&t.name))
+            .chain([Target { name: NAMES[8], kind: Kind::NginxTls }])
+            .collect()
     } else {
         targets
     };
@@ -510,7 +602,8 @@ async fn main() {
         )
     });
     let _ = TLS_CONF.set(tls_conf.unwrap_or_default());
-    let _ = TLS_PEER.set(pki.as_ref().map(|p| (p.server.cert_file.clone(), p.server.key_file.clone())));
+    let _ =
+        TLS_PEER.set(pki.as_ref().map(|p| (p.server.cert_file.clone(), p.server.key_file.clone())));
     if o.syscalls {
         return syscalls(&o, &targets, &backend).await;
     }
@@ -538,16 +631,22 @@ async fn main() {
             r.tp1 = pipelined_median(&hostport, prefix, 1, &o, server.pid()).await;
         }
         // A stalled tunnel holds its worker: start afresh for the next workload.
-        let server = if r.tp1.as_ref().is_some_and(|t| t.stalled) { restart(server, t, &backend) } else { server };
+        let server = if r.tp1.as_ref().is_some_and(|t| t.stalled) {
+            restart(server, t, &backend)
+        } else {
+            server
+        };
         if o.runs("tp8") {
-            r.tp8 = pipelined_median(&hostport_of(&server, &backend), prefix, 8, &o, server.pid()).await;
+            r.tp8 = pipelined_median(&hostport_of(&server, &backend), prefix, 8, &o, server.pid())
+                .await;
         }
         let server = restart(server, t, &backend);
         // Showing the cap of synchronous tunnels needs far fewer.
         let n = if sync { 400.min(o.idle) } else { o.idle };
         let hold = if n == o.idle { o.hold } else { 2 };
         if o.runs("idle") {
-            r.idle = Some(idle(&hostport_of(&server, &backend), prefix, n, hold, server.pid()).await);
+            r.idle =
+                Some(idle(&hostport_of(&server, &backend), prefix, n, hold, server.pid()).await);
         }
         server.stop();
         results.insert(t.name, r);
@@ -672,7 +771,12 @@ fn ratio(x: Option<f64>, base: Option<f64>) -> String {
 }
 
 fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
-    let date = Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mut s = format!(
         "# wst-bench, {date}\n\nLoopback, one raw echo backend (separate process, one thread), a one-thread load client, \
@@ -738,8 +842,10 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
     }
     s += "\n## 64 KiB messages pipelined (unlimited in flight)\n\n| target | 1 conn MB/s | 8 conns MB/s | vs stock | vs proxy_http | vs nginx | vs direct | proxy CPU-s per GB (8 conns) | vs proxy_http | vs nginx | machine CPU-s per GB | vs nginx |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     let mb = |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).map(|t| t.mb_per_s);
-    let cpu_gb = |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).and_then(|t| t.cpu_s_per_gb);
-    let machine_gb = |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).map(|t| t.machine_s_per_gb);
+    let cpu_gb =
+        |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).and_then(|t| t.cpu_s_per_gb);
+    let machine_gb =
+        |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).map(|t| t.machine_s_per_gb);
     let show = |t: &Option<Throughput>| match t {
         None => "failed".to_string(),
         Some(t) if t.stalled => format!("stalled ({:.0} MB/s before)", t.mb_per_s),

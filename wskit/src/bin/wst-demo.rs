@@ -31,7 +31,10 @@ async fn main() {
     println!("httpd             : pid {}, ServerRoot {}", httpd.pid(), httpd.root.display());
     println!("module            : {}", wskit::httpd::our_module().display());
     println!("configuration     : ProxyPass \"/ws2/\" \"ws://{}/\"", backend.addr);
-    println!("                    ProxyPass \"/up/\"  \"http://{}/\" upgrade=websocket", backend.addr);
+    println!(
+        "                    ProxyPass \"/up/\"  \"http://{}/\" upgrade=websocket",
+        backend.addr
+    );
     for path in ["/ws2/", "/up/"] {
         println!();
         round_trip(&httpd, path).await;
@@ -55,7 +58,9 @@ async fn main() {
 /// and its access-log record.
 async fn round_trip(httpd: &Httpd, path: &str) {
     let url = httpd.url(path);
-    let (mut ws, resp) = tokio_tungstenite::connect_async(url.as_str()).await.expect("WebSocket handshake through httpd");
+    let (mut ws, resp) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("WebSocket handshake through httpd");
     println!("{url:18}: {} {:?}", resp.status(), resp.headers().get("upgrade").unwrap());
     for msg in ["hello from the demo", "a second message"] {
         ws.send(Message::text(msg)).await.unwrap();
@@ -73,13 +78,19 @@ async fn round_trip(httpd: &Httpd, path: &str) {
     // (address and port): the request's, then the hand-over's, which the request thread may
     // write after the relay has already ended the tunnel. Wait for both, a few seconds at most.
     let request = format!("\"GET {path} HTTP/1.1\" 101 ");
-    let client = |l: &str| l.split("[client ").nth(1).and_then(|c| c.split(']').next()).map(str::to_string);
+    let client =
+        |l: &str| l.split("[client ").nth(1).and_then(|c| c.split(']').next()).map(str::to_string);
     let (mut record, mut ours, mut handed_over) = (None, None, false);
     for _ in 0..250 {
         record = httpd.access_log().lines().find(|l| l.contains(&request)).map(str::to_string);
         let log = httpd.error_log();
-        ours = log.lines().find(|l| l.contains("WST01014") && l.contains(&format!("GET {path} "))).and_then(client);
-        handed_over = ours.as_ref().is_some_and(|c| log.lines().any(|l| l.contains("WST02010") && client(l).as_ref() == Some(c)));
+        ours = log
+            .lines()
+            .find(|l| l.contains("WST01014") && l.contains(&format!("GET {path} ")))
+            .and_then(client);
+        handed_over = ours.as_ref().is_some_and(|c| {
+            log.lines().any(|l| l.contains("WST02010") && client(l).as_ref() == Some(c))
+        });
         if record.is_some() && handed_over {
             break;
         }
@@ -95,7 +106,10 @@ async fn round_trip(httpd: &Httpd, path: &str) {
     );
     match record.as_deref().and_then(describe) {
         Some(text) => println!("access log        : {text}"),
-        None => println!("access log        : (no record of the tunnel yet in {}/access_log)", httpd.root.display()),
+        None => println!(
+            "access log        : (no record of the tunnel yet in {}/access_log)",
+            httpd.root.display()
+        ),
     }
 }
 
