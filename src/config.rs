@@ -108,16 +108,17 @@ fn parse_duration_us(arg: &str) -> Result<i64, String> {
         return Err(format!("'{arg}' is not a duration: expected a non-negative number, optionally followed by ms, s, mi or h"));
     }
     let n: i64 = num.parse().map_err(|_| format!("'{arg}' is too large"))?;
-    let scale: i64 =
-        match unit.to_ascii_lowercase().as_str() {
-            "" | "s" => 1_000_000,
-            "ms" => 1_000,
-            "mi" => 60_000_000,
-            "h" => 3_600_000_000,
-            _ => return Err(format!(
+    let scale: i64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "s" => 1_000_000,
+        "ms" => 1_000,
+        "mi" => 60_000_000,
+        "h" => 3_600_000_000,
+        _ => {
+            return Err(format!(
                 "'{arg}' has an unknown unit '{unit}': use ms, s, mi or h (no unit means seconds)"
-            )),
-        };
+            ))
+        }
+    };
     n.checked_mul(scale).ok_or_else(|| format!("'{arg}' is too large"))
 }
 

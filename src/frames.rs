@@ -181,23 +181,13 @@ pub fn close_frame(code: u16, mask: Option<[u8; 4]>) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn frame(opcode: u8, fin: bool, payload_len: usize, mask: bool) -> Vec<u8> {
-        let mut f = vec![opcode | if fin { 0x80 } else { 0 }];
-        let m = if mask { 0x80 } else { 0 };
-        if payload_len < 126 {
-            f.push(m | payload_len as u8);
-        } else if payload_len <= 0xffff {
-            f.push(m | 126);
-            f.extend_from_slice(&(payload_len as u16).to_be_bytes());
-        } else {
-            f.push(m | 127);
-            f.extend_from_slice(&(payload_len as u64).to_be_bytes());
-        }
-        if mask {
-            f.extend_from_slice(&[1, 2, 3, 4]);
-        }
-        f.extend((0..payload_len).map(|i| (i % 251) as u8));
-        f
+    fn frame(opcode: u8, fin: bool, len: usize, masked: bool) -> Vec<u8> {
+        wskit::raw::frame(
+            opcode,
+            fin,
+            &wskit::raw::pattern(len),
+            masked.then_some(wskit::raw::MASK),
+        )
     }
 
     /// Feeding a stream in pieces of every size gives the same boundaries as in one go.

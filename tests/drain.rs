@@ -28,23 +28,13 @@ fn server_with(b: &Backend, grace: &str, drain: &str) -> Httpd {
     )
 }
 
-/// A masked binary frame of `len` bytes, as a client sends it.
-fn client_frame(len: usize) -> Vec<u8> {
-    let mut f = vec![0x82, 0x80 | 127];
-    f.extend_from_slice(&(len as u64).to_be_bytes());
-    let key = [0x11, 0x22, 0x33, 0x44];
-    f.extend_from_slice(&key);
-    f.extend((0..len).map(|i| (i % 251) as u8 ^ key[i % 4]));
-    f
-}
-
 /// A raw WebSocket through httpd with half of a 200 KB message sent.
 fn half_sent(port: u16) -> (TcpStream, Vec<u8>) {
     let mut s = raw::connect(port);
     s.write_all(raw::handshake("/echo/drain", "").as_bytes()).unwrap();
     let resp = raw::read_response(&mut s);
     assert_eq!(resp.status, 101, "{}", resp.head);
-    let frame = client_frame(200_000);
+    let frame = raw::client_frame(2, &raw::pattern(200_000));
     s.write_all(&frame[..frame.len() / 2]).unwrap();
     (s, frame[frame.len() / 2..].to_vec())
 }

@@ -10,7 +10,8 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use wskit::hostile::{upgrade_request, Hostile, Timed, GZIP_BYTES};
+use wskit::hostile::{Hostile, Timed, GZIP_BYTES};
+use wskit::raw::websocket_request;
 
 struct Env {
     hostile: Hostile,
@@ -95,7 +96,7 @@ fn head_is_answered_at_once_and_the_connection_stays_usable() {
     for path in ["/h/head-cl", "/bal/h/head-cl"] {
         let mut s = TcpStream::connect(("127.0.0.1", e.h.port)).unwrap();
         let start = Instant::now();
-        s.write_all(&upgrade_request("HEAD", path, "")).unwrap();
+        s.write_all(&websocket_request("HEAD", path, "")).unwrap();
         let t = Timed::read_from(&mut s, start, Duration::from_millis(1500));
         let (hs, rest) = heads(&t.bytes());
         assert_eq!(hs.len(), 1, "{path}: {:?}", t.text());
@@ -128,7 +129,7 @@ fn no_body_for_204_and_304_whatever_the_headers_say() {
     for (path, code) in [("/h/cl-204", 204), ("/h/cl-304", 304)] {
         let mut s = TcpStream::connect(("127.0.0.1", e.h.port)).unwrap();
         let start = Instant::now();
-        s.write_all(&upgrade_request("GET", path, "")).unwrap();
+        s.write_all(&websocket_request("GET", path, "")).unwrap();
         let t = Timed::read_from(&mut s, start, Duration::from_millis(1500));
         let (hs, rest) = heads(&t.bytes());
         assert_eq!(hs.len(), 1, "{path}: {:?}", t.text());
@@ -156,7 +157,7 @@ fn endless_interim_answers_end_in_502_and_free_every_worker() {
             std::thread::spawn(move || {
                 Timed::request(
                     port,
-                    &upgrade_request("GET", "/h/continue", "Connection: close\r\n"),
+                    &websocket_request("GET", "/h/continue", "Connection: close\r\n"),
                     Duration::from_secs(15),
                 )
             })
@@ -181,7 +182,7 @@ fn endless_interim_answers_end_in_502_and_free_every_worker() {
     // A client that asked for 100-continue gets each of the ten, then the 502.
     let t = Timed::request(
         e.h.port,
-        &upgrade_request("GET", "/h/continue", "Expect: 100-continue\r\n"),
+        &websocket_request("GET", "/h/continue", "Expect: 100-continue\r\n"),
         Duration::from_secs(10),
     );
     let (hs, _) = heads(&t.bytes());
@@ -200,7 +201,7 @@ fn interim_answers_are_forwarded_up_to_ten() {
     let e = env();
     let t = Timed::request(
         e.h.port,
-        &upgrade_request("GET", "/h/interim-10", ""),
+        &websocket_request("GET", "/h/interim-10", ""),
         Duration::from_secs(3),
     );
     let (hs, rest) = heads(&t.bytes());
@@ -210,7 +211,7 @@ fn interim_answers_are_forwarded_up_to_ten() {
     assert_eq!(rest, b"done\n");
     let t = Timed::request(
         e.h.port,
-        &upgrade_request("GET", "/h/interim-11", ""),
+        &websocket_request("GET", "/h/interim-11", ""),
         Duration::from_secs(3),
     );
     let (hs, _) = heads(&t.bytes());
@@ -218,7 +219,7 @@ fn interim_answers_are_forwarded_up_to_ten() {
     assert_eq!(codes, [vec![103; 10], vec![502]].concat(), "{:?}", t.text());
     // 103 before a 101: forwarded, and the tunnel opens.
     let mut s = TcpStream::connect(("127.0.0.1", e.h.port)).unwrap();
-    s.write_all(&upgrade_request("GET", "/h/hints-101", "")).unwrap();
+    s.write_all(&websocket_request("GET", "/h/hints-101", "")).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -243,7 +244,7 @@ fn a_trickling_head_is_bounded_by_one_deadline() {
     let e = env();
     let t = Timed::request(
         e.h.port,
-        &upgrade_request("GET", "/h/trickle", ""),
+        &websocket_request("GET", "/h/trickle", ""),
         Duration::from_secs(10),
     );
     let at = t.when(b"HTTP/1.1 502").unwrap_or_else(|| panic!("{:?}", t.text()));
@@ -258,7 +259,7 @@ fn a_trickling_head_is_bounded_by_one_deadline() {
 fn a_client_that_goes_away_ends_the_wait() {
     let e = env();
     let mut s = TcpStream::connect(("127.0.0.1", e.h.port)).unwrap();
-    s.write_all(&upgrade_request("GET", "/h/trickle", "")).unwrap();
+    s.write_all(&websocket_request("GET", "/h/trickle", "")).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let gone = Instant::now();
     drop(s);
@@ -273,7 +274,7 @@ fn a_chunked_answer_streams_chunk_by_chunk() {
     let e = env();
     let t = Timed::request(
         e.h.port,
-        &upgrade_request("GET", "/h/chunked-slow", "Connection: close\r\n"),
+        &websocket_request("GET", "/h/chunked-slow", "Connection: close\r\n"),
         Duration::from_secs(8),
     );
     let head_at = t.when(b"\r\n\r\n").unwrap();
@@ -298,7 +299,8 @@ fn a_body_cut_short_reaches_the_client_and_then_the_connection_ends() {
         ("/h/short-stall", &b"01234567890123456789"[..], 4.5),
         ("/h/nolength", &b"partial\n"[..], 4.5),
     ] {
-        let t = Timed::request(e.h.port, &upgrade_request("GET", path, ""), Duration::from_secs(8));
+        let t =
+            Timed::request(e.h.port, &websocket_request("GET", path, ""), Duration::from_secs(8));
         let (hs, _) = heads(&t.bytes());
         assert_eq!(hs.first().map(|h| status(h)), Some(200), "{path}: {:?}", t.text());
         let at = t.when(first).unwrap_or_else(|| panic!("{path}: {:?}", t.text()));
@@ -319,14 +321,14 @@ fn header_bytes_pass_as_they_came() {
     let e = env();
     let t = Timed::request(
         e.h.port,
-        &upgrade_request("GET", "/h/obs-404", "Connection: close\r\n"),
+        &websocket_request("GET", "/h/obs-404", "Connection: close\r\n"),
         Duration::from_secs(3),
     );
     let b = t.bytes();
     assert!(b.starts_with(b"HTTP/1.1 404"), "{:?}", t.text());
     assert!(b.windows(14).any(|w| w == b"X-Name: caf\xe9\r\n"), "{:?}", t.text());
     let mut s = TcpStream::connect(("127.0.0.1", e.h.port)).unwrap();
-    s.write_all(&upgrade_request("GET", "/h/obs-101", "")).unwrap();
+    s.write_all(&websocket_request("GET", "/h/obs-101", "")).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -354,7 +356,7 @@ fn odd_statuses_and_other_codings_pass_with_their_header() {
     let e = env();
     let t = Timed::request(
         e.h.port,
-        &upgrade_request("GET", "/h/status-999", "Connection: close\r\n"),
+        &websocket_request("GET", "/h/status-999", "Connection: close\r\n"),
         Duration::from_secs(3),
     );
     let (hs, rest) = heads(&t.bytes());
@@ -363,7 +365,7 @@ fn odd_statuses_and_other_codings_pass_with_their_header() {
     for path in ["/h/gzip", "/h/gzip-chunked"] {
         let t = Timed::request(
             e.h.port,
-            &upgrade_request("GET", path, "Connection: close\r\n"),
+            &websocket_request("GET", path, "Connection: close\r\n"),
             Duration::from_secs(4),
         );
         let (hs, rest) = heads(&t.bytes());
@@ -383,7 +385,7 @@ fn odd_statuses_and_other_codings_pass_with_their_header() {
 fn seen(port: u16, method: &str, path: &str) -> (String, Vec<String>, Vec<u8>) {
     let t = Timed::request(
         port,
-        &upgrade_request(method, path, "Connection: close\r\n"),
+        &websocket_request(method, path, "Connection: close\r\n"),
         Duration::from_secs(4),
     );
     let (hs, rest) = heads(&t.bytes());
@@ -450,7 +452,7 @@ fn stalled_refusal_cost_kib(module: std::path::PathBuf, n: usize) -> f64 {
             std::thread::spawn(move || {
                 Timed::request(
                     port,
-                    &upgrade_request("GET", "/h/close-body", ""),
+                    &websocket_request("GET", "/h/close-body", ""),
                     Duration::from_secs(5),
                 )
             })
@@ -462,7 +464,7 @@ fn stalled_refusal_cost_kib(module: std::path::PathBuf, n: usize) -> f64 {
     let stalled: Vec<TcpStream> = (0..n)
         .map(|_| {
             let mut s = TcpStream::connect(("127.0.0.1", h.port)).unwrap();
-            s.write_all(&upgrade_request("GET", "/h/big", "")).unwrap();
+            s.write_all(&websocket_request("GET", "/h/big", "")).unwrap();
             s
         })
         .collect();
@@ -507,7 +509,7 @@ fn refusals_from_a_tls_backend_behave_the_same() {
     // HEAD: the head at once, no body, the connection serves the next request.
     let mut s = TcpStream::connect(("127.0.0.1", h.port)).unwrap();
     let start = Instant::now();
-    s.write_all(&upgrade_request("HEAD", "/h/head-cl", "")).unwrap();
+    s.write_all(&websocket_request("HEAD", "/h/head-cl", "")).unwrap();
     let t = Timed::read_from(&mut s, start, Duration::from_millis(1500));
     let (hs, rest) = heads(&t.bytes());
     assert_eq!(hs.len(), 1, "{:?}", t.text());
@@ -519,14 +521,17 @@ fn refusals_from_a_tls_backend_behave_the_same() {
         .text()
         .ends_with("local index\n"));
     // A trickling head: 502 at the deadline.
-    let t =
-        Timed::request(h.port, &upgrade_request("GET", "/h/trickle", ""), Duration::from_secs(10));
+    let t = Timed::request(
+        h.port,
+        &websocket_request("GET", "/h/trickle", ""),
+        Duration::from_secs(10),
+    );
     let at = t.when(b"HTTP/1.1 502").unwrap_or_else(|| panic!("{:?}", t.text()));
     assert!(at > Duration::from_millis(1800) && at < Duration::from_secs(4), "502 after {at:?}");
     // Interim answers: ten forwarded, then the final one.
     let t = Timed::request(
         h.port,
-        &upgrade_request("GET", "/h/interim-10", ""),
+        &websocket_request("GET", "/h/interim-10", ""),
         Duration::from_secs(3),
     );
     let codes: Vec<u16> = heads(&t.bytes()).0.iter().map(|h| status(h)).collect();
@@ -534,7 +539,7 @@ fn refusals_from_a_tls_backend_behave_the_same() {
     // A chunked answer streams.
     let t = Timed::request(
         h.port,
-        &upgrade_request("GET", "/h/chunked-slow", "Connection: close\r\n"),
+        &websocket_request("GET", "/h/chunked-slow", "Connection: close\r\n"),
         Duration::from_secs(8),
     );
     let ticks: Vec<f64> =
@@ -545,7 +550,7 @@ fn refusals_from_a_tls_backend_behave_the_same() {
     // A body cut short: what came, then the end of the connection.
     let t = Timed::request(
         h.port,
-        &upgrade_request("GET", "/h/short-stall", ""),
+        &websocket_request("GET", "/h/short-stall", ""),
         Duration::from_secs(8),
     );
     assert!(t.when(b"01234567890123456789").unwrap() < Duration::from_secs(1), "{:?}", t.text());
@@ -553,7 +558,7 @@ fn refusals_from_a_tls_backend_behave_the_same() {
     // Header bytes as they came.
     let t = Timed::request(
         h.port,
-        &upgrade_request("GET", "/h/obs-404", "Connection: close\r\n"),
+        &websocket_request("GET", "/h/obs-404", "Connection: close\r\n"),
         Duration::from_secs(3),
     );
     assert!(t.bytes().windows(14).any(|w| w == b"X-Name: caf\xe9\r\n"), "{:?}", t.text());

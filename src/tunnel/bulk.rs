@@ -84,10 +84,7 @@ mod tests {
     }
 
     fn frame(len: usize) -> Vec<u8> {
-        let mut v = vec![0x82, 127];
-        v.extend_from_slice(&(len as u64).to_be_bytes());
-        v.resize(10 + len, 0x5a);
-        v
+        wskit::raw::server_frame(2, &vec![0x5a; len])
     }
 
     #[test]

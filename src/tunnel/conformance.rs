@@ -106,13 +106,7 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
 
 /// A binary frame with `len` payload bytes, masked (client to backend) or not.
 fn frame(len: usize, masked: bool) -> Vec<u8> {
-    let mut f = vec![0x82, if masked { 0x80 } else { 0 } | 127];
-    f.extend_from_slice(&(len as u64).to_be_bytes());
-    if masked {
-        f.extend_from_slice(&[9, 8, 7, 6]);
-    }
-    f.extend((0..len).map(|i| (i % 251) as u8));
-    f
+    wskit::raw::frame(2, true, &wskit::raw::pattern(len), masked.then_some(wskit::raw::MASK))
 }
 
 /// Whether `close` is a masked Close 1001 (what goes to the backend).

@@ -719,11 +719,9 @@ mod tests {
         Tick(T0.0 + n)
     }
 
-    /// A masked client frame with a payload of `len` bytes (< 126).
+    /// A masked client frame with a payload of `len` bytes.
     fn frame(len: usize) -> Vec<u8> {
-        let mut f = vec![0x82, 0x80 | len as u8, 1, 2, 3, 4];
-        f.extend(std::iter::repeat_n(7u8, len));
-        f
+        wskit::raw::client_frame(2, &vec![7; len])
     }
 
     /// Feeds `bytes` into `d` as one read of a driver.

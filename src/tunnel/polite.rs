@@ -164,13 +164,7 @@ mod tests {
 
     /// A frame of `len` payload bytes, masked (client to backend) or not.
     fn frame(opcode: u8, len: usize, masked: bool) -> Vec<u8> {
-        assert!(len < 126);
-        let mut f = vec![0x80 | opcode, len as u8 | if masked { 0x80 } else { 0 }];
-        if masked {
-            f.extend_from_slice(&[9, 9, 9, 9]);
-        }
-        f.extend(std::iter::repeat_n(b'x', len));
-        f
+        wskit::raw::frame(opcode, true, &vec![b'x'; len], masked.then_some(wskit::raw::MASK))
     }
 
     fn is_going_away(close: &[u8], masked: bool) -> bool {

@@ -350,11 +350,7 @@ mod tests {
         });
         let mut stream = Vec::new();
         for len in [10, 300_000, 5, 65_536, 70_000, 0, 125, 1_000_000, 3] {
-            let mut f = vec![0x82, 0x80 | 127];
-            f.extend_from_slice(&(len as u64).to_be_bytes());
-            f.extend_from_slice(&[1, 2, 3, 4]);
-            f.extend((0..len).map(|i| (i % 253) as u8));
-            stream.extend(f);
+            stream.extend(wskit::raw::client_frame(2, &wskit::raw::pattern(len)));
         }
         let sent = stream.clone();
         let w = thread::spawn(move || {

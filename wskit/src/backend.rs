@@ -136,9 +136,7 @@ impl Backend {
 /// Reads one request head; returns it and any bytes that followed.
 async fn read_head<S: Conn>(sock: &mut S, buf: &mut Vec<u8>) -> Option<String> {
     loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..p + 4]).into_owned();
-            buf.drain(..p + 4);
+        if let Some(head) = crate::raw::take_head(buf) {
             return Some(head);
         }
         let mut chunk = [0u8; 4096];
@@ -268,14 +266,12 @@ async fn serve<S: Conn>(
     if path.contains("/burst") {
         // The 101 and a first frame in one segment.
         let mut out = hello.into_bytes();
-        out.extend_from_slice(&[0x81, 18]);
-        out.extend_from_slice(b"hello-from-backend");
+        out.extend(crate::raw::server_frame(1, b"hello-from-backend"));
         sock.write_all(&out).await?;
     } else if path.contains("/whoami") {
         let mut out = hello.into_bytes();
         let me = format!("backend {name}");
-        out.extend_from_slice(&[0x81, me.len() as u8]);
-        out.extend_from_slice(me.as_bytes());
+        out.extend(crate::raw::server_frame(1, me.as_bytes()));
         sock.write_all(&out).await?;
     } else {
         sock.write_all(hello.as_bytes()).await?;

@@ -103,16 +103,19 @@ impl<S: Write> Write for Flushing<S> {
     }
 }
 
+/// Reads one request head a byte at a time: what follows it stays in the socket.
 fn read_head(s: &mut impl Read) -> Option<String> {
     let mut buf = Vec::new();
     let mut b = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
+    loop {
+        if let Some(head) = crate::raw::take_head(&mut buf) {
+            return Some(head);
+        }
         if s.read(&mut b).ok()? == 0 {
             return None;
         }
         buf.push(b[0]);
     }
-    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 fn websocket_101(head: &str, extra: &[u8]) -> Vec<u8> {
@@ -332,13 +335,4 @@ impl Timed {
         }
         None
     }
-}
-
-/// An upgrade request with `method` (GET, HEAD) for `path`, WebSocket key included.
-pub fn upgrade_request(method: &str, path: &str, extra: &str) -> Vec<u8> {
-    format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n",
-        crate::raw::KEY
-    )
-    .into_bytes()
 }

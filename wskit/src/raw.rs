@@ -9,18 +9,23 @@ pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// A WebSocket handshake request, with `extra` header lines (each ending in CRLF).
 pub fn handshake(path: &str, extra: &str) -> String {
-    request_head(path, "1.1", "websocket", extra)
+    request_head("GET", path, "1.1", "websocket", extra)
 }
 
-/// A GET with an `Upgrade` for `upgrade` (omitted when empty) and a WebSocket key.
-fn request_head(path: &str, version: &str, upgrade: &str, extra: &str) -> String {
+/// A WebSocket upgrade request with `method` (GET, HEAD, ...) for `path`, as bytes.
+pub fn websocket_request(method: &str, path: &str, extra: &str) -> Vec<u8> {
+    request_head(method, path, "1.1", "websocket", extra).into_bytes()
+}
+
+/// A request with an `Upgrade` for `upgrade` (omitted when empty) and a WebSocket key.
+fn request_head(method: &str, path: &str, version: &str, upgrade: &str, extra: &str) -> String {
     let up = if upgrade.is_empty() {
         String::new()
     } else {
         format!("Upgrade: {upgrade}\r\nConnection: Upgrade\r\n")
     };
     format!(
-        "GET {path} HTTP/{version}\r\nHost: 127.0.0.1\r\n{up}Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        "{method} {path} HTTP/{version}\r\nHost: 127.0.0.1\r\n{up}Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
 }
 
@@ -53,15 +58,23 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// The HTTP head at the start of `buf`, if it is whole: taken out of `buf`, which keeps
+/// what followed it. The one head splitter of the kit (clients and backends).
+pub fn take_head(buf: &mut Vec<u8>) -> Option<String> {
+    let p = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..p + 4]).into_owned();
+    buf.drain(..p + 4);
+    Some(head)
+}
+
 /// Reads one response head (and what came with it).
 pub fn read_response(s: &mut TcpStream) -> Response {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..p + 4]).into_owned();
+        if let Some(head) = take_head(&mut buf) {
             let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-            return Response { status, head, rest: buf[p + 4..].to_vec() };
+            return Response { status, head, rest: buf };
         }
         let n = s.read(&mut chunk).unwrap_or(0);
         assert!(
@@ -102,24 +115,49 @@ pub fn get(port: u16, path: &str, extra: &str) -> (Response, String) {
     )
 }
 
-/// A masked client frame (RFC 6455 §5.2) with FIN set.
-pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11u8, 0x22, 0x33, 0x44];
-    let mut f = vec![0x80 | opcode];
+/// The mask of every client frame built here.
+pub const MASK: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
+
+/// A WebSocket frame (RFC 6455 §5.2): `opcode`, FIN or not, the shortest length encoding, the
+/// payload masked with `mask` when given (frames to a server are masked, §5.3). The one frame
+/// builder of the tests, unit and integration alike.
+pub fn frame(opcode: u8, fin: bool, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let m = if mask.is_some() { 0x80 } else { 0 };
+    let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
     match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 126 => f.push(m | n as u8),
         n if n < 65536 => {
-            f.push(0x80 | 126);
+            f.push(m | 126);
             f.extend_from_slice(&(n as u16).to_be_bytes());
         }
         n => {
-            f.push(0x80 | 127);
+            f.push(m | 127);
             f.extend_from_slice(&(n as u64).to_be_bytes());
         }
     }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    match mask {
+        Some(k) => {
+            f.extend_from_slice(&k);
+            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+        }
+        None => f.extend_from_slice(payload),
+    }
     f
+}
+
+/// A masked client frame with FIN set.
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    frame(opcode, true, payload, Some(MASK))
+}
+
+/// An unmasked server frame with FIN set.
+pub fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    frame(opcode, true, payload, None)
+}
+
+/// `len` bytes of a pattern that shows a lost, repeated or reordered byte (period 251, prime).
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
 }
 
 /// Reads one unmasked server frame with a payload under 126 bytes: (opcode, payload).
@@ -144,5 +182,5 @@ pub fn read_small_frame(s: &mut TcpStream, pre: &mut Vec<u8>) -> (u8, Vec<u8>) {
 
 /// An upgrade request for an arbitrary protocol (or none: `upgrade` empty omits the header).
 pub fn upgrade_request(path: &str, upgrade: &str, version: &str) -> String {
-    request_head(path, version, upgrade, "")
+    request_head("GET", path, version, upgrade, "")
 }

@@ -87,24 +87,9 @@ type Conn = Box<dyn Stream>;
 /// With `--tls`: how clients speak TLS to the proxy (the run's CA).
 static TLS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
 
-/// A masked client frame (binary) carrying `payload`.
+/// A binary client frame carrying `payload`.
 fn frame(payload: &[u8]) -> Vec<u8> {
-    let mask = [1u8, 2, 3, 4];
-    let mut f = vec![0x82];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n < 65536 => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
+    wskit::raw::client_frame(2, payload)
 }
 
 /// Opens a WebSocket to the raw echo behind `base` (host:port and path prefix).
