@@ -1,8 +1,8 @@
 /*
  * mod_proxy_wstunnel-rs: the C shim.
  *
- * What lives here is what must be C: the directive table (AP_INIT_* macros), hook and
- * filter registration (APR hook macros and mod_proxy's optional hooks with their ordering),
+ * What lives here is what must be C: the directive table (AP_INIT_* macros), hook
+ * registration (APR hook macros and mod_proxy's optional hooks with their ordering),
  * and one-line adapters for httpd and APR macros (config vectors, logging with this
  * module's index, brigades and buckets, optional functions, bitfields). Every decision is
  * made in Rust (src/); the hooks registered here are Rust functions themselves.
@@ -18,6 +18,7 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <apr_optional.h>
+#include <apr_portable.h>
 #include <mod_proxy.h>
 #include <mod_status.h>
 #include <mpm_common.h>
@@ -25,8 +26,6 @@
 #include "shim.h"
 
 APLOG_USE_MODULE(proxy_wstunnel);
-
-static ap_filter_rec_t *wst_watch_filter;
 
 const command_rec wst_cmds[] = {
     AP_INIT_FLAG("ProxyWebsocketFallbackToProxyHttp", wst_rs_cmd_fallback, NULL,
@@ -64,7 +63,6 @@ void wst_register_hooks(apr_pool_t *p)
     proxy_hook_scheme_handler(wst_rs_handler, NULL, succ, APR_HOOK_FIRST);
     proxy_hook_check_trans(wst_rs_check_trans, NULL, succ, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, wst_rs_status, NULL, NULL, APR_HOOK_MIDDLE);
-    wst_watch_filter = ap_register_input_filter("WSTUNNEL_WATCH", wst_rs_watch_in, NULL, AP_FTYPE_CONNECTION);
 }
 
 int wst_log_r_enabled(const request_rec *r, int level)
@@ -123,72 +121,41 @@ apr_bucket *wst_brigade_first(apr_bucket_brigade *bb)
     return APR_BRIGADE_EMPTY(bb) ? NULL : APR_BRIGADE_FIRST(bb);
 }
 
-apr_bucket *wst_brigade_last(apr_bucket_brigade *bb)
-{
-    return APR_BRIGADE_EMPTY(bb) ? NULL : APR_BRIGADE_LAST(bb);
-}
-
-apr_bucket *wst_bucket_next(apr_bucket_brigade *bb, apr_bucket *e)
-{
-    apr_bucket *n = e ? APR_BUCKET_NEXT(e) : APR_BRIGADE_FIRST(bb);
-
-    return n == APR_BRIGADE_SENTINEL(bb) ? NULL : n;
-}
-
 int wst_brigade_starts_with_eos(apr_bucket_brigade *bb)
 {
     return !APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_FIRST(bb));
 }
 
-apr_status_t wst_bucket_read(apr_bucket *e, const char **data, apr_size_t *len)
-{
-    if (APR_BUCKET_IS_METADATA(e)) {
-        return APR_ENOTIMPL;
-    }
-    return apr_bucket_read(e, data, len, APR_BLOCK_READ);
-}
-
-void wst_bucket_delete(apr_bucket *e)
-{
-    apr_bucket_delete(e);
-}
-
-void wst_bucket_truncate(apr_bucket *e, apr_size_t len)
-{
-    if (apr_bucket_split(e, len) == APR_SUCCESS) {
-        apr_bucket_delete(APR_BUCKET_NEXT(e));
-    }
-}
-
-void wst_brigade_append(apr_bucket_brigade *bb, const char *data, apr_size_t len)
-{
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(data, len, NULL, bb->bucket_alloc));
-}
-
-apr_status_t wst_pass_transient(ap_filter_t *f, apr_bucket_brigade *bb, const char *data, apr_size_t len)
+apr_status_t wst_pass_transient(ap_filter_t *f, apr_bucket_brigade *bb, const char *data, apr_size_t len,
+                                int flush)
 {
     apr_status_t rv;
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_transient_create(data, len, bb->bucket_alloc));
+    if (flush) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(bb->bucket_alloc));
+    }
     rv = ap_pass_brigade(f, bb);
     apr_brigade_cleanup(bb);
     return rv;
 }
 
-ap_filter_t *wst_watch_add(conn_rec *c, void *watch)
+int wst_conn_poll_fd(conn_rec *c)
 {
-    return ap_add_input_filter_handle(wst_watch_filter, watch, NULL, c);
-}
+    apr_pollfd_t pfd = { 0 };
+    apr_os_sock_t sock;
+    apr_os_file_t file;
 
-apr_status_t wst_conn_write(conn_rec *c, const char *data, apr_size_t len)
-{
-    apr_bucket_brigade *bb = apr_brigade_create(c->pool, c->bucket_alloc);
-    apr_status_t rv;
-
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(data, len, NULL, c->bucket_alloc));
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(c->bucket_alloc));
-    rv = ap_pass_brigade(c->output_filters, bb);
-    apr_brigade_destroy(bb);
-    return rv;
+    pfd.desc_type = APR_NO_DESC;
+    if (ap_get_pollfd_from_conn(c, &pfd, NULL) != APR_SUCCESS) {
+        return -1;
+    }
+    if (pfd.desc_type == APR_POLL_SOCKET && apr_os_sock_get(&sock, pfd.desc.s) == APR_SUCCESS) {
+        return sock;
+    }
+    if (pfd.desc_type == APR_POLL_FILE && apr_os_file_get(&file, pfd.desc.f) == APR_SUCCESS) {
+        return file;
+    }
+    return -1;
 }
 
 int wst_encoded_slashes_nodecode(request_rec *r)

@@ -32,9 +32,6 @@ int wst_rs_check_trans(request_rec *r, const char *url);
 int wst_rs_canon(request_rec *r, char *url);
 int wst_rs_handler(request_rec *r, proxy_worker *worker, proxy_server_conf *conf, char *url,
                    const char *proxyname, apr_port_t proxyport);
-/* The watch filter WSTUNNEL_WATCH (src/httpd/filter.rs). */
-apr_status_t wst_rs_watch_in(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
-                             apr_read_type_e block, apr_off_t readbytes);
 
 /* ---- implemented in C (c_shim/mod_proxy_wstunnel.c), called by Rust ---- */
 /* The directive table and hook registration the Rust module record points at. */
@@ -52,23 +49,16 @@ void *wst_dir_conf(request_rec *r);
 void *wst_srv_conf(server_rec *s);
 void *wst_proxy_dir_conf(request_rec *r);
 
-/* Brigade and bucket macros (APR_BRIGADE_*, APR_BUCKET_*, apr_bucket_read/delete/split). */
+/* Brigade macros (APR_BRIGADE_*, APR_BUCKET_IS_EOS). */
 apr_bucket *wst_brigade_first(apr_bucket_brigade *bb);            /* NULL when empty */
-apr_bucket *wst_brigade_last(apr_bucket_brigade *bb);             /* NULL when empty */
-apr_bucket *wst_bucket_next(apr_bucket_brigade *bb, apr_bucket *e); /* first for NULL; NULL at the end */
 int wst_brigade_starts_with_eos(apr_bucket_brigade *bb);
-/* A data bucket's bytes (blocking read); APR_ENOTIMPL for a metadata bucket. */
-apr_status_t wst_bucket_read(apr_bucket *e, const char **data, apr_size_t *len);
-void wst_bucket_delete(apr_bucket *e);
-/* Keeps the first `len` bytes of a data bucket and deletes the rest. */
-void wst_bucket_truncate(apr_bucket *e, apr_size_t len);
-/* Appends a heap copy of the bytes. */
-void wst_brigade_append(apr_bucket_brigade *bb, const char *data, apr_size_t len);
 /* Passes `data` down the filter chain from `f` in a transient bucket (a filter that keeps it
- * sets it aside, copying), then empties `bb`. */
-apr_status_t wst_pass_transient(ap_filter_t *f, apr_bucket_brigade *bb, const char *data, apr_size_t len);
-/* Writes `len` bytes to a connection's output filters and flushes; APR status. */
-apr_status_t wst_conn_write(conn_rec *c, const char *data, apr_size_t len);
+ * sets it aside, copying), followed by a FLUSH if `flush`, then empties `bb`. */
+apr_status_t wst_pass_transient(ap_filter_t *f, apr_bucket_brigade *bb, const char *data, apr_size_t len,
+                                int flush);
+/* The descriptor that tells when a connection has input (ap_get_pollfd_from_conn: its socket,
+ * or mod_http2's pipe for a stream); -1 if none. */
+int wst_conn_poll_fd(conn_rec *c);
 
 /* mod_logio's optional counters; no-ops when mod_logio is absent. */
 void wst_logio_add(conn_rec *c, apr_off_t in, apr_off_t out);
@@ -76,8 +66,6 @@ void wst_logio_add(conn_rec *c, apr_off_t in, apr_off_t out);
 /* AllowEncodedSlashes NoDecode in effect for this request (core_dir_config bitfields). */
 int wst_encoded_slashes_nodecode(request_rec *r);
 
-/* Adds the watch filter (its context is `watch`) to connection `c`. */
-ap_filter_t *wst_watch_add(conn_rec *c, void *watch);
 
 /* The access-log record of an asynchronous tunnel (c_shim/record.c): a compact copy of the
  * request taken at the hand-over (NULL if out of memory), logged through mod_log_config when

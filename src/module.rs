@@ -12,9 +12,9 @@ use crate::ffi;
 use crate::handler::{self, CAN_FALLBACK};
 use crate::httpd::codes::{INTERNAL_SERVER_ERROR, OK};
 use crate::httpd::log::{DEBUG, ERR, NOTICE, TRACE1, WARNING};
-use crate::httpd::outcome::{APR_ECONNABORTED, APR_SUCCESS};
+use crate::httpd::outcome::APR_SUCCESS;
 use crate::httpd::proxy::SchemeArgs;
-use crate::httpd::{cmd::Cmd, filter, mpm, shm, Pool, Request, Server};
+use crate::httpd::{cmd::Cmd, mpm, shm, Pool, Request, Server};
 use crate::tunnel::shutdown;
 use crate::{rlog, slog};
 use std::cell::UnsafeCell;
@@ -439,27 +439,6 @@ pub extern "C" fn wst_rs_status(r: *mut ffi::request_rec, flags: c_int) -> c_int
         OK
     });
     OK
-}
-
-/// The watch filter (`WSTUNNEL_WATCH`, registered by the shim); a panic fails the read, and
-/// with it the tunnel.
-#[no_mangle]
-pub extern "C" fn wst_rs_watch_in(
-    f: *mut ffi::ap_filter_t,
-    bb: *mut ffi::apr_bucket_brigade,
-    mode: ffi::ap_input_mode_t,
-    block: ffi::apr_read_type_e,
-    readbytes: ffi::apr_off_t,
-) -> ffi::apr_status_t {
-    // SAFETY: httpd calls the filter with a live filter of a live connection.
-    let s = unsafe { filter::server_of(f) };
-    // SAFETY: httpd's arguments to an input filter that `filter::watch` added.
-    guard(
-        "watch filter",
-        |m| crate::httpd::log::server(file!(), line!(), s, ERR, 0, m),
-        APR_ECONNABORTED,
-        || unsafe { filter::input(f, bb, mode, block, readbytes) },
-    )
 }
 
 #[no_mangle]

@@ -44,6 +44,7 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     let _ = status_auto(s.h.port);
     let fds0 = fds();
     let kinds0 = fd_kinds(&s.h);
+    let live0 = live_sockets(&s.h);
     let mut all = Vec::new();
     for i in 0..n {
         let (mut ws, _) = connect_tls(&url(i), &s.pki)
@@ -75,16 +76,30 @@ async fn more_idle_wss_tunnels_than_request_threads() {
         s.h.error_log()
     );
     // Two descriptors each: the client's socket (the connection's own, polled in place) and
-    // the backend's; no copy, and no pollset left behind by mod_proxy's tunnel. Besides: the
-    // runtime's own three, and the last tunnel's request thread still letting go of its
-    // backend. Counted before the status requests below, whose connections the MPM may
-    // still linger on.
-    let grown = fds().saturating_sub(fds0);
+    // the backend's; no copy. Besides: the runtime's own three descriptors and the child's
+    // stop eventfd, and the last tunnel's request thread still letting go of its backend.
+    // Sockets count when they are connections (listed in /proc/net/tcp): the MPM may still
+    // hold closed ones it lingers on. Counted before the status requests below.
+    let settled = Instant::now() + Duration::from_secs(2);
+    let grown = |now: &std::collections::BTreeMap<String, usize>, kind: &str| {
+        now.get(kind).copied().unwrap_or(0).saturating_sub(kinds0.get(kind).copied().unwrap_or(0))
+    };
+    let (mut kinds, mut live) = (fd_kinds(&s.h), live_sockets(&s.h));
+    while live.saturating_sub(live0) > 2 * n + 1 && Instant::now() < settled {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        (kinds, live) = (fd_kinds(&s.h), live_sockets(&s.h));
+    }
     assert!(
-        grown <= 2 * n + 5,
-        "{n} suspended tunnels hold {grown} more descriptors: {kinds0:?} before, {:?} now",
-        fd_kinds(&s.h)
+        live.saturating_sub(live0) <= 2 * n + 1 && grown(&kinds, "anon_inode") <= 4,
+        "{n} suspended tunnels hold {} more connections: {kinds0:?} before, {kinds:?} now",
+        live.saturating_sub(live0)
     );
+    let others: usize = kinds
+        .iter()
+        .filter(|(k, _)| *k != "socket" && *k != "anon_inode")
+        .map(|(k, _)| grown(&kinds, k))
+        .sum();
+    assert_eq!(others, 0, "{kinds0:?} before, {kinds:?} now");
     // Plain HTTP still served, and the board counts them as asynchronous.
     let (status, _) = status_auto(s.h.port);
     assert_eq!(
@@ -113,10 +128,16 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     // and every descriptor went with its tunnel (the held backends back to mod_proxy, closed).
     let closes = |b: &Backend| b.events().iter().filter(|e| matches!(e, Event::Close(_))).count();
     assert_eq!((closes(&s.b), closes(&s.tb)), (n / 2, n / 2));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // The child's runtime, started by the first tunnel, keeps its own three (its epoll, its
-    // waker and the drain's eventfd).
-    assert!(fds() <= fds0 + 3, "descriptors: {fds0} before, {} after the tunnels", fds());
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // The child keeps what the first tunnel started: its runtime's own three descriptors and
+    // the stop eventfd its request threads' relays watch.
+    assert!(
+        fds() <= fds0 + 4,
+        "descriptors: {fds0} before, {} after the tunnels: {kinds0:?} before, {:?} after, {} live sockets",
+        fds(),
+        fd_kinds(&s.h),
+        live_sockets(&s.h)
+    );
     // Two access-log records per tunnel, as for raw ones: httpd's own when the request was
     // ended at the hand-over (its pool freed there), and the module's at the tunnel's end with
     // what the runtime relayed: 1 MiB each way for the first four.
@@ -139,6 +160,30 @@ async fn more_idle_wss_tunnels_than_request_threads() {
 
 /// The children's open files by kind (socket, pipe, anon_inode:[eventpoll], ...), to tell
 /// which kind grew.
+/// The children's descriptors that are TCP connections or listeners (their sockets' inodes
+/// are in /proc/net/tcp or tcp6; a closed socket whose descriptor is still open is not).
+fn live_sockets(h: &Httpd) -> usize {
+    let tables =
+        ["/proc/net/tcp", "/proc/net/tcp6"].map(|t| std::fs::read_to_string(t).unwrap_or_default());
+    let inodes: std::collections::HashSet<&str> = tables
+        .iter()
+        .flat_map(|t| t.lines().skip(1))
+        .filter_map(|l| l.split_whitespace().nth(9))
+        .collect();
+    h.children()
+        .iter()
+        .flat_map(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten()
+        })
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|t| {
+            let t = t.display().to_string();
+            t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')).map(String::from)
+        })
+        .filter(|i| inodes.contains(i.as_str()))
+        .count()
+}
+
 fn fd_kinds(h: &Httpd) -> std::collections::BTreeMap<String, usize> {
     let mut kinds = std::collections::BTreeMap::new();
     for pid in h.children() {

@@ -1,6 +1,6 @@
 //! `conn_rec`: a client connection, or the backend connection mod_proxy created for us.
 
-use super::outcome::{read_outcome, Got, Read};
+use super::outcome::{read_outcome, stream_read_outcome, Got, Read};
 use super::{Brigade, Pool, Server};
 use crate::ffi;
 use std::ffi::CStr;
@@ -134,6 +134,11 @@ impl<'c> Connection<'c> {
 
     /// Reads at most `buf.len()` bytes through the connection's input filters.
     pub fn read(&self, bb: &Brigade<'_>, buf: &mut [u8], block: bool) -> Read {
+        read_outcome(self.get(bb, buf, block), block)
+    }
+
+    /// One `ap_get_brigade` of at most `buf.len()` bytes, as the brigade held it.
+    fn get(&self, bb: &Brigade<'_>, buf: &mut [u8], block: bool) -> Got {
         let mode = if block { ffi::APR_BLOCK_READ } else { ffi::APR_NONBLOCK_READ };
         // SAFETY: the brigade belongs to a live pool; the filters fill it.
         let rv = unsafe {
@@ -156,13 +161,36 @@ impl<'c> Connection<'c> {
             Got::Bytes { status, len }
         };
         bb.cleanup();
-        read_outcome(got, block)
+        got
     }
 
-    /// Writes `bytes` through the connection's output filters and flushes; false on failure.
-    pub fn write(&self, bytes: &[u8]) -> bool {
-        // SAFETY: a live connection; the shim copies the bytes into a heap bucket.
-        unsafe { ffi::wst_conn_write(self.raw, bytes.as_ptr().cast(), bytes.len()) == 0 }
+    /// Reads from an HTTP/2 stream's connection without blocking (see
+    /// [`stream_read_outcome`]): an end-of-stream bucket is read past, at most twice.
+    pub fn read_stream(&self, bb: &Brigade<'_>, buf: &mut [u8]) -> Read {
+        for _ in 0..2 {
+            if let Some(read) = stream_read_outcome(self.get(bb, buf, false)) {
+                return read;
+            }
+        }
+        Read::Eof
+    }
+
+    /// Writes `bytes` through the connection's output filters (in `bb`, emptied again) and
+    /// flushes: the call waits until the filters took them.
+    pub fn write_flushed(&self, bb: &Brigade<'_>, bytes: &[u8]) -> Result<(), i32> {
+        let (_, out) = self.filters();
+        match bb.pass_borrowed(out, bytes, true) {
+            0 => Ok(()),
+            rv => Err(rv),
+        }
+    }
+
+    /// The descriptor that says when the connection has input: its socket, or for an
+    /// HTTP/2 stream mod_http2's pipe (`ap_get_pollfd_from_conn`); None if there is none.
+    pub fn poll_fd(&self) -> Option<RawFd> {
+        // SAFETY: a live connection; the shim asks httpd's hook and reads the OS descriptor.
+        let fd = unsafe { ffi::wst_conn_poll_fd(self.raw) };
+        (fd >= 0).then_some(fd)
     }
 
     /// httpd found the connection broken (`c->aborted`).

@@ -17,8 +17,6 @@ pub mod codes;
 #[cfg(all(feature = "httpd", not(test)))]
 pub mod connection;
 #[cfg(all(feature = "httpd", not(test)))]
-pub mod filter;
-#[cfg(all(feature = "httpd", not(test)))]
 pub mod log;
 #[cfg(all(feature = "httpd", not(test)))]
 pub mod mpm;

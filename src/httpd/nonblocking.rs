@@ -47,7 +47,7 @@ impl NonBlocking {
     /// the rest stays in core's output filter (`holds`).
     pub fn write(&self, bytes: &[u8]) -> Result<(), i32> {
         let (_, out) = self.conn().filters();
-        let rv = self.brigade().pass_borrowed(out, bytes);
+        let rv = self.brigade().pass_borrowed(out, bytes, false);
         if rv != 0 {
             return Err(rv);
         }
@@ -72,6 +72,14 @@ impl NonBlocking {
             Ok(())
         } else {
             Err(rv)
+        }
+    }
+
+    /// The FIN to the peer, on the connection's socket; TLS itself stays up (no close_notify).
+    pub fn shutdown_write(&self) -> std::io::Result<()> {
+        match self.conn().fd() {
+            Some(fd) => crate::sys::shutdown_write(fd),
+            None => Ok(()),
         }
     }
 

@@ -1,6 +1,6 @@
 //! What the results of httpd's filter calls mean, decided in plain Rust (unit-tested without
-//! httpd): a read through a connection's input filters, how much of a bucket a watch filter
-//! lets through, and what the scoreboard says of a child process.
+//! httpd): a read through a connection's input filters, and what the scoreboard says of a
+//! child process.
 
 /// A child process as the scoreboard shows it.
 #[derive(Debug, Clone, Copy)]
@@ -74,35 +74,20 @@ pub fn read_outcome(got: Got, block: bool) -> Read {
     }
 }
 
-/// True if an APR status is a timeout.
-pub fn is_timeout(rv: i32) -> bool {
-    rv == APR_TIMEUP || rv == APR_EAGAIN
-}
-
-/// What becomes of a data bucket of `len` bytes of which the watch keeps `keep`.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Cut {
-    Keep,
-    Delete,
-    /// Split after `keep` bytes and delete the rest.
-    Split(usize),
-}
-
-pub fn cut(len: usize, keep: usize) -> Cut {
-    if keep == 0 && len > 0 {
-        Cut::Delete
-    } else if keep < len {
-        Cut::Split(keep)
-    } else {
-        Cut::Keep
+/// A non-blocking read's meaning on an HTTP/2 stream's connection, where an end-of-stream
+/// bucket is not the end: mod_http2 puts one before the data of an upgraded stream (its
+/// request has no body) and one behind the client's last DATA frame, and then answers
+/// APR_EOF, which is the end. None: read again.
+pub fn stream_read_outcome(got: Got) -> Option<Read> {
+    match got {
+        Got::Eos => None,
+        other => Some(read_outcome(other, false)),
     }
 }
 
-/// What the watch filter does once its buckets were cut: a read whose every byte was dropped
-/// (and nothing else came) is read again, as if it had never come; an empty read passes on as
-/// it is.
-pub fn read_again(any_kept: bool, any_dropped: bool) -> bool {
-    any_dropped && !any_kept
+/// True if an APR status is a timeout.
+pub fn is_timeout(rv: i32) -> bool {
+    rv == APR_TIMEUP || rv == APR_EAGAIN
 }
 
 #[cfg(test)]
@@ -124,12 +109,10 @@ mod tests {
     }
 
     #[test]
-    fn buckets_are_cut_where_the_watch_says() {
-        assert_eq!(cut(10, 10), Cut::Keep);
-        assert_eq!(cut(0, 0), Cut::Keep);
-        assert_eq!(cut(10, 0), Cut::Delete);
-        assert_eq!(cut(10, 4), Cut::Split(4));
-        assert!(read_again(false, true));
-        assert!(!read_again(true, true) && !read_again(false, false) && !read_again(true, false));
+    fn an_http2_streams_end_is_apr_eof_not_an_eos_bucket() {
+        assert_eq!(stream_read_outcome(Got::Eos), None);
+        assert_eq!(stream_read_outcome(Got::Failed(APR_EOF)), Some(Read::Eof));
+        assert_eq!(stream_read_outcome(Got::Failed(APR_EAGAIN)), Some(Read::WouldBlock));
+        assert_eq!(stream_read_outcome(Got::Bytes { status: 0, len: 7 }), Some(Read::Data(7)));
     }
 }

@@ -237,8 +237,8 @@ impl<'r> Request<'r> {
         unsafe { ffi::ap_send_interim_response(self.raw, 1) }
     }
 
-    /// Switches the request to tunnel mode for a relay of our own (mod_proxy's tunnel,
-    /// `ap_proxy_tunnel_create`, does the same for the filtered ones): mod_reqtimeout's body
+    /// Switches the request to tunnel mode for our relay (as mod_proxy's own tunnel,
+    /// `ap_proxy_tunnel_create`, does): mod_reqtimeout's body
     /// timeout would cut an idle tunnel, no HTTP framing (chunks, error pages) may reach the
     /// upgraded stream, and the connection will not be kept alive.
     pub fn enter_tunnel_mode(&self) {

@@ -1,13 +1,15 @@
-//! One conformance suite for every raw driver: each case runs through the poll driver
+//! One conformance suite for every driver: each case runs through the poll driver
 //! (`relay::run` on a thread of its own) and the runtime driver (`detached`'s task on a
-//! runtime), over real TCP sockets on loopback. The filtered tunnel runs inside httpd
-//! (mod_proxy's tunnel); its cases are the integration tests' (tests/tls.rs, tests/drain.rs,
-//! tests/http2.rs).
+//! runtime), with raw ends and with ends through filters (a stand-in that buffers input and
+//! output as mod_ssl does, `filters::stand_in`), over real TCP sockets on loopback. httpd's
+//! own filters (mod_ssl, mod_http2) are the integration tests' (tests/tls.rs,
+//! tests/tls_async.rs, tests/drain.rs, tests/http2.rs).
 
 use super::core::{End, Side};
-use super::detached::{relay as runtime_relay, Phase};
+use super::detached::{relay as runtime_relay, FilteredEnd, Phase, Socket};
+use super::filters::stand_in::Buffering;
 use super::limits::Timeouts;
-use super::relay::{self, Ends, Limits};
+use super::relay::{self, Ends, Limits, Peer};
 use crate::frames::{close_frame, Frames};
 use crate::status::Meter;
 use std::io::{Read, Write};
@@ -21,9 +23,13 @@ use wskit::sockets::{pairs, read_all};
 enum Driver {
     Poll,
     Runtime,
+    /// Both ends through the buffering stand-in for httpd's filters.
+    PollFiltered,
+    RuntimeFiltered,
 }
 
-const DRIVERS: [Driver; 2] = [Driver::Poll, Driver::Runtime];
+const DRIVERS: [Driver; 4] =
+    [Driver::Poll, Driver::Runtime, Driver::PollFiltered, Driver::RuntimeFiltered];
 
 /// How a relay is set up for a case.
 #[derive(Clone, Copy, Default)]
@@ -59,13 +65,23 @@ fn polite_for_5s() -> Option<Instant> {
     Some(Instant::now() + Duration::from_secs(5))
 }
 
+/// The stand-in on the runtime: nothing to wait for, nothing to do at the end.
+impl FilteredEnd for Buffering {
+    fn let_go(&self) -> bool {
+        true
+    }
+    fn handed_over(&mut self) {}
+    fn ended(&mut self) {}
+    fn finish(self: Box<Self>) {}
+}
+
 fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running {
     let stop = crate::sys::eventfd().expect("an eventfd");
     let stop_fd = stop.as_raw_fd();
     let (phase, rx) = tokio::sync::watch::channel(Phase::Run);
     let frames = setup.frames.then(|| (Frames::default(), Frames::default()));
     let join = thread::spawn(move || match driver {
-        Driver::Poll => {
+        Driver::Poll | Driver::PollFiltered => {
             let polite: fn() -> Option<Instant> =
                 if setup.polite { polite_for_5s } else { || None };
             let limits = Limits {
@@ -75,12 +91,12 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
                 polite: Some(polite),
                 ..Limits::default()
             };
+            let (mut cf, mut bf) = (filtered(&rc), filtered(&rb));
+            let filtered_ends = matches!(driver, Driver::PollFiltered);
             let ends = Ends {
-                client: rc.as_raw_fd(),
-                backend: rb.as_raw_fd(),
+                client: peer(filtered_ends, &rc, &mut cf),
+                backend: peer(filtered_ends, &rb, &mut bf),
                 backend_pre: Vec::new(),
-                client_buffered: None,
-                backend_buffered: None,
                 frames,
                 meter: Meter::default(),
             };
@@ -88,20 +104,48 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
             drop((rc, rb));
             (out.client_to_backend, out.backend_to_client, out.end)
         }
-        Driver::Runtime => {
+        Driver::Runtime | Driver::RuntimeFiltered => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(runtime_relay(
-                super::detached::Socket::Own(OwnedFd::from(rc)),
-                [None, None],
-                super::detached::Socket::Own(OwnedFd::from(rb)),
+            if matches!(driver, Driver::Runtime) {
+                return rt.block_on(runtime_relay(
+                    Socket::Own(OwnedFd::from(rc)),
+                    [None, None],
+                    Socket::Own(OwnedFd::from(rb)),
+                    setup.timeouts,
+                    frames,
+                    Meter::default(),
+                    rx,
+                ));
+            }
+            let (mut cf, mut bf) = (filtered(&rc), filtered(&rb));
+            let out = rt.block_on(runtime_relay(
+                Socket::Lent(rc.as_raw_fd()),
+                [Some(&mut cf), Some(&mut bf)],
+                Socket::Lent(rb.as_raw_fd()),
                 setup.timeouts,
                 frames,
                 Meter::default(),
                 rx,
-            ))
+            ));
+            drop((rc, rb));
+            out
         }
     });
     Running { join, stop, phase, setup }
+}
+
+/// `s` as the poll driver's end: raw, or through the stand-in `f`.
+fn peer<'a>(filtered: bool, s: &TcpStream, f: &'a mut Buffering) -> Peer<'a> {
+    match filtered {
+        true => Peer::Filtered { poll_fd: s.as_raw_fd(), filters: f },
+        false => Peer::Raw { fd: s.as_raw_fd(), buffered: None },
+    }
+}
+
+/// The stand-in for httpd's filters over `s` (non-blocking, as httpd's sockets are).
+fn filtered(s: &TcpStream) -> Buffering {
+    s.set_nonblocking(true).unwrap();
+    Buffering::new(s.as_raw_fd())
 }
 
 /// A binary frame with `len` payload bytes, masked (client to backend) or not.
@@ -236,12 +280,7 @@ fn the_polite_end_closes_each_side_at_its_next_frame_boundary() {
 
 #[test]
 fn a_drain_ends_a_tunnel_without_framing_at_once() {
-    for (driver, polite) in [
-        (Driver::Poll, true),
-        (Driver::Poll, false),
-        (Driver::Runtime, true),
-        (Driver::Runtime, false),
-    ] {
+    for (driver, polite) in DRIVERS.into_iter().flat_map(|d| [(d, true), (d, false)]) {
         let ((_cl, rc), (rb, _be)) = pairs();
         let r = start(driver, rc, rb, Setup { polite, ..Setup::default() });
         thread::sleep(Duration::from_millis(50));

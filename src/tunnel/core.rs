@@ -4,8 +4,8 @@
 //! direction is finished; a [`Core`] holds both directions and says which deadline comes next
 //! and why the tunnel ended. Drivers do the I/O and pass the time in: the poll driver on the
 //! request thread (`relay`), the asynchronous one on the child's runtime (`detached`), both
-//! through one pump (`pump`); the filtered tunnel's watch filter uses the same polite-end rule
-//! ([`Polite`]) and the same ends ([`End`]) and messages.
+//! through one pump (`pump`), whatever the ends (raw sockets, or connections through httpd's
+//! filters: `filters`).
 //!
 //! Buffers ([`Buffers`]): a tunnel that has its thread to itself keeps its buffer while it is
 //! busy and frees it after a quiet second; tunnels that share a thread (the runtime's) take
@@ -54,8 +54,6 @@ pub enum End {
     Closed,
     /// A read or write on this side failed (reset, broken pipe, ...).
     Failed(Side, io::Error),
-    /// mod_proxy's filter-aware tunnel returned this HTTP status (one of its sides failed).
-    Status(i32),
     /// No byte either way for this long (`ProxyWebsocketIdleTimeout`).
     Idle(Duration),
     /// Bytes waited this long for this side, which took none.
@@ -74,7 +72,7 @@ impl End {
     pub fn id(&self) -> &'static str {
         match self {
             End::Closed => "WST02001",
-            End::Failed(..) | End::Status(_) => "WST02003",
+            End::Failed(..) => "WST02003",
             End::Idle(_) => "WST02004",
             End::WriteStalled(..) => "WST02005",
             End::Shutdown => "WST02007",
@@ -86,7 +84,7 @@ impl End {
     /// Whether an administrator wants to hear of it at `info` (else `debug`): the ends that
     /// httpd, not a peer, chose.
     pub fn is_notable(&self) -> bool {
-        !matches!(self, End::Closed | End::Failed(..) | End::Status(_) | End::Handoff)
+        !matches!(self, End::Closed | End::Failed(..) | End::Handoff)
     }
 
     /// What happened, in the words every driver logs.
@@ -94,7 +92,6 @@ impl End {
         match self {
             End::Closed => "tunnel closed by both sides".into(),
             End::Failed(side, e) => format!("tunnel ended: {} connection failed: {e}", side.name()),
-            End::Status(s) => format!("tunnel ended with status {s}"),
             End::Idle(d) => {
                 format!("tunnel idle for {d:?} (ProxyWebsocketIdleTimeout): closing both sides")
             }
@@ -1008,7 +1005,6 @@ mod tests {
                 "client took no data for 2s (Timeout/ProxyTimeout): closing both sides",
             ),
             (End::Shutdown, "WST02007", true, "httpd child is stopping: tunnel closed"),
-            (End::Status(502), "WST02003", false, "tunnel ended with status 502"),
         ];
         for (end, id, notable, text) in table {
             assert_eq!((end.id(), end.is_notable(), end.describe().as_str()), (id, notable, text));

@@ -15,6 +15,7 @@
 //! Pure Rust (no httpd calls): the caller passes what it needs done at the end as a closure.
 
 use super::core::{Buffers, Core, End, Side, Tick};
+use super::filters::{self, Filters, Readiness};
 use super::pump::{pump, Io, Pipe};
 use crate::frames::Frames;
 use crate::status::Meter;
@@ -27,7 +28,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::unix::AsyncFd;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 
 /// What is reported when a detached tunnel ends.
 #[derive(Debug)]
@@ -37,21 +38,10 @@ pub struct Report {
     pub ending: End,
 }
 
-/// An end whose bytes pass through httpd's connection filters (mod_ssl), driven from the
-/// runtime without blocking. Its socket's readiness comes from the tunnel's (lent) socket.
-pub trait FilteredEnd: Send {
-    /// Reads what the filters give without waiting (0: end of stream; WouldBlock: nothing now).
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Hands all of `bytes` to the filters, which write what the socket takes now and keep
-    /// the rest (see `holds`).
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
-    /// Whether the filters hold bytes the socket has not taken yet.
-    fn holds(&self) -> bool;
-    /// Whether the filters may hold bytes read from the socket already (a read brought some:
-    /// mod_ssl may keep the rest of a record), so the next read must not wait for the socket.
-    fn may_hold_input(&self) -> bool;
-    /// Writes what the filters hold, as far as the socket takes it without waiting.
-    fn push(&mut self) -> io::Result<()>;
+/// An end through httpd's connection filters (TLS: mod_ssl) on the runtime: the filters as
+/// both drivers use them ([`Filters`]), and the life cycle of a connection that left its
+/// request thread. Its socket's readiness comes from the tunnel's (lent) socket.
+pub trait FilteredEnd: Filters + Send {
     /// Whether the thread that handed the connection over is done with it (see [`handed_over`]).
     fn let_go(&self) -> bool;
     /// Called once the wait for `let_go` is over, before the relay uses the end: from now on
@@ -66,13 +56,6 @@ pub trait FilteredEnd: Send {
     /// without waiting on its peer).
     fn finish(self: Box<Self>);
 }
-
-/// The most bytes handed to a filtered end's filters at once: one TLS record. Core's output
-/// filter insists on writing out (it waits for the socket) once it holds more than
-/// `FlushMaxThreshold` (64 KiB by default); the connection's socket never waits
-/// ([`FilteredEnd::handed_over`]), so such a wait would abort a client that is merely slow.
-/// With one record at a time in the filters, it holds at most one record and its TLS overhead.
-const FILTERED_WRITE_MAX: usize = 16 * 1024;
 
 /// The longest wait for [`FilteredEnd::let_go`], and how long after it the connection may be
 /// freed at the earliest.
@@ -421,8 +404,10 @@ impl Task {
         loop {
             let now = Tick::now();
             let [client, backend] = filtered;
-            let mut io =
-                ReactorIo { fds, cx, filtered: [client.as_deref_mut(), backend.as_deref_mut()] };
+            let mut io = ReactorIo {
+                ready: ReactorReady { fds, cx },
+                filtered: [client.as_deref_mut(), backend.as_deref_mut()],
+            };
             let mut more = false;
             for (d, pipe) in self.core.dirs.iter_mut().zip(self.pipes.iter_mut()) {
                 match pump(d, pipe, &mut io, now) {
@@ -469,18 +454,49 @@ fn register(fd: Socket) -> io::Result<AsyncFd<Socket>> {
     crate::sys::async_fd(fd)
 }
 
-/// The sockets as the reactor sees them. A call on a side the reactor does not know to be
-/// ready registers the task's waker and says `WouldBlock`; a call that would block or that
-/// drained the socket (a short read) or filled it (a short write) clears the readiness. A
-/// filtered end is read until its filters say WouldBlock (a short read says nothing: mod_ssl
-/// may hold more of a record), and written while its filters hold nothing.
-struct ReactorIo<'a, 'b, 'f> {
+/// The sockets' readiness as the reactor knows it. Asking about a side the reactor does not
+/// know to be ready registers the task's waker.
+struct ReactorReady<'a, 'b> {
     fds: &'a [AsyncFd<Socket>; 2],
     cx: &'a mut Context<'b>,
+}
+
+impl ReactorReady<'_, '_> {
+    fn poll(&mut self, side: Side, write: bool) -> Poll<io::Result<AsyncFdReadyGuard<'_, Socket>>> {
+        let fd = &self.fds[side.index()];
+        if write {
+            fd.poll_write_ready(self.cx)
+        } else {
+            fd.poll_read_ready(self.cx)
+        }
+    }
+}
+
+impl Readiness for ReactorReady<'_, '_> {
+    fn ready(&mut self, side: Side, write: bool) -> io::Result<bool> {
+        match self.poll(side, write) {
+            Poll::Pending => Ok(false),
+            Poll::Ready(r) => r.map(|_| true),
+        }
+    }
+
+    fn not_ready(&mut self, side: Side, write: bool) {
+        if let Poll::Ready(Ok(mut guard)) = self.poll(side, write) {
+            guard.clear_ready();
+        }
+    }
+}
+
+/// The ends as the reactor sees them. A call on a raw side the reactor does not know to be
+/// ready registers the task's waker and says `WouldBlock`; a call that would block or that
+/// drained the socket (a short read) or filled it (a short write) clears the readiness. A
+/// filtered end is used as [`filters`] says.
+struct ReactorIo<'a, 'b, 'f> {
+    ready: ReactorReady<'a, 'b>,
     filtered: [Option<&'a mut (dyn FilteredEnd + 'f)>; 2],
 }
 
-impl<'f> ReactorIo<'_, '_, 'f> {
+impl ReactorIo<'_, '_, '_> {
     fn attempt(
         &mut self,
         side: Side,
@@ -488,11 +504,8 @@ impl<'f> ReactorIo<'_, '_, 'f> {
         asked: usize,
         mut op: impl FnMut(RawFd) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        let fd = &self.fds[side.index()];
         loop {
-            let ready =
-                if write { fd.poll_write_ready(self.cx) } else { fd.poll_read_ready(self.cx) };
-            let mut guard = match ready {
+            let mut guard = match self.ready.poll(side, write) {
                 Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
                 Poll::Ready(r) => r?,
             };
@@ -510,88 +523,27 @@ impl<'f> ReactorIo<'_, '_, 'f> {
         }
     }
 
-    fn end(&self, side: Side) -> Option<&(dyn FilteredEnd + 'f)> {
-        self.filtered[side.index()].as_deref()
-    }
-
-    /// An operation on `side`'s filtered end, retried on fresh readiness of its socket until
-    /// it makes progress or the socket is not ready (WouldBlock; the waker is set).
-    fn through_filters<T>(
-        &mut self,
-        side: Side,
-        write: bool,
-        mut op: impl FnMut(&mut dyn FilteredEnd) -> io::Result<T>,
-    ) -> io::Result<T> {
-        let fd = &self.fds[side.index()];
-        let f = self.filtered[side.index()].as_deref_mut().expect("a filtered end");
-        // What the filters hold needs no readiness of the socket.
-        if write || f.may_hold_input() {
-            match op(f) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return other,
-            }
-        }
-        loop {
-            let ready =
-                if write { fd.poll_write_ready(self.cx) } else { fd.poll_read_ready(self.cx) };
-            let mut guard = match ready {
-                Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
-                Poll::Ready(r) => r?,
-            };
-            match op(f) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
-                other => return other,
-            }
-        }
-    }
-
-    /// Writes what `side`'s filters hold, if anything (WouldBlock is no error here: the
-    /// waker is set for the socket's writability).
+    /// Writes what `side`'s filters hold, if it is filtered.
     fn push_held(&mut self, side: Side) -> io::Result<()> {
-        if !self.end(side).is_some_and(|f| f.holds()) {
-            return Ok(());
+        match self.filtered[side.index()].as_deref_mut() {
+            Some(f) => filters::push_held(f, &mut self.ready, side),
+            None => Ok(()),
         }
-        match self.through_filters(side, true, |f| {
-            f.push()?;
-            if f.holds() {
-                Err(io::ErrorKind::WouldBlock.into())
-            } else {
-                Ok(())
-            }
-        }) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            other => other,
-        }
-    }
-
-    /// Ok once `side`'s filters hold nothing (pushing what they hold); WouldBlock while they
-    /// still do.
-    fn drained(&mut self, side: Side) -> io::Result<()> {
-        self.push_held(side)?;
-        if self.end(side).is_some_and(|f| f.holds()) {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(())
     }
 }
 
 impl Io for ReactorIo<'_, '_, '_> {
     fn recv(&mut self, side: Side, buf: &mut [u8]) -> io::Result<usize> {
-        if self.filtered(side) {
-            return self.through_filters(side, false, |f| f.read(buf));
+        if let Some(f) = self.filtered[side.index()].as_deref_mut() {
+            return filters::recv(f, &mut self.ready, side, buf);
         }
         let asked = buf.len();
         self.attempt(side, false, asked, |fd| recv(fd, buf))
     }
 
     fn send(&mut self, side: Side, bytes: &[u8]) -> io::Result<usize> {
-        if self.filtered(side) {
-            // One write at a time in the filters: more waits for the socket to take it.
-            self.drained(side)?;
-            let f = self.filtered[side.index()].as_deref_mut().expect("checked above");
-            let n = bytes.len().min(FILTERED_WRITE_MAX);
-            f.write(&bytes[..n])?;
-            return Ok(n);
+        if let Some(f) = self.filtered[side.index()].as_deref_mut() {
+            return filters::send(f, &mut self.ready, side, bytes);
         }
         self.attempt(side, true, bytes.len(), |fd| send(fd, bytes))
     }
@@ -605,16 +557,20 @@ impl Io for ReactorIo<'_, '_, '_> {
     }
 
     fn shutdown(&mut self, side: Side) -> io::Result<()> {
-        if self.filtered(side) {
-            // The FIN follows what the filters hold. TLS itself stays up (no close_notify):
-            // the other end may still send, as through mod_proxy's own tunnel.
-            self.drained(side)?;
+        if let Some(f) = self.filtered[side.index()].as_deref_mut() {
+            return filters::shutdown(f, &mut self.ready, side);
         }
-        shutdown_write(self.fds[side.index()].as_raw_fd())
+        shutdown_write(self.fds()[side.index()].as_raw_fd())
     }
 
     fn filtered(&self, side: Side) -> bool {
         self.filtered[side.index()].is_some()
+    }
+}
+
+impl ReactorIo<'_, '_, '_> {
+    fn fds(&self) -> &[AsyncFd<Socket>; 2] {
+        self.ready.fds
     }
 }
 

@@ -1,25 +1,87 @@
-//! Choosing the kind of ends, handing httpd's buffered bytes to the relay, and logging the outcome.
+//! The tunnel on its request thread: what each end is (a raw socket, a TLS connection, an
+//! HTTP/2 stream), the relay of all of them by the poll driver, the hand-over to the runtime
+//! when `ProxyWebsocketAsync` allows it, and the log line of the outcome.
 
 use super::core::End;
-use super::filtered;
-use super::handoff::{async_handoff_at, handoff, Client};
-use super::relay::{self, Ends, Limits};
+use super::filter_ends::{Stream, Tls};
+use super::filters::Filters;
+use super::handoff::{async_handoff_at, handoff, room_to_hold, Client};
+use super::limits::Timeouts;
+use super::relay::{self, Ends, Limits, Peer};
 use crate::frames::Frames;
 use crate::httpd::codes::{DONE, SUSPENDED};
 use crate::httpd::log::{DEBUG, INFO, WARNING};
+use crate::httpd::nonblocking::NonBlocking;
 use crate::httpd::proxy::Backend;
 use crate::httpd::{mpm, Connection, Request};
 use crate::rlog;
 use crate::scheme::Scheme;
 use crate::status;
+use std::cell::Cell;
 use std::time::Duration;
 
-/// A reader of what httpd's input filters already buffered for a connection (non-blocking).
+/// Starts the graceful drain if the MPM says this child is stopping (see `Limits::on_signal`).
+pub(super) fn notice_mpm_stopping() {
+    if mpm::stopping() {
+        super::shutdown::child_stopping(true, mpm::graceful_shutdown_timeout());
+    }
+}
+
+/// What an end of the tunnel is, as httpd's connection shows it.
+enum Kind {
+    /// A socket of its own whose bytes no filter transforms.
+    Raw,
+    /// TLS through mod_ssl, on a socket of its own.
+    Tls,
+    /// An HTTP/2 stream (mod_http2's secondary connection): no socket of its own.
+    Stream,
+}
+
+fn kind(c: &Connection) -> Kind {
+    if c.is_secondary() || c.fd().is_none() {
+        Kind::Stream
+    } else if c.is_tls() {
+        Kind::Tls
+    } else {
+        Kind::Raw
+    }
+}
+
+/// An end as the request thread relays it: the filters of a TLS connection or an HTTP/2
+/// stream, or nothing for a raw socket (whose buffered bytes `buffered` reads).
+enum Through<'c> {
+    Raw,
+    Tls(Tls<NonBlocking>),
+    Stream(Stream<'c>),
+}
+
+impl<'c> Through<'c> {
+    fn new(c: Connection<'c>) -> Through<'c> {
+        match kind(&c) {
+            Kind::Raw => Through::Raw,
+            Kind::Tls => Through::Tls(Tls::new(NonBlocking::new(&c))),
+            Kind::Stream => Through::Stream(Stream::new(c)),
+        }
+    }
+
+    /// The end for the poll driver. `counted`: bytes a raw end delivered from httpd's input
+    /// filters (mod_logio counts those itself).
+    fn peer<'a>(&'a mut self, c: &'a Connection<'c>, counted: Option<&'a Cell<u64>>) -> Peer<'a> {
+        let filters: &mut dyn Filters = match self {
+            Through::Raw => {
+                let fd = c.fd().expect("a raw end has a socket");
+                return Peer::Raw { fd, buffered: Some(buffered(c, counted)) };
+            }
+            Through::Tls(t) => t,
+            Through::Stream(s) => s,
+        };
+        Peer::Filtered { poll_fd: c.poll_fd().unwrap_or(-1), filters }
+    }
+}
+
+/// A reader of what httpd's input filters already buffered for a raw end (non-blocking).
 /// `counted`, if given, adds up the bytes it delivered.
-fn buffered<'a>(
-    c: &'a Connection<'a>,
-    counted: Option<&'a std::cell::Cell<u64>>,
-) -> relay::Buffered<'a> {
+fn buffered<'a>(c: &'a Connection<'a>, counted: Option<&'a Cell<u64>>) -> relay::Buffered<'a> {
     let bb = c.brigade();
     Box::new(move |buf: &mut [u8]| {
         let n = c.read(&bb, buf, false).into_io()?;
@@ -30,25 +92,29 @@ fn buffered<'a>(
     })
 }
 
-/// Starts the graceful drain if the MPM says this child is stopping (see `Limits::on_signal`).
-pub(super) fn notice_mpm_stopping() {
-    if mpm::stopping() {
-        super::shutdown::child_stopping(true, mpm::graceful_shutdown_timeout());
+/// How the tunnel may leave its thread, if `ProxyWebsocketAsync` lets it: a raw client with
+/// a raw backend; under the event MPM, a TLS client (its request suspended) with a raw
+/// backend, or a TLS one whose connection can be held. HTTP/2 streams and raw clients of TLS
+/// backends stay.
+fn may_leave(
+    r: &Request,
+    client: &Connection,
+    backend: &Backend,
+    backconn: &Connection,
+) -> Option<Client> {
+    match (kind(client), kind(backconn)) {
+        (Kind::Raw, Kind::Raw) => Some(Client::Raw),
+        (Kind::Tls, Kind::Raw) if mpm::is_async() => Some(Client::Suspended),
+        (Kind::Tls, Kind::Tls) if mpm::is_async() && room_to_hold(r, backend.worker()) => {
+            Some(Client::Suspended)
+        }
+        _ => None,
     }
 }
 
-/// A connection with a socket of its own (not an HTTP/2 stream).
-fn own_socket(c: &Connection) -> bool {
-    !c.is_secondary() && c.fd().is_some()
-}
-
-fn is_raw(c: &Connection) -> bool {
-    !c.is_tls() && own_socket(c)
-}
-
-/// Relays between the client and the backend until the tunnel ends. `surplus` are bytes the
-/// backend sent right behind its 101. Returns the handler's status (never an error page:
-/// the 101 is out).
+/// Relays between the client and the backend until the tunnel ends or leaves for the
+/// runtime. `surplus` are bytes the backend sent right behind its 101. Returns the handler's
+/// status (never an error page: the 101 is out).
 pub fn run(
     r: &Request,
     backend: &mut Backend,
@@ -60,58 +126,15 @@ pub fn run(
 ) -> i32 {
     let client = r.connection();
     // Writes may wait as long as httpd would let a blocking write wait on either side.
-    let timeouts =
-        super::limits::Timeouts::new(idle, backend.socket_timeout(), r.server().timeout());
-    if !scheme.is_tls() && is_raw(&client) && is_raw(backconn) {
-        r.enter_tunnel_mode();
-        let frames = websocket.then(Default::default);
-        raw(r, &client, backend, backconn, surplus, timeouts, frames);
-        return DONE;
+    let timeouts = Timeouts::new(idle, backend.socket_timeout(), r.server().timeout());
+    r.enter_tunnel_mode();
+    debug_assert!(!scheme.is_tls() || backconn.is_tls(), "a {scheme:?} backend speaks TLS");
+    let leave = may_leave(r, &client, backend, backconn);
+    let handoff_at = leave.and_then(|_| async_handoff_at(r));
+    let frames = websocket.then(Default::default);
+    if !matches!(kind(&client), Kind::Raw) || !matches!(kind(backconn), Kind::Raw) {
+        rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
     }
-    let board = status::Tunnel::start();
-    // A TLS client may leave its thread too, under the event MPM (its request suspended),
-    // with a plain backend, or a TLS one whose connection can be held; HTTP/2 streams and
-    // plain clients of TLS backends stay.
-    let suspendable = is_tls_socket(&client) && mpm::is_async();
-    let handoff_at = if suspendable { async_handoff_at(r) } else { None }.filter(|_| {
-        is_raw(backconn)
-            || (is_tls_socket(backconn) && super::handoff::room_to_hold(r, backend.worker()))
-    });
-    let filtered::Relayed::Handoff { moved, frames } =
-        filtered::run(r, backconn, surplus, timeouts, scheme, websocket, board.meter(), handoff_at)
-    else {
-        return DONE;
-    };
-    match handoff(r, &client, Client::Suspended, backend, backconn, timeouts, frames, board, moved)
-    {
-        Ok(()) => {
-            rlog!(r, DEBUG, "WST02010: tunnel handed to the asynchronous relay after {} bytes client to backend, {} bytes backend to client (request suspended)", moved.0, moved.1);
-            SUSPENDED
-        }
-        Err((e, board)) => {
-            rlog!(r, WARNING, "WST02013: cannot hand the tunnel to the asynchronous relay ({e}): relaying it here");
-            // Frame positions are not carried over: no polite end for the rest of it.
-            filtered::run(r, backconn, Vec::new(), timeouts, scheme, false, board.meter(), None);
-            DONE
-        }
-    }
-}
-
-fn is_tls_socket(c: &Connection) -> bool {
-    c.is_tls() && own_socket(c)
-}
-
-fn raw(
-    r: &Request,
-    client: &Connection,
-    backend: &mut Backend,
-    backconn: &Connection,
-    surplus: Vec<u8>,
-    timeouts: super::limits::Timeouts,
-    frames: Option<(Frames, Frames)>,
-) {
-    // Bytes read from the client through httpd's filters are counted by mod_logio already.
-    let client_filtered = std::cell::Cell::new(0u64);
     let mut board = status::Tunnel::start();
     let limits = Limits {
         idle: timeouts.idle,
@@ -119,62 +142,37 @@ fn raw(
         stop_fd: super::shutdown::stop_fd(),
         on_signal: Some(notice_mpm_stopping),
         polite: Some(super::shutdown::polite_until),
-        handoff_at: async_handoff_at(r),
+        handoff_at,
     };
-    let ends = Ends {
-        client: client.fd().expect("raw ends have a socket"),
-        backend: backconn.fd().expect("raw ends have a socket"),
-        backend_pre: surplus,
-        client_buffered: Some(buffered(client, Some(&client_filtered))),
-        backend_buffered: Some(buffered(backconn, None)),
-        frames,
-        meter: board.meter(),
-    };
-    let mut out = relay::run(ends, limits);
-    client.logio_add(
-        out.client_to_backend.saturating_sub(client_filtered.get()),
-        out.backend_to_client,
-    );
-    if matches!(out.end, End::Handoff) {
-        let frames = match &out.frames {
-            (Some(c), Some(b)) => Some((*c, *b)),
+    let mut out = relay_here(&client, backconn, surplus, frames, limits, board.meter());
+    if let (End::Handoff, Some(how)) = (&out.end, leave) {
+        let frames = match out.frames {
+            (Some(c), Some(b)) => Some((c, b)),
             _ => None,
         };
-        match handoff(
-            r,
-            client,
-            Client::Raw,
-            backend,
-            backconn,
-            timeouts,
-            frames,
-            board,
-            (out.client_to_backend, out.backend_to_client),
-        ) {
+        let moved = (out.client_to_backend, out.backend_to_client);
+        match handoff(r, &client, how, backend, backconn, timeouts, frames, board, moved) {
             Ok(()) => {
                 rlog!(
                     r,
                     DEBUG,
-                    "WST02010: tunnel handed to the asynchronous relay after {} bytes client to backend, {} bytes backend to client",
-                    out.client_to_backend,
-                    out.backend_to_client
+                    "WST02010: tunnel handed to the asynchronous relay after {} bytes client to backend, {} bytes \
+                     backend to client{}",
+                    moved.0,
+                    moved.1,
+                    if how == Client::Suspended { " (request suspended)" } else { "" }
                 );
-                return;
+                return if how == Client::Suspended { SUSPENDED } else { DONE };
             }
             Err((e, back)) => {
                 board = back;
-                rlog!(r, WARNING, "WST02013: cannot hand the tunnel to the asynchronous relay ({e}): relaying it here");
-                let ends = Ends {
-                    client: client.fd().expect("raw ends have a socket"),
-                    backend: backconn.fd().expect("raw ends have a socket"),
-                    backend_pre: Vec::new(),
-                    client_buffered: None,
-                    backend_buffered: None,
-                    frames,
-                    meter: board.meter(),
-                };
-                let more = relay::run(ends, Limits { handoff_at: None, ..limits });
-                client.logio_add(more.client_to_backend, more.backend_to_client);
+                rlog!(
+                    r,
+                    WARNING,
+                    "WST02013: cannot hand the tunnel to the asynchronous relay ({e}): relaying it here"
+                );
+                let limits = Limits { handoff_at: None, ..limits };
+                let more = relay_here(&client, backconn, Vec::new(), frames, limits, board.meter());
                 out = relay::Outcome {
                     client_to_backend: out.client_to_backend + more.client_to_backend,
                     backend_to_client: out.backend_to_client + more.backend_to_client,
@@ -190,9 +188,43 @@ fn raw(
     );
     log_end(r, &out.end, &bytes);
     if out.end.abort_client() {
-        // Close the client now, without lingering: the tunnel is over on both sides.
+        // Close the client now, without lingering or flushing: the tunnel is over on both
+        // sides, and a client that stopped reading would otherwise hold the thread for
+        // `Timeout` after its tunnel ended.
         client.set_aborted();
     }
+    DONE
+}
+
+/// One run of the poll driver over the two ends as they are now.
+fn relay_here(
+    client: &Connection,
+    backconn: &Connection,
+    backend_pre: Vec<u8>,
+    frames: Option<(Frames, Frames)>,
+    limits: Limits,
+    meter: status::Meter,
+) -> relay::Outcome {
+    // Bytes read from a raw client through httpd's filters are counted by mod_logio already;
+    // through a TLS or HTTP/2 end, mod_logio (or mod_http2) counts every byte itself.
+    let client_filtered = Cell::new(0u64);
+    let (mut c, mut b) = (Through::new(*client), Through::new(*backconn));
+    let raw_client = matches!(c, Through::Raw);
+    let ends = Ends {
+        client: c.peer(client, Some(&client_filtered)),
+        backend: b.peer(backconn, None),
+        backend_pre,
+        frames,
+        meter,
+    };
+    let out = relay::run(ends, limits);
+    if raw_client {
+        client.logio_add(
+            out.client_to_backend.saturating_sub(client_filtered.get()),
+            out.backend_to_client,
+        );
+    }
+    out
 }
 
 /// The error log's line for a tunnel that ended on its request thread (every kind of end).

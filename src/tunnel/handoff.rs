@@ -2,12 +2,12 @@
 //! (`ProxyWebsocketAsync`, docs/DESIGN.md §6): when, under which cap, and what httpd is told.
 
 use super::detached;
+use super::filter_ends::{Owner, Tls};
 use super::limits::may_hold_backend;
 use crate::frames::Frames;
 use crate::httpd::log::{ERR, INFO, WARNING};
 use crate::httpd::mpm;
 use crate::httpd::nonblocking::NonBlocking;
-use crate::httpd::outcome::{apr_error, Read};
 use crate::httpd::proxy::{Backend, HeldBackend, Worker};
 use crate::httpd::record::LogRecord;
 use crate::httpd::suspended::Suspended;
@@ -118,7 +118,7 @@ pub fn handoff(
             ));
         };
         let Some(held) = backend.hold() else { return Err((no_socket(), board)) };
-        Some(Filtered::boxed(HeldWss { backend: held, _count: count }))
+        Some(Tls::boxed(HeldWss { backend: held, _count: count }))
     } else {
         None
     };
@@ -157,7 +157,7 @@ pub fn handoff(
     board.detach();
     let filtered = match how {
         Client::Raw => [None, held],
-        Client::Suspended => [Some(Filtered::boxed(Suspended::take(r, record_taken))), held],
+        Client::Suspended => [Some(Tls::boxed(Suspended::take(r, record_taken))), held],
     };
     let tunnel = detached::Tunnel {
         client: cfd,
@@ -285,19 +285,6 @@ pub fn connection_suspended(c: &Connection) {
     }
 }
 
-/// What a filtered end on the runtime is driven through, and what becomes of it at the end:
-/// the suspended client's connection, or a held wss:// backend.
-trait Owner: Send {
-    fn io(&self) -> &NonBlocking;
-    /// See [`detached::FilteredEnd::let_go`]; only a suspended connection has to wait.
-    fn let_go(&self) -> bool {
-        true
-    }
-    fn handed_over(&mut self) {}
-    fn ended(&mut self) {}
-    fn finish(self);
-}
-
 impl Owner for Suspended {
     fn io(&self) -> &NonBlocking {
         Suspended::io(self)
@@ -323,62 +310,5 @@ impl Owner for HeldWss {
     /// Back to mod_proxy, closed (on drop), reset if the backend left bytes unread.
     fn finish(self) {
         self.backend.io().abort_if_stuck();
-    }
-}
-
-/// A TLS end on the runtime: its connection's filters.
-struct Filtered<T: Owner> {
-    owner: T,
-    may_hold_input: bool,
-}
-
-impl<T: Owner> Filtered<T> {
-    /// Boxed for the tunnel; mod_ssl may already hold input read before the hand-over.
-    fn boxed(owner: T) -> Box<dyn detached::FilteredEnd>
-    where
-        T: 'static,
-    {
-        Box::new(Filtered { owner, may_hold_input: true })
-    }
-}
-
-impl<T: Owner> detached::FilteredEnd for Filtered<T> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let got = self.owner.io().read(buf);
-        self.may_hold_input = matches!(got, Read::Data(_));
-        got.into_io()
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.owner.io().write(bytes).map_err(apr_error)
-    }
-
-    fn holds(&self) -> bool {
-        self.owner.io().holds()
-    }
-
-    fn may_hold_input(&self) -> bool {
-        self.may_hold_input
-    }
-
-    fn let_go(&self) -> bool {
-        self.owner.let_go()
-    }
-
-    fn push(&mut self) -> std::io::Result<()> {
-        self.owner.io().push().map_err(apr_error)
-    }
-
-    fn handed_over(&mut self) {
-        self.owner.io().never_wait();
-        self.owner.handed_over();
-    }
-
-    fn ended(&mut self) {
-        self.owner.ended();
-    }
-
-    fn finish(self: Box<Self>) {
-        self.owner.finish();
     }
 }

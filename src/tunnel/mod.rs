@@ -1,11 +1,9 @@
-//! The tunnel, once the backend's 101 went to the client. Two kinds of ends (docs/DESIGN.md §5):
-//! raw ends (plain TCP sockets, nothing in httpd's filters transforms their bytes) are relayed
-//! by [`relay`] on the sockets themselves; filtered ends (TLS on either side, HTTP/2 streams)
-//! must keep passing through httpd's filters and are relayed by mod_proxy's filter-aware
-//! tunnel ([`filtered`]). The request thread relays until the tunnel ends, unless `ProxyWebsocketAsync`
-//! lets it move on to the child's runtime ([`detached`], via `handoff`): a raw tunnel, or under
-//! the event MPM one whose client speaks TLS (its request suspended, its filters driven
-//! without blocking).
+//! The tunnel, once the backend's 101 went to the client (docs/DESIGN.md §5). One core
+//! ([`core`]) decides for every tunnel; two drivers do its I/O through one pump ([`pump`]): the
+//! poll driver on the request thread ([`relay`]) and, when `ProxyWebsocketAsync` lets the
+//! tunnel leave its thread (`handoff`), the child's runtime ([`detached`]). Each end is a raw
+//! socket (plain TCP: nothing in httpd's filters transforms its bytes) or a connection whose
+//! bytes pass through httpd's filters (TLS on either side, an HTTP/2 stream: [`filters`]).
 //!
 //! No `unsafe` here or below: the syscalls it needs are `crate::sys`'s, httpd's are `crate::httpd`'s.
 #![forbid(unsafe_code)]
@@ -15,8 +13,8 @@ mod bulk;
 mod conformance;
 pub mod core;
 pub mod detached;
+pub mod filters;
 pub mod limits;
-pub mod polite;
 mod pump;
 pub mod relay;
 pub mod shutdown;
@@ -27,7 +25,7 @@ pub(crate) use crate::sys::{wait_backend, Waited};
 #[cfg(all(feature = "httpd", not(test)))]
 mod ends;
 #[cfg(all(feature = "httpd", not(test)))]
-mod filtered;
+mod filter_ends;
 #[cfg(all(feature = "httpd", not(test)))]
 mod handoff;
 

@@ -1,12 +1,15 @@
-//! The synchronous driver: relays a raw tunnel on the request thread, waiting in poll(2) on
-//! the two non-blocking sockets (and the child's stop fd). Every decision is the core's
-//! (`core`); the bytes move through the pump both raw drivers share (`pump`). Bytes httpd
-//! already buffered are read first, through its input filters.
+//! The synchronous driver: relays a tunnel on the request thread, waiting in poll(2) on the
+//! two ends' descriptors (and the child's stop fd). Every decision is the core's (`core`);
+//! the bytes move through the pump both drivers share (`pump`). A raw end is its
+//! non-blocking socket, read first through httpd's input filters for what they already
+//! buffered; an end through httpd's filters (TLS, an HTTP/2 stream) is used as
+//! [`filters`](super::filters) says, its descriptor only polled.
 //!
 //! Pure Rust over file descriptors: unit-tested with socket pairs, no httpd needed.
 
 use super::core::{Buffers, Core, Limits as Timeouts, Tick};
 pub use super::core::{End, Side};
+use super::filters::{self, Filters, Readiness};
 use super::pump::{pump, Io, Pipe};
 use crate::frames::Frames;
 use crate::status::Meter;
@@ -47,19 +50,26 @@ pub struct Outcome {
     pub frames: (Option<Frames>, Option<Frames>),
 }
 
-/// Reads bytes that httpd already buffered for a side (through its input filters), without
+/// Reads bytes that httpd already buffered for a raw end (through its input filters), without
 /// blocking. `WouldBlock` means httpd holds nothing more: from then on the socket is read.
 pub type Buffered<'a> = Box<dyn FnMut(&mut [u8]) -> io::Result<usize> + 'a>;
 
-/// The two ends and what httpd already read from each before the relay took over.
+/// One end of the tunnel as the driver sees it.
+pub enum Peer<'a> {
+    /// A socket of the module's to read and write (non-blocking from now on), after what
+    /// httpd's input filters already buffered of it.
+    Raw { fd: RawFd, buffered: Option<Buffered<'a>> },
+    /// An end through httpd's filters, and the descriptor that says when to use it (-1:
+    /// none, such as an HTTP/2 stream without input).
+    Filtered { poll_fd: RawFd, filters: &'a mut dyn Filters },
+}
+
+/// The two ends and what the backend already sent behind its 101.
 pub struct Ends<'a> {
-    pub client: RawFd,
-    pub backend: RawFd,
+    pub client: Peer<'a>,
+    pub backend: Peer<'a>,
     /// Bytes from the backend not yet sent to the client (those that came with its 101).
     pub backend_pre: Vec<u8>,
-    /// What httpd buffered on each side, read before the sockets themselves.
-    pub client_buffered: Option<Buffered<'a>>,
-    pub backend_buffered: Option<Buffered<'a>>,
     /// For WebSocket tunnels, where each direction's frames stand (client to backend,
     /// backend to client) when the relay starts; None for other protocols.
     pub frames: Option<(Frames, Frames)>,
@@ -73,18 +83,28 @@ fn tick_of(t: Instant, now: Tick) -> Tick {
 }
 
 /// Relays until both directions are finished, a side fails, or a limit ends it.
-/// The fds stay owned by the caller; they are switched to non-blocking mode.
+/// The fds stay owned by the caller; raw ones are switched to non-blocking mode.
 pub fn run(ends: Ends, limits: Limits) -> Outcome {
-    for (fd, side) in [(ends.client, Side::Client), (ends.backend, Side::Backend)] {
-        if let Err(e) = set_nonblocking(fd) {
-            return Outcome {
-                client_to_backend: 0,
-                backend_to_client: 0,
-                end: End::Failed(side, e),
-                frames: (None, None),
-            };
+    let mut io = PollIo::default();
+    for (end, side) in [(ends.client, Side::Client), (ends.backend, Side::Backend)] {
+        let i = side.index();
+        match end {
+            Peer::Raw { fd, buffered } => {
+                if let Err(e) = set_nonblocking(fd) {
+                    return Outcome {
+                        client_to_backend: 0,
+                        backend_to_client: 0,
+                        end: End::Failed(side, e),
+                        frames: (None, None),
+                    };
+                }
+                set_keepalive(fd);
+                (io.fds[i], io.buffered[i]) = (fd, buffered);
+            }
+            Peer::Filtered { poll_fd, filters } => {
+                (io.fds[i], io.filtered[i]) = (poll_fd, Some(filters));
+            }
         }
-        set_keepalive(fd);
     }
     let now = Tick::now();
     let mut core = Core::new(
@@ -95,11 +115,6 @@ pub fn run(ends: Ends, limits: Limits) -> Outcome {
         now,
     );
     core.set_handoff_at(limits.handoff_at.map(|t| tick_of(t, now)));
-    let mut io = PollIo {
-        fds: [ends.client, ends.backend],
-        ready: [[true; 2]; 2],
-        buffered: [ends.client_buffered, ends.backend_buffered],
-    };
     let end = drive(&mut core, &mut io, &limits, ends.meter);
     if let Some((c2b, b2c)) = core.to_show(Tick::now(), true) {
         ends.meter.add(c2b, b2c);
@@ -108,18 +123,44 @@ pub fn run(ends: Ends, limits: Limits) -> Outcome {
     Outcome { client_to_backend, backend_to_client, end, frames: core.frames() }
 }
 
-/// The sockets as poll(2) sees them: whether each side may be readable and writable, and
-/// what httpd's filters still hold of it.
+/// [side][read, write]: may be ready (cleared when a call would block or drained it, set
+/// again by poll).
+struct PollReady([[bool; 2]; 2]);
+
+impl Readiness for PollReady {
+    fn ready(&mut self, side: Side, write: bool) -> io::Result<bool> {
+        Ok(self.0[side.index()][write as usize])
+    }
+
+    fn not_ready(&mut self, side: Side, write: bool) {
+        self.0[side.index()][write as usize] = false;
+    }
+}
+
+/// The ends as poll(2) sees them: whether each may be readable and writable, and what
+/// httpd's filters still hold of it.
 struct PollIo<'a> {
     fds: [RawFd; 2],
-    /// [side][read, write]: may be ready (cleared when a call would block or drained it).
-    ready: [[bool; 2]; 2],
+    ready: PollReady,
+    /// Raw ends: what httpd buffered, read before the socket.
     buffered: [Option<Buffered<'a>>; 2],
+    filtered: [Option<&'a mut dyn Filters>; 2],
+}
+
+impl Default for PollIo<'_> {
+    fn default() -> Self {
+        PollIo {
+            fds: [-1; 2],
+            ready: PollReady([[true; 2]; 2]),
+            buffered: [None, None],
+            filtered: [None, None],
+        }
+    }
 }
 
 impl PollIo<'_> {
-    /// Runs a read (`way` 0) or write (1) on `side` if it may be ready; a short count means
-    /// the socket is drained (or full) until poll says otherwise.
+    /// Runs a read (`way` 0) or write (1) on a raw `side` if it may be ready; a short count
+    /// means the socket is drained (or full) until poll says otherwise.
     fn attempt(
         &mut self,
         side: Side,
@@ -128,21 +169,45 @@ impl PollIo<'_> {
         op: impl FnOnce(RawFd) -> io::Result<usize>,
     ) -> io::Result<usize> {
         let i = side.index();
-        if !self.ready[i][way] {
+        if !self.ready.0[i][way] {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let r = op(self.fds[i]);
         match &r {
-            Ok(n) if *n < asked => self.ready[i][way] = false,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready[i][way] = false,
+            Ok(n) if *n < asked => self.ready.0[i][way] = false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready.0[i][way] = false,
             _ => {}
         }
         r
+    }
+
+    /// Writes what the filters of each filtered end hold, as far as its socket takes it.
+    fn push_held(&mut self) -> Result<(), End> {
+        for side in [Side::Client, Side::Backend] {
+            if let Some(f) = self.filtered[side.index()].as_deref_mut() {
+                filters::push_held(f, &mut self.ready, side).map_err(|e| End::Failed(side, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What poll must wait for on `side`: reading if `read`, writing if `write` (bytes wait
+    /// for it) or its filters hold output.
+    fn events(&self, side: Side, read: bool, write: bool) -> i16 {
+        let f = self.filtered[side.index()].as_deref();
+        let write = match f {
+            Some(f) => (write && f.polls_writable()) || filters::wants_writable(f),
+            None => write,
+        };
+        (if read { libc::POLLIN } else { 0 }) | (if write { libc::POLLOUT } else { 0 })
     }
 }
 
 impl Io for PollIo<'_> {
     fn recv(&mut self, side: Side, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(f) = self.filtered[side.index()].as_deref_mut() {
+            return filters::recv(f, &mut self.ready, side, buf);
+        }
         if let Some(f) = self.buffered[side.index()].as_mut() {
             match f(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -156,6 +221,9 @@ impl Io for PollIo<'_> {
     }
 
     fn send(&mut self, side: Side, bytes: &[u8]) -> io::Result<usize> {
+        if let Some(f) = self.filtered[side.index()].as_deref_mut() {
+            return filters::send(f, &mut self.ready, side, bytes);
+        }
         self.attempt(side, 1, bytes.len(), |fd| send(fd, bytes))
     }
 
@@ -168,11 +236,18 @@ impl Io for PollIo<'_> {
     }
 
     fn shutdown(&mut self, side: Side) -> io::Result<()> {
+        if let Some(f) = self.filtered[side.index()].as_deref_mut() {
+            return filters::shutdown(f, &mut self.ready, side);
+        }
         shutdown_write(self.fds[side.index()])
     }
 
     fn filters_hold(&self, side: Side) -> bool {
         self.buffered[side.index()].is_some()
+    }
+
+    fn filtered(&self, side: Side) -> bool {
+        self.filtered[side.index()].is_some()
     }
 }
 
@@ -187,6 +262,11 @@ fn drive(core: &mut Core, io: &mut PollIo, limits: &Limits, meter: Meter) -> End
                 Ok(p) => more |= p.more,
                 Err(end) => return end,
             }
+        }
+        // What an end's filters still hold goes out as its socket takes it, whether or not
+        // more comes behind it.
+        if let Err(end) = io.push_held() {
+            return end;
         }
         if let Some((c2b, b2c)) = core.to_show(now, false) {
             meter.add(c2b, b2c);
@@ -203,8 +283,7 @@ fn drive(core: &mut Core, io: &mut PollIo, limits: &Limits, meter: Meter) -> End
         // What to wait for: each side's reads its direction wants, writes the other one has.
         let want = |s: Side| {
             let read = core.dirs[s.index()].next_read(io.filters_hold(s)).is_some();
-            let write = core.dirs[s.other().index()].pending();
-            (if read { libc::POLLIN } else { 0 }) | (if write { libc::POLLOUT } else { 0 })
+            io.events(s, read, core.dirs[s.other().index()].pending())
         };
         let stop = if core.polite() { -1 } else { limits.stop_fd.unwrap_or(-1) };
         let mut fds = [
@@ -255,7 +334,7 @@ fn drive(core: &mut Core, io: &mut PollIo, limits: &Limits, meter: Meter) -> End
             }
             // Errors and hang-ups surface through the next read or write on that fd.
             let bad = libc::POLLHUP;
-            let ready = &mut io.ready[side.index()];
+            let ready = &mut io.ready.0[side.index()];
             ready[0] |= p.revents & (libc::POLLIN | bad) != 0;
             ready[1] |= p.revents & (libc::POLLOUT | bad) != 0;
         }
@@ -294,11 +373,9 @@ mod tests {
             });
             let out = run(
                 Ends {
-                    client: client.as_raw_fd(),
-                    backend: backend.as_raw_fd(),
+                    client: Peer::Raw { fd: client.as_raw_fd(), buffered: Some(src) },
+                    backend: Peer::Raw { fd: backend.as_raw_fd(), buffered: None },
                     backend_pre: bpre,
-                    client_buffered: Some(src),
-                    backend_buffered: None,
                     frames: None,
                     meter: Meter::default(),
                 },
@@ -336,11 +413,9 @@ mod tests {
         let ((mut cl, rc), (rb, mut be)) = pairs();
         let h = thread::spawn(move || {
             let ends = Ends {
-                client: rc.as_raw_fd(),
-                backend: rb.as_raw_fd(),
+                client: Peer::Raw { fd: rc.as_raw_fd(), buffered: None },
+                backend: Peer::Raw { fd: rb.as_raw_fd(), buffered: None },
                 backend_pre: Vec::new(),
-                client_buffered: None,
-                backend_buffered: None,
                 frames: Some(Default::default()),
                 meter: Meter::default(),
             };

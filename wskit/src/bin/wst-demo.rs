@@ -21,8 +21,37 @@ ws.onclose = e => log("closed: " + e.code);
 </script>
 "#;
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Ctrl-C and SIGTERM are taken by `interrupted` alone: held in every thread, which the
+    // runtime's inherit from this one.
+    let held = interrupt_signals();
+    // SAFETY: blocks the signals in `held` for this thread (and those it starts).
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &held, std::ptr::null_mut()) };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(demo());
+}
+
+/// SIGINT and SIGTERM.
+fn interrupt_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM (held in every thread, see `main`).
+fn interrupted() {
+    let set = interrupt_signals();
+    let mut sig = 0;
+    // SAFETY: waits for one of the signals in `set`, which every thread holds.
+    unsafe { libc::sigwait(&set, &mut sig) };
+}
+
+async fn demo() {
     let once = std::env::args().any(|a| a == "--once");
     let backend = Backend::start("demo-echo");
     println!("echo backend      : ws://{}", backend.addr);
@@ -49,7 +78,7 @@ async fn main() {
         return;
     }
     println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c().await.ok();
+    tokio::task::spawn_blocking(interrupted).await.ok();
     httpd.stop();
     println!("stopped.");
 }
