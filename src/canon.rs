@@ -6,7 +6,7 @@
 //! byte-identical to stock by construction; the decisions around them are plain Rust here.
 #![forbid(unsafe_code)]
 
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 use crate::httpd::{proxy, Request};
 
 use crate::scheme::Scheme;
@@ -84,7 +84,7 @@ pub fn check_forwarded(
 }
 
 /// Canonicalises `url` (the part after `proxy:`) for request `r`. Returns `r->filename`.
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub fn canonicalise(
     r: &Request,
     scheme: Scheme,

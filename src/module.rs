@@ -42,8 +42,8 @@ unsafe impl Sync for ModuleRecord {}
 
 /// The module record. Its name is what `<IfModule mod_proxy_wstunnel.c>`, other modules' hook
 /// ordering and `ap_find_linked_module` match.
-#[no_mangle]
-#[used]
+#[cfg_attr(not(test), no_mangle, used)]
+#[allow(non_upper_case_globals)] // httpd's name for it
 pub static proxy_wstunnel_module: ModuleRecord = ModuleRecord(UnsafeCell::new(ffi::module {
     version: ffi::MODULE_MAGIC_NUMBER_MAJOR as c_int,
     minor_version: ffi::MODULE_MAGIC_NUMBER_MINOR as c_int,
@@ -134,7 +134,7 @@ unsafe fn stored<T: Copy>(p: *mut c_void) -> T {
     unsafe { *(p as *const T) }
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_create_dir_config(
     p: *mut ffi::apr_pool_t,
     _dir: *mut c_char,
@@ -142,7 +142,7 @@ pub extern "C" fn wst_rs_create_dir_config(
     record(p, "create_dir_config", DirConfig::default)
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_merge_dir_config(
     p: *mut ffi::apr_pool_t,
     base: *mut c_void,
@@ -152,7 +152,7 @@ pub extern "C" fn wst_rs_merge_dir_config(
     record(p, "merge_dir_config", || unsafe { DirConfig::merge(&stored(base), &stored(add)) })
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_create_server_config(
     p: *mut ffi::apr_pool_t,
     _s: *mut ffi::server_rec,
@@ -160,7 +160,7 @@ pub extern "C" fn wst_rs_create_server_config(
     record(p, "create_server_config", ServerConfig::default)
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_merge_server_config(
     p: *mut ffi::apr_pool_t,
     base: *mut c_void,
@@ -170,7 +170,7 @@ pub extern "C" fn wst_rs_merge_server_config(
     record(p, "merge_server_config", || unsafe { ServerConfig::merge(&stored(base), &stored(add)) })
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_cmd_fallback(
     cmd: *mut ffi::cmd_parms,
     dconf: *mut c_void,
@@ -182,7 +182,7 @@ pub extern "C" fn wst_rs_cmd_fallback(
     })
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_cmd_upgrade_http(
     cmd: *mut ffi::cmd_parms,
     dconf: *mut c_void,
@@ -201,7 +201,7 @@ fn section_config<'a>(dconf: *mut c_void) -> &'a mut DirConfig {
     unsafe { &mut *(dconf as *mut DirConfig) }
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_cmd_idle_timeout(
     cmd: *mut ffi::cmd_parms,
     _dconf: *mut c_void,
@@ -215,7 +215,7 @@ pub extern "C" fn wst_rs_cmd_idle_timeout(
     })
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_cmd_async(
     cmd: *mut ffi::cmd_parms,
     _dconf: *mut c_void,
@@ -227,7 +227,7 @@ pub extern "C" fn wst_rs_cmd_async(
     })
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_cmd_async_delay(
     cmd: *mut ffi::cmd_parms,
     _dconf: *mut c_void,
@@ -241,7 +241,7 @@ pub extern "C" fn wst_rs_cmd_async_delay(
     })
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_cmd_drain_timeout(
     cmd: *mut ffi::cmd_parms,
     _dconf: *mut c_void,
@@ -260,7 +260,7 @@ pub extern "C" fn wst_rs_cmd_drain_timeout(
     })
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_cmd_async_max(
     cmd: *mut ffi::cmd_parms,
     _dconf: *mut c_void,
@@ -287,7 +287,7 @@ fn attach_status_board(s: Server) {
     }
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_post_config(
     _pconf: *mut ffi::apr_pool_t,
     _plog: *mut ffi::apr_pool_t,
@@ -376,7 +376,7 @@ fn server_draining() -> bool {
 }
 
 /// httpd's child_init hook: the child takes its slot on the status board.
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::server_rec) {
     guard(
         "child_init",
@@ -399,7 +399,7 @@ pub extern "C" fn wst_rs_child_init(pchild: *mut ffi::apr_pool_t, _s: *mut ffi::
 }
 
 /// httpd's child_stopping hook (graceful restart, graceful stop, stop).
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_child_stopping(_pchild: *mut ffi::apr_pool_t, graceful: c_int) {
     guard(
         "child_stopping",
@@ -420,7 +420,7 @@ pub extern "C" fn wst_rs_child_stopping(_pchild: *mut ffi::apr_pool_t, graceful:
 }
 
 /// mod_status's hook: our section of /server-status (HTML, or `?auto` lines).
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_status(r: *mut ffi::request_rec, flags: c_int) -> c_int {
     let flag = |f: u32| flags & f as c_int != 0;
     request_guard(r, "status", |req| {
@@ -441,7 +441,7 @@ pub extern "C" fn wst_rs_status(r: *mut ffi::request_rec, flags: c_int) -> c_int
     OK
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_check_trans(r: *mut ffi::request_rec, url: *const c_char) -> c_int {
     request_guard(r, "check_trans", |req| {
         // SAFETY: mod_proxy passes the alias target as a NUL-terminated string.
@@ -450,7 +450,7 @@ pub extern "C" fn wst_rs_check_trans(r: *mut ffi::request_rec, url: *const c_cha
     })
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_canon(r: *mut ffi::request_rec, url: *mut c_char) -> c_int {
     request_guard(r, "canon", |req| {
         // SAFETY: mod_proxy passes the URL (after "proxy:") as a NUL-terminated string.
@@ -459,7 +459,7 @@ pub extern "C" fn wst_rs_canon(r: *mut ffi::request_rec, url: *mut c_char) -> c_
     })
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_handler(
     r: *mut ffi::request_rec,
     worker: *mut ffi::proxy_worker,
@@ -479,7 +479,7 @@ pub extern "C" fn wst_rs_handler(
 
 /// The MPM's suspend_connection hook: a connection leaves its worker thread (for a suspended
 /// tunnel, the moment the runtime may take it).
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_suspend_connection(c: *mut ffi::conn_rec, _r: *mut ffi::request_rec) {
     // SAFETY: the MPM passes the live connection, on the thread that ran it.
     let c = unsafe { crate::httpd::Connection::from_raw(c) };

@@ -120,7 +120,7 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
 }
 
 /// Bytes received on socket `fd` and not yet read (0 if it cannot tell).
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub fn unread(fd: RawFd) -> usize {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int into `n`.
@@ -232,7 +232,7 @@ impl Drop for SignalsHeld {
 }
 
 /// What [`wait_backend`] saw.
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Waited {
     /// The backend has bytes (or an end) to read.
@@ -243,7 +243,7 @@ pub enum Waited {
     Nothing,
 }
 
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 /// Waits up to `timeout_ms` for the backend's socket to be readable, watching the client's
 /// socket for a hang-up only (POLLRDHUP: bytes a client pipelined do not wake us).
 pub fn wait_backend(backend: RawFd, client: Option<RawFd>, timeout_ms: i32) -> io::Result<Waited> {

@@ -8,35 +8,35 @@
 pub mod assumptions;
 pub mod outcome;
 
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod brigade;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod cmd;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod codes;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod connection;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod log;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod mpm;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod nonblocking;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod pool;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod proxy;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod record;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod request;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod server;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod shm;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub mod suspended;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub use {brigade::Brigade, connection::Connection, pool::Pool, request::Request, server::Server};
 
 /// Reads a NUL-terminated C string httpd owns as `&str` (lossy for non-UTF-8 bytes, which
@@ -44,7 +44,7 @@ pub use {brigade::Brigade, connection::Connection, pool::Pool, request::Request,
 ///
 /// # Safety
 /// `p` must be NULL or point to a NUL-terminated string valid for `'a`.
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub(crate) unsafe fn cstr<'a>(p: *const std::os::raw::c_char) -> Option<std::borrow::Cow<'a, str>> {
     if p.is_null() {
         None
