@@ -8,12 +8,15 @@
 //! the children it reaped. The load client is one thread, as is the backend.
 //!
 //! Usage: wst-bench [--quick] [--runs N] [--idle N] [--hold SECS] [--busy N] [--only TARGET]
-//!                  [--mt-module SO] [--workloads pp1,pp50,busy,tp1,tp8,idle] [--tls] [--out FILE]
+//!                  [--mt-module SO] [--before SO] [--workloads pp1,pp50,busy,tp1,tp8,idle]
+//!                  [--tls] [--out FILE]
 //!        wst-bench --syscalls [--only TARGET]
 //! (`--only` runs one target, e.g. `--only "ours async"`, without ratios to the others.
 //! `--syscalls`: only 64 B ping-pong, each server's process tree under `strace -f -c`, and
 //! prints the system calls per round trip; strace slows everything, so no speeds.
 //! `--mt-module`: a build of ours with `--features multi-thread-runtime`, one more target.
+//! `--before`: an earlier build of ours (e.g. the last release), two more targets (sync and
+//! async), so that a change is measured against what it replaces in the same run.
 //! `--tls`: clients speak wss:// to the proxy (a CA and certificate made at run time): stock,
 //! ours synchronous, ours asynchronous (suspended under event) and nginx `listen ssl`; httpd
 //! gets `AsyncRequestWorkerFactor 100`, the one setting the README documents for it.)
@@ -41,6 +44,8 @@ struct Opts {
     busy: usize,
     /// A build of ours with the multi-thread runtime, measured as one more target.
     mt_module: Option<String>,
+    /// An earlier build of ours, measured as two more targets.
+    before: Option<String>,
     /// Workloads to run (pp1, pp50, busy, tp1, tp8, idle); all by default.
     workloads: Vec<String>,
     /// Clients speak TLS to the proxy.
@@ -71,6 +76,7 @@ fn opts() -> Opts {
         syscalls: args.iter().any(|a| a == "--syscalls"),
         busy: val("--busy").and_then(|v| v.parse().ok()).unwrap_or(if quick { 500 } else { 5000 }),
         mt_module: val("--mt-module"),
+        before: val("--before"),
         workloads: val("--workloads")
             .map(|v| v.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
@@ -520,7 +526,7 @@ struct Results {
 }
 
 /// Every target, in the report's order.
-const NAMES: [&str; 9] = [
+const NAMES: [&str; 11] = [
     "direct",
     "stock wstunnel (Off)",
     "stock proxy_http (On)",
@@ -530,6 +536,8 @@ const NAMES: [&str; 9] = [
     "nginx",
     "HAProxy",
     "nginx (listen ssl)",
+    "before: ours sync",
+    "before: ours async",
 ];
 
 // One thread for the load: the servers get the rest of the machine, as a single-threaded load
@@ -566,12 +574,18 @@ async fn main() {
         Target { name: NAMES[6], kind: Kind::Peer(Peer::nginx) },
         Target { name: NAMES[7], kind: Kind::Peer(Peer::haproxy) },
     ];
-    let targets: Vec<Target> = targets.into_iter().chain(mt).collect();
+    let before = o.before.iter().flat_map(|m| {
+        [
+            Target { name: NAMES[9], kind: Kind::Httpd { module: m.into(), mode: off } },
+            Target { name: NAMES[10], kind: Kind::Httpd { module: m.into(), mode: async_on } },
+        ]
+    });
+    let targets: Vec<Target> = targets.into_iter().chain(mt).chain(before).collect();
     // Over TLS: the proxies that terminate it (no direct backend, no HAProxy peer).
     let targets: Vec<Target> = if o.tls {
         targets
             .into_iter()
-            .filter(|t| [NAMES[1], NAMES[3], NAMES[4]].contains(&t.name))
+            .filter(|t| [NAMES[1], NAMES[3], NAMES[4], NAMES[9], NAMES[10]].contains(&t.name))
             .chain([Target { name: NAMES[8], kind: Kind::NginxTls }])
             .collect()
     } else {
@@ -608,7 +622,10 @@ async fn main() {
             r.pp50 = ping_pong_median(&hostport, prefix, 50, &o, server.pid()).await;
         }
         // Synchronous tunnels cap at MaxRequestWorkers.
-        let sync = matches!(t.name, "stock wstunnel (Off)" | "stock proxy_http (On)" | "ours sync");
+        let sync = matches!(
+            t.name,
+            "stock wstunnel (Off)" | "stock proxy_http (On)" | "ours sync" | "before: ours sync"
+        );
         if !sync && o.runs("busy") {
             r.pp_busy = ping_pong_median(&hostport, prefix, o.busy, &o, server.pid()).await;
         }
