@@ -303,7 +303,9 @@ fn proxy_upgrade<'r>(
     send_101(r, &head);
     let idle = r.server_config().idle_timeout();
     let websocket = answered.as_deref().is_some_and(upgrade::is_websocket);
-    tunnel::run(r, backend, &backconn, surplus, idle, scheme, websocket)
+    let established =
+        tunnel::Established { backend, backconn: &backconn, surplus, idle, scheme, websocket };
+    tunnel::run(r, established)
 }
 
 /// Why waiting for the backend's answer ended without one.

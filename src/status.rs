@@ -124,14 +124,14 @@ fn publish_oldest(live: &BTreeSet<(u64, u64)>) {
     mine().oldest_us.store(live.first().map_or(0, |k| k.0), Relaxed);
 }
 
-/// A live tunnel on the board, from its 101 until it ends (drop).
-pub struct Tunnel {
+/// A live tunnel's entry on the board, from its 101 until it ends (drop).
+pub struct Entry {
     key: (u64, u64),
     detached: bool,
 }
 
-impl Tunnel {
-    pub fn start() -> Tunnel {
+impl Entry {
+    pub fn start() -> Entry {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let s = mine();
         s.sync.fetch_add(1, Relaxed);
@@ -140,7 +140,7 @@ impl Tunnel {
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         live.insert(key);
         publish_oldest(&live);
-        Tunnel { key, detached: false }
+        Entry { key, detached: false }
     }
 
     /// The tunnel left its request thread for the asynchronous relay.
@@ -169,7 +169,7 @@ impl Tunnel {
     }
 }
 
-impl Drop for Tunnel {
+impl Drop for Entry {
     fn drop(&mut self) {
         let s = mine();
         if self.detached { &s.detached } else { &s.sync }.fetch_sub(1, Relaxed);
@@ -390,8 +390,8 @@ mod tests {
         block[1].served.store(5, Relaxed);
         attach(block);
         child_started(3);
-        let mut a = Tunnel::start();
-        let b = Tunnel::start();
+        let mut a = Entry::start();
+        let b = Entry::start();
         a.meter().client_to_backend.fetch_add(100, Relaxed);
         b.meter().backend_to_client.fetch_add(7, Relaxed);
         a.detach();

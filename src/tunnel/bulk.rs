@@ -10,8 +10,9 @@
 use crate::frames::{Frames, MAX_HEADER};
 use crate::sys::{CHUNK, SPLICE_SMALL};
 
+/// How the next read of a direction is done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Read {
+pub enum Next {
     /// Splice at most this many bytes.
     Splice(usize),
     /// Read at most this many bytes into the buffer.
@@ -24,34 +25,34 @@ fn known(frames: Option<&Frames>) -> Option<&Frames> {
 }
 
 /// What to read next. A closing direction (polite drain) never reads past its next boundary.
-pub fn next(frames: Option<&Frames>, bulk: bool, closing: bool) -> Read {
+pub fn next(frames: Option<&Frames>, bulk: bool, closing: bool) -> Next {
     let Some(f) = known(frames) else {
-        return if bulk { Read::Splice(CHUNK) } else { Read::Copy(CHUNK) };
+        return if bulk { Next::Splice(CHUNK) } else { Next::Copy(CHUNK) };
     };
     if !bulk && !closing {
-        return Read::Copy(CHUNK);
+        return Next::Copy(CHUNK);
     }
     let left = f.payload_left();
     if left >= SPLICE_SMALL as u64 {
-        Read::Splice(left.min(CHUNK as u64) as usize)
+        Next::Splice(left.min(CHUNK as u64) as usize)
     } else if left == 0 && !closing {
         // At a header: one read of the longest header there is; a few payload bytes that come
         // with it are copied too.
-        Read::Copy(MAX_HEADER)
+        Next::Copy(MAX_HEADER)
     } else {
-        Read::Copy(f.to_boundary().min(CHUNK))
+        Next::Copy(f.to_boundary().min(CHUNK))
     }
 }
 
 /// Whether the direction is in bulk mode after `read` moved `n` bytes; `frames` as they are
 /// now, `was_header`: the read began at a frame header (payload_left was 0).
-pub fn after(frames: Option<&Frames>, bulk: bool, read: Read, n: usize, was_header: bool) -> bool {
+pub fn after(frames: Option<&Frames>, bulk: bool, read: Next, n: usize, was_header: bool) -> bool {
     match (known(frames), read) {
-        (None, Read::Splice(_)) => n >= SPLICE_SMALL,
-        (_, Read::Copy(_)) if !bulk => n == CHUNK,
-        (None, Read::Copy(_)) => n == CHUNK,
-        (Some(_), Read::Splice(_)) => true,
-        (Some(f), Read::Copy(_)) => {
+        (None, Next::Splice(_)) => n >= SPLICE_SMALL,
+        (_, Next::Copy(_)) if !bulk => n == CHUNK,
+        (None, Next::Copy(_)) => n == CHUNK,
+        (Some(_), Next::Splice(_)) => true,
+        (Some(f), Next::Copy(_)) => {
             let header_done = f.payload_left() > 0 || f.at_boundary();
             !(was_header && header_done && f.payload_left() < SPLICE_SMALL as u64)
         }
@@ -64,17 +65,17 @@ mod tests {
 
     /// Drives the plan over a stream of frames as a relay would, reading from `stream` as
     /// much as each step allows; returns the steps taken.
-    fn drive(stream: &[u8]) -> Vec<Read> {
+    fn drive(stream: &[u8]) -> Vec<Next> {
         let (mut f, mut bulk, mut at, mut steps) = (Frames::default(), false, 0, Vec::new());
         while at < stream.len() {
             let read = next(Some(&f), bulk, false);
             let was_header = f.payload_left() == 0;
             let n = match read {
-                Read::Splice(l) | Read::Copy(l) => l.min(stream.len() - at),
+                Next::Splice(l) | Next::Copy(l) => l.min(stream.len() - at),
             };
             match read {
-                Read::Splice(_) => f.skip(n),
-                Read::Copy(_) => f.feed(&stream[at..at + n]),
+                Next::Splice(_) => f.skip(n),
+                Next::Copy(_) => f.feed(&stream[at..at + n]),
             }
             at += n;
             bulk = after(Some(&f), bulk, read, n, was_header);
@@ -93,11 +94,11 @@ mod tests {
         let steps = drive(&stream);
         // One full copy enters bulk mode; then per frame: the rest copied, the next header in
         // one read, the payload spliced.
-        assert_eq!(steps[0], Read::Copy(CHUNK));
-        assert_eq!(steps.iter().filter(|s| matches!(s, Read::Splice(_))).count(), 3, "{steps:?}");
-        assert_eq!(steps.iter().filter(|s| **s == Read::Copy(MAX_HEADER)).count(), 3, "{steps:?}");
+        assert_eq!(steps[0], Next::Copy(CHUNK));
+        assert_eq!(steps.iter().filter(|s| matches!(s, Next::Splice(_))).count(), 3, "{steps:?}");
+        assert_eq!(steps.iter().filter(|s| **s == Next::Copy(MAX_HEADER)).count(), 3, "{steps:?}");
         assert!(
-            steps.iter().all(|s| !matches!(s, Read::Copy(n) if *n > MAX_HEADER && *n < CHUNK)),
+            steps.iter().all(|s| !matches!(s, Next::Copy(n) if *n > MAX_HEADER && *n < CHUNK)),
             "{steps:?}"
         );
     }
@@ -110,14 +111,14 @@ mod tests {
         }
         let steps = drive(&stream);
         let last = &steps[steps.len() - 1];
-        assert_eq!(*last, Read::Copy(CHUNK), "{steps:?}");
+        assert_eq!(*last, Next::Copy(CHUNK), "{steps:?}");
         assert!(steps.len() < 20, "small frames are read many at a time: {steps:?}");
     }
 
     #[test]
     fn without_frames_bulk_splices_chunks() {
-        assert_eq!(next(None, true, false), Read::Splice(CHUNK));
-        assert!(!after(None, true, Read::Splice(CHUNK), 100, false));
-        assert!(after(None, false, Read::Copy(CHUNK), CHUNK, false));
+        assert_eq!(next(None, true, false), Next::Splice(CHUNK));
+        assert!(!after(None, true, Next::Splice(CHUNK), 100, false));
+        assert!(after(None, false, Next::Copy(CHUNK), CHUNK, false));
     }
 }

@@ -9,7 +9,7 @@ use super::core::{End, Side};
 use super::detached::{relay as runtime_relay, FilteredEnd, Phase, Socket};
 use super::filters::stand_in::Buffering;
 use super::limits::Timeouts;
-use super::relay::{self, Ends, Limits, Peer};
+use super::relay::{self, Ends, Peer, Stops};
 use crate::frames::{close_frame, Frames};
 use crate::status::Meter;
 use std::io::{Read, Write};
@@ -84,12 +84,11 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
         Driver::Poll | Driver::PollFiltered => {
             let polite: fn() -> Option<Instant> =
                 if setup.polite { polite_for_5s } else { || None };
-            let limits = Limits {
-                idle: setup.timeouts.idle,
-                write_stall: setup.timeouts.write_stall,
+            let stops = Stops {
+                timeouts: setup.timeouts,
                 stop_fd: Some(stop_fd),
                 polite: Some(polite),
-                ..Limits::default()
+                ..Stops::default()
             };
             let (mut cf, mut bf) = (filtered(&rc), filtered(&rb));
             let filtered_ends = matches!(driver, Driver::PollFiltered);
@@ -100,7 +99,7 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
                 frames,
                 meter: Meter::default(),
             };
-            let out = relay::run(ends, limits);
+            let out = relay::run(ends, stops);
             drop((rc, rb));
             (out.client_to_backend, out.backend_to_client, out.end)
         }

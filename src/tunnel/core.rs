@@ -12,7 +12,7 @@
 //! one from the thread's pool for each message and give it back as soon as it is written.
 //! Either way an idle tunnel holds none, and a busy one allocates nothing per message.
 
-use super::bulk::{self, Read};
+use super::bulk::{self, Next};
 use crate::frames::Frames;
 use crate::sys::CHUNK;
 use std::cell::RefCell;
@@ -135,8 +135,7 @@ impl Tick {
     }
 }
 
-/// The time limits of a tunnel (decided once, `limits::Timeouts`).
-pub use super::limits::Timeouts as Limits;
+use super::limits::Timeouts;
 
 /// How often at most a busy tunnel adds its bytes to the status board (a shared cache line).
 pub const SHOW_EVERY: Duration = Duration::from_millis(250);
@@ -379,8 +378,8 @@ impl Direction {
         // Bytes in the buffer go out before bytes in the pipe: one of them at a time.
         let room = CHUNK.saturating_sub(self.buffered());
         match bulk::next(self.frames.as_ref(), self.splicing, self.polite == Polite::Closing) {
-            Read::Splice(n) if !filters_hold => (self.buffered() == 0).then_some(Want::Splice(n)),
-            Read::Splice(n) | Read::Copy(n) if !self.splicing || self.buffered() == 0 => {
+            Next::Splice(n) if !filters_hold => (self.buffered() == 0).then_some(Want::Splice(n)),
+            Next::Splice(n) | Next::Copy(n) if !self.splicing || self.buffered() == 0 => {
                 (room > 0).then_some(Want::Copy(n.min(room)))
             }
             _ => None,
@@ -418,7 +417,7 @@ impl Direction {
         self.active = now;
         // Bulk mode only for bytes from the socket itself.
         self.splicing =
-            bulk::after(self.frames.as_ref(), self.splicing, Read::Copy(n), n, at_header)
+            bulk::after(self.frames.as_ref(), self.splicing, Next::Copy(n), n, at_header)
                 && !from_filters;
         self.settle();
     }
@@ -443,7 +442,7 @@ impl Direction {
         self.waiting = now;
         self.active = now;
         self.splicing =
-            bulk::after(self.frames.as_ref(), self.splicing, Read::Splice(limit), n, at_header);
+            bulk::after(self.frames.as_ref(), self.splicing, Next::Splice(limit), n, at_header);
         self.settle();
     }
 
@@ -579,7 +578,7 @@ pub fn stalled(
 pub struct Core {
     /// Client to backend, backend to client ([`Side::index`] of the sender).
     pub dirs: [Direction; 2],
-    limits: Limits,
+    timeouts: Timeouts,
     /// The polite end began.
     polite: bool,
     /// Its deadline, if the driver keeps one (the asynchronous one is told when to stop).
@@ -594,7 +593,7 @@ impl Core {
     /// `frames`: where each direction's WebSocket frames stand (None: not WebSocket);
     /// `backend_pre`: the backend's bytes behind its 101, not yet sent to the client.
     pub fn new(
-        limits: Limits,
+        timeouts: Timeouts,
         buffers: Buffers,
         frames: Option<(Frames, Frames)>,
         backend_pre: &[u8],
@@ -606,7 +605,7 @@ impl Core {
                 Direction::new(Side::Client, buffers, cf, &[], now),
                 Direction::new(Side::Backend, buffers, bf, backend_pre, now),
             ],
-            limits,
+            timeouts,
             polite: false,
             polite_until: None,
             handoff_at: None,
@@ -666,13 +665,13 @@ impl Core {
         if self.polite_until.is_some_and(|t| now >= t) {
             return Some(End::Shutdown);
         }
-        if let Some(idle) = self.limits.idle {
+        if let Some(idle) = self.timeouts.idle {
             if now >= self.last_active().after(idle) {
                 return Some(End::Idle(idle));
             }
         }
         let waiting = self.dirs.iter().filter(|d| d.pending()).map(|d| (d.to(), d.waiting));
-        stalled(waiting, self.limits.write_stall?, now)
+        stalled(waiting, self.timeouts.write_stall?, now)
     }
 
     fn last_active(&self) -> Tick {
@@ -683,8 +682,8 @@ impl Core {
     /// that passed is no deadline: the tunnel is handed over at its first quiet moment, which
     /// only I/O brings (a half-closed tunnel never is, and must not be woken for it).
     pub fn next_deadline(&self, now: Tick) -> Option<Tick> {
-        let idle = self.limits.idle.map(|d| self.last_active().after(d));
-        let stall = self.limits.write_stall.and_then(|s| {
+        let idle = self.timeouts.idle.map(|d| self.last_active().after(d));
+        let stall = self.timeouts.write_stall.and_then(|s| {
             self.dirs.iter().filter(|d| d.pending()).map(|d| d.waiting.after(s)).min()
         });
         let show = self.dirs.iter().any(|d| d.unshown > 0).then(|| self.shown.after(SHOW_EVERY));
@@ -760,7 +759,7 @@ mod tests {
     /// after a quiet second (the driver is woken for it).
     #[test]
     fn a_kept_buffer_is_freed_after_a_quiet_second() {
-        let mut c = Core::new(Limits::default(), Buffers::Keep, None, &[], T0);
+        let mut c = Core::new(Timeouts::default(), Buffers::Keep, None, &[], T0);
         read(&mut c.dirs[0], b"hello", ms(10));
         write_all(&mut c.dirs[0], ms(20));
         assert!(!c.dirs[0].holds_nothing(), "kept for the next message");
@@ -813,7 +812,7 @@ mod tests {
 
     #[test]
     fn the_core_ends_when_both_directions_finished() {
-        let mut c = Core::new(Limits::default(), Buffers::Share, None, &[], T0);
+        let mut c = Core::new(Timeouts::default(), Buffers::Share, None, &[], T0);
         for d in c.dirs.iter_mut() {
             d.copied(0, false, ms(1));
             assert_eq!(d.next_write(), Some(Out::Fin));
@@ -826,7 +825,7 @@ mod tests {
 
     #[test]
     fn idle_and_write_stall_limits_and_the_next_deadline() {
-        let limits = Limits {
+        let limits = Timeouts {
             idle: Some(Duration::from_secs(10)),
             write_stall: Some(Duration::from_secs(3)),
         };
@@ -849,7 +848,7 @@ mod tests {
     /// tunnel ends naming the side that stopped first.
     #[test]
     fn the_side_that_stalled_first_is_named() {
-        let limits = Limits { idle: None, write_stall: Some(Duration::from_secs(2)) };
+        let limits = Timeouts { idle: None, write_stall: Some(Duration::from_secs(2)) };
         let mut c = Core::new(limits, Buffers::Share, None, &[], T0);
         read(&mut c.dirs[1], b"echo", ms(100));
         read(&mut c.dirs[0], b"flood", ms(900));
@@ -859,7 +858,7 @@ mod tests {
 
     #[test]
     fn bytes_reach_the_board_at_most_every_show_interval() {
-        let mut c = Core::new(Limits::default(), Buffers::Share, None, &[], T0);
+        let mut c = Core::new(Timeouts::default(), Buffers::Share, None, &[], T0);
         read(&mut c.dirs[0], b"abc", ms(1));
         write_all(&mut c.dirs[0], ms(1));
         assert_eq!(c.to_show(ms(1), false), None);
@@ -874,7 +873,8 @@ mod tests {
     #[test]
     fn the_polite_end_closes_at_the_next_boundary() {
         let f = frame(100);
-        let mut c = Core::new(Limits::default(), Buffers::Share, Some(Default::default()), &[], T0);
+        let mut c =
+            Core::new(Timeouts::default(), Buffers::Share, Some(Default::default()), &[], T0);
         read(&mut c.dirs[0], &f[..50], ms(1));
         c.close_politely(Some(ms(5_000))).unwrap();
         // The resting direction (backend to client) has its Close queued at once, unmasked.
@@ -905,7 +905,8 @@ mod tests {
 
     #[test]
     fn a_sender_whose_close_went_gets_no_second_close() {
-        let mut c = Core::new(Limits::default(), Buffers::Share, Some(Default::default()), &[], T0);
+        let mut c =
+            Core::new(Timeouts::default(), Buffers::Share, Some(Default::default()), &[], T0);
         let close = close_frame(1000, Some([1, 2, 3, 4]));
         read(&mut c.dirs[0], &close[..3], ms(1));
         c.close_politely(Some(ms(5_000))).unwrap();
@@ -920,13 +921,13 @@ mod tests {
 
     #[test]
     fn without_framing_the_polite_end_is_refused() {
-        let mut c = Core::new(Limits::default(), Buffers::Share, None, &[], T0);
+        let mut c = Core::new(Timeouts::default(), Buffers::Share, None, &[], T0);
         assert!(matches!(c.close_politely(Some(ms(5_000))), Err(End::Shutdown)));
     }
 
     #[test]
     fn a_quiet_tunnel_is_handed_over_once_the_moment_passed() {
-        let mut c = Core::new(Limits::default(), Buffers::Share, None, b"behind the 101", T0);
+        let mut c = Core::new(Timeouts::default(), Buffers::Share, None, b"behind the 101", T0);
         c.set_handoff_at(Some(ms(100)));
         assert!(c.ended(ms(100)).is_none(), "bytes in flight");
         write_all(&mut c.dirs[1], ms(50));
@@ -938,7 +939,7 @@ mod tests {
     /// never handed over) is not woken for it again and again.
     #[test]
     fn a_passed_hand_over_moment_wakes_nobody() {
-        let mut c = Core::new(Limits::default(), Buffers::Keep, None, &[], T0);
+        let mut c = Core::new(Timeouts::default(), Buffers::Keep, None, &[], T0);
         c.set_handoff_at(Some(ms(100)));
         assert_eq!(c.next_deadline(T0), Some(ms(100)));
         c.dirs[0].copied(0, false, ms(50));

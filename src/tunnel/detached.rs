@@ -106,7 +106,7 @@ pub struct Tunnel {
     /// None for other protocols.
     pub frames: Option<(Frames, Frames)>,
     /// The tunnel's place on the status board, given up when it ends.
-    pub board: crate::status::Tunnel,
+    pub board: crate::status::Entry,
     /// Called once, on the runtime's thread, when the tunnel has ended and both sockets are closed.
     pub on_end: Box<dyn FnOnce(Report) + Send>,
     /// Called when one turn of the tunnel's task held the thread too long (see [`TURN_LIMIT`]).

@@ -7,7 +7,7 @@ use super::filter_ends::{Stream, Tls};
 use super::filters::Filters;
 use super::handoff::{async_handoff_at, handoff, room_to_hold, Client};
 use super::limits::Timeouts;
-use super::relay::{self, Ends, Limits, Peer};
+use super::relay::{self, Ends, Peer, Stops};
 use crate::frames::Frames;
 use crate::httpd::codes::{DONE, SUSPENDED};
 use crate::httpd::log::{DEBUG, INFO, WARNING};
@@ -20,12 +20,16 @@ use crate::status;
 use std::cell::Cell;
 use std::time::Duration;
 
-/// Starts the graceful drain if the MPM says this child is stopping (see `Limits::on_signal`).
+/// Starts the graceful drain if the MPM says this child is stopping (see `Stops::on_signal`).
 pub(super) fn notice_mpm_stopping() {
     if mpm::stopping() {
         super::shutdown::child_stopping(true, mpm::graceful_shutdown_timeout());
     }
 }
+
+/// How often a relay whose thread the child's signals do not reach asks the MPM whether the
+/// child is stopping: a fraction of the drain's second.
+const ASK_MPM_EVERY: Duration = Duration::from_millis(100);
 
 /// What an end of the tunnel is, as httpd's connection shows it.
 enum Kind {
@@ -112,54 +116,67 @@ fn may_leave(
     }
 }
 
+/// What the backend's 101 left to relay: the backend connection and what came with it.
+pub struct Established<'a, 'r> {
+    pub backend: &'a mut Backend<'r>,
+    pub backconn: &'a Connection<'r>,
+    /// Bytes the backend sent right behind its 101.
+    pub surplus: Vec<u8>,
+    /// `ProxyWebsocketIdleTimeout`, if any.
+    pub idle: Option<Duration>,
+    pub scheme: Scheme,
+    /// The 101 upgraded to WebSocket (frames are tracked), not another protocol.
+    pub websocket: bool,
+}
+
+/// An upgraded request on its thread: the request, its two connections, the backend they go
+/// through, and the tunnel's time limits.
+pub(super) struct Upgraded<'a, 'r> {
+    pub r: &'a Request<'r>,
+    pub client: Connection<'r>,
+    pub backend: &'a mut Backend<'r>,
+    pub backconn: &'a Connection<'r>,
+    pub timeouts: Timeouts,
+}
+
 /// Relays between the client and the backend until the tunnel ends or leaves for the
-/// runtime. `surplus` are bytes the backend sent right behind its 101. Returns the handler's
-/// status (never an error page: the 101 is out).
-pub fn run(
-    r: &Request,
-    backend: &mut Backend,
-    backconn: &Connection,
-    surplus: Vec<u8>,
-    idle: Option<Duration>,
-    scheme: Scheme,
-    websocket: bool,
-) -> i32 {
-    let client = r.connection();
+/// runtime. Returns the handler's status (never an error page: the 101 is out).
+pub fn run<'r>(r: &Request<'r>, e: Established<'_, 'r>) -> i32 {
     // Writes may wait as long as httpd would let a blocking write wait on either side.
-    let timeouts = Timeouts::new(idle, backend.socket_timeout(), r.server().timeout());
+    let timeouts = Timeouts::new(e.idle, e.backend.socket_timeout(), r.server().timeout());
+    let mut t =
+        Upgraded { r, client: r.connection(), backend: e.backend, backconn: e.backconn, timeouts };
     r.enter_tunnel_mode();
-    debug_assert!(!scheme.is_tls() || backconn.is_tls(), "a {scheme:?} backend speaks TLS");
-    let leave = may_leave(r, &client, backend, backconn);
+    debug_assert!(!e.scheme.is_tls() || t.backconn.is_tls(), "a {:?} backend speaks TLS", e.scheme);
+    let leave = may_leave(r, &t.client, t.backend, t.backconn);
     let handoff_at = leave.and_then(|_| async_handoff_at(r));
-    let frames = websocket.then(Default::default);
-    if !matches!(kind(&client), Kind::Raw) || !matches!(kind(backconn), Kind::Raw) {
+    if !matches!(kind(&t.client), Kind::Raw) || !matches!(kind(t.backconn), Kind::Raw) {
         rlog!(r, DEBUG, "WST02006: TLS or HTTP/2 end: relaying through httpd's connection filters");
     }
-    let mut board = status::Tunnel::start();
-    let limits = Limits {
-        idle: timeouts.idle,
-        write_stall: timeouts.write_stall,
+    let mut board = status::Entry::start();
+    let stops = Stops {
+        timeouts,
         stop_fd: super::shutdown::stop_fd(),
         on_signal: Some(notice_mpm_stopping),
+        // A prefork child runs an HTTP/2 stream's request on one of mod_http2's threads,
+        // which the child's signals do not reach.
+        ask_every: (!mpm::is_threaded() && matches!(kind(&t.client), Kind::Stream))
+            .then_some(ASK_MPM_EVERY),
         polite: Some(super::shutdown::polite_until),
         handoff_at,
     };
-    let mut out = relay_here(&client, backconn, surplus, frames, limits, board.meter());
+    let frames = e.websocket.then(Default::default);
+    let mut out = relay_here(&t, e.surplus, frames, stops, board.meter());
     if let (End::Handoff, Some(how)) = (&out.end, leave) {
-        let frames = match out.frames {
-            (Some(c), Some(b)) => Some((c, b)),
-            _ => None,
-        };
-        let moved = (out.client_to_backend, out.backend_to_client);
-        match handoff(r, &client, how, backend, backconn, timeouts, frames, board, moved) {
+        match handoff(&mut t, how, &out, board) {
             Ok(()) => {
                 rlog!(
                     r,
                     DEBUG,
                     "WST02010: tunnel handed to the asynchronous relay after {} bytes client to backend, {} bytes \
                      backend to client{}",
-                    moved.0,
-                    moved.1,
+                    out.client_to_backend,
+                    out.backend_to_client,
                     if how == Client::Suspended { " (request suspended)" } else { "" }
                 );
                 return if how == Client::Suspended { SUSPENDED } else { DONE };
@@ -171,8 +188,12 @@ pub fn run(
                     WARNING,
                     "WST02013: cannot hand the tunnel to the asynchronous relay ({e}): relaying it here"
                 );
-                let limits = Limits { handoff_at: None, ..limits };
-                let more = relay_here(&client, backconn, Vec::new(), frames, limits, board.meter());
+                let frames = match out.frames {
+                    (Some(c), Some(b)) => Some((c, b)),
+                    _ => None,
+                };
+                let stops = Stops { handoff_at: None, ..stops };
+                let more = relay_here(&t, Vec::new(), frames, stops, board.meter());
                 out = relay::Outcome {
                     client_to_backend: out.client_to_backend + more.client_to_backend,
                     backend_to_client: out.backend_to_client + more.backend_to_client,
@@ -191,35 +212,34 @@ pub fn run(
         // Close the client now, without lingering or flushing: the tunnel is over on both
         // sides, and a client that stopped reading would otherwise hold the thread for
         // `Timeout` after its tunnel ended.
-        client.set_aborted();
+        t.client.set_aborted();
     }
     DONE
 }
 
 /// One run of the poll driver over the two ends as they are now.
 fn relay_here(
-    client: &Connection,
-    backconn: &Connection,
+    t: &Upgraded,
     backend_pre: Vec<u8>,
     frames: Option<(Frames, Frames)>,
-    limits: Limits,
+    stops: Stops,
     meter: status::Meter,
 ) -> relay::Outcome {
     // Bytes read from a raw client through httpd's filters are counted by mod_logio already;
     // through a TLS or HTTP/2 end, mod_logio (or mod_http2) counts every byte itself.
     let client_filtered = Cell::new(0u64);
-    let (mut c, mut b) = (Through::new(*client), Through::new(*backconn));
+    let (mut c, mut b) = (Through::new(t.client), Through::new(*t.backconn));
     let raw_client = matches!(c, Through::Raw);
     let ends = Ends {
-        client: c.peer(client, Some(&client_filtered)),
-        backend: b.peer(backconn, None),
+        client: c.peer(&t.client, Some(&client_filtered)),
+        backend: b.peer(t.backconn, None),
         backend_pre,
         frames,
         meter,
     };
-    let out = relay::run(ends, limits);
+    let out = relay::run(ends, stops);
     if raw_client {
-        client.logio_add(
+        t.client.logio_add(
             out.client_to_backend.saturating_sub(client_filtered.get()),
             out.backend_to_client,
         );

@@ -2,13 +2,14 @@
 //! (`ProxyWebsocketAsync`, docs/DESIGN.md §6): when, under which cap, and what httpd is told.
 
 use super::detached;
+use super::ends::Upgraded;
 use super::filter_ends::{Owner, Tls};
 use super::limits::may_hold_backend;
-use crate::frames::Frames;
+use super::relay;
 use crate::httpd::log::{ERR, INFO, WARNING};
 use crate::httpd::mpm;
 use crate::httpd::nonblocking::NonBlocking;
-use crate::httpd::proxy::{Backend, HeldBackend, Worker};
+use crate::httpd::proxy::{HeldBackend, Worker};
 use crate::httpd::record::LogRecord;
 use crate::httpd::suspended::Suspended;
 use crate::httpd::{Connection, Request};
@@ -69,18 +70,19 @@ pub enum Client {
 /// runtime relayed), the request's own being the hand-over's (`wstunnel-handoff`). Where that
 /// record cannot be kept (`LogRecord::take`), a suspended request lives on and is logged at
 /// the tunnel's end by httpd's own log hooks.
-#[allow(clippy::too_many_arguments)] // each is a different piece of the tunnel being moved
 pub fn handoff(
-    r: &Request,
-    client: &Connection,
+    t: &mut Upgraded,
     how: Client,
-    backend: &mut Backend,
-    backconn: &Connection,
-    timeouts: super::limits::Timeouts,
-    frames: Option<(Frames, Frames)>,
-    mut board: status::Tunnel,
-    moved: (u64, u64),
-) -> Result<(), (std::io::Error, status::Tunnel)> {
+    out: &relay::Outcome,
+    mut board: status::Entry,
+) -> Result<(), (std::io::Error, status::Entry)> {
+    let (r, client, backconn, timeouts) = (t.r, &t.client, t.backconn, t.timeouts);
+    let backend = &mut *t.backend;
+    let moved = (out.client_to_backend, out.backend_to_client);
+    let frames = match out.frames {
+        (Some(c), Some(b)) => Some((c, b)),
+        _ => None,
+    };
     // A suspended tunnel is spawned from the MPM's hook, where nothing can fall back: the
     // runtime must run before the request is suspended.
     if how == Client::Suspended {

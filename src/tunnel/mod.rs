@@ -19,17 +19,17 @@ mod pump;
 pub mod relay;
 pub mod shutdown;
 
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 pub(crate) use crate::sys::{wait_backend, Waited};
 
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 mod ends;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 mod filter_ends;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
 mod handoff;
 
-#[cfg(all(feature = "httpd", not(test)))]
-pub use ends::run;
-#[cfg(all(feature = "httpd", not(test)))]
+#[cfg(feature = "httpd")]
+pub use ends::{run, Established};
+#[cfg(feature = "httpd")]
 pub use handoff::connection_suspended;

@@ -7,9 +7,10 @@
 //!
 //! Pure Rust over file descriptors: unit-tested with socket pairs, no httpd needed.
 
-use super::core::{Buffers, Core, Limits as Timeouts, Tick};
+use super::core::{Buffers, Core, Tick};
 pub use super::core::{End, Side};
 use super::filters::{self, Filters, Readiness};
+use super::limits::Timeouts;
 use super::pump::{pump, Io, Pipe};
 use crate::frames::Frames;
 use crate::status::Meter;
@@ -20,18 +21,21 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+/// What ends the relay besides its peers: the time limits, the child's stop, the drain, and
+/// the hand-over.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Limits {
-    /// None: no idle timeout.
-    pub idle: Option<Duration>,
-    /// None: writes may wait forever.
-    pub write_stall: Option<Duration>,
+pub struct Stops {
+    pub timeouts: Timeouts,
     /// Becomes readable when the relay must stop (the httpd child is shutting down).
     pub stop_fd: Option<RawFd>,
     /// Called when a signal interrupts the wait: prefork tells a busy child about a graceful
     /// restart only by a signal (its child_stopping hook runs after the request). Signals are
     /// held while the relay works, so each one interrupts a wait.
     pub on_signal: Option<fn()>,
+    /// Also call `on_signal` at least this often: the relay's thread is not one the child's
+    /// signals reach (prefork runs an HTTP/2 stream's request on one of mod_http2's threads;
+    /// the signal goes to the child's main thread, whose MPM state is what `on_signal` reads).
+    pub ask_every: Option<Duration>,
     /// Asked when `stop_fd` fires: Some(deadline) if the tunnel may end politely (WebSocket
     /// Close 1001 at frame boundaries) until then, None if it must end now.
     pub polite: Option<fn() -> Option<Instant>>,
@@ -84,7 +88,7 @@ fn tick_of(t: Instant, now: Tick) -> Tick {
 
 /// Relays until both directions are finished, a side fails, or a limit ends it.
 /// The fds stay owned by the caller; raw ones are switched to non-blocking mode.
-pub fn run(ends: Ends, limits: Limits) -> Outcome {
+pub fn run(ends: Ends, stops: Stops) -> Outcome {
     let mut io = PollIo::default();
     for (end, side) in [(ends.client, Side::Client), (ends.backend, Side::Backend)] {
         let i = side.index();
@@ -107,15 +111,9 @@ pub fn run(ends: Ends, limits: Limits) -> Outcome {
         }
     }
     let now = Tick::now();
-    let mut core = Core::new(
-        Timeouts { idle: limits.idle, write_stall: limits.write_stall },
-        Buffers::Keep,
-        ends.frames,
-        &ends.backend_pre,
-        now,
-    );
-    core.set_handoff_at(limits.handoff_at.map(|t| tick_of(t, now)));
-    let end = drive(&mut core, &mut io, &limits, ends.meter);
+    let mut core = Core::new(stops.timeouts, Buffers::Keep, ends.frames, &ends.backend_pre, now);
+    core.set_handoff_at(stops.handoff_at.map(|t| tick_of(t, now)));
+    let end = drive(&mut core, &mut io, &stops, ends.meter);
     if let Some((c2b, b2c)) = core.to_show(Tick::now(), true) {
         ends.meter.add(c2b, b2c);
     }
@@ -251,7 +249,7 @@ impl Io for PollIo<'_> {
     }
 }
 
-fn drive(core: &mut Core, io: &mut PollIo, limits: &Limits, meter: Meter) -> End {
+fn drive(core: &mut Core, io: &mut PollIo, stops: &Stops, meter: Meter) -> End {
     let signals = sys::SignalsHeld::new();
     let mut pipes = [Pipe::default(), Pipe::default()];
     loop {
@@ -285,7 +283,7 @@ fn drive(core: &mut Core, io: &mut PollIo, limits: &Limits, meter: Meter) -> End
             let read = core.dirs[s.index()].next_read(io.filters_hold(s)).is_some();
             io.events(s, read, core.dirs[s.other().index()].pending())
         };
-        let stop = if core.polite() { -1 } else { limits.stop_fd.unwrap_or(-1) };
+        let stop = if core.polite() { -1 } else { stops.stop_fd.unwrap_or(-1) };
         let mut fds = [
             libc::pollfd { fd: io.fds[0], events: want(Side::Client), revents: 0 },
             libc::pollfd { fd: io.fds[1], events: want(Side::Backend), revents: 0 },
@@ -304,10 +302,22 @@ fn drive(core: &mut Core, io: &mut PollIo, limits: &Limits, meter: Meter) -> End
             // The coarse clock may lag a few ms: never wake before the deadline.
             Some(d) => now.until(d).as_millis() as i64 + 1,
         };
+        let ask_ms = stops.ask_every.map_or(-1, |d| d.as_millis() as i64);
+        let timeout_ms = if timeout_ms < 0 {
+            ask_ms
+        } else if ask_ms < 0 {
+            timeout_ms
+        } else {
+            timeout_ms.min(ask_ms)
+        };
         match signals.poll(&mut fds, timeout_ms) {
-            Ok(_) => {}
+            Ok(_) => {
+                if let (Some(f), Some(_)) = (stops.on_signal, stops.ask_every) {
+                    f();
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                if let Some(f) = limits.on_signal {
+                if let Some(f) = stops.on_signal {
                     f();
                 }
                 continue;
@@ -315,7 +325,7 @@ fn drive(core: &mut Core, io: &mut PollIo, limits: &Limits, meter: Meter) -> End
             Err(e) => return End::Failed(Side::Client, e),
         }
         if fds[2].revents != 0 {
-            let until = limits.polite.and_then(|f| f()).map(|t| tick_of(t, Tick::now()));
+            let until = stops.polite.and_then(|f| f()).map(|t| tick_of(t, Tick::now()));
             match until {
                 Some(t) => {
                     if let Err(end) = core.close_politely(Some(t)) {
@@ -355,7 +365,7 @@ mod tests {
         backend: TcpStream,
         cpre: &[u8],
         bpre: &[u8],
-        limits: Limits,
+        stops: Stops,
     ) -> thread::JoinHandle<Outcome> {
         let (cpre, bpre) = (cpre.to_vec(), bpre.to_vec());
         thread::spawn(move || {
@@ -379,7 +389,7 @@ mod tests {
                     frames: None,
                     meter: Meter::default(),
                 },
-                limits,
+                stops,
             );
             drop((client, backend));
             out
@@ -389,7 +399,7 @@ mod tests {
     #[test]
     fn prebuffered_bytes_go_first_and_half_close_propagates() {
         let ((mut cl, rc), (rb, mut be)) = pairs();
-        let h = spawn_relay(rc, rb, b"early-c ", b"early-b ", Limits::default());
+        let h = spawn_relay(rc, rb, b"early-c ", b"early-b ", Stops::default());
         cl.write_all(b"later-c").unwrap();
         cl.shutdown(Shutdown::Write).unwrap();
         let mut got = Vec::new();
@@ -419,7 +429,7 @@ mod tests {
                 frames: Some(Default::default()),
                 meter: Meter::default(),
             };
-            let out = run(ends, Limits::default());
+            let out = run(ends, Stops::default());
             drop((rc, rb));
             out
         });
