@@ -8,6 +8,7 @@ use super::filters::Filters;
 use super::handoff::{async_handoff_at, handoff, room_to_hold, Client};
 use super::limits::Timeouts;
 use super::relay::{self, Ends, Peer, Stops};
+use super::upgraded::{Established, Upgraded};
 use crate::frames::Frames;
 use crate::httpd::codes::{DONE, SUSPENDED};
 use crate::httpd::log::{DEBUG, INFO, WARNING};
@@ -15,7 +16,6 @@ use crate::httpd::nonblocking::NonBlocking;
 use crate::httpd::proxy::Backend;
 use crate::httpd::{mpm, Connection, Request};
 use crate::rlog;
-use crate::scheme::Scheme;
 use crate::status;
 use std::cell::Cell;
 use std::time::Duration;
@@ -114,29 +114,6 @@ fn may_leave(
         }
         _ => None,
     }
-}
-
-/// What the backend's 101 left to relay: the backend connection and what came with it.
-pub struct Established<'a, 'r> {
-    pub backend: &'a mut Backend<'r>,
-    pub backconn: &'a Connection<'r>,
-    /// Bytes the backend sent right behind its 101.
-    pub surplus: Vec<u8>,
-    /// `ProxyWebsocketIdleTimeout`, if any.
-    pub idle: Option<Duration>,
-    pub scheme: Scheme,
-    /// The 101 upgraded to WebSocket (frames are tracked), not another protocol.
-    pub websocket: bool,
-}
-
-/// An upgraded request on its thread: the request, its two connections, the backend they go
-/// through, and the tunnel's time limits.
-pub(super) struct Upgraded<'a, 'r> {
-    pub r: &'a Request<'r>,
-    pub client: Connection<'r>,
-    pub backend: &'a mut Backend<'r>,
-    pub backconn: &'a Connection<'r>,
-    pub timeouts: Timeouts,
 }
 
 /// Relays between the client and the backend until the tunnel ends or leaves for the

@@ -2,10 +2,10 @@
 //! (`ProxyWebsocketAsync`, docs/DESIGN.md §6): when, under which cap, and what httpd is told.
 
 use super::detached;
-use super::ends::Upgraded;
 use super::filter_ends::{Owner, Tls};
 use super::limits::may_hold_backend;
 use super::relay;
+use super::upgraded::Upgraded;
 use crate::httpd::log::{ERR, INFO, WARNING};
 use crate::httpd::mpm;
 use crate::httpd::nonblocking::NonBlocking;

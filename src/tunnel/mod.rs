@@ -28,8 +28,12 @@ mod ends;
 mod filter_ends;
 #[cfg(feature = "httpd")]
 mod handoff;
+#[cfg(feature = "httpd")]
+mod upgraded;
 
 #[cfg(feature = "httpd")]
-pub use ends::{run, Established};
+pub use ends::run;
 #[cfg(feature = "httpd")]
 pub use handoff::connection_suspended;
+#[cfg(feature = "httpd")]
+pub use upgraded::Established;

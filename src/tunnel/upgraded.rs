@@ -1,0 +1,31 @@
+//! An upgraded request as the tunnel takes it over: what the backend's 101 left to relay
+//! (from the handler), and the request on its thread while it relays (for the hand-over).
+
+use super::limits::Timeouts;
+use crate::httpd::proxy::Backend;
+use crate::httpd::{Connection, Request};
+use crate::scheme::Scheme;
+use std::time::Duration;
+
+/// What the backend's 101 left to relay: the backend connection and what came with it.
+pub struct Established<'a, 'r> {
+    pub backend: &'a mut Backend<'r>,
+    pub backconn: &'a Connection<'r>,
+    /// Bytes the backend sent right behind its 101.
+    pub surplus: Vec<u8>,
+    /// `ProxyWebsocketIdleTimeout`, if any.
+    pub idle: Option<Duration>,
+    pub scheme: Scheme,
+    /// The 101 upgraded to WebSocket (frames are tracked), not another protocol.
+    pub websocket: bool,
+}
+
+/// An upgraded request on its thread: the request, its two connections, the backend they go
+/// through, and the tunnel's time limits.
+pub(super) struct Upgraded<'a, 'r> {
+    pub r: &'a Request<'r>,
+    pub client: Connection<'r>,
+    pub backend: &'a mut Backend<'r>,
+    pub backconn: &'a Connection<'r>,
+    pub timeouts: Timeouts,
+}
