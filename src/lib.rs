@@ -5,7 +5,8 @@
 //! - [`httpd`]: small safe wrappers named after the C concepts (pool, request, connection, brigade, log);
 //! - pure logic, unit-tested without httpd: [`canon`], [`upgrade`], [`response`], [`config`], [`frames`], [`status`] (the board mod_status shows);
 //! - [`handler`]: the request's path through mod_proxy's hooks;
-//! - [`tunnel`]: the relay between client and backend;
+//! - [`tunnel`]: the relay between client and backend; [`child`]: what a child process keeps
+//!   for its tunnels, in one object, and when each part exists;
 //! - [`module`]: the module record and the `extern "C"` entry points (panics stop there).
 
 //!
@@ -17,6 +18,7 @@
 //! fuzz targets in `fuzz/` link, with no apxs or httpd headers needed).
 
 pub mod canon;
+pub mod child;
 pub mod config;
 pub mod frames;
 pub mod httpd;

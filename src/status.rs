@@ -31,8 +31,35 @@ pub struct Slot {
     oldest_us: AtomicU64,
 }
 
-/// The shared block: slot 0 holds what exited children did, the others one child each.
-static BOARD: OnceCell<&'static [Slot]> = OnceCell::new();
+/// The board's part of the child's state ([`crate::child::Child`]).
+pub struct State {
+    /// The shared block: slot 0 holds what exited children did, the others one child each.
+    board: OnceCell<&'static [Slot]>,
+    /// This child's slot, claimed at child start.
+    mine: OnceCell<&'static Slot>,
+    /// The slot counted in when the board is missing or full (not shown then).
+    private: OnceCell<Slot>,
+    /// Start times (and a tie-breaker) of this child's live tunnels: the first is the oldest.
+    live: Mutex<BTreeSet<(u64, u64)>>,
+    /// The next tie-breaker.
+    next: AtomicU64,
+}
+
+impl State {
+    pub(crate) const fn new() -> State {
+        State {
+            board: OnceCell::new(),
+            mine: OnceCell::new(),
+            private: OnceCell::new(),
+            live: Mutex::new(BTreeSet::new()),
+            next: AtomicU64::new(0),
+        }
+    }
+}
+
+fn state() -> &'static State {
+    &crate::child::CHILD.board
+}
 
 /// How many slots the board needs for `ServerLimit` children: one per child process httpd
 /// may run, twice over for the generations that overlap in a graceful restart, and slot 0
@@ -44,11 +71,11 @@ pub fn board_slots(server_limit: i32) -> usize {
 /// Uses `slots` (zeroed memory shared by all children, or the same block again after a
 /// restart). Called in httpd's parent before it forks the children.
 pub fn attach(slots: &'static [Slot]) {
-    let _ = BOARD.set(slots);
+    let _ = state().board.set(slots);
 }
 
 fn board() -> &'static [Slot] {
-    BOARD.get().copied().unwrap_or(&[])
+    state().board.get().copied().unwrap_or(&[])
 }
 
 fn alive(pid: u32) -> bool {
@@ -57,9 +84,8 @@ fn alive(pid: u32) -> bool {
 
 /// This process's slot; a private one when the board is missing or full (not shown then).
 fn mine() -> &'static Slot {
-    static MINE: OnceCell<&'static Slot> = OnceCell::new();
-    static PRIVATE: OnceCell<Slot> = OnceCell::new();
-    MINE.get_or_init(|| claim().unwrap_or_else(|| PRIVATE.get_or_init(Slot::default)))
+    let st = state();
+    st.mine.get_or_init(|| claim().unwrap_or_else(|| st.private.get_or_init(Slot::default)))
 }
 
 /// Claims a slot for this child (at child start; later calls return the same one).
@@ -117,9 +143,6 @@ pub fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
 }
 
-/// Start times (and a tie-breaker) of this child's live tunnels: the first is the oldest.
-static LIVE: Mutex<BTreeSet<(u64, u64)>> = Mutex::new(BTreeSet::new());
-
 fn publish_oldest(live: &BTreeSet<(u64, u64)>) {
     mine().oldest_us.store(live.first().map_or(0, |k| k.0), Relaxed);
 }
@@ -132,12 +155,11 @@ pub struct Entry {
 
 impl Entry {
     pub fn start() -> Entry {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let s = mine();
         s.sync.fetch_add(1, Relaxed);
         s.served.fetch_add(1, Relaxed);
-        let key = (now_us(), NEXT.fetch_add(1, Relaxed));
-        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (now_us(), state().next.fetch_add(1, Relaxed));
+        let mut live = state().live.lock().unwrap_or_else(|e| e.into_inner());
         live.insert(key);
         publish_oldest(&live);
         Entry { key, detached: false }
@@ -173,7 +195,7 @@ impl Drop for Entry {
     fn drop(&mut self) {
         let s = mine();
         if self.detached { &s.detached } else { &s.sync }.fetch_sub(1, Relaxed);
-        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = state().live.lock().unwrap_or_else(|e| e.into_inner());
         live.remove(&self.key);
         publish_oldest(&live);
     }

@@ -109,7 +109,7 @@ pub struct Tunnel {
     pub board: crate::status::Entry,
     /// Called once, on the runtime's thread, when the tunnel has ended and both sockets are closed.
     pub on_end: Box<dyn FnOnce(Report) + Send>,
-    /// Called when one turn of the tunnel's task held the thread too long (see [`TURN_LIMIT`]).
+    /// Called when one turn of the tunnel's task held the thread too long (see [`turn_limit`]).
     pub slow_turn: Box<dyn Fn(Duration) + Send>,
 }
 
@@ -117,9 +117,14 @@ pub struct Tunnel {
 /// asynchronous tunnel of the child shares: nothing in a turn may wait on a peer. Checked
 /// only when httpd's environment sets `WST_TURN_LIMIT_MS` (the test suite sets 100, and fails
 /// a test whose server reported one): timing every turn costs two system calls.
-static TURN_LIMIT: once_cell::sync::Lazy<Option<Duration>> = once_cell::sync::Lazy::new(|| {
-    std::env::var("WST_TURN_LIMIT_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
-});
+fn turn_limit() -> Option<Duration> {
+    *state().turn_limit.get_or_init(|| {
+        std::env::var("WST_TURN_LIMIT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+    })
+}
 
 /// `task`, each of whose turns is timed against `limit`: a turn over it is reported if the
 /// thread waited in it (a voluntary context switch) or computed for that long; one the
@@ -144,9 +149,31 @@ fn timed(
     })
 }
 
-static RUNTIME: OnceCell<Runtime> = OnceCell::new();
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static STOP: OnceCell<tokio::sync::watch::Sender<Phase>> = OnceCell::new();
+/// The runtime's part of the child's state ([`crate::child::Child`]).
+pub struct State {
+    /// Started by the first hand-over (after fork: never in httpd's parent).
+    runtime: OnceCell<Runtime>,
+    /// Detached tunnels alive, until their ends are reported.
+    live: AtomicUsize,
+    /// Where the child's shutdown stands, for every task.
+    phase: OnceCell<tokio::sync::watch::Sender<Phase>>,
+    turn_limit: OnceCell<Option<Duration>>,
+}
+
+impl State {
+    pub(crate) const fn new() -> State {
+        State {
+            runtime: OnceCell::new(),
+            live: AtomicUsize::new(0),
+            phase: OnceCell::new(),
+            turn_limit: OnceCell::new(),
+        }
+    }
+}
+
+fn state() -> &'static State {
+    &crate::child::CHILD.runtime
+}
 
 /// Where the child's shutdown stands, as tunnels see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +188,7 @@ pub enum Phase {
 type Phases = tokio::sync::watch::Receiver<Phase>;
 
 fn stop_channel() -> &'static tokio::sync::watch::Sender<Phase> {
-    STOP.get_or_init(|| tokio::sync::watch::channel(Phase::Run).0)
+    state().phase.get_or_init(|| tokio::sync::watch::channel(Phase::Run).0)
 }
 
 /// Starts the polite end of every WebSocket tunnel (see `shutdown`).
@@ -177,7 +204,7 @@ pub fn close_politely() {
 
 /// Detached tunnels alive in this process.
 pub fn live() -> usize {
-    LIVE.load(Ordering::Acquire)
+    state().live.load(Ordering::Acquire)
 }
 
 /// Ends every detached tunnel (child shutdown). Idempotent.
@@ -201,7 +228,7 @@ pub fn wait_until_none(deadline: impl Fn() -> Option<Instant>) -> bool {
 /// that runs every asynchronous tunnel. Its shape was chosen by measurement (docs/DESIGN.md
 /// §6); the feature `multi-thread-runtime` builds the other one, for comparing.
 fn runtime() -> io::Result<&'static Runtime> {
-    RUNTIME.get_or_try_init(start_runtime)
+    state().runtime.get_or_try_init(start_runtime)
 }
 
 #[cfg(not(feature = "multi-thread-runtime"))]
@@ -291,7 +318,7 @@ pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
         }
         drop(live);
     };
-    match *TURN_LIMIT {
+    match turn_limit() {
         Some(limit) => rt.spawn(timed(task, limit, slow_turn)),
         None => rt.spawn(task),
     }
@@ -305,14 +332,14 @@ struct Live;
 
 impl Live {
     fn new() -> Live {
-        LIVE.fetch_add(1, Ordering::AcqRel);
+        state().live.fetch_add(1, Ordering::AcqRel);
         Live
     }
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::AcqRel);
+        state().live.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -16,8 +16,7 @@ use crate::httpd::{Connection, Request};
 use crate::rlog;
 use crate::status;
 use crate::sys::{dup_cloexec, open_files_limit};
-use once_cell::sync::Lazy;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -30,7 +29,7 @@ pub fn async_handoff_at(r: &Request) -> Option<Instant> {
     }
     let cap = cfg.async_max.unwrap_or_else(|| crate::config::default_async_max(open_files_limit()));
     if detached::live() as u64 >= cap {
-        if !CAP_LOGGED.swap(true, Ordering::Relaxed) {
+        if !state().cap_logged.swap(true, Ordering::Relaxed) {
             rlog!(
                 r,
                 WARNING,
@@ -43,7 +42,32 @@ pub fn async_handoff_at(r: &Request) -> Option<Instant> {
     Some(Instant::now() + cfg.async_delay())
 }
 
-static CAP_LOGGED: AtomicBool = AtomicBool::new(false);
+/// The hand-over's part of the child's state ([`crate::child::Child`]).
+pub struct State {
+    /// WST02012 was logged (once per child).
+    cap_logged: AtomicBool,
+    /// WST02017 was logged (once per child).
+    hold_logged: AtomicBool,
+    /// wss:// backend connections this child's suspended tunnels hold, by worker.
+    held: Mutex<BTreeMap<usize, usize>>,
+    /// Suspended tunnels whose connection the MPM has not let go of yet, by connection.
+    waiting: Mutex<BTreeMap<(usize, i64), detached::Tunnel>>,
+}
+
+impl State {
+    pub(crate) const fn new() -> State {
+        State {
+            cap_logged: AtomicBool::new(false),
+            hold_logged: AtomicBool::new(false),
+            held: Mutex::new(BTreeMap::new()),
+            waiting: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+fn state() -> &'static State {
+    &crate::child::CHILD.handoff
+}
 
 /// Milliseconds from `t` (µs since the epoch, as httpd's request_time) to now.
 fn since_ms(t: i64) -> i64 {
@@ -70,7 +94,7 @@ pub enum Client {
 /// runtime relayed), the request's own being the hand-over's (`wstunnel-handoff`). Where that
 /// record cannot be kept (`LogRecord::take`), a suspended request lives on and is logged at
 /// the tunnel's end by httpd's own log hooks.
-pub fn handoff(
+pub(super) fn handoff(
     t: &mut Upgraded,
     how: Client,
     out: &relay::Outcome,
@@ -205,7 +229,7 @@ pub fn room_to_hold(r: &Request, worker: Worker) -> bool {
         return true;
     }
     let (threads, max) = (mpm::threads_per_child(), worker.max_connections());
-    if !HOLD_LOGGED.swap(true, Ordering::Relaxed) {
+    if !state().hold_logged.swap(true, Ordering::Relaxed) {
         rlog!(
             r,
             WARNING,
@@ -217,18 +241,13 @@ pub fn room_to_hold(r: &Request, worker: Worker) -> bool {
     false
 }
 
-static HOLD_LOGGED: AtomicBool = AtomicBool::new(false);
-
 /// Whether this child, holding `held` of `worker`'s connections, may hold one more.
 fn room(worker: Worker, held: usize) -> bool {
     may_hold_backend(held, mpm::threads_per_child(), worker.max_connections())
 }
 
-/// wss:// backend connections this child's suspended tunnels hold, by worker.
-static HELD: Lazy<Mutex<HashMap<usize, usize>>> = Lazy::new(Default::default);
-
-fn held() -> MutexGuard<'static, HashMap<usize, usize>> {
-    HELD.lock().unwrap_or_else(|e| e.into_inner())
+fn held() -> MutexGuard<'static, BTreeMap<usize, usize>> {
+    state().held.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One connection of a worker held by a suspended tunnel, counted until dropped.
@@ -261,11 +280,8 @@ struct HeldWss {
     _count: HeldCount,
 }
 
-/// Suspended tunnels whose connection the MPM has not let go of yet, by connection.
-static WAITING: Lazy<Mutex<HashMap<(usize, i64), detached::Tunnel>>> = Lazy::new(Default::default);
-
-fn waiting() -> MutexGuard<'static, HashMap<(usize, i64), detached::Tunnel>> {
-    WAITING.lock().unwrap_or_else(|e| e.into_inner())
+fn waiting() -> MutexGuard<'static, BTreeMap<(usize, i64), detached::Tunnel>> {
+    state().waiting.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The MPM let go of connection `c` (its suspend_connection hook, on the thread that ran

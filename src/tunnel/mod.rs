@@ -27,7 +27,7 @@ mod ends;
 #[cfg(feature = "httpd")]
 mod filter_ends;
 #[cfg(feature = "httpd")]
-mod handoff;
+pub(crate) mod handoff;
 #[cfg(feature = "httpd")]
 mod upgraded;
 

@@ -14,23 +14,60 @@ use crate::httpd::outcome::Process;
 use once_cell::sync::OnceCell;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-static STOPPING: AtomicBool = AtomicBool::new(false);
-/// The polite end has begun (see the module's documentation).
-static CLOSING: AtomicBool = AtomicBool::new(false);
-/// Created lazily by the first tunnel, so in the child process, never in httpd's parent
-/// (an fd inherited through fork would be shared by every child).
-static EVENT_FD: OnceCell<OwnedFd> = OnceCell::new();
+/// The drain's part of the child's state ([`crate::child::Child`]).
+pub struct State {
+    stopping: AtomicBool,
+    /// The polite end has begun (see the module's documentation).
+    closing: AtomicBool,
+    /// Created lazily by the first relay on a request thread, so in the child process, never
+    /// in httpd's parent (an fd inherited through fork would be shared by every child).
+    event_fd: OnceCell<OwnedFd>,
+    /// When a started graceful drain closes the tunnels (set once, by the hook or by noticing
+    /// the MPM's state).
+    drain_deadline: Mutex<Option<Instant>>,
+    /// `ProxyWebsocketDrainTimeout` (set in httpd's parent at post_config, inherited by
+    /// children).
+    drain_timeout: Mutex<Option<Duration>>,
+    /// Whether httpd as a whole is stopping or restarting, rather than retiring this one
+    /// child (MaxSpareThreads): set by the module at child start; without it, always.
+    server_draining: OnceCell<fn() -> bool>,
+    /// The drain thread was started.
+    watching: AtomicBool,
+}
+
+impl State {
+    pub(crate) const fn new() -> State {
+        State {
+            stopping: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            event_fd: OnceCell::new(),
+            drain_deadline: Mutex::new(None),
+            drain_timeout: Mutex::new(None),
+            server_draining: OnceCell::new(),
+            watching: AtomicBool::new(false),
+        }
+    }
+}
+
+fn state() -> &'static State {
+    &crate::child::CHILD.drain
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn event_fd() -> Option<RawFd> {
-    EVENT_FD.get_or_try_init(crate::sys::eventfd).ok().map(|fd| fd.as_raw_fd())
+    state().event_fd.get_or_try_init(crate::sys::eventfd).ok().map(|fd| fd.as_raw_fd())
 }
 
 /// The fd a relay polls for readability to learn that the child is stopping.
 pub fn stop_fd() -> Option<RawFd> {
     let fd = event_fd()?;
-    if STOPPING.load(Ordering::Acquire) || CLOSING.load(Ordering::Acquire) {
+    if state().stopping.load(Ordering::Acquire) || state().closing.load(Ordering::Acquire) {
         signal(fd);
     }
     Some(fd)
@@ -48,24 +85,17 @@ const POLITE: Duration = Duration::from_secs(1);
 
 /// Whether tunnels must end now (for relays that cannot poll [`stop_fd`]).
 pub fn stopping() -> bool {
-    STOPPING.load(Ordering::Acquire)
+    state().stopping.load(Ordering::Acquire)
 }
 
-/// When a started graceful drain closes the tunnels (set once, by the hook or by noticing
-/// the MPM's state).
-static DRAIN_DEADLINE: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
-
-/// `ProxyWebsocketDrainTimeout` (set in httpd's parent at post_config, inherited by children).
-static DRAIN_TIMEOUT: std::sync::Mutex<Option<Duration>> = std::sync::Mutex::new(None);
-
 pub fn set_drain_timeout(d: Option<Duration>) {
-    *DRAIN_TIMEOUT.lock().unwrap_or_else(|e| e.into_inner()) = d;
+    *lock(&state().drain_timeout) = d;
 }
 
 /// How long tunnels may run on in a graceful drain (the polite end being its last second);
 /// None: until they end.
 fn grace(graceful_shutdown_timeout_secs: i32) -> Option<Duration> {
-    let drain = *DRAIN_TIMEOUT.lock().unwrap_or_else(|e| e.into_inner());
+    let drain = *lock(&state().drain_timeout);
     drain_window(graceful_shutdown_timeout_secs, drain)
 }
 
@@ -89,13 +119,11 @@ pub fn child_exit(graceful_shutdown_timeout_secs: i32) {
     if super::detached::live() == 0 {
         return;
     }
-    if !STOPPING.load(Ordering::Acquire) {
+    if !state().stopping.load(Ordering::Acquire) {
         // Starts the drain (with its polite end) unless the child_stopping hook did; its
         // deadline is set once the server is known to be stopping or restarting.
         child_stopping(true, graceful_shutdown_timeout_secs);
-        super::detached::wait_until_none(|| {
-            *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner())
-        });
+        super::detached::wait_until_none(|| *lock(&state().drain_deadline));
     }
     stop_now();
     // Let the runtime close the sockets (and log the tunnels' ends) before the process goes.
@@ -103,12 +131,8 @@ pub fn child_exit(graceful_shutdown_timeout_secs: i32) {
     super::detached::wait_until_none(|| Some(end));
 }
 
-/// Whether httpd as a whole is stopping or restarting, rather than retiring this one child
-/// (MaxSpareThreads): set by the module at child start; without it, always.
-static SERVER_DRAINING: OnceCell<fn() -> bool> = OnceCell::new();
-
 pub fn set_server_draining_check(f: fn() -> bool) {
-    let _ = SERVER_DRAINING.set(f);
+    let _ = state().server_draining.set(f);
 }
 
 /// Whether httpd as a whole is stopping or restarting (true), or only retires this child for
@@ -149,16 +173,15 @@ pub fn child_stopping(graceful: bool, graceful_shutdown_timeout_secs: i32) {
         return;
     }
     let Some(grace) = grace(graceful_shutdown_timeout_secs) else { return };
-    static WATCHING: AtomicBool = AtomicBool::new(false);
-    if WATCHING.swap(true, Ordering::AcqRel) {
+    if state().watching.swap(true, Ordering::AcqRel) {
         return;
     }
-    let server_draining = SERVER_DRAINING.get().copied().unwrap_or(|| true);
+    let server_draining = state().server_draining.get().copied().unwrap_or(|| true);
     let _ = std::thread::Builder::new().name("wst-drain".into()).spawn(move || {
         while !server_draining() {
             std::thread::sleep(WATCH_EVERY);
         }
-        *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + grace);
+        *lock(&state().drain_deadline) = Some(Instant::now() + grace);
         let polite = grace - POLITE.min(grace / 2);
         std::thread::sleep(polite);
         close_politely();
@@ -169,9 +192,9 @@ pub fn child_stopping(graceful: bool, graceful_shutdown_timeout_secs: i32) {
 
 /// Begins the polite end: relays learn of it through [`stop_fd`] and [`polite_until`].
 fn close_politely() {
-    CLOSING.store(true, Ordering::Release);
+    state().closing.store(true, Ordering::Release);
     super::detached::close_politely();
-    if let Some(fd) = EVENT_FD.get() {
+    if let Some(fd) = state().event_fd.get() {
         signal(fd.as_raw_fd());
     }
 }
@@ -179,17 +202,17 @@ fn close_politely() {
 /// During the polite end, when tunnels must be over; None when they must end now (or the
 /// child is not stopping).
 pub fn polite_until() -> Option<Instant> {
-    if STOPPING.load(Ordering::Acquire) || !CLOSING.load(Ordering::Acquire) {
+    if state().stopping.load(Ordering::Acquire) || !state().closing.load(Ordering::Acquire) {
         return None;
     }
-    *DRAIN_DEADLINE.lock().unwrap_or_else(|e| e.into_inner())
+    *lock(&state().drain_deadline)
 }
 
 /// Ends every tunnel of this process now.
 pub fn stop_now() {
-    STOPPING.store(true, Ordering::Release);
+    state().stopping.store(true, Ordering::Release);
     super::detached::stop_all();
-    if let Some(fd) = EVENT_FD.get() {
+    if let Some(fd) = state().event_fd.get() {
         signal(fd.as_raw_fd());
     }
 }
