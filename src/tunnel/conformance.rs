@@ -5,7 +5,7 @@
 //! own filters (mod_ssl, mod_http2) are the integration tests' (tests/tls.rs,
 //! tests/tls_async.rs, tests/drain.rs, tests/http2.rs).
 
-use super::core::{End, Side};
+use super::core::{Buffers, Core, End, Side, Tick};
 use super::detached::{relay as runtime_relay, FilteredEnd, Phase, Socket};
 use super::filters::stand_in::Buffering;
 use super::limits::Timeouts;
@@ -84,24 +84,19 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
         Driver::Poll | Driver::PollFiltered => {
             let polite: fn() -> Option<Instant> =
                 if setup.polite { polite_for_5s } else { || None };
-            let stops = Stops {
-                timeouts: setup.timeouts,
-                stop_fd: Some(stop_fd),
-                polite: Some(polite),
-                ..Stops::default()
-            };
+            let stops = Stops { stop_fd: Some(stop_fd), polite: Some(polite), ..Stops::default() };
             let (mut cf, mut bf) = (filtered(&rc), filtered(&rb));
             let filtered_ends = matches!(driver, Driver::PollFiltered);
             let ends = Ends {
                 client: peer(filtered_ends, &rc, &mut cf),
                 backend: peer(filtered_ends, &rb, &mut bf),
-                backend_pre: Vec::new(),
-                frames,
+                core: relay::core(setup.timeouts, frames, &[]),
                 meter: Meter::default(),
             };
             let out = relay::run(ends, stops);
             drop((rc, rb));
-            (out.client_to_backend, out.backend_to_client, out.end)
+            let (c2b, b2c) = out.moved();
+            (c2b, b2c, out.end)
         }
         Driver::Runtime | Driver::RuntimeFiltered => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -110,8 +105,7 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
                     Socket::Own(OwnedFd::from(rc)),
                     [None, None],
                     Socket::Own(OwnedFd::from(rb)),
-                    setup.timeouts,
-                    frames,
+                    runtime_core(setup.timeouts, frames),
                     Meter::default(),
                     rx,
                 ));
@@ -121,8 +115,7 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
                 Socket::Lent(rc.as_raw_fd()),
                 [Some(&mut cf), Some(&mut bf)],
                 Socket::Lent(rb.as_raw_fd()),
-                setup.timeouts,
-                frames,
+                runtime_core(setup.timeouts, frames),
                 Meter::default(),
                 rx,
             ));
@@ -131,6 +124,11 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
         }
     });
     Running { join, stop, phase, setup }
+}
+
+/// A core as the runtime makes one for a tunnel that starts there.
+fn runtime_core(timeouts: Timeouts, frames: Option<(Frames, Frames)>) -> Core {
+    Core::new(timeouts, Buffers::Share, frames, &[], Tick::now())
 }
 
 /// `s` as the poll driver's end: raw, or through the stand-in `f`.

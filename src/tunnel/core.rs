@@ -548,10 +548,20 @@ impl Direction {
             && (self.eof_in || self.frames.is_some_and(|f| f.close_seen()))
     }
 
-    /// Nothing in flight, still open both ways, no polite end under way: the state a tunnel
-    /// can change hands in.
-    pub fn quiet(&self) -> bool {
-        !self.pending() && !self.eof_in && !self.shut_out && self.polite == Polite::Open
+    /// Nothing in a kernel pipe (the driver's), still open both ways, no polite end under way:
+    /// the state a tunnel can change hands in. Bytes waiting in the buffer go with it.
+    pub fn movable(&self) -> bool {
+        self.in_pipe == 0 && !self.eof_in && !self.shut_out && self.polite == Polite::Open
+    }
+
+    /// From now on on a thread that other tunnels share: a buffer holding bytes stays until
+    /// they are written, then goes to that thread's pool; an empty one goes now.
+    fn share_buffers(&mut self) {
+        self.buffers = Buffers::Share;
+        if !self.pending() {
+            self.buf = None;
+            (self.start, self.end) = (0, 0);
+        }
     }
 
     /// Bytes moved since the last call (for the status board).
@@ -617,6 +627,15 @@ impl Core {
         self.handoff_at = t;
     }
 
+    /// The core as the runtime takes it over at the hand-over: its directions as they stand
+    /// (frame positions, bytes moved, bytes waiting for their destination), buffers shared
+    /// with the runtime's other tunnels, no hand-over ahead.
+    pub fn into_runtime(mut self) -> Core {
+        self.handoff_at = None;
+        self.dirs.iter_mut().for_each(Direction::share_buffers);
+        self
+    }
+
     /// Bytes moved (client to backend, backend to client).
     pub fn moved(&self) -> (u64, u64) {
         (self.dirs[0].moved, self.dirs[1].moved)
@@ -654,7 +673,7 @@ impl Core {
         } else if c2b.shut_out && b2c.shut_out {
             return Some(End::Closed);
         }
-        if self.handoff_at.is_some_and(|t| now >= t) && c2b.quiet() && b2c.quiet() {
+        if self.handoff_at.is_some_and(|t| now >= t) && c2b.movable() && b2c.movable() {
             return Some(End::Handoff);
         }
         None
@@ -680,7 +699,7 @@ impl Core {
 
     /// When to look at the clock next (None: only I/O can change anything). A hand-over moment
     /// that passed is no deadline: the tunnel is handed over at its first quiet moment, which
-    /// only I/O brings (a half-closed tunnel never is, and must not be woken for it).
+    /// only I/O brings (a half-closed tunnel never can, and must not be woken for it).
     pub fn next_deadline(&self, now: Tick) -> Option<Tick> {
         let idle = self.timeouts.idle.map(|d| self.last_active().after(d));
         let stall = self.timeouts.write_stall.and_then(|s| {
@@ -925,17 +944,21 @@ mod tests {
         assert!(matches!(c.close_politely(Some(ms(5_000))), Err(End::Shutdown)));
     }
 
+    /// Once the moment passed, the tunnel changes hands with what its buffer holds: the core
+    /// moves, and the runtime writes those bytes.
     #[test]
-    fn a_quiet_tunnel_is_handed_over_once_the_moment_passed() {
-        let mut c = Core::new(Timeouts::default(), Buffers::Share, None, b"behind the 101", T0);
+    fn a_tunnel_is_handed_over_once_the_moment_passed_with_its_waiting_bytes() {
+        let mut c = Core::new(Timeouts::default(), Buffers::Keep, None, b"behind the 101", T0);
         c.set_handoff_at(Some(ms(100)));
-        assert!(c.ended(ms(100)).is_none(), "bytes in flight");
-        write_all(&mut c.dirs[1], ms(50));
         assert!(c.ended(ms(99)).is_none());
         assert!(matches!(c.ended(ms(100)), Some(End::Handoff)));
+        let mut c = c.into_runtime();
+        assert!(c.ended(ms(200)).is_none(), "no hand-over ahead on the runtime");
+        assert_eq!(write_all(&mut c.dirs[1], ms(201)), b"behind the 101");
+        assert!(c.dirs[1].holds_nothing(), "the buffer went to the runtime's pool");
     }
 
-    /// A tunnel that is not quiet when the hand-over moment passes (here half-closed, which is
+    /// A tunnel that cannot change hands when the hand-over moment passes (here half-closed, which is
     /// never handed over) is not woken for it again and again.
     #[test]
     fn a_passed_hand_over_moment_wakes_nobody() {
@@ -963,6 +986,7 @@ mod tests {
         assert_eq!(d.next_read(false), Some(Want::Splice(CHUNK)));
         assert_eq!(d.next_read(true), Some(Want::Copy(CHUNK)), "httpd's bytes first");
         d.spliced(CHUNK, CHUNK, ms(2));
+        assert!(!d.movable(), "bytes in the driver's pipe stay with it");
         assert_eq!(d.next_read(false), None, "the pipe empties first");
         assert_eq!(d.next_write(), Some(Out::Pipe(CHUNK)));
         d.wrote(CHUNK, ms(2));

@@ -14,10 +14,9 @@
 //!
 //! Pure Rust (no httpd calls): the caller passes what it needs done at the end as a closure.
 
-use super::core::{Buffers, Core, End, Side, Tick};
+use super::core::{Core, End, Side, Tick};
 use super::filters::{self, Filters, Readiness};
 use super::pump::{pump, Io, Pipe};
-use crate::frames::Frames;
 use crate::status::Meter;
 use crate::sys::{recv, send, shutdown_write, splice};
 use once_cell::sync::OnceCell;
@@ -33,6 +32,7 @@ use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 /// What is reported when a detached tunnel ends.
 #[derive(Debug)]
 pub struct Report {
+    /// Bytes moved each way over the tunnel's whole life (its core's, from the 101 on).
     pub client_to_backend: u64,
     pub backend_to_client: u64,
     pub ending: End,
@@ -101,10 +101,8 @@ pub struct Tunnel {
     pub backend: Socket,
     /// The ends whose bytes pass through filters, by [`Side::index`].
     pub filtered: [Option<Box<dyn FilteredEnd>>; 2],
-    pub timeouts: super::limits::Timeouts,
-    /// Where each direction's WebSocket frames stand (client to backend, backend to client);
-    /// None for other protocols.
-    pub frames: Option<(Frames, Frames)>,
+    /// Its core, as the request thread's relay left it (see [`Core::into_runtime`]).
+    pub core: Core,
     /// The tunnel's place on the status board, given up when it ends.
     pub board: crate::status::Entry,
     /// Called once, on the runtime's thread, when the tunnel has ended and both sockets are closed.
@@ -301,8 +299,7 @@ pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
             since = handed_over(f).await;
         }
         let filtered = [client.as_deref_mut(), backend.as_deref_mut()];
-        let (c2b, b2c, ending) =
-            relay(t.client, filtered, t.backend, t.timeouts, t.frames, meter, stop).await;
+        let (c2b, b2c, ending) = relay(t.client, filtered, t.backend, t.core, meter, stop).await;
         drop(t.board);
         on_end(Report { client_to_backend: c2b, backend_to_client: b2c, ending });
         if client.is_some() || backend.is_some() {
@@ -343,29 +340,27 @@ impl Drop for Live {
     }
 }
 
-/// Relays until both directions end, one fails, a limit ends it or the child stops. On return
+/// Relays `core` (as a request thread's relay left it, or new) until both directions end, one
+/// fails, a limit ends it or the child stops; returns the bytes moved over the core's life. On
+/// return
 /// both sockets are out of the reactor, and its own ones closed (lent ones are their
 /// connections' to close).
 pub(super) async fn relay(
     client: Socket,
     mut filtered: [Option<&mut (dyn FilteredEnd + '_)>; 2],
     backend: Socket,
-    timeouts: super::limits::Timeouts,
-    frames: Option<(Frames, Frames)>,
+    core: Core,
     meter: Meter,
     mut phase: Phases,
 ) -> (u64, u64, End) {
+    let (c2b, b2c) = core.moved();
     let fds = match (register(client), register(backend)) {
         (Ok(c), Ok(b)) => [c, b],
-        (Err(e), _) => return (0, 0, End::Failed(Side::Client, e)),
-        (_, Err(e)) => return (0, 0, End::Failed(Side::Backend, e)),
+        (Err(e), _) => return (c2b, b2c, End::Failed(Side::Client, e)),
+        (_, Err(e)) => return (c2b, b2c, End::Failed(Side::Backend, e)),
     };
-    let mut tunnel = Task {
-        core: Core::new(timeouts, Buffers::Share, frames, &[], Tick::now()),
-        pipes: Default::default(),
-        armed: None,
-        meter,
-    };
+    let mut tunnel =
+        Task { core: core.into_runtime(), pipes: Default::default(), armed: None, meter };
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     // Whether the child's phase can still change (its sender lives).
@@ -604,6 +599,7 @@ impl ReactorIo<'_, '_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tunnel::core::Buffers;
     use crate::tunnel::limits::Timeouts;
     use wskit::sockets::pairs;
 
@@ -617,8 +613,13 @@ mod tests {
             Socket::Own(OwnedFd::from(rc)),
             [None, None],
             Socket::Own(OwnedFd::from(rb)),
-            Timeouts::default(),
-            Some(Default::default()),
+            Core::new(
+                Timeouts::default(),
+                Buffers::Share,
+                Some(Default::default()),
+                &[],
+                Tick::now(),
+            ),
             Meter::default(),
             rx,
         );

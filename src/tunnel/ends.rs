@@ -2,14 +2,13 @@
 //! HTTP/2 stream), the relay of all of them by the poll driver, the hand-over to the runtime
 //! when `ProxyWebsocketAsync` allows it, and the log line of the outcome.
 
-use super::core::End;
+use super::core::{Core, End};
 use super::filter_ends::{Stream, Tls};
 use super::filters::Filters;
 use super::handoff::{async_handoff_at, handoff, room_to_hold, Client};
 use super::limits::Timeouts;
 use super::relay::{self, Ends, Peer, Stops};
 use super::upgraded::{Established, Upgraded};
-use crate::frames::Frames;
 use crate::httpd::codes::{DONE, SUSPENDED};
 use crate::httpd::log::{DEBUG, INFO, WARNING};
 use crate::httpd::nonblocking::NonBlocking;
@@ -121,8 +120,7 @@ fn may_leave(
 pub fn run<'r>(r: &Request<'r>, e: Established<'_, 'r>) -> i32 {
     // Writes may wait as long as httpd would let a blocking write wait on either side.
     let timeouts = Timeouts::new(e.idle, e.backend.socket_timeout(), r.server().timeout());
-    let mut t =
-        Upgraded { r, client: r.connection(), backend: e.backend, backconn: e.backconn, timeouts };
+    let mut t = Upgraded { r, client: r.connection(), backend: e.backend, backconn: e.backconn };
     r.enter_tunnel_mode();
     debug_assert!(!e.scheme.is_tls() || t.backconn.is_tls(), "a {:?} backend speaks TLS", e.scheme);
     let leave = may_leave(r, &t.client, t.backend, t.backconn);
@@ -132,7 +130,6 @@ pub fn run<'r>(r: &Request<'r>, e: Established<'_, 'r>) -> i32 {
     }
     let mut board = status::Entry::start();
     let stops = Stops {
-        timeouts,
         stop_fd: super::shutdown::stop_fd(),
         on_signal: Some(notice_mpm_stopping),
         // A prefork child runs an HTTP/2 stream's request on one of mod_http2's threads,
@@ -142,49 +139,35 @@ pub fn run<'r>(r: &Request<'r>, e: Established<'_, 'r>) -> i32 {
         polite: Some(super::shutdown::polite_until),
         handoff_at,
     };
-    let frames = e.websocket.then(Default::default);
-    let mut out = relay_here(&t, e.surplus, frames, stops, board.meter());
+    let core = relay::core(timeouts, e.websocket.then(Default::default), &e.surplus);
+    let mut out = relay_here(&t, core, stops, board.meter());
     if let (End::Handoff, Some(how)) = (&out.end, leave) {
-        match handoff(&mut t, how, &out, board) {
+        let (c2b, b2c) = out.moved();
+        match handoff(&mut t, how, out.core, board) {
             Ok(()) => {
                 rlog!(
                     r,
                     DEBUG,
-                    "WST02010: tunnel handed to the asynchronous relay after {} bytes client to backend, {} bytes \
-                     backend to client{}",
-                    out.client_to_backend,
-                    out.backend_to_client,
+                    "WST02010: tunnel handed to the asynchronous relay after {c2b} bytes client to backend, {b2c} \
+                     bytes backend to client{}",
                     if how == Client::Suspended { " (request suspended)" } else { "" }
                 );
                 return if how == Client::Suspended { SUSPENDED } else { DONE };
             }
-            Err((e, back)) => {
+            Err(failed) => {
+                let (e, back, core) = *failed;
                 board = back;
                 rlog!(
                     r,
                     WARNING,
                     "WST02013: cannot hand the tunnel to the asynchronous relay ({e}): relaying it here"
                 );
-                let frames = match out.frames {
-                    (Some(c), Some(b)) => Some((c, b)),
-                    _ => None,
-                };
-                let stops = Stops { handoff_at: None, ..stops };
-                let more = relay_here(&t, Vec::new(), frames, stops, board.meter());
-                out = relay::Outcome {
-                    client_to_backend: out.client_to_backend + more.client_to_backend,
-                    backend_to_client: out.backend_to_client + more.backend_to_client,
-                    end: more.end,
-                    frames: more.frames,
-                };
+                out = relay_here(&t, core, Stops { handoff_at: None, ..stops }, board.meter());
             }
         }
     }
-    let bytes = format!(
-        "{} bytes client to backend, {} bytes backend to client",
-        out.client_to_backend, out.backend_to_client
-    );
-    log_end(r, &out.end, &bytes);
+    let (c2b, b2c) = out.moved();
+    log_end(r, &out.end, &format!("{c2b} bytes client to backend, {b2c} bytes backend to client"));
     if out.end.abort_client() {
         // Close the client now, without lingering or flushing: the tunnel is over on both
         // sides, and a client that stopped reading would otherwise hold the thread for
@@ -194,32 +177,24 @@ pub fn run<'r>(r: &Request<'r>, e: Established<'_, 'r>) -> i32 {
     DONE
 }
 
-/// One run of the poll driver over the two ends as they are now.
-fn relay_here(
-    t: &Upgraded,
-    backend_pre: Vec<u8>,
-    frames: Option<(Frames, Frames)>,
-    stops: Stops,
-    meter: status::Meter,
-) -> relay::Outcome {
+/// One run of the poll driver over the two ends as they are now, with the tunnel's core.
+fn relay_here(t: &Upgraded, core: Core, stops: Stops, meter: status::Meter) -> relay::Outcome {
     // Bytes read from a raw client through httpd's filters are counted by mod_logio already;
     // through a TLS or HTTP/2 end, mod_logio (or mod_http2) counts every byte itself.
     let client_filtered = Cell::new(0u64);
     let (mut c, mut b) = (Through::new(t.client), Through::new(*t.backconn));
     let raw_client = matches!(c, Through::Raw);
+    let before = core.moved();
     let ends = Ends {
         client: c.peer(&t.client, Some(&client_filtered)),
         backend: b.peer(t.backconn, None),
-        backend_pre,
-        frames,
+        core,
         meter,
     };
     let out = relay::run(ends, stops);
     if raw_client {
-        t.client.logio_add(
-            out.client_to_backend.saturating_sub(client_filtered.get()),
-            out.backend_to_client,
-        );
+        let (c2b, b2c) = out.moved();
+        t.client.logio_add((c2b - before.0).saturating_sub(client_filtered.get()), b2c - before.1);
     }
     out
 }

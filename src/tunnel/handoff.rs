@@ -1,10 +1,10 @@
 //! Handing a tunnel from its request thread to the child's asynchronous relay
 //! (`ProxyWebsocketAsync`, docs/DESIGN.md §6): when, under which cap, and what httpd is told.
 
+use super::core::Core;
 use super::detached;
 use super::filter_ends::{Owner, Tls};
 use super::limits::may_hold_backend;
-use super::relay;
 use super::upgraded::Upgraded;
 use crate::httpd::log::{ERR, INFO, WARNING};
 use crate::httpd::mpm;
@@ -90,28 +90,24 @@ pub enum Client {
 /// held and driven through its filters, and goes back to mod_proxy when the tunnel ends. The
 /// client: see [`Client`]. The worker's busy count is held until the
 /// tunnel really ends. When it ends, WST02011 goes to the error log, and its access-log
-/// record through mod_log_config (the whole tunnel: `moved` before the hand-over plus what the
-/// runtime relayed), the request's own being the hand-over's (`wstunnel-handoff`). Where that
+/// record through mod_log_config (the whole tunnel: the core moves with it and counts from the
+/// 101 on), the request's own being the hand-over's (`wstunnel-handoff`). Where that
 /// record cannot be kept (`LogRecord::take`), a suspended request lives on and is logged at
 /// the tunnel's end by httpd's own log hooks.
+/// On failure the board's entry and the core come back, for the request thread to relay on.
 pub(super) fn handoff(
     t: &mut Upgraded,
     how: Client,
-    out: &relay::Outcome,
+    core: Core,
     mut board: status::Entry,
-) -> Result<(), (std::io::Error, status::Entry)> {
-    let (r, client, backconn, timeouts) = (t.r, &t.client, t.backconn, t.timeouts);
+) -> Result<(), Box<(std::io::Error, status::Entry, Core)>> {
+    let (r, client, backconn) = (t.r, &t.client, t.backconn);
     let backend = &mut *t.backend;
-    let moved = (out.client_to_backend, out.backend_to_client);
-    let frames = match out.frames {
-        (Some(c), Some(b)) => Some((c, b)),
-        _ => None,
-    };
     // A suspended tunnel is spawned from the MPM's hook, where nothing can fall back: the
     // runtime must run before the request is suspended.
     if how == Client::Suspended {
         if let Err(e) = detached::start() {
-            return Err((e, board));
+            return Err(Box::new((e, board, core)));
         }
     }
     let no_socket = || std::io::Error::other("no socket");
@@ -134,16 +130,17 @@ pub(super) fn handoff(
     });
     let (cfd, bfd) = match sockets {
         Ok(fds) => fds,
-        Err(e) => return Err((e, board)),
+        Err(e) => return Err(Box::new((e, board, core))),
     };
     let held = if hold_backend {
         let Some(count) = HeldCount::take(backend.worker()) else {
-            return Err((
+            return Err(Box::new((
                 std::io::Error::other("the worker's connections (max=) are all in use"),
                 board,
-            ));
+                core,
+            )));
         };
-        let Some(held) = backend.hold() else { return Err((no_socket(), board)) };
+        let Some(held) = backend.hold() else { return Err(Box::new((no_socket(), board, core))) };
         Some(Tls::boxed(HeldWss { backend: held, _count: count }))
     } else {
         None
@@ -167,7 +164,7 @@ pub(super) fn handoff(
     };
     let on_end = Box::new(move |rep: detached::Report| {
         drop(busy);
-        let (c2b, b2c) = (moved.0 + rep.client_to_backend, moved.1 + rep.backend_to_client);
+        let (c2b, b2c) = (rep.client_to_backend, rep.backend_to_client);
         if let Some(record) = record {
             record.log(c2b, b2c);
         }
@@ -185,16 +182,8 @@ pub(super) fn handoff(
         Client::Raw => [None, held],
         Client::Suspended => [Some(Tls::boxed(Suspended::take(r, record_taken))), held],
     };
-    let tunnel = detached::Tunnel {
-        client: cfd,
-        filtered,
-        backend: bfd,
-        timeouts,
-        frames,
-        board,
-        on_end,
-        slow_turn,
-    };
+    let tunnel =
+        detached::Tunnel { client: cfd, filtered, backend: bfd, core, board, on_end, slow_turn };
     if how == Client::Suspended {
         if record_taken {
             r.set_env("wstunnel-handoff", "1");
@@ -215,7 +204,7 @@ pub(super) fn handoff(
             let (tunnel, e) = *failed;
             let mut board = tunnel.board;
             board.attach();
-            Err((e, board))
+            Err(Box::new((e, board, tunnel.core)))
         }
     }
 }

@@ -21,11 +21,10 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-/// What ends the relay besides its peers: the time limits, the child's stop, the drain, and
-/// the hand-over.
+/// What ends the relay besides its peers and the core's time limits: the child's stop, the
+/// drain, and the hand-over.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Stops {
-    pub timeouts: Timeouts,
     /// Becomes readable when the relay must stop (the httpd child is shutting down).
     pub stop_fd: Option<RawFd>,
     /// Called when a signal interrupts the wait: prefork tells a busy child about a graceful
@@ -39,19 +38,24 @@ pub struct Stops {
     /// Asked when `stop_fd` fires: Some(deadline) if the tunnel may end politely (WebSocket
     /// Close 1001 at frame boundaries) until then, None if it must end now.
     pub polite: Option<fn() -> Option<Instant>>,
-    /// From this moment on, return [`End::Handoff`] as soon as no byte is in flight in either
-    /// direction and httpd's buffers are drained (asynchronous tunnels).
+    /// From this moment on, return [`End::Handoff`] as soon as the tunnel can change hands
+    /// (`Direction::movable`: asynchronous tunnels).
     pub handoff_at: Option<Instant>,
 }
 
-/// What the relay did: bytes each way and why it ended.
+/// Why the relay ended, and the core as it stands then (bytes moved each way since the core
+/// began, frame positions, bytes waiting), for whoever relays on.
 #[derive(Debug)]
 pub struct Outcome {
-    pub client_to_backend: u64,
-    pub backend_to_client: u64,
     pub end: End,
-    /// Where each direction's frames stand (WebSocket tunnels), for whoever relays on.
-    pub frames: (Option<Frames>, Option<Frames>),
+    pub core: Core,
+}
+
+impl Outcome {
+    /// Bytes moved (client to backend, backend to client) since the core began.
+    pub fn moved(&self) -> (u64, u64) {
+        self.core.moved()
+    }
 }
 
 /// Reads bytes that httpd already buffered for a raw end (through its input filters), without
@@ -68,17 +72,20 @@ pub enum Peer<'a> {
     Filtered { poll_fd: RawFd, filters: &'a mut dyn Filters },
 }
 
-/// The two ends and what the backend already sent behind its 101.
+/// The two ends and the tunnel's core.
 pub struct Ends<'a> {
     pub client: Peer<'a>,
     pub backend: Peer<'a>,
-    /// Bytes from the backend not yet sent to the client (those that came with its 101).
-    pub backend_pre: Vec<u8>,
-    /// For WebSocket tunnels, where each direction's frames stand (client to backend,
-    /// backend to client) when the relay starts; None for other protocols.
-    pub frames: Option<(Frames, Frames)>,
+    /// A new one ([`core`]), or one a relay left (a hand-over that failed).
+    pub core: Core,
     /// Where the bytes are counted as they move (the status board).
     pub meter: Meter,
+}
+
+/// A core for this driver, on a thread of its own: `frames` where each direction's WebSocket
+/// frames stand (None for other protocols), `backend_pre` the backend's bytes behind its 101.
+pub fn core(timeouts: Timeouts, frames: Option<(Frames, Frames)>, backend_pre: &[u8]) -> Core {
+    Core::new(timeouts, Buffers::Keep, frames, backend_pre, Tick::now())
 }
 
 /// The moment `t` on the core's clock.
@@ -89,18 +96,14 @@ fn tick_of(t: Instant, now: Tick) -> Tick {
 /// Relays until both directions are finished, a side fails, or a limit ends it.
 /// The fds stay owned by the caller; raw ones are switched to non-blocking mode.
 pub fn run(ends: Ends, stops: Stops) -> Outcome {
+    let mut core = ends.core;
     let mut io = PollIo::default();
     for (end, side) in [(ends.client, Side::Client), (ends.backend, Side::Backend)] {
         let i = side.index();
         match end {
             Peer::Raw { fd, buffered } => {
                 if let Err(e) = set_nonblocking(fd) {
-                    return Outcome {
-                        client_to_backend: 0,
-                        backend_to_client: 0,
-                        end: End::Failed(side, e),
-                        frames: (None, None),
-                    };
+                    return Outcome { end: End::Failed(side, e), core };
                 }
                 set_keepalive(fd);
                 (io.fds[i], io.buffered[i]) = (fd, buffered);
@@ -111,14 +114,12 @@ pub fn run(ends: Ends, stops: Stops) -> Outcome {
         }
     }
     let now = Tick::now();
-    let mut core = Core::new(stops.timeouts, Buffers::Keep, ends.frames, &ends.backend_pre, now);
     core.set_handoff_at(stops.handoff_at.map(|t| tick_of(t, now)));
     let end = drive(&mut core, &mut io, &stops, ends.meter);
     if let Some((c2b, b2c)) = core.to_show(Tick::now(), true) {
         ends.meter.add(c2b, b2c);
     }
-    let (client_to_backend, backend_to_client) = core.moved();
-    Outcome { client_to_backend, backend_to_client, end, frames: core.frames() }
+    Outcome { end, core }
 }
 
 /// [side][read, write]: may be ready (cleared when a call would block or drained it, set
@@ -385,8 +386,7 @@ mod tests {
                 Ends {
                     client: Peer::Raw { fd: client.as_raw_fd(), buffered: Some(src) },
                     backend: Peer::Raw { fd: backend.as_raw_fd(), buffered: None },
-                    backend_pre: bpre,
-                    frames: None,
+                    core: core(Timeouts::default(), None, &bpre),
                     meter: Meter::default(),
                 },
                 stops,
@@ -413,7 +413,7 @@ mod tests {
         assert_eq!(got, b"early-b later-b");
         let out = h.join().unwrap();
         assert!(matches!(out.end, End::Closed), "{:?}", out.end);
-        assert_eq!((out.client_to_backend, out.backend_to_client), (15, 15));
+        assert_eq!(out.moved(), (15, 15));
     }
 
     /// Frames of every size, bulk ones spliced: the bytes arrive intact and the frame tracker
@@ -425,8 +425,7 @@ mod tests {
             let ends = Ends {
                 client: Peer::Raw { fd: rc.as_raw_fd(), buffered: None },
                 backend: Peer::Raw { fd: rb.as_raw_fd(), buffered: None },
-                backend_pre: Vec::new(),
-                frames: Some(Default::default()),
+                core: core(Timeouts::default(), Some(Default::default()), &[]),
                 meter: Meter::default(),
             };
             let out = run(ends, Stops::default());
@@ -447,9 +446,9 @@ mod tests {
         drop(be);
         drop(w.join().unwrap());
         let out = h.join().unwrap();
-        let (c2b, _) = out.frames;
+        let (c2b, _) = out.core.frames();
         let c2b = c2b.expect("frames tracked");
         assert!(c2b.at_boundary() && !c2b.lost(), "{c2b:?}");
-        assert_eq!(out.client_to_backend, sent.len() as u64);
+        assert_eq!(out.moved().0, sent.len() as u64);
     }
 }

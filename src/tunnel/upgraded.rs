@@ -1,7 +1,6 @@
 //! An upgraded request as the tunnel takes it over: what the backend's 101 left to relay
 //! (from the handler), and the request on its thread while it relays (for the hand-over).
 
-use super::limits::Timeouts;
 use crate::httpd::proxy::Backend;
 use crate::httpd::{Connection, Request};
 use crate::scheme::Scheme;
@@ -20,12 +19,11 @@ pub struct Established<'a, 'r> {
     pub websocket: bool,
 }
 
-/// An upgraded request on its thread: the request, its two connections, the backend they go
-/// through, and the tunnel's time limits.
+/// An upgraded request on its thread: the request, its two connections, and the backend
+/// they go through.
 pub(super) struct Upgraded<'a, 'r> {
     pub r: &'a Request<'r>,
     pub client: Connection<'r>,
     pub backend: &'a mut Backend<'r>,
     pub backconn: &'a Connection<'r>,
-    pub timeouts: Timeouts,
 }
