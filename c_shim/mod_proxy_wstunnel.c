@@ -40,6 +40,8 @@ const command_rec wst_cmds[] = {
                  "let established tunnels leave the request thread: plain clients under every MPM, TLS clients under event (On|Off, default Off)"),
     AP_INIT_TAKE1("ProxyWebsocketAsyncDelay", wst_rs_cmd_async_delay, NULL, RSRC_CONF,
                   "with ProxyWebsocketAsync: relay this long in the request thread first (default 0)"),
+    AP_INIT_TAKE1("ProxyWebsocketAsyncThreads", wst_rs_cmd_async_threads, NULL, RSRC_CONF,
+                  "relay threads per child for asynchronous tunnels (default: one per CPU the child may use)"),
     AP_INIT_TAKE1("ProxyWebsocketAsyncMaxTunnels", wst_rs_cmd_async_max, NULL, RSRC_CONF,
                   "asynchronous tunnels per child before new ones stay synchronous (default: from the open-files limit)"),
     AP_INIT_TAKE1("ProxyWebsocketDrainTimeout", wst_rs_cmd_drain_timeout, NULL, RSRC_CONF,

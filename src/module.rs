@@ -7,7 +7,7 @@
 //! each dereference is an `unsafe` block with its SAFETY line.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
-use crate::config::{parse_count, parse_duration, DirConfig, ServerConfig};
+use crate::config::{parse_count, parse_duration, parse_threads, DirConfig, ServerConfig};
 use crate::ffi;
 use crate::handler::{self, CAN_FALLBACK};
 use crate::httpd::codes::{INTERNAL_SERVER_ERROR, OK};
@@ -261,6 +261,25 @@ pub extern "C" fn wst_rs_cmd_drain_timeout(
 }
 
 #[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn wst_rs_cmd_async_threads(
+    cmd: *mut ffi::cmd_parms,
+    _dconf: *mut c_void,
+    a: *const c_char,
+) -> *const c_char {
+    // SAFETY: httpd passes the argument as a NUL-terminated string.
+    let a = unsafe { arg(a) };
+    directive(cmd, "ProxyWebsocketAsyncThreads", |cmd| {
+        if cmd.server().is_virtual() {
+            return Err(
+                "only in the server configuration (it applies to whole child processes)".into()
+            );
+        }
+        cmd.server_config().async_threads = Some(parse_threads(&a)?);
+        Ok(())
+    })
+}
+
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn wst_rs_cmd_async_max(
     cmd: *mut ffi::cmd_parms,
     _dconf: *mut c_void,
@@ -277,7 +296,9 @@ pub extern "C" fn wst_rs_cmd_async_max(
 /// The status board's shared memory: made once in httpd's parent, kept across restarts.
 fn attach_status_board(s: Server) {
     let slots = crate::status::board_slots(mpm::hard_limit_daemons());
-    match shm::retained_array(c"mod_proxy_wstunnel-board", slots) {
+    // The key names the slots' layout: a module upgraded under a graceful restart makes a new
+    // block rather than reading the old one's with another layout.
+    match shm::retained_array(c"mod_proxy_wstunnel-board-2", slots) {
         Ok(board) => crate::status::attach(board),
         Err(rv) => slog!(
             s,
@@ -307,6 +328,12 @@ pub extern "C" fn wst_rs_post_config(
                 unsafe { !ffi::ap_find_linked_module(c"mod_proxy_http.c".as_ptr()).is_null() };
             CAN_FALLBACK.store(http, Ordering::Relaxed);
             shutdown::set_drain_timeout(s.config().drain);
+            crate::tunnel::detached::set_threads(crate::config::async_threads(
+                s.config().async_threads,
+                crate::sys::cpus_allowed(),
+                mpm::start_servers(),
+                mpm::is_threaded(),
+            ));
             crate::httpd::record::check(s);
             if mpm::is_async()
                 && mpm::final_config_pass()

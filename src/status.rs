@@ -16,7 +16,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One child's counters. Only atomics: children update their own slot while any child reads.
 #[repr(C)]
-#[derive(Default)]
 pub struct Slot {
     /// The child's pid; 0 for a free slot.
     pid: AtomicU32,
@@ -29,7 +28,34 @@ pub struct Slot {
     backend_to_client: AtomicU64,
     /// When the oldest live tunnel started (µs since the epoch); 0 with none.
     oldest_us: AtomicU64,
+    /// Relay threads the child runs for its asynchronous tunnels (0 until the first).
+    relay_threads: AtomicU32,
+    /// Asynchronous tunnels on each of those threads (the first [`THREADS_SHOWN`]).
+    per_thread: [AtomicU32; THREADS_SHOWN],
 }
+
+impl Default for Slot {
+    /// All zero, as the shared block starts.
+    fn default() -> Slot {
+        let zero = || AtomicU64::new(0);
+        Slot {
+            pid: AtomicU32::new(0),
+            generation: AtomicU32::new(0),
+            sync: AtomicU32::new(0),
+            detached: AtomicU32::new(0),
+            served: zero(),
+            client_to_backend: zero(),
+            backend_to_client: zero(),
+            oldest_us: zero(),
+            relay_threads: AtomicU32::new(0),
+            per_thread: std::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+}
+
+/// Relay threads whose tunnels the board shows one by one (a child's further threads are
+/// counted in its total only).
+pub const THREADS_SHOWN: usize = 64;
 
 /// The board's part of the child's state ([`crate::child::Child`]).
 pub struct State {
@@ -86,6 +112,22 @@ fn alive(pid: u32) -> bool {
 fn mine() -> &'static Slot {
     let st = state();
     st.mine.get_or_init(|| claim().unwrap_or_else(|| st.private.get_or_init(Slot::default)))
+}
+
+/// This child runs `n` relay threads for its asynchronous tunnels.
+pub fn relay_threads(n: usize) {
+    mine().relay_threads.store(n as u32, Relaxed);
+}
+
+/// One asynchronous tunnel more (`up`) or less on relay thread `i`.
+pub fn on_thread(i: usize, up: bool) {
+    if let Some(c) = mine().per_thread.get(i) {
+        if up {
+            c.fetch_add(1, Relaxed);
+        } else {
+            c.fetch_sub(1, Relaxed);
+        }
+    }
 }
 
 /// Claims a slot for this child (at child start; later calls return the same one).
@@ -240,6 +282,8 @@ pub struct Row {
     pub backend_to_client: u64,
     /// Age of the oldest live tunnel, in seconds.
     pub oldest_s: Option<u64>,
+    /// Asynchronous tunnels on each relay thread (one entry per thread shown).
+    pub per_thread: Vec<u64>,
 }
 
 /// The board now: children that are alive and have served tunnels, and the totals (with
@@ -257,6 +301,10 @@ pub fn snapshot() -> (Vec<Row>, Row) {
             client_to_backend: s.client_to_backend.load(Relaxed),
             backend_to_client: s.backend_to_client.load(Relaxed),
             oldest_s: (oldest != 0).then(|| now.saturating_sub(oldest) / 1_000_000),
+            per_thread: {
+                let n = (s.relay_threads.load(Relaxed) as usize).min(THREADS_SHOWN);
+                s.per_thread[..n].iter().map(|c| c.load(Relaxed) as u64).collect()
+            },
         }
     };
     let board = board();
@@ -289,7 +337,7 @@ pub fn render_auto(rows: &[Row], total: &Row) -> String {
     for r in rows {
         let _ = writeln!(
             o,
-            "WebSocketChild: pid={} generation={} sync={} async={} served={} client_to_backend={} backend_to_client={} oldest_seconds={}",
+            "WebSocketChild: pid={} generation={} sync={} async={} served={} client_to_backend={} backend_to_client={} oldest_seconds={} async_per_thread={}",
             r.pid,
             r.generation,
             r.sync,
@@ -297,10 +345,19 @@ pub fn render_auto(rows: &[Row], total: &Row) -> String {
             r.served,
             r.client_to_backend,
             r.backend_to_client,
-            r.oldest_s.unwrap_or(0)
+            r.oldest_s.unwrap_or(0),
+            per_thread(r)
         );
     }
     o
+}
+
+/// Asynchronous tunnels per relay thread, comma-separated ("-" before the first).
+fn per_thread(r: &Row) -> String {
+    if r.per_thread.is_empty() {
+        return "-".into();
+    }
+    r.per_thread.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// Bytes the way mod_status shows traffic (B, kB, MB, GB).
@@ -354,6 +411,7 @@ pub fn render_html(rows: &[Row], total: &Row, per_child: bool, tables: bool) -> 
             human(r.client_to_backend),
             human(r.backend_to_client),
             age(r.oldest_s),
+            per_thread(r),
         ]
     };
     let head = [
@@ -365,6 +423,7 @@ pub fn render_html(rows: &[Row], total: &Row, per_child: bool, tables: bool) -> 
         "Client&rarr;backend",
         "Backend&rarr;client",
         "Oldest",
+        "Async per relay thread",
     ];
     if tables {
         o += "<table border=\"0\"><tr>";
@@ -439,6 +498,14 @@ mod tests {
         )));
         let html = render_html(&rows, &total, true, true);
         assert!(html.contains("<td>100 B</td><td>7 B</td>"), "{html}");
+        assert!(auto.contains("async_per_thread=-\n"), "no relay thread yet: {auto}");
+        relay_threads(2);
+        on_thread(1, true);
+        let (rows, total) = snapshot();
+        assert_eq!(rows[0].per_thread, [0, 1]);
+        assert!(render_auto(&rows, &total).contains("async_per_thread=0,1\n"));
+        assert!(render_html(&rows, &total, true, true).contains("<td>0,1</td>"));
+        on_thread(1, false);
         drop(a);
         drop(b);
         let (rows, total) = snapshot();

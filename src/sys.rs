@@ -312,6 +312,25 @@ pub fn open_files_limit() -> u64 {
     }
 }
 
+/// How many CPUs this process may run on (its affinity mask: `taskset`, cgroups' cpusets);
+/// the machine's count if the mask cannot be read.
+pub fn cpus_allowed() -> usize {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills the set we pass, of its size.
+    let n = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            libc::CPU_COUNT(&set) as usize
+        } else {
+            0
+        }
+    };
+    if n > 0 {
+        n
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
 pub fn getpid() -> u32 {
     // SAFETY: getpid has no preconditions.
     unsafe { libc::getpid() as u32 }

@@ -25,6 +25,78 @@ fn server2(b: &Backend, b2: &Backend) -> Httpd {
     )
 }
 
+/// One child runs a relay thread per CPU it may use (async.conf.in sets no
+/// ProxyWebsocketAsyncThreads, and StartServers 1 and ServerLimit 1 under the threaded MPMs),
+/// and spreads its busy
+/// tunnels over them: 100 tunnels echoing for 3 s, each `wst-async-<i>` thread does at least a
+/// half its share of the relay work (a quarter with two), and the board shows the tunnels per
+/// thread.
+#[tokio::test(flavor = "multi_thread")]
+async fn busy_tunnels_spread_over_the_relay_threads() {
+    if mpm() == "prefork" {
+        eprintln!("relay threads: measured under the threaded MPMs (one child)");
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let b = Backend::start("spread");
+    let h = server(&b);
+    const N: usize = 100;
+    let mut all = Vec::new();
+    for i in 0..N {
+        let (mut ws, _) =
+            connect(&h.url("/echo/spread")).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}"));
+        let m = Message::text(format!("hello {i}"));
+        assert_eq!(echo(&mut ws, m.clone()).await, m);
+        all.push(ws);
+    }
+    assert_eq!(wait_count(&h, "WST02010", N, Duration::from_secs(5)), N);
+    let child = h.children()[0];
+    let before = thread_cpu(child, "wst-async");
+    assert_eq!(before.len(), cpus, "one relay thread per CPU: {before:?}");
+    let mut shown = per_thread(h.port);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    let shown = shown.remove(0);
+    let shown = &shown;
+    assert_eq!(shown.len(), cpus, "{shown:?}");
+    assert_eq!(shown.iter().sum::<u64>(), N as u64, "{shown:?}");
+    assert!(shown.iter().all(|n| *n >= (N / cpus) as u64 - 1), "evenly placed: {shown:?}");
+    let until = Instant::now() + Duration::from_secs(3);
+    let tasks: Vec<_> = all
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut ws)| {
+            tokio::spawn(async move {
+                while Instant::now() < until {
+                    let m = Message::text(format!("busy {i}"));
+                    assert_eq!(echo(&mut ws, m.clone()).await, m);
+                }
+                ws
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.push(t.await.unwrap());
+    }
+    let after = thread_cpu(child, "wst-async");
+    let work: Vec<u64> =
+        after.iter().map(|(n, t)| t - before.get(n).copied().unwrap_or(0)).collect();
+    let total: u64 = work.iter().sum();
+    eprintln!("relay threads {:?}: tunnels {shown:?}, CPU ticks in 3 s {work:?}", after.keys());
+    assert!(total > 0, "{before:?} {after:?}");
+    for (name, w) in after.keys().zip(&work) {
+        assert!(
+            *w * cpus as u64 * 2 >= total,
+            "{name} did {w} of {total} ticks of relay work: {work:?}"
+        );
+    }
+    for mut ws in all {
+        ws.close(None).await.ok();
+        while let Some(Ok(_)) = ws.next().await {}
+    }
+    h.stop();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn far_more_tunnels_than_request_threads() {
     let b = Backend::start("async");

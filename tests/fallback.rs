@@ -63,6 +63,14 @@ async fn bad_directive_arguments_fail_configtest_with_a_clear_message() {
             "<VirtualHost 127.0.0.1:1>\nProxyWebsocketDrainTimeout 5\n</VirtualHost>",
             "ProxyWebsocketDrainTimeout: only in the server configuration",
         ),
+        (
+            "ProxyWebsocketAsyncThreads 0",
+            "ProxyWebsocketAsyncThreads: '0' is not a number of threads from 1 to 1024",
+        ),
+        (
+            "<VirtualHost 127.0.0.1:1>\nProxyWebsocketAsyncThreads 4\n</VirtualHost>",
+            "ProxyWebsocketAsyncThreads: only in the server configuration",
+        ),
     ] {
         let out = wskit::httpd::configtest(&format!("{directive}\n"));
         assert!(!out.0, "{directive} accepted");
@@ -70,7 +78,8 @@ async fn bad_directive_arguments_fail_configtest_with_a_clear_message() {
     }
     let ok = wskit::httpd::configtest(
         "ProxyWebsocketIdleTimeout 250ms\nProxyWebsocketFallbackToProxyHttp off\nProxyWebsocketAsync On\n\
-         ProxyWebsocketAsyncDelay 2s\nProxyWebsocketAsyncMaxTunnels 5000\nProxyWebsocketDrainTimeout 30s\n",
+         ProxyWebsocketAsyncDelay 2s\nProxyWebsocketAsyncMaxTunnels 5000\nProxyWebsocketDrainTimeout 30s\n\
+         ProxyWebsocketAsyncThreads 4\n",
     );
     assert!(ok.0, "{}", ok.1);
 }

@@ -38,6 +38,14 @@ pub fn async_request_worker_factor() -> (f64, bool) {
     }
 }
 
+/// `StartServers` as the configuration sets it (the last one in the tree); None when unset
+/// (the MPM's own default applies). Read at post_config, when the tree is complete.
+pub fn start_servers() -> Option<u32> {
+    // SAFETY: as in async_request_worker_factor.
+    let root = unsafe { ffi::ap_conftree };
+    last_directive(root, "StartServers").and_then(|v| v.trim().parse().ok())
+}
+
 /// The arguments of the last `name` directive in the tree from `node` on.
 fn last_directive(mut node: *const ffi::ap_directive_t, name: &str) -> Option<String> {
     let mut found = None;

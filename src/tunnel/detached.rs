@@ -150,7 +150,10 @@ fn timed(
 /// The runtime's part of the child's state ([`crate::child::Child`]).
 pub struct State {
     /// Started by the first hand-over (after fork: never in httpd's parent).
-    runtime: OnceCell<Runtime>,
+    relays: OnceCell<Vec<Relay>>,
+    /// How many relay threads to start (`config::async_threads`), set in httpd's parent at
+    /// post_config; 0 (never set, as in unit tests) means one.
+    threads: AtomicUsize,
     /// Detached tunnels alive, until their ends are reported.
     live: AtomicUsize,
     /// Where the child's shutdown stands, for every task.
@@ -161,12 +164,20 @@ pub struct State {
 impl State {
     pub(crate) const fn new() -> State {
         State {
-            runtime: OnceCell::new(),
+            relays: OnceCell::new(),
+            threads: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             phase: OnceCell::new(),
             turn_limit: OnceCell::new(),
         }
     }
+}
+
+/// One relay thread of the child: its runtime, and the tunnels it relays (which only a
+/// tunnel's start and end change: nothing per message).
+struct Relay {
+    runtime: Runtime,
+    tunnels: AtomicUsize,
 }
 
 fn state() -> &'static State {
@@ -222,30 +233,60 @@ pub fn wait_until_none(deadline: impl Fn() -> Option<Instant>) -> bool {
     true
 }
 
-/// The child's runtime, started on first use (after fork: never in httpd's parent): one thread
-/// that runs every asynchronous tunnel. Its shape was chosen by measurement (docs/DESIGN.md
-/// §6); the feature `multi-thread-runtime` builds the other one, for comparing.
-fn runtime() -> io::Result<&'static Runtime> {
-    state().runtime.get_or_try_init(start_runtime)
+/// The relay threads each child will run (`config::async_threads`), decided in httpd's parent.
+pub fn set_threads(n: usize) {
+    state().threads.store(n, Ordering::Relaxed);
+}
+
+/// The child's relay threads, started on first use (after fork: never in httpd's parent):
+/// as many as `set_threads` said (`config::async_threads`), each a
+/// current-thread runtime of its own, so that a tunnel's messages never cross threads and
+/// its buffers come from its own thread's pool. Its shape was chosen by measurement
+/// (docs/DESIGN.md §6); the feature `multi-thread-runtime` builds the other one (one
+/// work-stealing runtime with as many workers), for comparing.
+fn relays() -> io::Result<&'static [Relay]> {
+    state()
+        .relays
+        .get_or_try_init(|| {
+            let n = state().threads.load(Ordering::Relaxed).max(1);
+            let relays = start_relays(n)?;
+            crate::status::relay_threads(relays.len());
+            Ok(relays)
+        })
+        .map(Vec::as_slice)
+}
+
+/// The relay thread with the fewest tunnels (the first of equals).
+fn least_loaded(relays: &[Relay]) -> usize {
+    let load: Vec<usize> = relays.iter().map(|r| r.tunnels.load(Ordering::Relaxed)).collect();
+    least(&load)
+}
+
+/// The index of the smallest count (the first of equals; 0 for none).
+fn least(counts: &[usize]) -> usize {
+    counts.iter().enumerate().min_by_key(|(_, n)| **n).map_or(0, |(i, _)| i)
 }
 
 #[cfg(not(feature = "multi-thread-runtime"))]
 type Runtime = current::Runtime;
 #[cfg(not(feature = "multi-thread-runtime"))]
-fn start_runtime() -> io::Result<Runtime> {
-    current::Runtime::start()
+fn start_relays(n: usize) -> io::Result<Vec<Relay>> {
+    (0..n)
+        .map(|i| Ok(Relay { runtime: current::Runtime::start(i)?, tunnels: AtomicUsize::new(0) }))
+        .collect()
 }
 
 #[cfg(feature = "multi-thread-runtime")]
 type Runtime = tokio::runtime::Runtime;
 #[cfg(feature = "multi-thread-runtime")]
-fn start_runtime() -> io::Result<Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+fn start_relays(n: usize) -> io::Result<Vec<Relay>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(n)
         .thread_name("wst-async")
         .enable_io()
         .enable_time()
-        .build()
+        .build()?;
+    Ok(vec![Relay { runtime, tunnels: AtomicUsize::new(0) }])
 }
 
 /// A current-thread runtime driven by a thread of its own, which spawns reach through its
@@ -259,12 +300,13 @@ mod current {
     }
 
     impl Runtime {
-        pub fn start() -> io::Result<Runtime> {
+        /// Relay thread `i` of the child, named `wst-async-<i>`.
+        pub fn start(i: usize) -> io::Result<Runtime> {
             let rt =
                 tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
             let handle = rt.handle().clone();
             std::thread::Builder::new()
-                .name("wst-async".into())
+                .name(format!("wst-async-{i}"))
                 .spawn(move || rt.block_on(std::future::pending::<()>()))?;
             Ok(Runtime { handle })
         }
@@ -275,19 +317,22 @@ mod current {
     }
 }
 
-/// Starts the child's runtime if it does not run yet. A caller that can still fall back asks
-/// first: once it runs, [`spawn`] cannot fail.
+/// Starts the child's relay threads if they do not run yet. A caller that can still fall
+/// back asks first: once they run, [`spawn`] cannot fail.
 pub fn start() -> io::Result<()> {
-    runtime().map(|_| ())
+    relays().map(|_| ())
 }
 
-/// Hands a tunnel to the runtime. On failure the tunnel comes back untouched.
+/// Hands a tunnel to the relay thread with the fewest tunnels. On failure the tunnel comes
+/// back untouched.
 pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let relays = match relays() {
+        Ok(rs) => rs,
         Err(e) => return Err(Box::new((t, e))),
     };
-    let live = Live::new();
+    let i = least_loaded(relays);
+    let rt = &relays[i].runtime;
+    let live = Live::new(i, &relays[i].tunnels);
     let stop = stop_channel().subscribe();
     let slow_turn = t.slow_turn;
     let task = async move {
@@ -322,20 +367,27 @@ pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
     Ok(())
 }
 
-/// Counts a detached tunnel in [`live`] until dropped, which is after its end is reported: a
-/// child that waits for its tunnels before it exits must not exit before their log lines and
-/// access-log records are written.
-struct Live;
+/// Counts a detached tunnel in [`live`] and on its relay thread until dropped, which is after
+/// its end is reported: a child that waits for its tunnels before it exits must not exit
+/// before their log lines and access-log records are written.
+struct Live {
+    thread: usize,
+    on_thread: &'static AtomicUsize,
+}
 
 impl Live {
-    fn new() -> Live {
+    fn new(thread: usize, on_thread: &'static AtomicUsize) -> Live {
         state().live.fetch_add(1, Ordering::AcqRel);
-        Live
+        on_thread.fetch_add(1, Ordering::Relaxed);
+        crate::status::on_thread(thread, true);
+        Live { thread, on_thread }
     }
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
+        crate::status::on_thread(self.thread, false);
+        self.on_thread.fetch_sub(1, Ordering::Relaxed);
         state().live.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -602,6 +654,14 @@ mod tests {
     use crate::tunnel::core::Buffers;
     use crate::tunnel::limits::Timeouts;
     use wskit::sockets::pairs;
+
+    #[test]
+    fn a_tunnel_goes_to_the_relay_thread_with_the_fewest() {
+        assert_eq!(least(&[3, 1, 2]), 1);
+        assert_eq!(least(&[2, 2, 2]), 0, "the first of equals");
+        assert_eq!(least(&[0]), 0);
+        assert_eq!(least(&[]), 0);
+    }
 
     /// An idle tunnel costs its task's state: no buffer may live in it (they are allocated
     /// while bytes move), or 10,000 idle WebSockets cost 10,000 of them.

@@ -221,9 +221,10 @@ pub fn status_auto(port: u16) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u6
     for line in body.lines() {
         if let Some(rest) = line.strip_prefix("WebSocketChild: ") {
             children.push(
+                // Numbers only (async_per_thread is a list: see `per_thread`).
                 rest.split(' ')
                     .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+                    .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
                     .collect(),
             );
         } else if let Some((k, v)) = line
@@ -234,4 +235,36 @@ pub fn status_auto(port: u16) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u6
         }
     }
     (totals, children)
+}
+
+/// `/server-status?auto`: each child's asynchronous tunnels per relay thread
+/// (`async_per_thread=`), empty before its first relay thread.
+pub fn per_thread(port: u16) -> Vec<Vec<u64>> {
+    let (resp, body) = wskit::raw::get(port, "/server-status?auto", "");
+    assert_eq!(resp.status, 200, "{body}");
+    body.lines()
+        .filter(|l| l.starts_with("WebSocketChild: "))
+        .filter_map(|l| l.split(' ').find_map(|kv| kv.strip_prefix("async_per_thread=")))
+        .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+        .collect()
+}
+
+/// CPU time (user and system, in clock ticks) of each thread of process `pid` whose name
+/// starts with `prefix`, by name.
+pub fn thread_cpu(pid: u32, prefix: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let dir = e.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim().to_string();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // Fields after the name (which ends with ')'): state is field 3, utime 14, stime 15.
+        let rest: Vec<&str> =
+            stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+        let ticks = |i: usize| rest.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        out.insert(name, ticks(14) + ticks(15));
+    }
+    out
 }
