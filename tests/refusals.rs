@@ -62,27 +62,11 @@ fn header(head: &str, name: &str) -> Option<String> {
     wskit::raw::header(head, name).map(str::to_string)
 }
 
-/// Decodes a chunked body as a client would; None if it is not complete.
-fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let p = b.windows(2).position(|w| w == b"\r\n")?;
-        let size_txt = std::str::from_utf8(&b[..p]).ok()?;
-        let size = usize::from_str_radix(size_txt.split(';').next()?.trim(), 16).ok()?;
-        b = &b[p + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(b.get(..size)?);
-        b = b.get(size + 2..)?;
-    }
-}
-
 /// The body as the client decodes it (chunked or not).
 fn body_of(head: &str, rest: &[u8]) -> Vec<u8> {
     let te = header(head, "Transfer-Encoding").unwrap_or_default().to_ascii_lowercase();
     if te.ends_with("chunked") {
-        dechunk(rest).unwrap_or_else(|| {
+        wskit::raw::dechunk(rest).unwrap_or_else(|| {
             panic!("incomplete chunked body: {:?}", String::from_utf8_lossy(rest))
         })
     } else {

@@ -86,18 +86,58 @@ pub fn read_response(s: &mut TcpStream) -> Response {
     }
 }
 
-/// Reads a response with a Content-Length body.
+/// Reads a whole response: a Content-Length body, or a chunked one read to its last chunk and
+/// decoded (server-status and other generated pages come chunked; reading only what arrived
+/// with the head cut them short).
 pub fn read_full_response(s: &mut TcpStream) -> (Response, String) {
     let mut r = read_response(s);
-    let len: usize = r.header("Content-Length").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut body = std::mem::take(&mut r.rest);
+    let chunked = r.header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let len: usize = r.header("Content-Length").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut chunk = [0u8; 8192];
-    while body.len() < len {
+    loop {
+        if chunked {
+            if let Some(decoded) = dechunk(&body) {
+                body = decoded;
+                break;
+            }
+        } else if body.len() >= len {
+            break;
+        }
         let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0);
+        assert!(
+            n > 0,
+            "connection closed in a response body: {:?}",
+            String::from_utf8_lossy(&body)
+        );
         body.extend_from_slice(&chunk[..n]);
     }
     (r, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A chunked body (RFC 9112 §7.1) decoded, once its last chunk and trailer section are all in
+/// `buf`; None while more is due.
+pub fn dechunk(buf: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let line_end = at + buf[at..].windows(2).position(|w| w == b"\r\n")?;
+        let size_text = String::from_utf8_lossy(&buf[at..line_end]);
+        let size_hex = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16).expect("a chunk size");
+        at = line_end + 2;
+        if size == 0 {
+            // Trailer fields, if any, then the empty line.
+            let rest = &buf[at..];
+            return (rest.starts_with(b"\r\n") || rest.windows(4).any(|w| w == b"\r\n\r\n"))
+                .then_some(out);
+        }
+        if buf.len() < at + size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&buf[at..at + size]);
+        at += size + 2;
+    }
 }
 
 /// Sends a raw request and reads the whole response (head + Content-Length body).
