@@ -14,7 +14,7 @@
 
 use super::bulk::{self, Next};
 use crate::frames::Frames;
-use crate::sys::CHUNK;
+use crate::sys::{PageBuffer, CHUNK};
 use std::cell::RefCell;
 use std::io;
 use std::time::Duration;
@@ -205,18 +205,18 @@ impl Polite {
 
 thread_local! {
     /// Empty buffers of `CHUNK` bytes, reused by the directions on this thread.
-    static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<PageBuffer>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Buffers a thread keeps for reuse ([`Buffers::Share`]): enough for the read-then-write of a
 /// message in each direction; a buffer held back by a slow reader is its direction's own.
 const POOL_MAX: usize = 4;
 
-fn take_buffer() -> Box<[u8]> {
-    POOL.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| vec![0u8; CHUNK].into_boxed_slice())
+fn take_buffer() -> PageBuffer {
+    POOL.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| PageBuffer::zeroed(CHUNK))
 }
 
-fn give_buffer(b: Box<[u8]>) {
+fn give_buffer(b: PageBuffer) {
     if b.len() == CHUNK {
         POOL.with(|p| {
             let mut p = p.borrow_mut();
@@ -233,7 +233,7 @@ pub struct Direction {
     from: Side,
     buffers: Buffers,
     /// Bytes read and not yet written: `buf[start..end]`; the buffer exists only while bytes wait.
-    buf: Option<Box<[u8]>>,
+    buf: Option<PageBuffer>,
     start: usize,
     end: usize,
     /// Bytes spliced into the kernel pipe and not yet out of it.
@@ -309,11 +309,8 @@ impl Direction {
         if bytes.is_empty() {
             return;
         }
-        let mut b = if bytes.len() <= CHUNK {
-            take_buffer()
-        } else {
-            vec![0u8; bytes.len()].into_boxed_slice()
-        };
+        let mut b =
+            if bytes.len() <= CHUNK { take_buffer() } else { PageBuffer::zeroed(bytes.len()) };
         b[..bytes.len()].copy_from_slice(bytes);
         (self.buf, self.start, self.end) = (Some(b), 0, bytes.len());
     }
