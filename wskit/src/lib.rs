@@ -3,6 +3,7 @@
 //! private PKI for TLS on both sides ([`tls`]), and other proxies as benchmark peers ([`peers`]).
 
 pub mod backend;
+pub mod cpus;
 pub mod h2ws;
 pub mod hostile;
 pub mod httpd;

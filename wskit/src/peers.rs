@@ -13,6 +13,11 @@ pub struct Peer {
     dir: PathBuf,
 }
 
+/// Seconds after a reload at which each peer ends the WebSockets its old generation still holds
+/// (nginx `worker_shutdown_timeout`, HAProxy `hard-stop-after`; without them both keep them
+/// until the clients leave). wst-bench gives our module the same `ProxyWebsocketDrainTimeout`.
+pub const DRAIN_SECS: u64 = 2;
+
 fn scratch_dir(name: &str) -> PathBuf {
     let base = std::env::var_os("WST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("wst-{name}-{}-{}", std::process::id(), crate::httpd::free_port()));
@@ -45,7 +50,7 @@ impl Peer {
             Some((c, k)) => format!("listen 127.0.0.1:{port} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};", c.display(), k.display()),
         };
         let conf = format!(
-            "worker_processes auto;\nworker_rlimit_nofile 20000;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+            "worker_processes auto;\nworker_rlimit_nofile 20000;\nworker_shutdown_timeout {DRAIN_SECS}s;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 20000; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
                fastcgi_temp_path {d}/tmp/fcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
@@ -75,12 +80,13 @@ impl Peer {
 
     /// HAProxy in HTTP mode (WebSocket upgrades become tunnels, `timeout tunnel`), `/ws/`
     /// proxied to `backend`. Its connection limit stays within the open-files cap (20,000).
+    /// Master-worker mode (`-W`), as Debian's service runs it, so that it reloads.
     pub fn haproxy(backend: &str) -> Option<Peer> {
         let bin = "/usr/sbin/haproxy";
         std::path::Path::new(bin).exists().then_some(())?;
         let (dir, port) = (scratch_dir("haproxy"), crate::httpd::free_port());
         let conf = format!(
-            "global\n  maxconn 9900\n  log stderr format raw local0 warning\n\
+            "global\n  maxconn 9900\n  hard-stop-after {DRAIN_SECS}s\n  log stderr format raw local0 warning\n\
              defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  timeout tunnel 3600s\n\
              frontend fe\n  bind 127.0.0.1:{port}\n  maxconn 9900\n  default_backend be\n\
              backend be\n  http-request replace-path /ws/(.*) /\\1\n  server s1 {backend} maxconn 9900\n"
@@ -89,7 +95,7 @@ impl Peer {
         std::fs::write(&path, conf).ok()?;
         let log = std::fs::File::create(dir.join("error.log")).ok()?;
         let child = Command::new(bin)
-            .arg("-db")
+            .args(["-W", "-db"])
             .arg("-f")
             .arg(&path)
             .stdin(Stdio::null())
@@ -118,6 +124,14 @@ impl Peer {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Reloads the peer the way its users do: `nginx -s reload` (SIGHUP to the master),
+    /// HAProxy's `systemctl reload` (SIGUSR2 to the master-worker's master).
+    pub fn reload(&self) {
+        let sig = if self.name == "HAProxy" { libc::SIGUSR2 } else { libc::SIGHUP };
+        // SAFETY: kill(2) on the PID of the child process we spawned and still own.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
     }
 
     pub fn error_log(&self) -> String {

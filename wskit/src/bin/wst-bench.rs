@@ -8,8 +8,10 @@
 //! the children it reaped. The load client is one thread, as is the backend.
 //!
 //! Usage: wst-bench [--quick] [--runs N] [--idle N] [--hold SECS] [--busy N] [--only TARGET]
-//!                  [--mt-module SO] [--before SO] [--workloads pp1,pp50,busy,tp1,tp8,idle]
-//!                  [--tls] [--out FILE]
+//!                  [--mt-module SO] [--before SO]
+//!                  [--workloads pp1,pp50,busy,tp1,tp8,idle,churn,storm]
+//!                  [--proxy-cpus LIST] [--client-cpus LIST] [--backend-cpus LIST]
+//!                  [--scale 1,2,4,8] [--conns N] [--storm N] [--tls] [--out FILE]
 //!        wst-bench --syscalls [--only TARGET]
 //! (`--only` runs one target, e.g. `--only "ours async"`, without ratios to the others.
 //! `--syscalls`: only 64 B ping-pong, each server's process tree under `strace -f -c`, and
@@ -19,7 +21,19 @@
 //! async), so that a change is measured against what it replaces in the same run.
 //! `--tls`: clients speak wss:// to the proxy (a CA and certificate made at run time): stock,
 //! ours synchronous, ours asynchronous (suspended under event) and nginx `listen ssl`; httpd
-//! gets `AsyncRequestWorkerFactor 100`, the one setting the README documents for it.)
+//! gets `AsyncRequestWorkerFactor 100`, the one setting the README documents for it.
+//! `--proxy-cpus`, `--client-cpus`, `--backend-cpus`: CPU lists as `taskset -c` takes them;
+//! each server starts pinned to the first (with every child and thread it makes), the load
+//! client runs on the second, the echo backend on the third, so that a big machine is measured
+//! the way it is used rather than with everything competing for every core.
+//! `--scale 1,2,4,8`: 64 B ping-pong over `--conns` connections (50) with the proxy on the first
+//! 1, 2, 4, 8 CPUs of `--proxy-cpus`, each target started afresh on each set: a scaling table.
+//! `churn`: clients that open a WebSocket, echo once and leave, over and over (handshakes/s).
+//! `storm`: `--storm` (10,000) live WebSockets, a graceful restart as each server's users do it
+//! (httpd SIGUSR1, `nginx -s reload`, HAProxy's master SIGUSR2), each server ending its old
+//! generation's WebSockets after `peers::DRAIN_SECS`, and every client reconnecting at once:
+//! seconds until all echo again, failed handshakes. Targets that hold more than
+//! MaxRequestWorkers only.)
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -50,6 +64,16 @@ struct Opts {
     workloads: Vec<String>,
     /// Clients speak TLS to the proxy.
     tls: bool,
+    /// Where the servers, the load client and the echo backend run (CPU lists).
+    proxy_cpus: Option<Vec<usize>>,
+    client_cpus: Option<Vec<usize>>,
+    backend_cpus: Option<Vec<usize>>,
+    /// Proxy CPU counts of the scaling table (none: no table).
+    scale: Vec<usize>,
+    /// Connections of the scaling table's ping-pong.
+    conns: usize,
+    /// WebSockets of the reconnect storm.
+    storm: usize,
 }
 
 impl Opts {
@@ -82,7 +106,23 @@ fn opts() -> Opts {
             .unwrap_or_default(),
         out: val("--out"),
         tls: args.iter().any(|a| a == "--tls"),
+        proxy_cpus: cpu_list(val("--proxy-cpus"), "--proxy-cpus"),
+        client_cpus: cpu_list(val("--client-cpus"), "--client-cpus"),
+        backend_cpus: cpu_list(val("--backend-cpus"), "--backend-cpus"),
+        scale: val("--scale")
+            .map(|v| v.split(',').map(|k| k.trim().parse().expect("--scale: CPU counts")).collect())
+            .unwrap_or_default(),
+        conns: val("--conns").and_then(|v| v.parse().ok()).unwrap_or(50),
+        storm: val("--storm").and_then(|v| v.parse().ok()).unwrap_or(if quick {
+            1000
+        } else {
+            10_000
+        }),
     }
+}
+
+fn cpu_list(v: Option<String>, name: &str) -> Option<Vec<usize>> {
+    v.map(|l| wskit::cpus::parse(&l).unwrap_or_else(|| panic!("{name} {l}: not a CPU list")))
 }
 
 /// A client connection: plain TCP or TLS.
@@ -459,6 +499,190 @@ async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32
     }
 }
 
+struct Churn {
+    handshakes_per_s: f64,
+    failures: u64,
+    /// Proxy CPU-ms per 1,000 WebSockets opened, echoed once and closed.
+    cpu_ms_per_k: Option<f64>,
+}
+
+/// `conns` clients, each opening a WebSocket, echoing 64 B once and closing it (a Close frame,
+/// then the socket), again and again for `secs`.
+async fn churn(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: Option<u32>) -> Churn {
+    let cpu0 = pid.map(tree_ticks);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| {
+            let (hp, px) = (hostport.to_string(), prefix.to_string());
+            tokio::spawn(async move {
+                let (mut done, mut failed) = (0u64, 0u64);
+                let msg = frame(&[0x42; 64]);
+                let close = wskit::raw::client_frame(8, &1000u16.to_be_bytes());
+                while Instant::now() < deadline {
+                    let once = async {
+                        let mut s = open(&hp, &px).await?;
+                        let mut back = vec![0u8; msg.len()];
+                        s.write_all(&msg).await?;
+                        s.read_exact(&mut back).await?;
+                        s.write_all(&close).await?;
+                        Ok::<_, std::io::Error>(())
+                    };
+                    match tokio::time::timeout(Duration::from_secs(5), once).await {
+                        Ok(Ok(())) => done += 1,
+                        _ => failed += 1,
+                    }
+                }
+                (done, failed)
+            })
+        })
+        .collect();
+    let (mut done, mut failures) = (0, 0);
+    for t in tasks {
+        let (d, f) = t.await.unwrap_or((0, 1));
+        done += d;
+        failures += f;
+    }
+    let took = t0.elapsed().as_secs_f64();
+    let cpu =
+        pid.zip(cpu0).map(|(p, c0)| tree_ticks(p).saturating_sub(c0) as f64 / ticks_per_sec());
+    Churn {
+        handshakes_per_s: done as f64 / took,
+        failures,
+        cpu_ms_per_k: cpu.filter(|_| done > 0).map(|c| c * 1e3 / (done as f64 / 1e3)),
+    }
+}
+
+struct Storm {
+    opened: usize,
+    /// Old connections the server ended after the reload: with a Close frame, or without one.
+    closed: usize,
+    dropped: usize,
+    /// Seconds from the reload to the first and the last of those ends.
+    first_end_s: f64,
+    last_end_s: f64,
+    /// Clients echoing again on a new connection, and when the last one did (from the reload).
+    back: usize,
+    all_back_s: Option<f64>,
+    /// Handshakes that failed during the reconnection (each retried at once).
+    failures: u64,
+    /// Proxy CPU-s from the reload until the last client was back.
+    cpu_s: Option<f64>,
+}
+
+/// How an old connection ended after the reload.
+enum Ended {
+    Close,
+    Dropped,
+    /// Not within the storm's time.
+    Kept,
+}
+
+/// `n` live WebSockets; then the server reloads (`server.reload()`) and every client whose
+/// connection ends reconnects at once and echoes once.
+async fn storm(server: &Server, hostport: &str, prefix: &str, n: usize) -> Storm {
+    let mut socks = Vec::new();
+    let sem = Arc::new(tokio::sync::Semaphore::new(200));
+    let opening: Vec<_> = (0..n)
+        .map(|_| {
+            let (hp, px, sem) = (hostport.to_string(), prefix.to_string(), sem.clone());
+            tokio::spawn(async move {
+                let _permit = sem.acquire().await.unwrap();
+                tokio::time::timeout(Duration::from_secs(5), open(&hp, &px)).await.ok()?.ok()
+            })
+        })
+        .collect();
+    for t in opening {
+        if let Ok(Some(s)) = t.await {
+            socks.push(s);
+        }
+    }
+    let opened = socks.len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let give_up = Instant::now() + Duration::from_secs(wskit::peers::DRAIN_SECS + 60);
+    let tasks: Vec<_> = socks
+        .into_iter()
+        .map(|mut s| {
+            let (hp, px) = (hostport.to_string(), prefix.to_string());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 256];
+                let ended = loop {
+                    match tokio::time::timeout_at(give_up.into(), s.read(&mut buf)).await {
+                        Err(_) => break Ended::Kept,
+                        Ok(Ok(0)) | Ok(Err(_)) => break Ended::Dropped,
+                        Ok(Ok(_)) if buf[0] == 0x88 => break Ended::Close,
+                        Ok(Ok(_)) => {}
+                    }
+                };
+                drop(s);
+                let ended_at = Instant::now();
+                let mut failures = 0u64;
+                if matches!(ended, Ended::Kept) {
+                    return (ended, ended_at, None, failures);
+                }
+                let msg = frame(b"back again?");
+                while Instant::now() < give_up {
+                    let again = async {
+                        let mut s = open(&hp, &px).await?;
+                        let mut back = vec![0u8; msg.len()];
+                        s.write_all(&msg).await?;
+                        s.read_exact(&mut back).await?;
+                        Ok::<_, std::io::Error>(s)
+                    };
+                    match tokio::time::timeout(Duration::from_secs(10), again).await {
+                        // Kept open until the storm is over, as a real client would.
+                        Ok(Ok(s)) => return (ended, ended_at, Some((Instant::now(), s)), failures),
+                        _ => failures += 1,
+                    }
+                }
+                (ended, ended_at, None, failures)
+            })
+        })
+        .collect();
+    let cpu0 = server.pid().map(tree_ticks);
+    let reload = Instant::now();
+    server.reload();
+    let mut st = Storm {
+        opened,
+        closed: 0,
+        dropped: 0,
+        first_end_s: f64::MAX,
+        last_end_s: 0.0,
+        back: 0,
+        all_back_s: None,
+        failures: 0,
+        cpu_s: None,
+    };
+    let mut last_back: f64 = 0.0;
+    let mut held = Vec::new();
+    for t in tasks {
+        let Ok((ended, at, back, failures)) = t.await else { continue };
+        st.failures += failures;
+        match ended {
+            Ended::Close => st.closed += 1,
+            Ended::Dropped => st.dropped += 1,
+            Ended::Kept => continue,
+        }
+        let end = at.duration_since(reload).as_secs_f64();
+        st.first_end_s = st.first_end_s.min(end);
+        st.last_end_s = st.last_end_s.max(end);
+        if let Some((when, s)) = back {
+            st.back += 1;
+            last_back = last_back.max(when.duration_since(reload).as_secs_f64());
+            held.push(s);
+        }
+    }
+    st.all_back_s = (st.back == opened && opened > 0).then_some(last_back);
+    st.cpu_s = server
+        .pid()
+        .zip(cpu0)
+        .map(|(p, c0)| tree_ticks(p).saturating_sub(c0) as f64 / ticks_per_sec());
+    if st.first_end_s == f64::MAX {
+        st.first_end_s = 0.0;
+    }
+    st
+}
+
 /// What is measured: the backend itself, an httpd with a module and its mode, or a peer.
 enum Kind {
     Direct,
@@ -512,6 +736,16 @@ impl Server {
             h.stop();
         }
     }
+
+    /// A graceful restart as the server's users do it: httpd's SIGUSR1 (`apachectl graceful`,
+    /// Debian's reload), a peer's own reload.
+    fn reload(&self) {
+        match self {
+            Server::Direct => {}
+            Server::Httpd(h) => h.signal(libc::SIGUSR1),
+            Server::Peer(p) => p.reload(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -523,6 +757,10 @@ struct Results {
     tp1: Option<Throughput>,
     tp8: Option<Throughput>,
     idle: Option<Idle>,
+    churn: Option<Churn>,
+    storm: Option<Storm>,
+    /// Ping-pong over `--conns` with the proxy on 1, 2, 4, ... CPUs (`--scale`).
+    scale: Vec<(usize, PingPong)>,
 }
 
 /// Every target, in the report's order.
@@ -545,7 +783,10 @@ const NAMES: [&str; 11] = [
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let o = opts();
-    let backend = BackendProcess::start();
+    if let Some(c) = &o.client_cpus {
+        wskit::cpus::pin(c).expect("--client-cpus");
+    }
+    let backend = wskit::cpus::spawned_on(o.backend_cpus.as_deref(), BackendProcess::start);
     let pki_dir = std::env::temp_dir().join(format!("wst-bench-pki-{}", std::process::id()));
     let pki = o.tls.then(|| wskit::Pki::generate(&pki_dir));
     if let Some(pki) = &pki {
@@ -554,7 +795,14 @@ async fn main() {
     let ours = wskit::httpd::our_module();
     let stock = wskit::httpd::stock_module();
     let off = "ProxyWebsocketFallbackToProxyHttp Off";
-    let async_on = "ProxyWebsocketFallbackToProxyHttp Off\nProxyWebsocketAsync On";
+    // The drain (the package's choice, here as short as the peers'): only the storm sees it.
+    let async_on: &'static str = Box::leak(
+        format!(
+            "ProxyWebsocketFallbackToProxyHttp Off\nProxyWebsocketAsync On\nProxyWebsocketDrainTimeout {}s",
+            wskit::peers::DRAIN_SECS
+        )
+        .into_boxed_str(),
+    );
     let mt = o
         .mt_module
         .as_ref()
@@ -608,7 +856,8 @@ async fn main() {
     }
     let mut results: BTreeMap<&str, Results> = BTreeMap::new();
     for t in targets.iter().filter(|t| o.only.as_deref().is_none_or(|n| n == t.name)) {
-        let Some(server) = start(t, &backend) else {
+        let pcpus = o.proxy_cpus.as_deref();
+        let Some(server) = start(t, &backend, pcpus) else {
             eprintln!("== {}: not installed, skipped", t.name);
             continue;
         };
@@ -634,7 +883,7 @@ async fn main() {
         }
         // A stalled tunnel holds its worker: start afresh for the next workload.
         let server = if r.tp1.as_ref().is_some_and(|t| t.stalled) {
-            restart(server, t, &backend)
+            restart(server, t, &backend, pcpus)
         } else {
             server
         };
@@ -642,15 +891,38 @@ async fn main() {
             r.tp8 = pipelined_median(&hostport_of(&server, &backend), prefix, 8, &o, server.pid())
                 .await;
         }
-        let server = restart(server, t, &backend);
+        let mut server = server;
         // Showing the cap of synchronous tunnels needs far fewer.
         let n = if sync { 400.min(o.idle) } else { o.idle };
         let hold = if n == o.idle { o.hold } else { 2 };
         if o.runs("idle") {
+            server = restart(server, t, &backend, pcpus);
             r.idle =
                 Some(idle(&hostport_of(&server, &backend), prefix, n, hold, server.pid()).await);
         }
+        if o.runs("churn") {
+            server = restart(server, t, &backend, pcpus);
+            let hp = hostport_of(&server, &backend);
+            r.churn = Some(churn(&hp, prefix, 50, o.secs, server.pid()).await);
+        }
+        if !sync && t.name != "direct" && o.runs("storm") {
+            server = restart(server, t, &backend, pcpus);
+            r.storm = Some(storm(&server, &hostport_of(&server, &backend), prefix, o.storm).await);
+        }
         server.stop();
+        for &k in &o.scale {
+            let all = o.proxy_cpus.clone().unwrap_or_else(wskit::cpus::current);
+            if k > all.len() || t.name == "direct" {
+                continue;
+            }
+            let server = start(t, &backend, Some(&all[..k])).expect("it started before");
+            eprintln!("== {} on {k} CPUs ({})", t.name, wskit::cpus::list(&all[..k]));
+            let hp = hostport_of(&server, &backend);
+            if let Some(pp) = ping_pong_median(&hp, prefix, o.conns, &o, server.pid()).await {
+                r.scale.push((k, pp));
+            }
+            server.stop();
+        }
         results.insert(t.name, r);
     }
     let report = render(&o, &results);
@@ -665,7 +937,7 @@ async fn main() {
 async fn syscalls(o: &Opts, targets: &[Target], backend: &BackendProcess) {
     let mut report = String::from("| target | 1 conn: syscalls per round trip | of which failed (EAGAIN) | 50 conns: syscalls per round trip | of which failed | 64 KiB pipelined, 8 conns: syscalls per MB relayed | of which failed |\n|---|---|---|---|---|---|---|\n");
     for t in targets.iter().filter(|t| o.only.as_deref().is_none_or(|n| n == t.name)) {
-        let Some(server) = start(t, backend) else { continue };
+        let Some(server) = start(t, backend, o.proxy_cpus.as_deref()) else { continue };
         let Some(pid) = server.pid() else { continue };
         eprintln!("== {}", t.name);
         let (hostport, prefix) = server.address(backend);
@@ -740,8 +1012,13 @@ fn hostport_of(s: &Server, backend: &BackendProcess) -> String {
     s.address(backend).0
 }
 
-/// Starts a target's server; None for a peer that is not installed.
-fn start(t: &Target, backend: &BackendProcess) -> Option<Server> {
+/// Starts a target's server on `cpus` (all of the bench's when None); None for a peer that is
+/// not installed.
+fn start(t: &Target, backend: &BackendProcess, cpus: Option<&[usize]>) -> Option<Server> {
+    wskit::cpus::spawned_on(cpus, || start_here(t, backend))
+}
+
+fn start_here(t: &Target, backend: &BackendProcess) -> Option<Server> {
     match &t.kind {
         Kind::Direct => Some(Server::Direct),
         Kind::Httpd { module, mode } => Some(Server::Httpd(Httpd::start(
@@ -760,9 +1037,9 @@ fn start(t: &Target, backend: &BackendProcess) -> Option<Server> {
     }
 }
 
-fn restart(s: Server, t: &Target, backend: &BackendProcess) -> Server {
+fn restart(s: Server, t: &Target, backend: &BackendProcess, cpus: Option<&[usize]>) -> Server {
     s.stop();
-    start(t, backend).expect("it started before")
+    start(t, backend, cpus).expect("it started before")
 }
 
 fn ratio(x: Option<f64>, base: Option<f64>) -> String {
@@ -790,6 +1067,15 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
          proxy_http (On).\n\n",
         o.secs, o.runs
     );
+    if o.proxy_cpus.is_some() || o.client_cpus.is_some() || o.backend_cpus.is_some() {
+        let show = |c: &Option<Vec<usize>>| c.as_deref().map_or("any".into(), wskit::cpus::list);
+        s += &format!(
+            "Pinned: proxy on CPUs {}, load client on {}, echo backend on {}.\n\n",
+            show(&o.proxy_cpus),
+            show(&o.client_cpus),
+            show(&o.backend_cpus)
+        );
+    }
     let empty = Results::default();
     let get = |n: &str| r.get(n).unwrap_or(&empty);
     let stock = get("stock wstunnel (Off)");
@@ -886,6 +1172,71 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
                 i.rss_kib_per_tunnel.map_or("–".into(), |v| format!("{v:.1}")),
                 i.threads.map_or("–".into(), |v| v.to_string())
             );
+        }
+    }
+    if names.iter().any(|n| get(n).churn.is_some()) {
+        s += &format!(
+            "\n## Connection churn (50 clients: open, one 64 B echo, Close, again; {} s)\n\n| target | handshakes/s | vs stock | vs nginx | failed | proxy CPU-ms per 1,000 | vs nginx |\n|---|---|---|---|---|---|---|\n",
+            o.secs
+        );
+        let hs = |x: &Results| x.churn.as_ref().map(|c| c.handshakes_per_s);
+        let cpu = |x: &Results| x.churn.as_ref().and_then(|c| c.cpu_ms_per_k);
+        for &n in &names {
+            let x = get(n);
+            let Some(c) = &x.churn else { continue };
+            s += &format!(
+                "| {n} | {:.0} | {} | {} | {} | {} | {} |\n",
+                c.handshakes_per_s,
+                ratio(hs(x), hs(stock)),
+                ratio(hs(x), hs(nginx)),
+                c.failures,
+                c.cpu_ms_per_k.map_or("–".into(), |v| format!("{v:.0}")),
+                ratio(cpu(x), cpu(nginx)),
+            );
+        }
+    }
+    if names.iter().any(|n| get(n).storm.is_some()) {
+        s += &format!(
+            "\n## Reconnect storm ({} live WebSockets, a graceful restart, every client reconnecting at once; old generation ended after {} s)\n\n| target | opened | ended with a Close | ended without | first end s | last end s | echoing again | all back after s | vs nginx | failed handshakes | proxy CPU-s |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+            o.storm,
+            wskit::peers::DRAIN_SECS
+        );
+        let back = |x: &Results| x.storm.as_ref().and_then(|st| st.all_back_s);
+        for &n in &names {
+            let x = get(n);
+            let Some(st) = &x.storm else { continue };
+            s += &format!(
+                "| {n} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} |\n",
+                st.opened,
+                st.closed,
+                st.dropped,
+                st.first_end_s,
+                st.last_end_s,
+                st.back,
+                st.all_back_s.map_or("never".into(), |v| format!("{v:.2}")),
+                ratio(back(x), back(nginx)),
+                st.failures,
+                st.cpu_s.map_or("–".into(), |v| format!("{v:.1}")),
+            );
+        }
+    }
+    if !o.scale.is_empty() {
+        s += &format!(
+            "\n## Scaling: 64 B ping-pong over {} connections, the proxy on 1, 2, 4, ... CPUs\n\n| target | CPUs | msgs/s | vs 1 CPU | of linear | proxy CPU-s per 1M round trips |\n|---|---|---|---|---|---|\n",
+            o.conns
+        );
+        for &n in &names {
+            let x = get(n);
+            let one = x.scale.iter().find(|(k, _)| *k == 1).map(|(_, p)| p.msgs_per_s);
+            for (k, p) in &x.scale {
+                s += &format!(
+                    "| {n} | {k} | {:.0} | {} | {} | {} |\n",
+                    p.msgs_per_s,
+                    ratio(Some(p.msgs_per_s), one),
+                    ratio(Some(p.msgs_per_s), one.map(|v| v * *k as f64)),
+                    p.cpu_s_per_m.map_or("–".into(), |c| format!("{c:.1}")),
+                );
+            }
         }
     }
     s
