@@ -71,8 +71,25 @@ impl Head {
 /// ends accepted; obsolete line folding refused). Returns the head and its length in bytes;
 /// whatever follows belongs to the body or, after a 101, to the tunnel.
 pub fn parse_head(buf: &[u8]) -> Result<(Head, usize), HeadError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut resp = httparse::Response::new(&mut fields);
+    // Most heads have a few fields: room for those on the stack, for the rare long one on the
+    // heap (256 fields on the stack were 8 KiB that every request thread that ever opened a
+    // tunnel kept in its RSS).
+    match parse_into(buf, &mut [httparse::EMPTY_HEADER; FEW_FIELDS]) {
+        Err(HeadError::Malformed(TOO_MANY)) => {
+            parse_into(buf, &mut vec![httparse::EMPTY_HEADER; MAX_FIELDS])
+        }
+        parsed => parsed,
+    }
+}
+
+const FEW_FIELDS: usize = 32;
+const TOO_MANY: &str = "too many header lines";
+
+fn parse_into<'a>(
+    buf: &'a [u8],
+    fields: &mut [httparse::Header<'a>],
+) -> Result<(Head, usize), HeadError> {
+    let mut resp = httparse::Response::new(fields);
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
@@ -82,9 +99,7 @@ pub fn parse_head(buf: &[u8]) -> Result<(Head, usize), HeadError> {
                 HeadError::Incomplete
             })
         }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(HeadError::Malformed("too many header lines"))
-        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Malformed(TOO_MANY)),
         Err(httparse::Error::Status) => return Err(HeadError::Malformed("bad status code")),
         Err(httparse::Error::Version) => {
             return Err(HeadError::Malformed("not an HTTP/1.x status line"))
@@ -341,6 +356,21 @@ mod tests {
         assert_eq!(h.reason, b"Switching Protocols");
         assert_eq!(h.get("upgrade"), Some(&b"websocket"[..]));
         assert_eq!(&raw[n..], b"\x81\x02hi");
+    }
+
+    #[test]
+    fn heads_of_up_to_256_fields_parse_and_longer_ones_are_refused() {
+        let head = |n: usize| {
+            let mut h = b"HTTP/1.1 101 Switching Protocols\r\n".to_vec();
+            (0..n).for_each(|i| h.extend(format!("X-{i}: {i}\r\n").into_bytes()));
+            h.extend(b"\r\n");
+            h
+        };
+        for n in [0, FEW_FIELDS, FEW_FIELDS + 1, MAX_FIELDS] {
+            let (h, _) = parse_head(&head(n)).unwrap_or_else(|e| panic!("{n} fields: {e:?}"));
+            assert_eq!(h.headers.len(), n);
+        }
+        assert_eq!(parse_head(&head(MAX_FIELDS + 1)), Err(HeadError::Malformed(TOO_MANY)));
     }
 
     #[test]

@@ -166,8 +166,9 @@ pub fn pump<I: Io>(
                 }
             }
             Some(Want::Discard) => {
-                // On the stack: a driver's future never holds it.
-                let mut scratch = [0u8; 4096];
+                // Rare (after our Close went out): a short-lived heap block, neither held by a
+                // driver's future nor a page of every request thread's stack.
+                let mut scratch = vec![0u8; 4096];
                 match io.recv(src, &mut scratch) {
                     Ok(n) => {
                         d.discarded(&scratch[..n], now);
