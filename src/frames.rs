@@ -1,17 +1,29 @@
 //! WebSocket frame boundaries (RFC 6455 §5.2) in one direction of a tunnel, from frame
-//! headers alone: payloads are counted, never read or unmasked. The relay uses it to end a
-//! drained tunnel politely: a Close frame may only go in between two frames (control frames
-//! may come between the fragments of a message, so any frame boundary will do).
+//! headers: payloads are counted, never read or unmasked, except the two bytes of a Close
+//! frame's status code. The relay uses it to end a drained tunnel politely: a Close frame may
+//! only go in between two frames (control frames may come between the fragments of a message,
+//! so any frame boundary will do); the end of a tunnel is logged with each side's close code
+//! and messages.
 #![forbid(unsafe_code)]
 
 /// Where the byte stream of one direction stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frames {
     state: State,
-    /// The opcode of the frame being passed.
+    /// The opcode of the frame being passed, its FIN bit and its masking key (if masked).
     opcode: u8,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    /// Payload bytes of that frame passed so far.
+    at: u64,
     /// A whole Close frame has passed: the sender will send nothing more.
     close_seen: bool,
+    /// The status code in the sender's Close frame (RFC 6455 §7.1.5); 1005 for a Close
+    /// without one; its first byte while the second is still to come.
+    close_code: Option<u16>,
+    /// Whole messages passed (data frames with FIN: a message of one frame or a fragmented
+    /// message's last).
+    messages: u64,
 }
 
 /// The longest frame header RFC 6455 allows: 2 bytes, an 8-byte length and a 4-byte mask.
@@ -33,7 +45,16 @@ impl State {
 
 impl Default for Frames {
     fn default() -> Self {
-        Frames { state: State::HEADER, opcode: 0, close_seen: false }
+        Frames {
+            state: State::HEADER,
+            opcode: 0,
+            fin: false,
+            mask: None,
+            at: 0,
+            close_seen: false,
+            close_code: None,
+            messages: 0,
+        }
     }
 }
 
@@ -69,8 +90,13 @@ impl Frames {
                 State::Payload { left } => {
                     let n = (*left).min(bytes.len() as u64);
                     *left -= n;
+                    let done = *left == 0;
+                    if self.opcode == 8 && self.at < 2 {
+                        self.code_bytes(&bytes[..n as usize]);
+                    }
+                    self.at += n;
                     bytes = &bytes[n as usize..];
-                    if *left == 0 {
+                    if done {
                         self.frame_done();
                     }
                 }
@@ -82,6 +108,10 @@ impl Frames {
                     bytes = &bytes[n..];
                     if *have >= 2 && *have == header_len(buf[1]) {
                         self.opcode = buf[0] & 0x0f;
+                        self.fin = buf[0] & 0x80 != 0;
+                        self.mask = (buf[1] & 0x80 != 0)
+                            .then(|| buf[*have - 4..*have].try_into().expect("4 bytes"));
+                        self.at = 0;
                         match payload_len(&buf[..*have]) {
                             None => self.state = State::Lost,
                             Some(0) => self.frame_done(),
@@ -118,6 +148,7 @@ impl Frames {
         if let State::Payload { left } = &mut self.state {
             debug_assert!(n as u64 <= *left);
             *left -= (n as u64).min(*left);
+            self.at += n as u64;
             if *left == 0 {
                 self.frame_done();
             }
@@ -126,7 +157,41 @@ impl Frames {
 
     fn frame_done(&mut self) {
         self.state = State::HEADER;
-        self.close_seen |= self.opcode == 8;
+        if self.opcode == 8 && !self.close_seen {
+            self.close_seen = true;
+            if self.at < 2 {
+                self.close_code = Some(1005);
+            }
+        }
+        if self.fin && self.opcode <= 2 {
+            self.messages += 1;
+        }
+    }
+
+    /// Payload bytes of a Close frame from offset `self.at` (< 2): its status code's.
+    fn code_bytes(&mut self, bytes: &[u8]) {
+        if self.close_seen {
+            return;
+        }
+        for (i, &b) in bytes.iter().take(2 - self.at as usize).enumerate() {
+            let pos = self.at as usize + i;
+            let b = b ^ self.mask.map_or(0, |k| k[pos % 4]);
+            self.close_code = Some(match pos {
+                0 => (b as u16) << 8,
+                _ => self.close_code.unwrap_or(0) | b as u16,
+            });
+        }
+    }
+
+    /// The status code of the sender's Close frame (1005 if it had none); None before a
+    /// whole Close frame passed.
+    pub fn close_code(&self) -> Option<u16> {
+        self.close_code.filter(|_| self.close_seen)
+    }
+
+    /// Whole messages passed this way.
+    pub fn messages(&self) -> u64 {
+        self.messages
     }
 
     /// A whole Close frame has passed this way.
@@ -282,6 +347,39 @@ mod tests {
         assert!(f.lost());
         // Whatever follows may be spliced in any amount.
         assert_eq!(f.payload_left(), u64::MAX);
+    }
+
+    #[test]
+    fn close_codes_and_messages_are_counted_in_any_chunking() {
+        let mut stream = frame(1, true, 5, true); // a message
+        stream.extend(frame(2, false, 300, true)); // a fragmented one: start,
+        stream.extend(frame(9, true, 4, true)); // a Ping between the fragments,
+        stream.extend(frame(0, false, 10, true)); // a middle,
+        stream.extend(frame(0, true, 70_000, true)); // its end
+        let before_close = stream.len();
+        let mut close = vec![0x0f, 0xa0]; // 4000
+        close.extend_from_slice(b"bye");
+        stream.extend(wskit::raw::frame(8, true, &close, Some([9, 8, 7, 6])));
+        for piece in [1, 2, 3, 5, 1000, stream.len()] {
+            let mut f = Frames::default();
+            for chunk in stream.chunks(piece) {
+                f.feed(chunk);
+                assert!(f.close_code().is_none() || f.at_boundary());
+            }
+            assert_eq!((f.messages(), f.close_code()), (2, Some(4000)), "piece {piece}");
+        }
+        // Unmasked (a backend's), and a Close without a body.
+        let mut f = Frames::default();
+        f.feed(&close_frame(1000, None));
+        assert_eq!(f.close_code(), Some(1000));
+        let mut f = Frames::default();
+        f.feed(&stream[..before_close]);
+        assert_eq!(f.close_code(), None);
+        f.feed(&[0x88, 0x00]);
+        assert_eq!(f.close_code(), Some(1005));
+        // A second Close changes nothing.
+        f.feed(&close_frame(1000, None));
+        assert_eq!(f.close_code(), Some(1005));
     }
 
     #[test]
