@@ -434,12 +434,23 @@ pub extern "C" fn wst_rs_child_stopping(_pchild: *mut ffi::apr_pool_t, graceful:
         (),
         || {
             let drains = shutdown::drains(graceful != 0, mpm::is_threaded());
+            let grace = shutdown::grace(mpm::graceful_shutdown_timeout());
             slog!(
                 Server::main(),
                 DEBUG,
-                "WST00004: child {} stopping ({})",
+                "WST00004: child {} stopping ({}); {}",
                 crate::sys::getpid(),
-                if drains { "graceful" } else { "not graceful" }
+                if drains { "graceful" } else { "not graceful" },
+                match grace {
+                    Some(g) if drains => format!(
+                        "once httpd stops or restarts, its tunnels get Close 1001 after {} ms \
+                         and are closed after {} ms",
+                        shutdown::polite_after(g).as_millis(),
+                        g.as_millis()
+                    ),
+                    _ if drains => "its tunnels run until they end".to_string(),
+                    _ => "its tunnels end now".to_string(),
+                }
             );
             shutdown::child_stopping(drains, mpm::graceful_shutdown_timeout())
         },

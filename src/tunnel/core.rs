@@ -147,7 +147,8 @@ pub const RELEASE_AFTER: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Buffers {
     /// The tunnel has its thread to itself (the poll driver): the direction keeps its buffer
-    /// (and kernel pipe) while it is busy and frees them after [`RELEASE_AFTER`] without traffic.
+    /// (and kernel pipe) while it is busy and gives them back after [`RELEASE_AFTER`] without
+    /// traffic.
     Keep,
     /// Many tunnels share the thread (the runtime): a buffer goes back to the thread's pool as
     /// soon as it is empty, so memory follows the bytes in flight, not the tunnels.
@@ -208,8 +209,9 @@ thread_local! {
     static POOL: RefCell<Vec<PageBuffer>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Buffers a thread keeps for reuse ([`Buffers::Share`]): enough for the read-then-write of a
-/// message in each direction; a buffer held back by a slow reader is its direction's own.
+/// Buffers a thread keeps for reuse: enough for the read-then-write of a message in each
+/// direction; a buffer held back by a slow reader is its direction's own. A pooled buffer
+/// costs only the pages that were ever written to it (`PageBuffer`).
 const POOL_MAX: usize = 4;
 
 fn take_buffer() -> PageBuffer {
@@ -345,7 +347,7 @@ impl Direction {
     /// driver then closes its kernel pipe too).
     pub fn release_if_quiet(&mut self, now: Tick) -> bool {
         if self.release_at().is_some_and(|t| now >= t) {
-            self.buf = None;
+            self.give_back();
         }
         self.buf.is_none() && !self.pending()
     }
@@ -500,11 +502,7 @@ impl Direction {
             if self.buffers == Buffers::Keep && !self.shut_out && !self.eof_in {
                 return;
             }
-            if let Some(b) = self.buf.take() {
-                if self.buffers == Buffers::Share {
-                    give_buffer(b);
-                }
-            }
+            self.give_back();
         }
     }
 
@@ -556,7 +554,7 @@ impl Direction {
     fn share_buffers(&mut self) {
         self.buffers = Buffers::Share;
         if !self.pending() {
-            self.buf = None;
+            self.give_back();
             (self.start, self.end) = (0, 0);
         }
     }
@@ -564,6 +562,24 @@ impl Direction {
     /// Bytes moved since the last call (for the status board).
     pub fn take_unshown(&mut self) -> u64 {
         std::mem::take(&mut self.unshown)
+    }
+}
+
+impl Direction {
+    /// The buffer, if any, goes back to the thread's pool.
+    fn give_back(&mut self) {
+        if let Some(b) = self.buf.take() {
+            give_buffer(b);
+        }
+    }
+}
+
+impl Drop for Direction {
+    /// A tunnel's end gives its buffer to the next tunnel of the thread: mapping and unmapping
+    /// one per tunnel cost a churn of short WebSockets two mmap and two munmap calls each, and
+    /// the page faults and TLB shootdowns that come with them.
+    fn drop(&mut self) {
+        self.give_back();
     }
 }
 

@@ -94,9 +94,14 @@ pub fn set_drain_timeout(d: Option<Duration>) {
 
 /// How long tunnels may run on in a graceful drain (the polite end being its last second);
 /// None: until they end.
-fn grace(graceful_shutdown_timeout_secs: i32) -> Option<Duration> {
+pub fn grace(graceful_shutdown_timeout_secs: i32) -> Option<Duration> {
     let drain = *lock(&state().drain_timeout);
     drain_window(graceful_shutdown_timeout_secs, drain)
+}
+
+/// When, in a drain of `grace`, the polite end begins (its last second, or its second half).
+pub fn polite_after(grace: Duration) -> Duration {
+    grace - POLITE.min(grace / 2)
 }
 
 /// Before httpd's own deadline (GracefulShutdownTimeout, less a margin), and after
@@ -182,7 +187,7 @@ pub fn child_stopping(graceful: bool, graceful_shutdown_timeout_secs: i32) {
             std::thread::sleep(WATCH_EVERY);
         }
         *lock(&state().drain_deadline) = Some(Instant::now() + grace);
-        let polite = grace - POLITE.min(grace / 2);
+        let polite = polite_after(grace);
         std::thread::sleep(polite);
         close_politely();
         std::thread::sleep(grace - polite);

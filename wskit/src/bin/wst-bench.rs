@@ -731,9 +731,14 @@ impl Server {
         }
     }
 
+    /// Stops the server; with `WST_BENCH_LOGLEVEL` set (httpd's `LogLevel` in the run), prints
+    /// httpd's error log.
     fn stop(self) {
         if let Server::Httpd(h) = self {
-            h.stop();
+            let log = h.stop();
+            if std::env::var_os("WST_BENCH_LOGLEVEL").is_some() {
+                eprintln!("{log}");
+            }
         }
     }
 
@@ -1027,7 +1032,7 @@ fn start_here(t: &Target, backend: &BackendProcess) -> Option<Server> {
                 .var("BACKEND", &backend.addr)
                 .var("MODE", mode)
                 .var("TLS", TLS_CONF.get().cloned().unwrap_or_default())
-                .var("LOGLEVEL", "warn"),
+                .var("LOGLEVEL", std::env::var("WST_BENCH_LOGLEVEL").unwrap_or("warn".into())),
         ))),
         Kind::Peer(start) => start(&backend.addr).map(Server::Peer),
         Kind::NginxTls => {
