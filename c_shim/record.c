@@ -299,7 +299,8 @@ void wst_record_probe_logio(wst_logio_probe *out)
     apr_pool_destroy(p);
 }
 
-int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backend_to_client)
+int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backend_to_client,
+                   const char *const *env)
 {
     ap_HOOK_log_transaction_t *hook = log_config_hook();
     APR_OPTIONAL_FN_TYPE(ap_logio_add_bytes_in) *add_in = APR_RETRIEVE_OPTIONAL_FN(ap_logio_add_bytes_in);
@@ -376,6 +377,10 @@ int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backe
     r->subprocess_env = get_table(&rd, p);
     apr_table_unset(r->subprocess_env, "wstunnel-handoff");
     apr_table_setn(r->subprocess_env, "wstunnel-end", "1");
+    /* The tunnel's own variables (name, value, ..., NULL), copied into the record's pool. */
+    for (i = 0; env != NULL && env[i] != NULL && env[i + 1] != NULL; i += 2) {
+        apr_table_set(r->subprocess_env, env[i], env[i + 1]);
+    }
     r->notes = apr_table_make(p, 1);
     r->trailers_in = apr_table_make(p, 1);
     r->trailers_out = apr_table_make(p, 1);

@@ -76,7 +76,8 @@ int wst_encoded_slashes_nodecode(request_rec *r);
  * wst_record_probe_logio). */
 typedef struct wst_record wst_record;
 wst_record *wst_record_take(request_rec *r);
-int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backend_to_client);
+int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backend_to_client,
+                   const char *const *env);
 void wst_record_free(wst_record *rec);
 int wst_record_has_log_config(void);
 /* mod_logio tried on a scratch connection: loaded, its optional functions present, where

@@ -107,3 +107,88 @@ async fn every_tunnel_is_logged_once_with_101_duration_and_bytes() {
     );
     h.stop();
 }
+
+/// One WebSocket through `url`: one echo, then `close` (a Close with that code from the client;
+/// None: the client drops its connection without one). A backend path with `/bye` closes
+/// with 4001 after the echo; the client answers it.
+async fn closing(url: &str, close: Option<u16>) {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let (mut ws, _) = connect(url).await.unwrap();
+    let m = Message::text("one message");
+    assert_eq!(echo(&mut ws, m.clone()).await, m);
+    if url.contains("/bye") {
+        while let Some(Ok(_)) = ws.next().await {}
+        return;
+    }
+    match close {
+        Some(code) => {
+            ws.close(Some(CloseFrame { code: code.into(), reason: "".into() })).await.unwrap();
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+        None => drop(ws),
+    }
+}
+
+/// The access log says why each WebSocket ended (`%{wstunnel-close-client}e`, ...), for
+/// synchronous tunnels and asynchronous ones alike: a client's Close 1000 or 4000, a backend's
+/// 4001, no Close at all, and the drain's 1001 on a graceful restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn close_codes_and_who_ended_reach_the_access_log() {
+    let b = Backend::start("closes");
+    let h = Httpd::start(
+        Config::new("access_log.conf.in")
+            .ports(1)
+            .var("BACKEND", format!("127.0.0.1:{}", b.port())),
+    );
+    let sync = h.url("/echo/");
+    let asynchronous = format!("ws://127.0.0.1:{}/echo/", h.ports[0]);
+    let cases: [(&str, Option<u16>, &str); 4] = [
+        ("normal", Some(1000), "client=1000 backend=1000 by=client in=1 out=1"),
+        ("app", Some(4000), "client=4000 backend=4000 by=client in=1 out=1"),
+        ("bye", None, "client=4001 backend=4001 by=backend in=1 out=1"),
+        ("dropped", None, "client=- backend=- by=client in=1 out=1"),
+    ];
+    for base in [&sync, &asynchronous] {
+        for (name, close, _) in cases {
+            closing(&format!("{base}{name}"), close).await;
+        }
+    }
+    // The drain of a graceful restart: both sides get Close 1001 and answer with theirs.
+    let mut held = Vec::new();
+    for base in [&sync, &asynchronous] {
+        let (mut ws, _) = connect(&format!("{base}drained")).await.unwrap();
+        let m = Message::text("before the restart");
+        assert_eq!(echo(&mut ws, m.clone()).await, m);
+        held.push(ws);
+    }
+    // The asynchronous one has left its thread (WST02010) before the restart.
+    assert!(h.wait_log("WST02010", Duration::from_secs(5)), "{}", h.error_log());
+    h.signal(libc::SIGUSR1);
+    for mut ws in held {
+        while let Some(Ok(_)) = ws.next().await {}
+    }
+    let log = || read_log(&h, "closes_log");
+    let end = Instant::now() + Duration::from_secs(10);
+    while log().lines().count() < 10 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = log();
+    assert_eq!(log.lines().count(), 10, "{log}");
+    let drained = ("drained", None, "client=1001 backend=1001 by=proxy in=1 out=1");
+    for (name, _, expected) in cases.iter().chain([&drained]) {
+        // One record each for the synchronous and the asynchronous tunnel, both alike.
+        let lines: Vec<&str> =
+            log.lines().filter(|l| l.starts_with(&format!("/echo/{name} "))).collect();
+        assert_eq!(lines.len(), 2, "{name}: {log}");
+        for got in lines {
+            assert!(got.ends_with(expected), "{got} (expected {expected})");
+        }
+    }
+    // WST02011 and the synchronous end lines say the same.
+    let errors = h.error_log();
+    assert!(
+        errors.contains("ended by the backend, Close from client 4001, from backend 4001"),
+        "{errors}"
+    );
+    h.stop();
+}

@@ -7,6 +7,7 @@ use super::log::{INFO, WARNING};
 use super::{Request, Server};
 use crate::ffi;
 use crate::slog;
+use std::ffi::CString;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -89,15 +90,32 @@ impl LogRecord {
         NonNull::new(unsafe { ffi::wst_record_take(r.as_ptr()) }).map(LogRecord)
     }
 
-    /// Logs the tunnel's end with its bytes each way; false when mod_log_config is not loaded.
-    pub fn log(self, client_to_backend: u64, backend_to_client: u64) -> bool {
+    /// Logs the tunnel's end with its bytes each way and `env` added to the request's
+    /// environment; false when mod_log_config is not loaded.
+    pub fn log(
+        self,
+        client_to_backend: u64,
+        backend_to_client: u64,
+        env: Option<&[(&str, String); 5]>,
+    ) -> bool {
+        let strings: Vec<CString> = env
+            .into_iter()
+            .flatten()
+            .flat_map(|(k, v)| [k.to_string(), v.clone()])
+            .filter_map(|s| CString::new(s).ok())
+            .collect();
+        let mut ptrs: Vec<*const std::os::raw::c_char> =
+            strings.iter().map(|s| s.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
         // SAFETY: the record is ours and valid until dropped (below); logging may run on any
-        // thread (a private pool, mod_log_config's writers).
+        // thread (a private pool, mod_log_config's writers). `ptrs` is a NULL-terminated array
+        // of NUL-terminated strings (`strings`) that outlive the call; the shim copies them.
         unsafe {
             ffi::wst_record_log(
                 self.0.as_ptr(),
                 client_to_backend as ffi::apr_off_t,
                 backend_to_client as ffi::apr_off_t,
+                ptrs.as_ptr(),
             ) != 0
         }
     }

@@ -100,27 +100,30 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
         }
         Driver::Runtime | Driver::RuntimeFiltered => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            if matches!(driver, Driver::Runtime) {
-                return rt.block_on(runtime_relay(
+            let (core, end) = if matches!(driver, Driver::Runtime) {
+                rt.block_on(runtime_relay(
                     Socket::Own(OwnedFd::from(rc)),
                     [None, None],
                     Socket::Own(OwnedFd::from(rb)),
                     runtime_core(setup.timeouts, frames),
                     Meter::default(),
                     rx,
+                ))
+            } else {
+                let (mut cf, mut bf) = (filtered(&rc), filtered(&rb));
+                let out = rt.block_on(runtime_relay(
+                    Socket::Lent(rc.as_raw_fd()),
+                    [Some(&mut cf), Some(&mut bf)],
+                    Socket::Lent(rb.as_raw_fd()),
+                    runtime_core(setup.timeouts, frames),
+                    Meter::default(),
+                    rx,
                 ));
-            }
-            let (mut cf, mut bf) = (filtered(&rc), filtered(&rb));
-            let out = rt.block_on(runtime_relay(
-                Socket::Lent(rc.as_raw_fd()),
-                [Some(&mut cf), Some(&mut bf)],
-                Socket::Lent(rb.as_raw_fd()),
-                runtime_core(setup.timeouts, frames),
-                Meter::default(),
-                rx,
-            ));
-            drop((rc, rb));
-            out
+                drop((rc, rb));
+                out
+            };
+            let (c2b, b2c) = core.moved();
+            (c2b, b2c, end)
         }
     });
     Running { join, stop, phase, setup }

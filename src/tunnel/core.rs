@@ -13,6 +13,7 @@
 //! Either way an idle tunnel holds none, and a busy one allocates nothing per message.
 
 use super::bulk::{self, Next};
+use super::summary::{self, Summary};
 use crate::frames::Frames;
 use crate::sys::{PageBuffer, CHUNK};
 use std::cell::RefCell;
@@ -254,6 +255,8 @@ pub struct Direction {
     active: Tick,
     /// Since when the bytes in flight wait for the destination (the write-stall clock).
     waiting: Tick,
+    /// When (in [`summary::order`]) the sender began to end: its Close passed or its FIN came.
+    ending: Option<u64>,
 }
 
 impl Direction {
@@ -281,6 +284,7 @@ impl Direction {
             unshown: 0,
             active: now,
             waiting: now,
+            ending: None,
         };
         d.load(pre);
         if let Some(f) = d.frames.as_mut() {
@@ -449,11 +453,19 @@ impl Direction {
     pub fn discarded(&mut self, bytes: &[u8], now: Tick) {
         if bytes.is_empty() {
             self.eof_in = true;
-            return;
+            return self.note_ending();
         }
         self.active = now;
         if let Some(f) = self.frames.as_mut() {
             f.feed(bytes);
+        }
+        self.note_ending();
+    }
+
+    /// Notes the moment the sender began to end (its Close passed, or its FIN came), once.
+    fn note_ending(&mut self) {
+        if self.ending.is_none() && (self.eof_in || self.frames.is_some_and(|f| f.close_seen())) {
+            self.ending = Some(summary::order());
         }
     }
 
@@ -509,6 +521,7 @@ impl Direction {
     /// A closing direction whose bytes reached a boundary, with nothing in flight, queues its
     /// Close (or notes that the sender's went).
     fn settle(&mut self) {
+        self.note_ending();
         let Some(f) = self.frames else { return };
         if self.eof_in && matches!(self.polite, Polite::Closing | Polite::Due { .. }) {
             self.polite = Polite::Closed;
@@ -656,6 +669,12 @@ impl Core {
 
     pub fn frames(&self) -> (Option<Frames>, Option<Frames>) {
         (self.dirs[0].frames, self.dirs[1].frames)
+    }
+
+    /// What the logs say of a WebSocket tunnel that ended with `end` (None: not WebSocket).
+    pub fn summary(&self, end: &End) -> Option<Summary> {
+        let [c2b, b2c] = &self.dirs;
+        Summary::of(end, [c2b.frames?, b2c.frames?], [c2b.ending, b2c.ending])
     }
 
     pub fn polite(&self) -> bool {

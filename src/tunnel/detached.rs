@@ -17,6 +17,7 @@
 use super::core::{Core, End, Side, Tick};
 use super::filters::{self, Filters, Readiness};
 use super::pump::{pump, Io, Pipe};
+use super::summary::Summary;
 use crate::status::Meter;
 use crate::sys::{recv, send, shutdown_write, splice};
 use once_cell::sync::OnceCell;
@@ -36,6 +37,8 @@ pub struct Report {
     pub client_to_backend: u64,
     pub backend_to_client: u64,
     pub ending: End,
+    /// Why a WebSocket tunnel ended (None: not WebSocket).
+    pub summary: Option<Summary>,
 }
 
 /// An end through httpd's connection filters (TLS: mod_ssl) on the runtime: the filters as
@@ -344,9 +347,11 @@ pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
             since = handed_over(f).await;
         }
         let filtered = [client.as_deref_mut(), backend.as_deref_mut()];
-        let (c2b, b2c, ending) = relay(t.client, filtered, t.backend, t.core, meter, stop).await;
+        let (core, ending) = relay(t.client, filtered, t.backend, t.core, meter, stop).await;
         drop(t.board);
-        on_end(Report { client_to_backend: c2b, backend_to_client: b2c, ending });
+        let (c2b, b2c) = core.moved();
+        let summary = core.summary(&ending);
+        on_end(Report { client_to_backend: c2b, backend_to_client: b2c, ending, summary });
         if client.is_some() || backend.is_some() {
             for f in [client.as_deref_mut(), backend.as_deref_mut()].into_iter().flatten() {
                 f.ended();
@@ -404,12 +409,11 @@ pub(super) async fn relay(
     core: Core,
     meter: Meter,
     mut phase: Phases,
-) -> (u64, u64, End) {
-    let (c2b, b2c) = core.moved();
+) -> (Core, End) {
     let fds = match (register(client), register(backend)) {
         (Ok(c), Ok(b)) => [c, b],
-        (Err(e), _) => return (c2b, b2c, End::Failed(Side::Client, e)),
-        (_, Err(e)) => return (c2b, b2c, End::Failed(Side::Backend, e)),
+        (Err(e), _) => return (core, End::Failed(Side::Client, e)),
+        (_, Err(e)) => return (core, End::Failed(Side::Backend, e)),
     };
     let mut tunnel =
         Task { core: core.into_runtime(), pipes: Default::default(), armed: None, meter };
@@ -452,8 +456,7 @@ pub(super) async fn relay(
     if let Some((c2b, b2c)) = tunnel.core.to_show(Tick::now(), true) {
         tunnel.meter.add(c2b, b2c);
     }
-    let (c2b, b2c) = tunnel.core.moved();
-    (c2b, b2c, end)
+    (tunnel.core, end)
 }
 
 /// A tunnel's state in its task.

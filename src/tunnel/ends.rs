@@ -8,6 +8,7 @@ use super::filters::Filters;
 use super::handoff::{async_handoff_at, handoff, room_to_hold, Client};
 use super::limits::Timeouts;
 use super::relay::{self, Ends, Peer, Stops};
+use super::summary::Summary;
 use super::upgraded::{Established, Upgraded};
 use crate::httpd::codes::{DONE, SUSPENDED};
 use crate::httpd::log::{DEBUG, INFO, WARNING};
@@ -167,7 +168,12 @@ pub fn run<'r>(r: &Request<'r>, e: Established<'_, 'r>) -> i32 {
         }
     }
     let (c2b, b2c) = out.moved();
-    log_end(r, &out.end, &format!("{c2b} bytes client to backend, {b2c} bytes backend to client"));
+    let summary = out.core.summary(&out.end);
+    log_end(r, &out.end, c2b, b2c, summary.as_ref());
+    // For the access log: %{wstunnel-close-client}e and the others.
+    for (name, value) in summary.iter().flat_map(Summary::env) {
+        r.set_env(name, &value);
+    }
     if out.end.abort_client() {
         // Close the client now, without lingering or flushing: the tunnel is over on both
         // sides, and a client that stopped reading would otherwise hold the thread for
@@ -200,7 +206,14 @@ fn relay_here(t: &Upgraded, core: Core, stops: Stops, meter: status::Meter) -> r
 }
 
 /// The error log's line for a tunnel that ended on its request thread (every kind of end).
-pub(super) fn log_end(r: &Request, end: &End, bytes: &str) {
+pub(super) fn log_end(r: &Request, end: &End, c2b: u64, b2c: u64, summary: Option<&Summary>) {
     let level = if end.is_notable() { INFO } else { DEBUG };
-    rlog!(r, level, "{}: {}; {bytes}", end.id(), end.describe());
+    let ws = summary.map_or(String::new(), |s| format!("; {}", s.describe()));
+    rlog!(
+        r,
+        level,
+        "{}: {}; {c2b} bytes client to backend, {b2c} bytes backend to client{ws}",
+        end.id(),
+        end.describe()
+    );
 }

@@ -5,6 +5,7 @@ use super::core::Core;
 use super::detached;
 use super::filter_ends::{Owner, Tls};
 use super::limits::may_hold_backend;
+use super::summary::Summary;
 use super::upgraded::Upgraded;
 use crate::httpd::log::{ERR, INFO, WARNING};
 use crate::httpd::mpm;
@@ -166,9 +167,10 @@ pub(super) fn handoff(
         drop(busy);
         let (c2b, b2c) = (rep.client_to_backend, rep.backend_to_client);
         if let Some(record) = record {
-            record.log(c2b, b2c);
+            record.log(c2b, b2c, rep.summary.as_ref().map(Summary::env).as_ref());
         }
-        let how = rep.ending.describe();
+        let ws = rep.summary.as_ref().map_or(String::new(), |s| format!("; {}", s.describe()));
+        let how = format!("{}{ws}", rep.ending.describe());
         let msg = format!(
             "WST02011: asynchronous tunnel ended: {what} 101 {}ms, {} bytes client to backend, {} bytes backend to client; {how}",
             since_ms(arrived),

@@ -18,6 +18,7 @@ pub mod limits;
 mod pump;
 pub mod relay;
 pub mod shutdown;
+pub mod summary;
 
 #[cfg(feature = "httpd")]
 pub(crate) use crate::sys::{wait_backend, Waited};

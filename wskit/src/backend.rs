@@ -281,14 +281,17 @@ async fn serve<S: Conn>(
     cfg.max_frame_size = Some(64 << 20);
     let stream = PrefixedStream { prefix: buf, inner: sock };
     let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(cfg)).await;
-    echo(ws, ev).await;
+    echo(ws, ev, path.contains("/bye")).await;
     Ok(())
 }
 
+/// Echoes every message; `bye`: after the first echo, the backend closes with 4001.
 async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     ws: WebSocketStream<S>,
     ev: Arc<Mutex<Vec<Event>>>,
+    bye: bool,
 ) {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     let (mut tx, mut rx) = ws.split();
     while let Some(Ok(m)) = rx.next().await {
         use tokio_tungstenite::tungstenite::Message;
@@ -296,6 +299,12 @@ async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             Message::Text(_) | Message::Binary(_) => {
                 if tx.send(m).await.is_err() {
                     return;
+                }
+                if bye {
+                    let frame = CloseFrame { code: 4001.into(), reason: "bye".into() };
+                    if tx.send(Message::Close(Some(frame))).await.is_err() {
+                        return;
+                    }
                 }
             }
             Message::Close(frame) => {
