@@ -244,8 +244,8 @@ async fn a_tls_client_that_never_reads_is_cut_off_after_the_write_stall() {
     assert!(line.contains("client took no data for 2s"), "{line}");
     // Far less than the backend had to send went through: the rest waited for nobody.
     let to_client: u64 = line
-        .split(", ")
-        .find_map(|p| p.strip_suffix(" bytes backend to client"))
+        .split([',', ';'])
+        .find_map(|p| p.trim().strip_suffix(" bytes backend to client"))
         .and_then(|n| n.parse().ok())
         .unwrap_or(u64::MAX);
     assert!(to_client < 256 << 20, "{line}");
