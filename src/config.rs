@@ -52,7 +52,7 @@ pub struct ServerConfig {
     /// graceful restart or stop begins; unset means GracefulShutdownTimeout.
     pub drain: Option<Duration>,
     /// `ProxyWebsocketAsyncThreads` (server config only): the relay threads of a child;
-    /// unset means one per CPU the child may run on.
+    /// unset means the CPUs httpd may run on shared out over its children ([`async_threads`]).
     pub async_threads: Option<u64>,
 }
 

@@ -91,6 +91,14 @@ fn request_guard(r: *mut ffi::request_rec, what: &str, f: impl FnOnce(&Request) 
 }
 
 /// Runs a directive's handler: its error message, or NULL when the value was taken.
+/// The check of a directive that applies to whole child processes: not in a virtual host.
+fn main_server_only(cmd: &Cmd) -> Result<(), String> {
+    if cmd.server().is_virtual() {
+        return Err("only in the server configuration (it applies to whole child processes)".into());
+    }
+    Ok(())
+}
+
 fn directive(
     cmd: *mut ffi::cmd_parms,
     name: &str,
@@ -250,11 +258,7 @@ pub extern "C" fn wst_rs_cmd_drain_timeout(
     // SAFETY: httpd passes the argument as a NUL-terminated string.
     let a = unsafe { arg(a) };
     directive(cmd, "ProxyWebsocketDrainTimeout", |cmd| {
-        if cmd.server().is_virtual() {
-            return Err(
-                "only in the server configuration (it applies to whole child processes)".into()
-            );
-        }
+        main_server_only(cmd)?;
         cmd.server_config().drain = Some(parse_duration(&a)?);
         Ok(())
     })
@@ -269,11 +273,7 @@ pub extern "C" fn wst_rs_cmd_async_threads(
     // SAFETY: httpd passes the argument as a NUL-terminated string.
     let a = unsafe { arg(a) };
     directive(cmd, "ProxyWebsocketAsyncThreads", |cmd| {
-        if cmd.server().is_virtual() {
-            return Err(
-                "only in the server configuration (it applies to whole child processes)".into()
-            );
-        }
+        main_server_only(cmd)?;
         cmd.server_config().async_threads = Some(parse_threads(&a)?);
         Ok(())
     })

@@ -10,6 +10,15 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+/// access_log.conf.in: synchronous tunnels on the main port, asynchronous ones on `ports[0]`.
+fn server(b: &Backend) -> Httpd {
+    Httpd::start(
+        Config::new("access_log.conf.in")
+            .ports(1)
+            .var("BACKEND", format!("127.0.0.1:{}", b.port())),
+    )
+}
+
 fn tunnels_log(h: &Httpd) -> String {
     read_log(h, "tunnels_log")
 }
@@ -54,11 +63,7 @@ async fn tunnel(url: &str, agent: &str, hold: Duration) {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_tunnel_is_logged_once_with_101_duration_and_bytes() {
     let b = Backend::start("logs");
-    let h = Httpd::start(
-        Config::new("access_log.conf.in")
-            .ports(1)
-            .var("BACKEND", format!("127.0.0.1:{}", b.port())),
-    );
+    let h = server(&b);
     tunnel(&h.url("/echo/sync"), "agent-sync", Duration::from_millis(300)).await;
     tunnel(
         &format!("ws://127.0.0.1:{}/echo/async", h.ports[0]),
@@ -135,11 +140,7 @@ async fn closing(url: &str, close: Option<u16>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn close_codes_and_who_ended_reach_the_access_log() {
     let b = Backend::start("closes");
-    let h = Httpd::start(
-        Config::new("access_log.conf.in")
-            .ports(1)
-            .var("BACKEND", format!("127.0.0.1:{}", b.port())),
-    );
+    let h = server(&b);
     let sync = h.url("/echo/");
     let asynchronous = format!("ws://127.0.0.1:{}/echo/", h.ports[0]);
     let cases: [(&str, Option<u16>, &str); 4] = [

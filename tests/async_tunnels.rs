@@ -16,6 +16,18 @@ fn server(b: &Backend) -> Httpd {
     server2(b, b)
 }
 
+/// `n` WebSockets to `path`, each echoing one message.
+async fn open_echoed(h: &Httpd, path: &str, n: usize) -> Vec<Ws> {
+    let mut all = Vec::new();
+    for i in 0..n {
+        let (mut ws, _) = connect(&h.url(path)).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}"));
+        let m = Message::text(format!("hello {i}"));
+        assert_eq!(echo(&mut ws, m.clone()).await, m);
+        all.push(ws);
+    }
+    all
+}
+
 fn server2(b: &Backend, b2: &Backend) -> Httpd {
     Httpd::start(
         Config::new("async.conf.in")
@@ -41,14 +53,7 @@ async fn busy_tunnels_spread_over_the_relay_threads() {
     let b = Backend::start("spread");
     let h = server(&b);
     const N: usize = 100;
-    let mut all = Vec::new();
-    for i in 0..N {
-        let (mut ws, _) =
-            connect(&h.url("/echo/spread")).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}"));
-        let m = Message::text(format!("hello {i}"));
-        assert_eq!(echo(&mut ws, m.clone()).await, m);
-        all.push(ws);
-    }
+    let all = open_echoed(&h, "/echo/spread", N).await;
     assert_eq!(wait_count(&h, "WST02010", N, Duration::from_secs(5)), N);
     let child = h.children()[0];
     let before = thread_cpu(child, "wst-async");
@@ -102,14 +107,7 @@ async fn far_more_tunnels_than_request_threads() {
     let b = Backend::start("async");
     let h = server(&b);
     const N: usize = 300;
-    let mut all = Vec::new();
-    for i in 0..N {
-        let (mut ws, _) =
-            connect(&h.url("/echo/many")).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}"));
-        let m = Message::text(format!("hello {i}"));
-        assert_eq!(echo(&mut ws, m.clone()).await, m);
-        all.push(ws);
-    }
+    let mut all = open_echoed(&h, "/echo/many", N).await;
     // The request threads are free: plain HTTP is served.
     let (resp, body) = raw::get(h.port, "/index.html", "");
     assert_eq!((resp.status, body.as_str()), (200, "local index\n"));

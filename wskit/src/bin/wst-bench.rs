@@ -436,18 +436,24 @@ fn footprint(root: u32) -> Footprint {
     Footprint { rss, pss, threads }
 }
 
-async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32>) -> Idle {
-    let before = pid.map(footprint);
+/// Opens a WebSocket and sends `msg` (a frame) once, reading its echo.
+async fn open_and_echo(hostport: &str, prefix: &str, msg: &[u8]) -> std::io::Result<Conn> {
+    let mut s = open(hostport, prefix).await?;
+    let mut back = vec![0u8; msg.len()];
+    s.write_all(msg).await?;
+    s.read_exact(&mut back).await?;
+    Ok(s)
+}
+
+/// Opens `n` WebSockets, 200 handshakes at a time, each given 5 s; those that opened.
+async fn open_many(hostport: &str, prefix: &str, n: usize) -> Vec<Conn> {
     let sem = Arc::new(tokio::sync::Semaphore::new(200));
     let tasks: Vec<_> = (0..n)
         .map(|_| {
             let (hp, px, sem) = (hostport.to_string(), prefix.to_string(), sem.clone());
             tokio::spawn(async move {
                 let _permit = sem.acquire().await.unwrap();
-                tokio::time::timeout(Duration::from_secs(5), open(&hp, &px))
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok())
+                tokio::time::timeout(Duration::from_secs(5), open(&hp, &px)).await.ok()?.ok()
             })
         })
         .collect();
@@ -457,6 +463,12 @@ async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32
             socks.push(s);
         }
     }
+    socks
+}
+
+async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32>) -> Idle {
+    let before = pid.map(footprint);
+    let socks = open_many(hostport, prefix, n).await;
     let opened = socks.len();
     tokio::time::sleep(Duration::from_secs(hold)).await;
     let after = pid.map(footprint);
@@ -521,10 +533,7 @@ async fn churn(hostport: &str, prefix: &str, conns: usize, secs: u64, pid: Optio
                 let close = wskit::raw::client_frame(8, &1000u16.to_be_bytes());
                 while Instant::now() < deadline {
                     let once = async {
-                        let mut s = open(&hp, &px).await?;
-                        let mut back = vec![0u8; msg.len()];
-                        s.write_all(&msg).await?;
-                        s.read_exact(&mut back).await?;
+                        let mut s = open_and_echo(&hp, &px, &msg).await?;
                         s.write_all(&close).await?;
                         Ok::<_, std::io::Error>(())
                     };
@@ -581,22 +590,7 @@ enum Ended {
 /// `n` live WebSockets; then the server reloads (`server.reload()`) and every client whose
 /// connection ends reconnects at once and echoes once.
 async fn storm(server: &Server, hostport: &str, prefix: &str, n: usize) -> Storm {
-    let mut socks = Vec::new();
-    let sem = Arc::new(tokio::sync::Semaphore::new(200));
-    let opening: Vec<_> = (0..n)
-        .map(|_| {
-            let (hp, px, sem) = (hostport.to_string(), prefix.to_string(), sem.clone());
-            tokio::spawn(async move {
-                let _permit = sem.acquire().await.unwrap();
-                tokio::time::timeout(Duration::from_secs(5), open(&hp, &px)).await.ok()?.ok()
-            })
-        })
-        .collect();
-    for t in opening {
-        if let Ok(Some(s)) = t.await {
-            socks.push(s);
-        }
-    }
+    let socks = open_many(hostport, prefix, n).await;
     let opened = socks.len();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let give_up = Instant::now() + Duration::from_secs(wskit::peers::DRAIN_SECS + 60);
@@ -622,13 +616,7 @@ async fn storm(server: &Server, hostport: &str, prefix: &str, n: usize) -> Storm
                 }
                 let msg = frame(b"back again?");
                 while Instant::now() < give_up {
-                    let again = async {
-                        let mut s = open(&hp, &px).await?;
-                        let mut back = vec![0u8; msg.len()];
-                        s.write_all(&msg).await?;
-                        s.read_exact(&mut back).await?;
-                        Ok::<_, std::io::Error>(s)
-                    };
+                    let again = open_and_echo(&hp, &px, &msg);
                     match tokio::time::timeout(Duration::from_secs(10), again).await {
                         // Kept open until the storm is over, as a real client would.
                         Ok(Ok(s)) => return (ended, ended_at, Some((Instant::now(), s)), failures),
