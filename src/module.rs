@@ -90,7 +90,6 @@ fn request_guard(r: *mut ffi::request_rec, what: &str, f: impl FnOnce(&Request) 
     )
 }
 
-/// Runs a directive's handler: its error message, or NULL when the value was taken.
 /// The check of a directive that applies to whole child processes: not in a virtual host.
 fn main_server_only(cmd: &Cmd) -> Result<(), String> {
     if cmd.server().is_virtual() {
@@ -99,6 +98,7 @@ fn main_server_only(cmd: &Cmd) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs a directive's handler: its error message, or NULL when the value was taken.
 fn directive(
     cmd: *mut ffi::cmd_parms,
     name: &str,

@@ -456,24 +456,20 @@ pub fn thread_usage() -> (std::time::Duration, u64) {
 mod tests {
     use super::*;
 
-    /// Pages of `b` the kernel holds in memory (mincore): the buffer's own cost, whatever
-    /// the other tests running beside this one allocate (process RSS moved with them).
-    fn resident_pages(b: &PageBuffer) -> usize {
-        let pages = b.len().div_ceil(4096);
-        let mut vec = vec![0u8; pages];
-        // SAFETY: the range is exactly b's live mapping; vec has one byte per page of it.
-        let rc =
-            unsafe { libc::mincore(b.as_ptr() as *mut libc::c_void, b.len(), vec.as_mut_ptr()) };
-        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
-        vec.iter().filter(|&&v| v & 1 == 1).count()
-    }
-
-    /// Whether any page of [addr, addr+len) is still mapped (mincore fails with ENOMEM on an
-    /// unmapped range).
-    fn mapped(addr: usize, len: usize) -> bool {
+    /// mincore(2) of [addr, addr+len): one byte per page (bit 0: in memory); None when part
+    /// of the range is not mapped (ENOMEM).
+    fn residency(addr: usize, len: usize) -> Option<Vec<u8>> {
         let mut vec = vec![0u8; len.div_ceil(4096)];
         // SAFETY: mincore only reports on the range; it writes one byte per page into vec.
-        unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr()) == 0 }
+        let rc = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr()) };
+        (rc == 0).then_some(vec)
+    }
+
+    /// Pages of `b` the kernel holds in memory: the buffer's own cost, whatever the other
+    /// tests running beside this one allocate (process RSS moved with them).
+    fn resident_pages(b: &PageBuffer) -> usize {
+        let vec = residency(b.as_ptr() as usize, b.len()).expect("a live buffer is mapped");
+        vec.iter().filter(|&&v| v & 1 == 1).count()
     }
 
     #[test]
@@ -498,7 +494,7 @@ mod tests {
         let ranges: Vec<(usize, usize)> =
             bufs.iter().map(|b| (b.as_ptr() as usize, b.len())).collect();
         drop(bufs);
-        let still = ranges.iter().filter(|&&(a, l)| mapped(a, l)).count();
+        let still = ranges.iter().filter(|&&(a, l)| residency(a, l).is_some()).count();
         assert!(still <= 8, "{still} of 400 buffers still mapped after drop");
     }
 }
