@@ -58,16 +58,46 @@ pub fn httpd_binary() -> PathBuf {
     PathBuf::from("apache2")
 }
 
+/// A loopback port for a test server to listen on, never handed out twice by this process.
+///
+/// Not a port the kernel picks for `bind(0)`: that comes from the ephemeral range, where the
+/// port is free again the moment it is chosen and released. Another test's `bind(0)` could
+/// then pick it too (two httpds configured for one port: the second one fails to bind, but the
+/// first one answers its readiness check), or a client's outgoing connection could take it as
+/// its local port (httpd then cannot bind), or the readiness check could connect to itself.
+/// The ports below the ephemeral range are never given out by the kernel, so the only
+/// contenders are other processes that choose ports like this; a cursor starting at a place
+/// that depends on the process id keeps concurrent test processes apart, and each port is
+/// still checked by binding it (as httpd will, with SO_REUSEADDR: a port in TIME_WAIT is fine).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_ports(1)[0]
 }
 
-/// `n` distinct free ports: each stays bound until all are chosen (ports picked one by one
-/// can repeat, and httpd refuses two `Listen`s on one port).
+/// `n` distinct free ports (see `free_port`).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    (0..n).map(|_| next_port()).collect()
+}
+
+fn next_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    // Below the ephemeral range (32768 by default); read it in case this machine moved it.
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|h| *h > LOW + 1_000)
+        .unwrap_or(32_768);
+    let span = high - LOW;
+    static CURSOR: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % span;
+    let _ = CURSOR.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..span {
+        let port = (LOW + CURSOR.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{high}");
 }
 
 /// A loopback port where nothing listens, for as long as this value lives. A port that was
