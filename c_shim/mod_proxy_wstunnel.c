@@ -47,6 +47,15 @@ const command_rec wst_cmds[] = {
     AP_INIT_TAKE1("ProxyWebsocketDrainTimeout", wst_rs_cmd_drain_timeout, NULL, RSRC_CONF,
                   "on a graceful restart or stop, end WebSocket tunnels (Close 1001) after this long "
                   "(default: GracefulShutdownTimeout)"),
+    AP_INIT_TAKE1("ProxyWebsocketPingInterval", wst_rs_cmd_ping_interval, NULL, RSRC_CONF,
+                  "send a WebSocket client quiet for this long a Ping of the module's own "
+                  "(number with unit ms|s|mi|h; default 0 = never)"),
+    AP_INIT_TAKE1("ProxyWebsocketPingTimeout", wst_rs_cmd_ping_timeout, NULL, RSRC_CONF,
+                  "end a tunnel whose client sent nothing this long after a Ping (default: the interval)"),
+    AP_INIT_FLAG("ProxyWebsocketStrictFrames", wst_rs_cmd_strict_frames, NULL, RSRC_CONF,
+                 "end a WebSocket tunnel on a frame that breaks RFC 6455 section 5 (On|Off, default Off)"),
+    AP_INIT_TAKE1("ProxyWebsocketMaxMessageSize", wst_rs_cmd_max_message, NULL, RSRC_CONF,
+                  "the largest WebSocket message either side may send, in bytes (K|M|G; default 0 = unlimited)"),
     {NULL}
 };
 

@@ -24,6 +24,10 @@ const char *wst_rs_cmd_async_delay(cmd_parms *cmd, void *dconf, const char *arg)
 const char *wst_rs_cmd_async_max(cmd_parms *cmd, void *dconf, const char *arg);
 const char *wst_rs_cmd_async_threads(cmd_parms *cmd, void *dconf, const char *arg);
 const char *wst_rs_cmd_drain_timeout(cmd_parms *cmd, void *dconf, const char *arg);
+const char *wst_rs_cmd_ping_interval(cmd_parms *cmd, void *dconf, const char *arg);
+const char *wst_rs_cmd_ping_timeout(cmd_parms *cmd, void *dconf, const char *arg);
+const char *wst_rs_cmd_strict_frames(cmd_parms *cmd, void *dconf, int flag);
+const char *wst_rs_cmd_max_message(cmd_parms *cmd, void *dconf, const char *arg);
 int wst_rs_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s);
 void wst_rs_child_init(apr_pool_t *pchild, server_rec *s);
 void wst_rs_child_stopping(apr_pool_t *pchild, int graceful);

@@ -54,6 +54,14 @@ pub struct ServerConfig {
     /// `ProxyWebsocketAsyncThreads` (server config only): the relay threads of a child;
     /// unset means the CPUs httpd may run on shared out over its children ([`async_threads`]).
     pub async_threads: Option<u64>,
+    /// `ProxyWebsocketPingInterval` (default 0: no Pings).
+    pub ping_interval: Option<Duration>,
+    /// `ProxyWebsocketPingTimeout` (default: the interval).
+    pub ping_timeout: Option<Duration>,
+    /// `ProxyWebsocketStrictFrames` (default Off).
+    pub strict_frames: Option<bool>,
+    /// `ProxyWebsocketMaxMessageSize` in bytes (default 0: unlimited).
+    pub max_message: Option<u64>,
 }
 
 impl ServerConfig {
@@ -65,7 +73,20 @@ impl ServerConfig {
             async_max: add.async_max.or(base.async_max),
             drain: add.drain.or(base.drain),
             async_threads: add.async_threads.or(base.async_threads),
+            ping_interval: add.ping_interval.or(base.ping_interval),
+            ping_timeout: add.ping_timeout.or(base.ping_timeout),
+            strict_frames: add.strict_frames.or(base.strict_frames),
+            max_message: add.max_message.or(base.max_message),
         }
+    }
+
+    pub fn strict_frames(&self) -> bool {
+        self.strict_frames.unwrap_or(false)
+    }
+
+    /// The bound on a message, if there is one.
+    pub fn max_message(&self) -> Option<u64> {
+        self.max_message.filter(|n| *n > 0)
     }
 
     /// The idle limit, if there is one.
@@ -124,6 +145,28 @@ pub fn async_threads(
     configured.map_or(cpus.div_ceil(children), |n| n as usize).max(1)
 }
 
+/// Parses `ProxyWebsocketMaxMessageSize`: a number of bytes, optionally with a unit K, M or G
+/// (powers of 1024); 0 means unlimited.
+pub fn parse_bytes(arg: &str) -> Result<u64, String> {
+    let arg = arg.trim();
+    let digits_end = arg.find(|c: char| !c.is_ascii_digit()).unwrap_or(arg.len());
+    let (num, unit) = arg.split_at(digits_end);
+    let scale: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "'{arg}' is not a size: a number of bytes, optionally with K, M or G"
+            ))
+        }
+    };
+    num.parse::<u64>().ok().and_then(|n| n.checked_mul(scale)).ok_or_else(|| {
+        format!("'{arg}' is not a size: a number of bytes, optionally with K, M or G")
+    })
+}
+
 /// Parses a duration as httpd's timeout directives write it: a non-negative integer with
 /// an optional unit `ms`, `s`, `mi` (minutes) or `h`; no unit means seconds. Stricter than
 /// `ap_timeout_parameter_parse`: trailing garbage is an error.
@@ -168,6 +211,17 @@ mod tests {
         assert_eq!(parse_duration_us("1H"), Ok(3_600_000_000));
         for bad in ["", "5x", "5sx", "-1", "ms", "1.5", "99999999999999999999", "9999999999999h"] {
             assert!(parse_duration_us(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("16777216"), Ok(16 << 20));
+        assert_eq!(parse_bytes("16M"), Ok(16 << 20));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        for bad in ["", "M", "1.5M", "-1", "16MB", "99999999999999999999", "99999999999G"] {
+            assert!(parse_bytes(bad).is_err(), "{bad} accepted");
         }
     }
 

@@ -4,7 +4,31 @@
 //! only go in between two frames (control frames may come between the fragments of a message,
 //! so any frame boundary will do); the end of a tunnel is logged with each side's close code
 //! and messages.
+//!
+//! A checked direction ([`Frames::checked`]) also judges each header by its [`Rules`] and
+//! spots the client's Pongs that may answer the module's own Pings; its driver feeds it
+//! with [`Frames::feed_checked`], which stops at each such event, and holds back the bytes
+//! of a header not yet complete ([`Frames::held`]) so that nothing of a frame is relayed
+//! before its header was judged.
 #![forbid(unsafe_code)]
+
+use crate::frame_rules::{Header, Message, Rules, Violation};
+
+/// The payload length of the module's own Pings (and so of the Pongs that answer them).
+pub const PING_LEN: usize = 12;
+
+/// What [`Frames::feed_checked`] stopped at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The bytes were accounted for, nothing to report.
+    None,
+    /// The header just completed breaks a rule: it is [`Frames::held`], and nothing from it on
+    /// may be relayed.
+    Broke(Violation),
+    /// A Pong with a payload of [`PING_LEN`] bytes (unmasked) just passed: the last
+    /// `frame_len` bytes fed.
+    Pong { payload: [u8; PING_LEN], frame_len: usize },
+}
 
 /// Where the byte stream of one direction stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +48,17 @@ pub struct Frames {
     /// Whole messages passed (data frames with FIN: a message of one frame or a fragmented
     /// message's last).
     messages: u64,
+    /// The current frame's payload length.
+    len_of_frame: u64,
+    /// The length of the current frame's header.
+    hlen: u8,
+    /// What a checked direction's headers must obey, and its message in progress.
+    rules: Option<Rules>,
+    msg: Message,
+    /// Pongs of [`PING_LEN`] bytes are watched for (the module pinged this sender).
+    watch_pongs: bool,
+    /// The unmasked payload of such a Pong so far.
+    pong: [u8; PING_LEN],
 }
 
 /// The longest frame header RFC 6455 allows: 2 bytes, an 8-byte length and a 4-byte mask.
@@ -54,6 +89,12 @@ impl Default for Frames {
             close_seen: false,
             close_code: None,
             messages: 0,
+            len_of_frame: 0,
+            hlen: 0,
+            rules: None,
+            msg: Message::default(),
+            watch_pongs: false,
+            pong: [0; PING_LEN],
         }
     }
 }
@@ -69,56 +110,118 @@ fn header_len(b1: u8) -> usize {
     2 + ext + masked
 }
 
-/// The payload length a complete header announces; None for a 64-bit length with its top bit set.
-fn payload_len(h: &[u8]) -> Option<u64> {
-    match h[1] & 0x7f {
-        126 => Some(u16::from_be_bytes([h[2], h[3]]) as u64),
-        127 => {
-            let n = u64::from_be_bytes(h[2..10].try_into().expect("8 bytes"));
-            (n >> 63 == 0).then_some(n)
-        }
-        n => Some(n as u64),
-    }
-}
-
 impl Frames {
-    /// Accounts for bytes that passed, in stream order.
+    /// A direction whose headers are judged by `rules` (None: only Pongs are watched for).
+    pub fn checked(rules: Option<Rules>) -> Frames {
+        Frames { rules, ..Frames::default() }
+    }
+
+    /// From now on, Pongs that may answer the module's Pings are reported.
+    pub fn watch_pongs(&mut self) {
+        self.watch_pongs = true;
+    }
+
+    /// Whether headers must be complete (and judged) before their bytes are relayed.
+    pub fn is_checked(&self) -> bool {
+        self.rules.is_some() || self.watch_pongs
+    }
+
+    /// Accounts for bytes that passed, in stream order (no rule is enforced).
     pub fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            match &mut self.state {
-                State::Lost => return,
-                State::Payload { left } => {
-                    let n = (*left).min(bytes.len() as u64);
-                    *left -= n;
-                    let done = *left == 0;
-                    if self.opcode == 8 && self.at < 2 {
-                        self.code_bytes(&bytes[..n as usize]);
-                    }
-                    self.at += n;
-                    bytes = &bytes[n as usize..];
-                    if done {
-                        self.frame_done();
-                    }
+            let (n, _) = self.step(bytes, false);
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// Accounts for bytes read from the sender, stopping right after an event: returns how
+    /// many were accounted for and what happened. After [`Event::Broke`], feed nothing more.
+    pub fn feed_checked(&mut self, bytes: &[u8]) -> (usize, Event) {
+        let mut at = 0;
+        while at < bytes.len() {
+            let (n, event) = self.step(&bytes[at..], true);
+            at += n;
+            if event != Event::None {
+                return (at, event);
+            }
+        }
+        (at, Event::None)
+    }
+
+    /// The bytes at the end of what was fed that must not be relayed yet: a header not yet
+    /// complete, or a Pong that may be the answer to the module's Ping (checked directions).
+    pub fn held(&self) -> usize {
+        if !self.is_checked() {
+            return 0;
+        }
+        match self.state {
+            State::Header { have, .. } => have,
+            State::Payload { .. } if self.pong_candidate() => self.hlen as usize + self.at as usize,
+            _ => 0,
+        }
+    }
+
+    fn pong_candidate(&self) -> bool {
+        self.watch_pongs && self.opcode == 10 && self.len_of_frame == PING_LEN as u64
+    }
+
+    /// One step: the rest of a payload, or of a header. `check`: enforce the rules and
+    /// report events.
+    fn step(&mut self, bytes: &[u8], check: bool) -> (usize, Event) {
+        match &mut self.state {
+            State::Lost => (bytes.len(), Event::None),
+            State::Payload { left } => {
+                let n = (*left).min(bytes.len() as u64);
+                *left -= n;
+                let done = *left == 0;
+                let part = &bytes[..n as usize];
+                if self.opcode == 8 && self.at < 2 {
+                    self.code_bytes(part);
                 }
-                State::Header { buf, have } => {
-                    let need = if *have < 2 { 2 } else { header_len(buf[1]) };
-                    let n = (need - *have).min(bytes.len());
-                    buf[*have..*have + n].copy_from_slice(&bytes[..n]);
-                    *have += n;
-                    bytes = &bytes[n..];
-                    if *have >= 2 && *have == header_len(buf[1]) {
-                        self.opcode = buf[0] & 0x0f;
-                        self.fin = buf[0] & 0x80 != 0;
-                        self.mask = (buf[1] & 0x80 != 0)
-                            .then(|| buf[*have - 4..*have].try_into().expect("4 bytes"));
-                        self.at = 0;
-                        match payload_len(&buf[..*have]) {
-                            None => self.state = State::Lost,
-                            Some(0) => self.frame_done(),
-                            Some(left) => self.state = State::Payload { left },
-                        }
-                    }
+                if self.pong_candidate() {
+                    self.pong_bytes(part);
                 }
+                self.at += n;
+                (n as usize, if done { self.frame_done(check) } else { Event::None })
+            }
+            State::Header { buf, have } => {
+                let need = if *have < 2 { 2 } else { header_len(buf[1]) };
+                let n = (need - *have).min(bytes.len());
+                buf[*have..*have + n].copy_from_slice(&bytes[..n]);
+                *have += n;
+                if *have < 2 || *have < header_len(buf[1]) {
+                    return (n, Event::None);
+                }
+                let (raw, have) = (*buf, *have);
+                (n, self.header_done(&raw[..have], check))
+            }
+        }
+    }
+
+    fn header_done(&mut self, raw: &[u8], check: bool) -> Event {
+        let h = Header::parse(raw);
+        self.opcode = h.opcode;
+        self.fin = h.fin;
+        self.mask = h.masked.then(|| raw[raw.len() - 4..].try_into().expect("4 bytes"));
+        self.at = 0;
+        self.hlen = raw.len() as u8;
+        self.len_of_frame = h.len.unwrap_or(u64::MAX);
+        if let Some(rules) = self.rules {
+            if let (Err(v), true) = (self.msg.check(&rules, &h), check) {
+                // Judged with its header held: the header's bytes are the last ones fed.
+                self.state = State::Payload { left: self.len_of_frame };
+                return Event::Broke(v);
+            }
+        }
+        match h.len {
+            None => {
+                self.state = State::Lost;
+                Event::None
+            }
+            Some(0) => self.frame_done(check),
+            Some(left) => {
+                self.state = State::Payload { left };
+                Event::None
             }
         }
     }
@@ -150,12 +253,13 @@ impl Frames {
             *left -= (n as u64).min(*left);
             self.at += n as u64;
             if *left == 0 {
-                self.frame_done();
+                self.frame_done(false);
             }
         }
     }
 
-    fn frame_done(&mut self) {
+    fn frame_done(&mut self, check: bool) -> Event {
+        let pong = check && self.pong_candidate();
         self.state = State::HEADER;
         if self.opcode == 8 && !self.close_seen {
             self.close_seen = true;
@@ -165,6 +269,19 @@ impl Frames {
         }
         if self.fin && self.opcode <= 2 {
             self.messages += 1;
+        }
+        if pong {
+            let frame_len = self.hlen as usize + PING_LEN;
+            return Event::Pong { payload: self.pong, frame_len };
+        }
+        Event::None
+    }
+
+    /// Payload bytes of a watched Pong from offset `self.at`, unmasked.
+    fn pong_bytes(&mut self, bytes: &[u8]) {
+        for (i, &b) in bytes.iter().enumerate() {
+            let pos = self.at as usize + i;
+            self.pong[pos] = b ^ self.mask.map_or(0, |k| k[pos % 4]);
         }
     }
 
@@ -187,6 +304,11 @@ impl Frames {
     /// whole Close frame passed.
     pub fn close_code(&self) -> Option<u16> {
         self.close_code.filter(|_| self.close_seen)
+    }
+
+    /// The length of the last header that completed.
+    pub fn header_len(&self) -> usize {
+        self.hlen as usize
     }
 
     /// Whole messages passed this way.

@@ -3,6 +3,9 @@
 #![forbid(unsafe_code)]
 
 use crate::canon::{self, CanonError};
+use crate::config::ServerConfig;
+use crate::frame_rules::Rules;
+use crate::frames::Frames;
 use crate::httpd::codes::{
     BAD_GATEWAY, BAD_REQUEST, DECLINED, DONE, FORBIDDEN, OK, SERVICE_UNAVAILABLE, UPGRADE_REQUIRED,
 };
@@ -13,7 +16,7 @@ use crate::httpd::{Connection, Request};
 use crate::response::{self, BodyDecoder, BodyFraming, Head, HeadError};
 use crate::rlog;
 use crate::scheme::Scheme;
-use crate::tunnel;
+use crate::tunnel::{self, Ping};
 use crate::upgrade::{self, Decision, Policy};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -301,11 +304,24 @@ fn proxy_upgrade<'r>(
         return BAD_GATEWAY;
     }
     send_101(r, &head);
-    let idle = r.server_config().idle_timeout();
+    let config = r.server_config();
     let websocket = answered.as_deref().is_some_and(upgrade::is_websocket);
+    let frames = websocket.then(|| frames_for(&config, &head));
+    let ping = websocket.then(|| Ping::new(config.ping_interval, config.ping_timeout)).flatten();
+    let idle = config.idle_timeout();
     let established =
-        tunnel::Established { backend, backconn: &backconn, surplus, idle, scheme, websocket };
+        tunnel::Established { backend, backconn: &backconn, surplus, idle, scheme, frames, ping };
     tunnel::run(r, established)
+}
+
+/// Each direction's frames, with the rules the server's directives set for them: the RSV bits
+/// that the extensions the backend's 101 accepted define.
+fn frames_for(config: &ServerConfig, head: &Head) -> (Frames, Frames) {
+    let extensions = head.get_all("Sec-WebSocket-Extensions");
+    match Rules::for_tunnel(config.strict_frames(), config.max_message(), extensions.as_deref()) {
+        Some((client, backend)) => (Frames::checked(Some(client)), Frames::checked(Some(backend))),
+        None => Default::default(),
+    }
 }
 
 /// Why waiting for the backend's answer ended without one.

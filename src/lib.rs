@@ -20,6 +20,7 @@
 pub mod canon;
 pub mod child;
 pub mod config;
+pub mod frame_rules;
 pub mod frames;
 pub mod httpd;
 pub mod response;

@@ -7,7 +7,9 @@
 //! each dereference is an `unsafe` block with its SAFETY line.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
-use crate::config::{parse_count, parse_duration, parse_threads, DirConfig, ServerConfig};
+use crate::config::{
+    parse_bytes, parse_count, parse_duration, parse_threads, DirConfig, ServerConfig,
+};
 use crate::ffi;
 use crate::handler::{self, CAN_FALLBACK};
 use crate::httpd::codes::{INTERNAL_SERVER_ERROR, OK};
@@ -289,6 +291,60 @@ pub extern "C" fn wst_rs_cmd_async_max(
     let a = unsafe { arg(a) };
     directive(cmd, "ProxyWebsocketAsyncMaxTunnels", |cmd| {
         cmd.server_config().async_max = Some(parse_count(&a)?);
+        Ok(())
+    })
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn wst_rs_cmd_ping_interval(
+    cmd: *mut ffi::cmd_parms,
+    _dconf: *mut c_void,
+    a: *const c_char,
+) -> *const c_char {
+    // SAFETY: httpd passes the argument as a NUL-terminated string.
+    let a = unsafe { arg(a) };
+    directive(cmd, "ProxyWebsocketPingInterval", |cmd| {
+        cmd.server_config().ping_interval = Some(parse_duration(&a)?);
+        Ok(())
+    })
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn wst_rs_cmd_ping_timeout(
+    cmd: *mut ffi::cmd_parms,
+    _dconf: *mut c_void,
+    a: *const c_char,
+) -> *const c_char {
+    // SAFETY: httpd passes the argument as a NUL-terminated string.
+    let a = unsafe { arg(a) };
+    directive(cmd, "ProxyWebsocketPingTimeout", |cmd| {
+        cmd.server_config().ping_timeout = Some(parse_duration(&a)?);
+        Ok(())
+    })
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn wst_rs_cmd_strict_frames(
+    cmd: *mut ffi::cmd_parms,
+    _dconf: *mut c_void,
+    flag: c_int,
+) -> *const c_char {
+    directive(cmd, "ProxyWebsocketStrictFrames", |cmd| {
+        cmd.server_config().strict_frames = Some(flag != 0);
+        Ok(())
+    })
+}
+
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn wst_rs_cmd_max_message(
+    cmd: *mut ffi::cmd_parms,
+    _dconf: *mut c_void,
+    a: *const c_char,
+) -> *const c_char {
+    // SAFETY: httpd passes the argument as a NUL-terminated string.
+    let a = unsafe { arg(a) };
+    directive(cmd, "ProxyWebsocketMaxMessageSize", |cmd| {
+        cmd.server_config().max_message = Some(parse_bytes(&a)?);
         Ok(())
     })
 }

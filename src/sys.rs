@@ -217,25 +217,27 @@ pub fn set_keepalive(fd: RawFd) {
     }
 }
 
-/// A Close frame with code 1001 for `to`: masked with a fresh key towards the backend
-/// (frames from a client must be masked, RFC 6455 §5.3), unmasked towards the client.
-pub fn going_away(to_backend: bool) -> Vec<u8> {
-    let mask = to_backend.then(|| {
-        let mut k = [0u8; 4];
-        // SAFETY: getrandom(2) writes at most 4 bytes into `k`.
-        let n = unsafe { libc::getrandom(k.as_mut_ptr().cast(), 4, libc::GRND_NONBLOCK) };
-        if n != 4 {
-            // The mask only keeps intermediaries from mistaking frames for requests; any key
-            // the peer cannot predict will do.
-            k = (std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .subsec_nanos())
-            .to_le_bytes();
-        }
-        k
-    });
-    crate::frames::close_frame(crate::frames::GOING_AWAY, mask)
+/// A Close frame with `code` for `to`: masked with a fresh key towards the backend (frames
+/// from a client must be masked, RFC 6455 §5.3), unmasked towards the client.
+pub fn close_frame(code: u16, to_backend: bool) -> Vec<u8> {
+    crate::frames::close_frame(code, to_backend.then(random_mask))
+}
+
+/// Four bytes no peer can predict: a masking key (RFC 6455 §5.3), or a Ping's token.
+pub fn random_mask() -> [u8; 4] {
+    let mut k = [0u8; 4];
+    // SAFETY: getrandom(2) writes at most 4 bytes into `k`, which has 4.
+    let n = unsafe { libc::getrandom(k.as_mut_ptr().cast(), 4, libc::GRND_NONBLOCK) };
+    if n != 4 {
+        // The mask only keeps intermediaries from mistaking frames for requests; any key
+        // the peer cannot predict will do.
+        k = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos())
+        .to_le_bytes();
+    }
+    k
 }
 
 /// Asynchronous signals held back while a relay thread works and let in only while it waits

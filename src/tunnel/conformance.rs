@@ -105,7 +105,7 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
                     Socket::Own(OwnedFd::from(rc)),
                     [None, None],
                     Socket::Own(OwnedFd::from(rb)),
-                    runtime_core(setup.timeouts, frames),
+                    Box::new(runtime_core(setup.timeouts, frames)),
                     Meter::default(),
                     rx,
                 ))
@@ -115,7 +115,7 @@ fn start(driver: Driver, rc: TcpStream, rb: TcpStream, setup: Setup) -> Running 
                     Socket::Lent(rc.as_raw_fd()),
                     [Some(&mut cf), Some(&mut bf)],
                     Socket::Lent(rb.as_raw_fd()),
-                    runtime_core(setup.timeouts, frames),
+                    Box::new(runtime_core(setup.timeouts, frames)),
                     Meter::default(),
                     rx,
                 ));
@@ -313,7 +313,11 @@ fn the_idle_limit_fires_and_traffic_defers_it() {
         let ((mut cl, rc), (rb, mut be)) = pairs();
         let t0 = Instant::now();
         let setup = Setup {
-            timeouts: Timeouts { idle: Some(Duration::from_millis(300)), write_stall: None },
+            timeouts: Timeouts {
+                idle: Some(Duration::from_millis(300)),
+                write_stall: None,
+                ping: None,
+            },
             ..Setup::default()
         };
         let r = start(driver, rc, rb, setup);
@@ -341,7 +345,11 @@ fn a_reader_that_takes_nothing_ends_the_tunnel_after_the_write_stall() {
     for driver in DRIVERS {
         let ((cl, rc), (rb, mut be)) = pairs();
         let setup = Setup {
-            timeouts: Timeouts { idle: None, write_stall: Some(Duration::from_millis(400)) },
+            timeouts: Timeouts {
+                idle: None,
+                write_stall: Some(Duration::from_millis(400)),
+                ping: None,
+            },
             ..Setup::default()
         };
         let r = start(driver, rc, rb, setup);

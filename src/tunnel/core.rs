@@ -14,7 +14,8 @@
 
 use super::bulk::{self, Next};
 use super::summary::{self, Summary};
-use crate::frames::Frames;
+use crate::frame_rules::Violation;
+use crate::frames::{Event, Frames, PING_LEN};
 use crate::sys::{PageBuffer, CHUNK};
 use std::cell::RefCell;
 use std::io;
@@ -66,6 +67,13 @@ pub enum End {
     GoingAway,
     /// The hand-over moment passed with nothing in flight: the sockets may change hands.
     Handoff,
+    /// This side broke a framing rule (`ProxyWebsocketStrictFrames`,
+    /// `ProxyWebsocketMaxMessageSize`): it got a Close with the violation's code, the other
+    /// side a Close 1001.
+    Broke(Side, Violation),
+    /// The client answered no Ping of the module within this long
+    /// (`ProxyWebsocketPingTimeout`): the backend got a Close 1001.
+    DeadClient(Duration),
 }
 
 impl End {
@@ -79,6 +87,8 @@ impl End {
             End::Shutdown => "WST02007",
             End::GoingAway => "WST02014",
             End::Handoff => "WST02010",
+            End::Broke(..) => "WST02021",
+            End::DeadClient(_) => "WST02022",
         }
     }
 
@@ -106,6 +116,16 @@ impl End {
                     .into()
             }
             End::Handoff => "tunnel handed to the asynchronous relay".into(),
+            End::Broke(side, v) => format!(
+                "{} broke a framing rule: {}: sent it Close {}, the other side Close 1001",
+                side.name(),
+                v.rule,
+                v.code
+            ),
+            End::DeadClient(d) => format!(
+                "client answered no Ping within {d:?} (ProxyWebsocketPingTimeout): taken for dead, \
+                 backend sent Close 1001"
+            ),
         }
     }
 
@@ -195,11 +215,12 @@ pub enum Polite {
 }
 
 impl Polite {
-    /// After bytes of a closing direction passed, with `frames` where they stand now.
-    pub fn after_bytes(self, frames: &Frames) -> Polite {
+    /// After bytes of a closing direction passed, with `frames` where they stand now;
+    /// `boundary`: the bytes to relay end at a frame boundary.
+    pub fn after_bytes(self, frames: &Frames, boundary: bool) -> Polite {
         match self {
             Polite::Closing if frames.close_seen() => Polite::Due { send: false },
-            Polite::Closing if frames.at_boundary() => Polite::Due { send: true },
+            Polite::Closing if boundary => Polite::Due { send: true },
             other => other,
         }
     }
@@ -236,9 +257,15 @@ pub struct Direction {
     from: Side,
     buffers: Buffers,
     /// Bytes read and not yet written: `buf[start..end]`; the buffer exists only while bytes wait.
+    /// Of those, `buf[ready..end]` are held back: the part of a header not yet judged, or a
+    /// Pong that may answer the module's Ping (checked directions only; else `ready == end`).
     buf: Option<PageBuffer>,
     start: usize,
+    ready: usize,
     end: usize,
+    /// Of the bytes to write, the first `own` are the module's (a Ping): not the peers'
+    /// traffic, not counted as moved.
+    own: usize,
     /// Bytes spliced into the kernel pipe and not yet out of it.
     in_pipe: usize,
     /// Bulk mode: reads splice (when and how much: `bulk`).
@@ -257,6 +284,16 @@ pub struct Direction {
     waiting: Tick,
     /// When (in [`summary::order`]) the sender began to end: its Close passed or its FIN came.
     ending: Option<u64>,
+    /// The last read from the sender, the module's Pongs included.
+    heard: Tick,
+    /// The sender broke a rule: nothing from the breaking header on is relayed, and nothing
+    /// more is read; the rest goes up to the cut, which is a frame boundary.
+    cut: bool,
+    broke: Option<Violation>,
+    /// The code of the Close this direction sends in a polite end.
+    close_code: u16,
+    /// Pongs whose payload starts with this are the module's, and are not relayed.
+    pong_token: Option<[u8; 8]>,
 }
 
 impl Direction {
@@ -273,7 +310,9 @@ impl Direction {
             buffers,
             buf: None,
             start: 0,
+            ready: 0,
             end: 0,
+            own: 0,
             in_pipe: 0,
             splicing: false,
             eof_in: false,
@@ -285,6 +324,11 @@ impl Direction {
             active: now,
             waiting: now,
             ending: None,
+            heard: now,
+            cut: false,
+            broke: None,
+            close_code: crate::frames::GOING_AWAY,
+            pong_token: None,
         };
         d.load(pre);
         if let Some(f) = d.frames.as_mut() {
@@ -315,19 +359,31 @@ impl Direction {
         if bytes.is_empty() {
             return;
         }
-        let mut b =
-            if bytes.len() <= CHUNK { take_buffer() } else { PageBuffer::zeroed(bytes.len()) };
+        let mut b = match self.buf.take() {
+            Some(b) if b.len() >= bytes.len() => b,
+            other => {
+                if let Some(b) = other {
+                    give_buffer(b);
+                }
+                if bytes.len() <= CHUNK {
+                    take_buffer()
+                } else {
+                    PageBuffer::zeroed(bytes.len())
+                }
+            }
+        };
         b[..bytes.len()].copy_from_slice(bytes);
-        (self.buf, self.start, self.end) = (Some(b), 0, bytes.len());
+        (self.buf, self.start, self.ready, self.end) = (Some(b), 0, bytes.len(), bytes.len());
     }
 
     fn buffered(&self) -> usize {
         self.end - self.start
     }
 
-    /// Bytes read and not yet written.
+    /// Bytes read and not yet written (held-back bytes wait for the sender, not for the
+    /// destination: they are not pending).
     pub fn pending(&self) -> bool {
-        self.end > self.start || self.in_pipe > 0
+        self.ready > self.start || self.in_pipe > 0
     }
 
     /// Holds no buffer (an idle direction).
@@ -365,7 +421,7 @@ impl Direction {
     /// closing direction reached its boundary). `filters_hold`: httpd's input filters hold
     /// bytes of the sender, which must be read (copied) before its socket is spliced.
     pub fn next_read(&self, filters_hold: bool) -> Option<Want> {
-        if self.eof_in || self.in_pipe > 0 {
+        if self.eof_in || self.cut || self.in_pipe > 0 {
             return None;
         }
         match self.polite {
@@ -394,7 +450,8 @@ impl Direction {
         let b = self.buf.get_or_insert_with(take_buffer);
         if self.end + limit > b.len() && self.start > 0 {
             b.copy_within(self.start..self.end, 0);
-            (self.start, self.end) = (0, self.end - self.start);
+            (self.ready, self.end) = (self.ready - self.start, self.end - self.start);
+            self.start = 0;
         }
         let to = b.len().min(self.end + limit);
         &mut b[self.end..to]
@@ -409,20 +466,59 @@ impl Direction {
             return self.settle();
         }
         let at_header = self.frames.is_some_and(|f| f.payload_left() == 0);
-        let fresh = &self.buf.as_ref().expect("read_space made it")[self.end..self.end + n];
-        if let Some(f) = self.frames.as_mut() {
-            f.feed(fresh);
-        }
         if !self.pending() {
             self.waiting = now;
         }
+        let from = self.end;
         self.end += n;
-        self.active = now;
+        self.heard = now;
+        self.account(from);
+        // The module's own Pong alone is no traffic (ProxyWebsocketIdleTimeout).
+        if self.end > from {
+            self.active = now;
+        }
         // Bulk mode only for bytes from the socket itself.
         self.splicing =
             bulk::after(self.frames.as_ref(), self.splicing, Next::Copy(n), n, at_header)
                 && !from_filters;
         self.settle();
+    }
+
+    /// Feeds the bytes read from `from` on to the frames. A checked direction stops at what
+    /// breaks a rule (cut there: the breaking header and everything behind it are dropped),
+    /// removes the client's answers to the module's Pings, and holds back the part of a
+    /// header not yet judged.
+    fn account(&mut self, from: usize) {
+        let (Some(f), Some(buf)) = (self.frames.as_mut(), self.buf.as_mut()) else {
+            self.ready = self.end;
+            return;
+        };
+        if !f.is_checked() {
+            f.feed(&buf[from..self.end]);
+            self.ready = self.end;
+            return;
+        }
+        let mut at = from;
+        while at < self.end {
+            let (n, event) = f.feed_checked(&buf[at..self.end]);
+            at += n;
+            match event {
+                Event::None => {}
+                Event::Broke(v) => {
+                    (self.end, self.cut, self.broke) = (at - f.header_len(), true, Some(v));
+                    self.ready = self.end;
+                    return;
+                }
+                Event::Pong { payload, frame_len } => {
+                    if self.pong_token.is_some_and(|t| payload[..8] == t) {
+                        buf.copy_within(at..self.end, at - frame_len);
+                        self.end -= frame_len;
+                        at -= frame_len;
+                    }
+                }
+            }
+        }
+        self.ready = self.end - f.held();
     }
 
     /// The read into [`Direction::read_space`] found nothing (it would block): a shared
@@ -471,8 +567,8 @@ impl Direction {
 
     /// What to write next.
     pub fn next_write(&self) -> Option<Out<'_>> {
-        if self.end > self.start {
-            Some(Out::Bytes(&self.buf.as_ref().expect("bytes are in it")[self.start..self.end]))
+        if self.ready > self.start {
+            Some(Out::Bytes(&self.buf.as_ref().expect("bytes are in it")[self.start..self.ready]))
         } else if self.in_pipe > 0 {
             Some(Out::Pipe(self.in_pipe))
         } else if (self.eof_in || self.polite == Polite::Closed) && !self.shut_out {
@@ -484,18 +580,22 @@ impl Direction {
 
     /// `n` bytes of [`Out::Bytes`] or [`Out::Pipe`] went to the destination.
     pub fn wrote(&mut self, n: usize, now: Tick) {
-        if self.end > self.start {
+        if self.ready > self.start {
             self.start += n;
             if self.start == self.end {
-                (self.start, self.end) = (0, 0);
+                (self.start, self.ready, self.end) = (0, 0, 0);
                 self.drop_empty_buffer();
             }
         } else {
             self.in_pipe -= n;
         }
-        self.moved += n as u64;
-        self.unshown += n as u64;
-        self.active = now;
+        let own = n.min(self.own);
+        self.own -= own;
+        self.moved += (n - own) as u64;
+        self.unshown += (n - own) as u64;
+        if n > own {
+            self.active = now;
+        }
         self.waiting = now;
         self.settle();
     }
@@ -510,7 +610,7 @@ impl Direction {
     /// finished, away.
     fn drop_empty_buffer(&mut self) {
         if self.end == self.start {
-            (self.start, self.end) = (0, 0);
+            (self.start, self.ready, self.end) = (0, 0, 0);
             if self.buffers == Buffers::Keep && !self.shut_out && !self.eof_in {
                 return;
             }
@@ -527,23 +627,25 @@ impl Direction {
             self.polite = Polite::Closed;
             return;
         }
-        self.polite = self.polite.after_bytes(&f);
+        self.polite = self.polite.after_bytes(&f, self.cut || f.at_boundary());
         if let (Polite::Due { send }, false) = (self.polite, self.pending()) {
             if send {
-                self.load(&crate::sys::going_away(self.to() == Side::Backend));
+                self.load(&crate::sys::close_frame(self.close_code, self.to() == Side::Backend));
             }
             self.polite = Polite::Closed;
         }
     }
 
-    /// Whether this direction can end politely: its frames are known (or it is finished).
+    /// Whether this direction can end politely: its frames are known (or it is finished, or
+    /// cut at a boundary).
     pub fn can_close_politely(&self) -> bool {
-        self.shut_out || self.frames.is_some_and(|f| !f.lost())
+        self.shut_out || self.cut || self.frames.is_some_and(|f| !f.lost())
     }
 
-    /// The polite end begins for this direction.
-    pub fn close_politely(&mut self) {
+    /// The polite end begins for this direction: its Close (when one is due) carries `code`.
+    pub fn close_politely(&mut self, code: u16) {
         if self.polite == Polite::Open {
+            self.close_code = code;
             self.polite = if self.shut_out { Polite::Closed } else { Polite::Closing };
             self.settle();
         }
@@ -560,6 +662,36 @@ impl Direction {
     /// the state a tunnel can change hands in. Bytes waiting in the buffer go with it.
     pub fn movable(&self) -> bool {
         self.in_pipe == 0 && !self.eof_in && !self.shut_out && self.polite == Polite::Open
+    }
+
+    /// The module's bytes (a Ping) go to the destination now, if the direction rests between
+    /// two frames with nothing in flight; false if it does not.
+    fn insert_own(&mut self, bytes: &[u8]) -> bool {
+        let resting = self.can_insert();
+        if resting {
+            self.load(bytes);
+            self.own = bytes.len();
+        }
+        resting
+    }
+
+    /// Whether [`Direction::insert_own`] would succeed now.
+    fn can_insert(&self) -> bool {
+        self.frames.is_some_and(|f| f.at_boundary())
+            && self.end == self.start
+            && self.in_pipe == 0
+            && self.polite == Polite::Open
+            && !self.eof_in
+            && !self.shut_out
+    }
+
+    /// Nothing more goes this way, and nothing is read (the destination is gone for good):
+    /// what waits is dropped, no FIN is due.
+    fn abandon(&mut self) {
+        (self.start, self.ready, self.end, self.own, self.in_pipe) = (0, 0, 0, 0, 0);
+        (self.eof_in, self.shut_out) = (true, true);
+        self.polite = Polite::Closed;
+        self.give_back();
     }
 
     /// From now on on a thread that other tunnels share: a buffer holding bytes stays until
@@ -609,14 +741,60 @@ pub fn stalled(
     (now >= since.after(limit)).then_some(End::WriteStalled(to, limit))
 }
 
+/// Why a tunnel ends politely (with WebSocket Close frames at frame boundaries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// The child is draining: both sides get Close 1001 and answer with theirs.
+    Drain,
+    /// A side broke a framing rule: it gets the violation's Close, the other side 1001.
+    Broke(Side, Violation),
+    /// The client answered no Ping: the backend gets Close 1001, the client nothing more.
+    DeadClient,
+}
+
+/// How long a tunnel ended by the module (a broken rule, a dead client) waits for its Close
+/// frames to reach a frame boundary and go out.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// The module's own Pings to the client (`ProxyWebsocketPingInterval`).
+#[derive(Debug)]
+struct Pinger {
+    every: Duration,
+    wait: Duration,
+    /// The first 8 bytes of every Ping's payload: the client's Pongs that carry it are ours.
+    token: [u8; 8],
+    sent: u32,
+    /// The Ping waiting for the client's answer (any byte from it), since when.
+    waiting: Option<Tick>,
+}
+
+impl Pinger {
+    fn new(ping: super::limits::Ping) -> Pinger {
+        let (a, b) = (crate::sys::random_mask(), crate::sys::random_mask());
+        let token = [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]];
+        Pinger { every: ping.every, wait: ping.wait, token, sent: 0, waiting: None }
+    }
+
+    /// The next Ping frame (server to client: unmasked): the token and a counter.
+    fn frame(&mut self) -> [u8; 2 + PING_LEN] {
+        self.sent = self.sent.wrapping_add(1);
+        let mut f = [0u8; 2 + PING_LEN];
+        f[..2].copy_from_slice(&[0x89, PING_LEN as u8]);
+        f[2..10].copy_from_slice(&self.token);
+        f[10..].copy_from_slice(&self.sent.to_be_bytes());
+        f
+    }
+}
+
 /// Both directions of a tunnel and its limits: what ends it and when to look again.
 #[derive(Debug)]
 pub struct Core {
     /// Client to backend, backend to client ([`Side::index`] of the sender).
     pub dirs: [Direction; 2],
     timeouts: Timeouts,
-    /// The polite end began.
-    polite: bool,
+    /// The polite end began, and why.
+    polite: Option<Why>,
+    pinger: Option<Pinger>,
     /// Its deadline, if the driver keeps one (the asynchronous one is told when to stop).
     polite_until: Option<Tick>,
     /// From this moment on, a quiet tunnel may be handed over.
@@ -635,14 +813,19 @@ impl Core {
         backend_pre: &[u8],
         now: Tick,
     ) -> Core {
-        let (cf, bf) = frames.map_or((None, None), |(c, b)| (Some(c), Some(b)));
+        let (mut cf, bf) = frames.map_or((None, None), |(c, b)| (Some(c), Some(b)));
+        // Pings only where frames are known: WebSocket tunnels.
+        let pinger = timeouts.ping.filter(|_| cf.is_some()).map(Pinger::new);
+        if let (Some(f), Some(_)) = (cf.as_mut(), &pinger) {
+            f.watch_pongs();
+        }
+        let mut c2b = Direction::new(Side::Client, buffers, cf, &[], now);
+        c2b.pong_token = pinger.as_ref().map(|p| p.token);
         Core {
-            dirs: [
-                Direction::new(Side::Client, buffers, cf, &[], now),
-                Direction::new(Side::Backend, buffers, bf, backend_pre, now),
-            ],
+            dirs: [c2b, Direction::new(Side::Backend, buffers, bf, backend_pre, now)],
             timeouts,
-            polite: false,
+            polite: None,
+            pinger,
             polite_until: None,
             handoff_at: None,
             shown: now,
@@ -656,7 +839,7 @@ impl Core {
     /// The core as the runtime takes it over at the hand-over: its directions as they stand
     /// (frame positions, bytes moved, bytes waiting for their destination), buffers shared
     /// with the runtime's other tunnels, no hand-over ahead.
-    pub fn into_runtime(mut self) -> Core {
+    pub fn into_runtime(mut self: Box<Core>) -> Box<Core> {
         self.handoff_at = None;
         self.dirs.iter_mut().for_each(Direction::share_buffers);
         self
@@ -678,32 +861,106 @@ impl Core {
     }
 
     pub fn polite(&self) -> bool {
-        self.polite
+        self.polite.is_some()
     }
 
     /// The child is draining: a WebSocket tunnel ends politely (by `until`, if given); any
-    /// other must end now (`Err`).
+    /// other must end now (`Err`). A tunnel already ending politely for another reason keeps
+    /// that reason, and the earlier deadline.
     pub fn close_politely(&mut self, until: Option<Tick>) -> Result<(), End> {
         if !self.dirs.iter().all(Direction::can_close_politely) {
             return Err(End::Shutdown);
         }
-        if !self.polite {
-            (self.polite, self.polite_until) = (true, until);
-            self.dirs.iter_mut().for_each(Direction::close_politely);
+        match self.polite {
+            None => {
+                (self.polite, self.polite_until) = (Some(Why::Drain), until);
+                self.dirs.iter_mut().for_each(|d| d.close_politely(crate::frames::GOING_AWAY));
+            }
+            Some(_) => self.polite_until = earlier(self.polite_until, until),
         }
         Ok(())
+    }
+
+    /// After the drivers' I/O: what the frames and the clock ask of the tunnel now, once per
+    /// turn of every driver. A broken rule or a dead client begins the tunnel's polite end;
+    /// a client quiet for the Ping interval gets a Ping. True if there is more to write.
+    pub fn advance(&mut self, now: Tick) -> bool {
+        if self.polite.is_some() {
+            return false;
+        }
+        for side in [Side::Client, Side::Backend] {
+            if let Some(v) = self.dirs[side.index()].broke {
+                self.end_politely(Why::Broke(side, v), now);
+                return true;
+            }
+        }
+        let heard = self.dirs[0].heard;
+        let Some(p) = self.pinger.as_mut() else { return false };
+        if p.waiting.is_some_and(|sent| heard >= sent) {
+            p.waiting = None;
+        }
+        match p.waiting {
+            Some(sent) if now >= sent.after(p.wait) => {
+                self.end_politely(Why::DeadClient, now);
+                true
+            }
+            None if now >= heard.after(p.every) && self.dirs[1].can_insert() => {
+                let frame = p.frame();
+                p.waiting = Some(now);
+                self.dirs[1].insert_own(&frame)
+            }
+            _ => false,
+        }
+    }
+
+    /// The module ends the tunnel: Close frames at the next boundaries, by [`CLOSE_WAIT`].
+    fn end_politely(&mut self, why: Why, now: Tick) {
+        self.polite = Some(why);
+        self.polite_until = earlier(self.polite_until, Some(now.after(CLOSE_WAIT)));
+        let [c2b, b2c] = &mut self.dirs;
+        match why {
+            Why::Broke(side, v) => {
+                let (from, to) = if side == Side::Client { (c2b, b2c) } else { (b2c, c2b) };
+                from.close_politely(crate::frames::GOING_AWAY);
+                to.close_politely(v.code);
+            }
+            Why::DeadClient => {
+                c2b.close_politely(crate::frames::GOING_AWAY);
+                b2c.abandon();
+            }
+            Why::Drain => unreachable!("a drain begins in close_politely"),
+        }
+        if !self.dirs.iter().all(Direction::can_close_politely) {
+            // No boundary to put a Close at: the tunnel ends now, with FINs only.
+            self.polite_until = Some(now);
+        }
+    }
+
+    /// The end the polite end comes to at its deadline.
+    fn polite_end(&self) -> End {
+        match self.polite {
+            Some(Why::Broke(side, v)) => End::Broke(side, v),
+            Some(Why::DeadClient) => {
+                End::DeadClient(self.pinger.as_ref().map_or(CLOSE_WAIT, |p| p.wait))
+            }
+            _ => End::Shutdown,
+        }
     }
 
     /// The tunnel is over by itself: both directions finished (politely, in a drain), or it
     /// may change hands now.
     pub fn ended(&self, now: Tick) -> Option<End> {
         let [c2b, b2c] = &self.dirs;
-        if self.polite() {
-            if c2b.closed_politely() && b2c.closed_politely() {
-                return Some(End::GoingAway);
+        match self.polite {
+            Some(Why::Drain) if c2b.closed_politely() && b2c.closed_politely() => {
+                return Some(End::GoingAway)
             }
-        } else if c2b.shut_out && b2c.shut_out {
-            return Some(End::Closed);
+            Some(Why::Drain) => {}
+            // The module's Closes and FINs went: it waits for no answer.
+            Some(_) if c2b.shut_out && b2c.shut_out => return Some(self.polite_end()),
+            Some(_) => {}
+            None if c2b.shut_out && b2c.shut_out => return Some(End::Closed),
+            None => {}
         }
         if self.handoff_at.is_some_and(|t| now >= t) && c2b.movable() && b2c.movable() {
             return Some(End::Handoff);
@@ -714,7 +971,7 @@ impl Core {
     /// A limit that ends the tunnel at `now`.
     pub fn expired(&self, now: Tick) -> Option<End> {
         if self.polite_until.is_some_and(|t| now >= t) {
-            return Some(End::Shutdown);
+            return Some(self.polite_end());
         }
         if let Some(idle) = self.timeouts.idle {
             if now >= self.last_active().after(idle) {
@@ -740,7 +997,18 @@ impl Core {
         let show = self.dirs.iter().any(|d| d.unshown > 0).then(|| self.shown.after(SHOW_EVERY));
         let release = self.dirs.iter().filter_map(Direction::release_at).min();
         let handoff = self.handoff_at.filter(|t| *t > now);
-        [idle, stall, show, release, self.polite_until, handoff].into_iter().flatten().min()
+        let ping = self.ping_deadline();
+        [idle, stall, show, release, self.polite_until, handoff, ping].into_iter().flatten().min()
+    }
+
+    /// When the Ping rule acts next: its answer's deadline, or the next Ping if one can go
+    /// (else I/O on the backend's direction brings the next look).
+    fn ping_deadline(&self) -> Option<Tick> {
+        let p = self.pinger.as_ref().filter(|_| self.polite.is_none())?;
+        match p.waiting {
+            Some(sent) => Some(sent.after(p.wait)),
+            None => self.dirs[1].can_insert().then(|| self.dirs[0].heard.after(p.every)),
+        }
     }
 
     /// Bytes each way to add to the status board, if it is time (`force`: the tunnel ends).
@@ -752,6 +1020,14 @@ impl Core {
         let [c2b, b2c] = &mut self.dirs;
         let shown = (c2b.take_unshown(), b2c.take_unshown());
         (shown != (0, 0)).then_some(shown)
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earlier(a: Option<Tick>, b: Option<Tick>) -> Option<Tick> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -879,6 +1155,7 @@ mod tests {
         let limits = Timeouts {
             idle: Some(Duration::from_secs(10)),
             write_stall: Some(Duration::from_secs(3)),
+            ping: None,
         };
         let mut c = Core::new(limits, Buffers::Share, None, &[], T0);
         assert_eq!(c.next_deadline(T0), Some(ms(10_000)));
@@ -899,7 +1176,7 @@ mod tests {
     /// tunnel ends naming the side that stopped first.
     #[test]
     fn the_side_that_stalled_first_is_named() {
-        let limits = Timeouts { idle: None, write_stall: Some(Duration::from_secs(2)) };
+        let limits = Timeouts { idle: None, write_stall: Some(Duration::from_secs(2)), ping: None };
         let mut c = Core::new(limits, Buffers::Share, None, &[], T0);
         read(&mut c.dirs[1], b"echo", ms(100));
         read(&mut c.dirs[0], b"flood", ms(900));
@@ -984,7 +1261,7 @@ mod tests {
         c.set_handoff_at(Some(ms(100)));
         assert!(c.ended(ms(99)).is_none());
         assert!(matches!(c.ended(ms(100)), Some(End::Handoff)));
-        let mut c = c.into_runtime();
+        let mut c = Box::new(c).into_runtime();
         assert!(c.ended(ms(200)).is_none(), "no hand-over ahead on the runtime");
         assert_eq!(write_all(&mut c.dirs[1], ms(201)), b"behind the 101");
         assert!(c.dirs[1].holds_nothing(), "the buffer went to the runtime's pool");
@@ -1043,6 +1320,135 @@ mod tests {
         }
         assert!(d.frames().unwrap().at_boundary());
         assert_eq!(d.next_read(false), Some(Want::Copy(14)), "the next header is read exactly");
+    }
+
+    fn pinging(every_ms: u64, wait_ms: u64) -> Core {
+        let ping = crate::tunnel::limits::Ping::new(
+            Some(Duration::from_millis(every_ms)),
+            Some(Duration::from_millis(wait_ms)),
+        );
+        let t = Timeouts { idle: Some(Duration::from_secs(60)), ping, ..Default::default() };
+        Core::new(t, Buffers::Share, Some(Default::default()), &[], T0)
+    }
+
+    /// The client's answer to a Ping: a masked Pong with the Ping's payload.
+    fn pong_for(ping: &[u8]) -> Vec<u8> {
+        wskit::raw::frame(10, true, &ping[2..], Some([9, 8, 7, 6]))
+    }
+
+    /// A quiet client gets a Ping (unmasked, 12 bytes of the module's); its Pong, however it
+    /// is cut into reads, never reaches the backend, and neither counts as traffic. A
+    /// backend's own Pong passes.
+    #[test]
+    fn a_quiet_client_is_pinged_and_its_pong_stays_with_the_module() {
+        let mut c = pinging(1_000, 500);
+        assert!(!c.advance(ms(999)));
+        assert_eq!(c.next_deadline(T0), Some(ms(1_000)));
+        assert!(c.advance(ms(1_000)));
+        let ping = write_all(&mut c.dirs[1], ms(1_000));
+        assert_eq!((ping[0], ping[1] as usize, ping.len()), (0x89, PING_LEN, 2 + PING_LEN));
+        assert_eq!(c.moved(), (0, 0), "the module's bytes are no traffic");
+        assert_eq!(c.next_deadline(T0), Some(ms(1_500)), "the answer's deadline");
+        let mut stream = frame(3);
+        stream.extend(pong_for(&ping));
+        stream.extend(frame(2));
+        for (i, b) in stream.iter().enumerate() {
+            read(&mut c.dirs[0], std::slice::from_ref(b), ms(1_100 + i as u64));
+        }
+        let mut relayed = frame(3);
+        relayed.extend(frame(2));
+        assert_eq!(write_all(&mut c.dirs[0], ms(1_200)), relayed);
+        assert!(!c.advance(ms(1_600)), "answered: no dead client");
+        // A Pong alone is no traffic for the idle limit.
+        let mut c = pinging(1_000, 500);
+        c.advance(ms(1_000));
+        let ping = write_all(&mut c.dirs[1], ms(1_000));
+        read(&mut c.dirs[0], &pong_for(&ping), ms(1_200));
+        assert!(!c.dirs[0].pending());
+        assert_eq!(c.last_active(), T0);
+        // A Pong that is not the module's passes.
+        let other = wskit::raw::frame(10, true, b"abcdefghijkl", Some([1, 2, 3, 4]));
+        read(&mut c.dirs[0], &other, ms(1_300));
+        assert_eq!(write_all(&mut c.dirs[0], ms(1_300)), other);
+    }
+
+    /// No answer within the timeout: the backend gets Close 1001 and a FIN, the client
+    /// nothing more; the tunnel ends as a dead client.
+    #[test]
+    fn a_client_that_answers_nothing_is_taken_for_dead() {
+        let mut c = pinging(1_000, 500);
+        c.advance(ms(1_000));
+        write_all(&mut c.dirs[1], ms(1_000));
+        assert!(!c.advance(ms(1_499)));
+        assert!(c.advance(ms(1_500)));
+        assert_eq!(c.dirs[1].next_write(), None, "nothing more to the client");
+        let close = write_all(&mut c.dirs[0], ms(1_500));
+        assert_eq!((close[0], close[1]), (0x88, 0x82), "a masked Close to the backend");
+        assert_eq!(c.dirs[0].next_write(), Some(Out::Fin));
+        c.dirs[0].fin_sent();
+        assert!(matches!(c.ended(ms(1_501)), Some(End::DeadClient(_))));
+    }
+
+    /// A Ping waits for a frame boundary of the backend's stream.
+    #[test]
+    fn a_ping_goes_only_between_two_frames() {
+        let mut c = pinging(1_000, 500);
+        let f = wskit::raw::frame(2, true, &[5; 100], None);
+        read(&mut c.dirs[1], &f[..50], ms(10));
+        write_all(&mut c.dirs[1], ms(10));
+        assert!(!c.advance(ms(1_000)));
+        assert_eq!(c.ping_deadline(), None, "the backend's bytes bring the next look");
+        read(&mut c.dirs[1], &f[50..], ms(1_100));
+        write_all(&mut c.dirs[1], ms(1_100));
+        assert!(c.advance(ms(1_100)));
+        assert_eq!(
+            c.dirs[1].next_write().map(|o| matches!(o, Out::Bytes(b) if b[0] == 0x89)),
+            Some(true)
+        );
+    }
+
+    fn checked(strict: bool, max: Option<u64>) -> Core {
+        let (cr, br) = crate::frame_rules::Rules::for_tunnel(strict, max, None).unwrap();
+        let frames = (Frames::checked(Some(cr)), Frames::checked(Some(br)));
+        Core::new(Timeouts::default(), Buffers::Share, Some(frames), &[], T0)
+    }
+
+    /// A frame that breaks a rule is cut at its header: what came before it goes, the
+    /// sender gets Close 1002, the other side Close 1001, and the tunnel ends as broken.
+    #[test]
+    fn a_broken_rule_cuts_at_its_header_and_closes_both_sides() {
+        let mut c = checked(true, None);
+        let good = frame(5);
+        let mut stream = good.clone();
+        stream.extend(wskit::raw::frame(1, true, b"unmasked", None));
+        // The breaking header arrives in two reads: nothing of it is relayed meanwhile.
+        read(&mut c.dirs[0], &stream[..good.len() + 1], ms(1));
+        assert_eq!(write_all(&mut c.dirs[0], ms(1)), good);
+        read(&mut c.dirs[0], &stream[good.len() + 1..], ms(2));
+        assert!(c.advance(ms(2)));
+        let to_backend = write_all(&mut c.dirs[0], ms(3));
+        assert_eq!((to_backend.len(), to_backend[0], to_backend[1]), (8, 0x88, 0x82));
+        assert_eq!(write_all(&mut c.dirs[1], ms(3)), close_frame(1002, None));
+        c.dirs.iter_mut().for_each(Direction::fin_sent);
+        match c.ended(ms(4)) {
+            Some(End::Broke(Side::Client, v)) => assert!(v.rule.contains("masked"), "{v:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A message over the bound is refused from its header: none of its payload moves.
+    #[test]
+    fn an_oversized_message_is_refused_from_its_header() {
+        let mut c = checked(false, Some(100));
+        let ok = frame(100);
+        let mut stream = ok.clone();
+        stream.extend(frame(101));
+        read(&mut c.dirs[0], &stream, ms(1));
+        c.advance(ms(1));
+        let out = write_all(&mut c.dirs[0], ms(2));
+        assert_eq!(&out[..ok.len()], &ok[..]);
+        assert_eq!(out.len(), ok.len() + 8, "then only the Close 1001");
+        assert_eq!(write_all(&mut c.dirs[1], ms(2)), close_frame(1009, None));
     }
 
     #[test]

@@ -104,8 +104,9 @@ pub struct Tunnel {
     pub backend: Socket,
     /// The ends whose bytes pass through filters, by [`Side::index`].
     pub filtered: [Option<Box<dyn FilteredEnd>>; 2],
-    /// Its core, as the request thread's relay left it (see [`Core::into_runtime`]).
-    pub core: Core,
+    /// Its core, as the request thread's relay left it (see [`Core::into_runtime`]); boxed
+    /// once, so that the futures that carry it stay small.
+    pub core: Box<Core>,
     /// The tunnel's place on the status board, given up when it ends.
     pub board: crate::status::Entry,
     /// Called once, on the runtime's thread, when the tunnel has ended and both sockets are closed.
@@ -406,10 +407,10 @@ pub(super) async fn relay(
     client: Socket,
     mut filtered: [Option<&mut (dyn FilteredEnd + '_)>; 2],
     backend: Socket,
-    core: Core,
+    core: Box<Core>,
     meter: Meter,
     mut phase: Phases,
-) -> (Core, End) {
+) -> (Box<Core>, End) {
     let fds = match (register(client), register(backend)) {
         (Ok(c), Ok(b)) => [c, b],
         (Err(e), _) => return (core, End::Failed(Side::Client, e)),
@@ -461,7 +462,7 @@ pub(super) async fn relay(
 
 /// A tunnel's state in its task.
 struct Task {
-    core: Core,
+    core: Box<Core>,
     pipes: [Pipe; 2],
     /// When the timer is set to go off.
     armed: Option<Tick>,
@@ -499,6 +500,7 @@ impl Task {
                     return Poll::Ready(End::Failed(side, e));
                 }
             }
+            more |= self.core.advance(now);
             if let Some((c2b, b2c)) = self.core.to_show(now, false) {
                 self.meter.add(c2b, b2c);
             }
@@ -676,13 +678,13 @@ mod tests {
             Socket::Own(OwnedFd::from(rc)),
             [None, None],
             Socket::Own(OwnedFd::from(rb)),
-            Core::new(
+            Box::new(Core::new(
                 Timeouts::default(),
                 Buffers::Share,
                 Some(Default::default()),
                 &[],
                 Tick::now(),
-            ),
+            )),
             Meter::default(),
             rx,
         );

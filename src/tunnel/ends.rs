@@ -120,7 +120,10 @@ fn may_leave(
 /// runtime. Returns the handler's status (never an error page: the 101 is out).
 pub fn run<'r>(r: &Request<'r>, e: Established<'_, 'r>) -> i32 {
     // Writes may wait as long as httpd would let a blocking write wait on either side.
-    let timeouts = Timeouts::new(e.idle, e.backend.socket_timeout(), r.server().timeout());
+    let timeouts = Timeouts {
+        ping: e.ping,
+        ..Timeouts::new(e.idle, e.backend.socket_timeout(), r.server().timeout())
+    };
     let mut t = Upgraded { r, client: r.connection(), backend: e.backend, backconn: e.backconn };
     r.enter_tunnel_mode();
     debug_assert!(!e.scheme.is_tls() || t.backconn.is_tls(), "a {:?} backend speaks TLS", e.scheme);
@@ -140,7 +143,7 @@ pub fn run<'r>(r: &Request<'r>, e: Established<'_, 'r>) -> i32 {
         polite: Some(super::shutdown::polite_until),
         handoff_at,
     };
-    let core = relay::core(timeouts, e.websocket.then(Default::default), &e.surplus);
+    let core = relay::core(timeouts, e.frames, &e.surplus);
     let mut out = relay_here(&t, core, stops, board.meter());
     if let (End::Handoff, Some(how)) = (&out.end, leave) {
         let (c2b, b2c) = out.moved();

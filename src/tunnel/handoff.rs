@@ -184,8 +184,15 @@ pub(super) fn handoff(
         Client::Raw => [None, held],
         Client::Suspended => [Some(Tls::boxed(Suspended::take(r, record_taken))), held],
     };
-    let tunnel =
-        detached::Tunnel { client: cfd, filtered, backend: bfd, core, board, on_end, slow_turn };
+    let tunnel = detached::Tunnel {
+        client: cfd,
+        filtered,
+        backend: bfd,
+        core: Box::new(core),
+        board,
+        on_end,
+        slow_turn,
+    };
     if how == Client::Suspended {
         if record_taken {
             r.set_env("wstunnel-handoff", "1");
@@ -206,7 +213,7 @@ pub(super) fn handoff(
             let (tunnel, e) = *failed;
             let mut board = tunnel.board;
             board.attach();
-            Err(Box::new((e, board, tunnel.core)))
+            Err(Box::new((e, board, *tunnel.core)))
         }
     }
 }

@@ -10,6 +10,25 @@ use std::time::Duration;
 pub struct Timeouts {
     pub idle: Option<Duration>,
     pub write_stall: Option<Duration>,
+    /// The module's Pings to a WebSocket client (`ProxyWebsocketPingInterval`).
+    pub ping: Option<Ping>,
+}
+
+/// A Ping to the client once it sent nothing for `every`; no byte from it `wait` after one
+/// ends the tunnel (`ProxyWebsocketPingTimeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ping {
+    pub every: Duration,
+    pub wait: Duration,
+}
+
+impl Ping {
+    /// From the directives: None when the interval is unset or zero; the timeout defaults to
+    /// the interval.
+    pub fn new(interval: Option<Duration>, timeout: Option<Duration>) -> Option<Ping> {
+        let every = interval.filter(|d| !d.is_zero())?;
+        Some(Ping { every, wait: timeout.filter(|d| !d.is_zero()).unwrap_or(every) })
+    }
 }
 
 impl Timeouts {
@@ -17,7 +36,7 @@ impl Timeouts {
     /// `Timeout`), `server` the server's `Timeout` (zero: none).
     pub fn new(idle: Option<Duration>, backend: Option<Duration>, server: Duration) -> Timeouts {
         let stall = backend.unwrap_or_default().max(server);
-        Timeouts { idle, write_stall: (!stall.is_zero()).then_some(stall) }
+        Timeouts { idle, write_stall: (!stall.is_zero()).then_some(stall), ping: None }
     }
 }
 
@@ -49,7 +68,7 @@ mod tests {
         assert_eq!(Timeouts::new(None, Some(s(5)), Duration::ZERO).write_stall, Some(s(5)));
         assert_eq!(
             Timeouts::new(Some(s(1)), None, Duration::ZERO),
-            Timeouts { idle: Some(s(1)), write_stall: None }
+            Timeouts { idle: Some(s(1)), write_stall: None, ping: None }
         );
     }
 }

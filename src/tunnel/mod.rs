@@ -37,4 +37,5 @@ pub use ends::run;
 #[cfg(feature = "httpd")]
 pub use handoff::connection_suspended;
 #[cfg(feature = "httpd")]
+pub use limits::Ping;
 pub use upgraded::Established;

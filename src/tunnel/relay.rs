@@ -267,6 +267,7 @@ fn drive(core: &mut Core, io: &mut PollIo, stops: &Stops, meter: Meter) -> End {
         if let Err(end) = io.push_held() {
             return end;
         }
+        more |= core.advance(now);
         if let Some((c2b, b2c)) = core.to_show(now, false) {
             meter.add(c2b, b2c);
         }

@@ -57,7 +57,12 @@ impl Summary {
             [None, None] => None,
         };
         let ended_by = match end {
-            End::Idle(_) | End::WriteStalled(..) | End::Shutdown | End::GoingAway => EndedBy::Proxy,
+            End::Idle(_)
+            | End::WriteStalled(..)
+            | End::Shutdown
+            | End::GoingAway
+            | End::Broke(..)
+            | End::DeadClient(_) => EndedBy::Proxy,
             End::Failed(side, _) => side_of(first.unwrap_or(*side)),
             End::Closed => side_of(first.unwrap_or(Side::Client)),
             // Not an end: the tunnel goes on elsewhere.

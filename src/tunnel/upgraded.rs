@@ -1,6 +1,8 @@
 //! An upgraded request as the tunnel takes it over: what the backend's 101 left to relay
 //! (from the handler), and the request on its thread while it relays (for the hand-over).
 
+use super::limits::Ping;
+use crate::frames::Frames;
 use crate::httpd::proxy::Backend;
 use crate::httpd::{Connection, Request};
 use crate::scheme::Scheme;
@@ -15,8 +17,11 @@ pub struct Established<'a, 'r> {
     /// `ProxyWebsocketIdleTimeout`, if any.
     pub idle: Option<Duration>,
     pub scheme: Scheme,
-    /// The 101 upgraded to WebSocket (frames are tracked), not another protocol.
-    pub websocket: bool,
+    /// Where each direction's WebSocket frames stand, with the rules they must obey (client's,
+    /// backend's); None: the 101 upgraded to another protocol.
+    pub frames: Option<(Frames, Frames)>,
+    /// The module's Pings to the client (WebSocket tunnels only).
+    pub ping: Option<Ping>,
 }
 
 /// An upgraded request on its thread: the request, its two connections, and the backend
