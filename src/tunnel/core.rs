@@ -330,10 +330,9 @@ impl Direction {
             close_code: crate::frames::GOING_AWAY,
             pong_token: None,
         };
+        // The backend's bytes behind its 101 are judged like any others.
         d.load(pre);
-        if let Some(f) = d.frames.as_mut() {
-            f.feed(pre);
-        }
+        d.account(0);
         d
     }
 
@@ -421,7 +420,7 @@ impl Direction {
     /// closing direction reached its boundary). `filters_hold`: httpd's input filters hold
     /// bytes of the sender, which must be read (copied) before its socket is spliced.
     pub fn next_read(&self, filters_hold: bool) -> Option<Want> {
-        if self.eof_in || self.cut || self.in_pipe > 0 {
+        if self.eof_in || self.in_pipe > 0 || (self.cut && self.polite != Polite::Closed) {
             return None;
         }
         match self.polite {
@@ -505,7 +504,11 @@ impl Direction {
             match event {
                 Event::None => {}
                 Event::Broke(v) => {
-                    (self.end, self.cut, self.broke) = (at - f.header_len(), true, Some(v));
+                    // The dropped bytes still count for where the stream stands: the sender's
+                    // answering Close is found among what is discarded after ours.
+                    let cut_at = at - f.header_len();
+                    f.feed(&buf[at..self.end]);
+                    (self.end, self.cut, self.broke) = (cut_at, true, Some(v));
                     self.ready = self.end;
                     return;
                 }
@@ -952,12 +955,15 @@ impl Core {
     pub fn ended(&self, now: Tick) -> Option<End> {
         let [c2b, b2c] = &self.dirs;
         match self.polite {
+            // Each side answered the Close it got with its own (or a FIN).
             Some(Why::Drain) if c2b.closed_politely() && b2c.closed_politely() => {
                 return Some(End::GoingAway)
             }
-            Some(Why::Drain) => {}
-            // The module's Closes and FINs went: it waits for no answer.
-            Some(_) if c2b.shut_out && b2c.shut_out => return Some(self.polite_end()),
+            Some(Why::Broke(..)) if c2b.closed_politely() && b2c.closed_politely() => {
+                return Some(self.polite_end())
+            }
+            // A dead client answers nothing: the backend's Close and FIN went.
+            Some(Why::DeadClient) if c2b.shut_out => return Some(self.polite_end()),
             Some(_) => {}
             None if c2b.shut_out && b2c.shut_out => return Some(End::Closed),
             None => {}
@@ -1430,6 +1436,11 @@ mod tests {
         assert_eq!((to_backend.len(), to_backend[0], to_backend[1]), (8, 0x88, 0x82));
         assert_eq!(write_all(&mut c.dirs[1], ms(3)), close_frame(1002, None));
         c.dirs.iter_mut().for_each(Direction::fin_sent);
+        // What the client still sends is dropped up to its answering Close, which ends it.
+        assert_eq!(c.dirs[0].next_read(false), Some(Want::Discard));
+        c.dirs[0].discarded(&close_frame(1002, Some([1, 2, 3, 4])), ms(4));
+        assert!(c.ended(ms(4)).is_none());
+        c.dirs[1].discarded(&close_frame(1000, None), ms(4));
         match c.ended(ms(4)) {
             Some(End::Broke(Side::Client, v)) => assert!(v.rule.contains("masked"), "{v:?}"),
             other => panic!("{other:?}"),

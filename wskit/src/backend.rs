@@ -11,6 +11,8 @@
 //! | `/silent`           | never answers |
 //! | `/burst`            | 101 and a text frame in the same write, then echo |
 //! | `/whoami`           | 101, a text frame `backend NAME`, then echo |
+//! | `/send-masked`      | 101, a masked text frame (which a server must never send), then echo |
+//! | `/ping-client`      | 101, a Ping `backend-ping` of its own, then echo (Pongs are recorded) |
 //! | `/raw-echo`         | 101 for whatever was asked, then echoes raw bytes; FIN after the client's FIN |
 //! | `/raw-count`        | 101, reads to EOF, answers `got N bytes`, closes |
 //! | `/raw-fin-first`    | 101, sends `bye` and FIN, then counts what still arrives (recorded) |
@@ -40,6 +42,8 @@ pub enum Event {
     Eof(Instant),
     /// A WebSocket echo received a Close frame with this code (None: no code).
     Close(Option<u16>),
+    /// A WebSocket echo received a Pong with this payload.
+    Pong(Vec<u8>),
     /// `/raw-deaf`: the request's path, when bytes last moved on the connection (a queue of
     /// its socket or of the proxy's changed) and when the proxy's end of it came (a FIN or a
     /// reset).
@@ -268,6 +272,14 @@ async fn serve<S: Conn>(
         let mut out = hello.into_bytes();
         out.extend(crate::raw::server_frame(1, b"hello-from-backend"));
         sock.write_all(&out).await?;
+    } else if path.contains("/send-masked") {
+        let mut out = hello.into_bytes();
+        out.extend(crate::raw::frame(1, true, b"masked by a server", Some([1, 2, 3, 4])));
+        sock.write_all(&out).await?;
+    } else if path.contains("/ping-client") {
+        let mut out = hello.into_bytes();
+        out.extend(crate::raw::server_frame(9, b"backend-ping"));
+        sock.write_all(&out).await?;
     } else if path.contains("/whoami") {
         let mut out = hello.into_bytes();
         let me = format!("backend {name}");
@@ -310,6 +322,7 @@ async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             Message::Close(frame) => {
                 ev.lock().unwrap().push(Event::Close(frame.map(|f| f.code.into())))
             }
+            Message::Pong(p) => ev.lock().unwrap().push(Event::Pong(p.to_vec())),
             // tungstenite answers pings and the close handshake itself as it reads; after
             // a close, reading on drives the reply out and then ends.
             _ => {}

@@ -1,0 +1,260 @@
+//! A WebSocket-aware relay (issue 27): the module's own Pings keep quiet clients alive and find
+//! dead ones (a client process frozen with SIGSTOP), the backend never sees a Pong of ours,
+//! every RFC 6455 section 5 rule ends the tunnel with its codes, and a message is bounded.
+//! Synchronous tunnels on the main port, asynchronous ones on `ports[0]`.
+
+mod common;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use wskit::backend::Event;
+use wskit::raw;
+
+fn server(b: &Backend) -> Httpd {
+    Httpd::start(
+        Config::new("frame_rules.conf.in")
+            .ports(1)
+            .var("BACKEND", format!("127.0.0.1:{}", b.port())),
+    )
+}
+
+/// The main port (synchronous tunnels) and the asynchronous virtual host's.
+fn both(h: &Httpd) -> [(u16, &'static str); 2] {
+    [(h.port, "sync"), (h.ports[0], "async")]
+}
+
+fn closes(b: &Backend) -> Vec<Option<u16>> {
+    b.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Close(code) => Some(code),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pongs(b: &Backend) -> Vec<Vec<u8>> {
+    b.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Pong(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until the backend saw `n` Close frames; returns them.
+fn wait_closes(b: &Backend, n: usize, t: Duration) -> Vec<Option<u16>> {
+    let end = Instant::now() + t;
+    loop {
+        let c = closes(b);
+        if c.len() >= n || Instant::now() > end {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A raw client after its 101.
+fn open_raw(port: u16, path: &str) -> (std::net::TcpStream, Vec<u8>) {
+    let mut s = raw::connect(port);
+    s.write_all(raw::handshake(path, "").as_bytes()).unwrap();
+    let resp = raw::read_response(&mut s);
+    assert_eq!(resp.status, 101, "{}", resp.head);
+    (s, resp.rest)
+}
+
+/// Reads small frames until a Close; returns its code and the opcodes before it.
+fn read_to_close(s: &mut std::net::TcpStream, pre: &mut Vec<u8>) -> (u16, Vec<u8>) {
+    let mut before = Vec::new();
+    loop {
+        let (op, payload) = raw::read_small_frame(s, pre);
+        if op == 8 {
+            return (u16::from_be_bytes([payload[0], payload[1]]), before);
+        }
+        before.push(op);
+    }
+}
+
+/// Pings every 300 ms keep a client that sends nothing (but answers them, as every WebSocket
+/// client does) alive for 1.5 s; none of its Pongs reaches the backend, whose own Ping and
+/// the client's answer to it pass untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn pings_keep_a_quiet_client_alive_and_its_pongs_stay_with_the_module() {
+    let b = Backend::start("pings");
+    let h = server(&b);
+    for (port, mode) in both(&h) {
+        let (mut ws, _) = connect(&format!("ws://127.0.0.1:{port}/ws/ping-client")).await.unwrap();
+        let end = tokio::time::Instant::now() + Duration::from_millis(1500);
+        let (mut ours, mut backends) = (0, 0);
+        while let Ok(Some(m)) = tokio::time::timeout_at(end, ws.next()).await {
+            match m.unwrap() {
+                Message::Ping(p) if &p[..] == b"backend-ping" => backends += 1,
+                Message::Ping(p) if p.len() == 12 => ours += 1,
+                other => panic!("{mode}: {other:?}"),
+            }
+        }
+        assert!(ours >= 3, "{mode}: {ours} Pings of the module in 1.5 s at 300 ms");
+        assert_eq!(backends, 1, "{mode}: the backend's own Ping passes");
+        let m = Message::text("still here");
+        assert_eq!(echo(&mut ws, m.clone()).await, m, "{mode}");
+        ws.close(None).await.ok();
+        while let Some(Ok(_)) = ws.next().await {}
+    }
+    assert_eq!(pongs(&b), vec![b"backend-ping".to_vec(); 2], "only the backend's Pings' answers");
+    let log = h.stop();
+    assert_eq!(log.matches("WST02022").count(), 0, "{log}");
+}
+
+/// The client process for `a_frozen_client_is_found_dead`: opens a WebSocket, echoes once,
+/// says READY, then reads (answering Pings) until it is stopped or killed.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "run by a_frozen_client_is_found_dead in a process of its own"]
+async fn frozen_client_process() {
+    let Ok(url) = std::env::var("WST_FROZEN_URL") else { return };
+    let (mut ws, _) = connect(&url).await.unwrap();
+    assert_eq!(echo(&mut ws, Message::text("hi")).await, Message::text("hi"));
+    println!("READY");
+    while let Some(Ok(_)) = ws.next().await {}
+}
+
+/// A real client process, alive for a second (it answers the Pings), then frozen with
+/// SIGSTOP: within interval + timeout its backend gets Close 1001 and the access log says
+/// the proxy ended the tunnel; WST02022 says why.
+#[test]
+fn a_frozen_client_is_found_dead() {
+    let b = Backend::start("frozen");
+    let h = server(&b);
+    for (i, (port, mode)) in both(&h).into_iter().enumerate() {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "frozen_client_process", "--ignored", "--nocapture"])
+            .env("WST_FROZEN_URL", format!("ws://127.0.0.1:{port}/ws/frozen-{mode}"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        assert!(lines.any(|l| l.unwrap().contains("READY")), "{mode}: the client did not start");
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(closes(&b).len() == i, "{mode}: a live client was taken for dead");
+        // SAFETY: the child's pid, ours to signal.
+        unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
+        let t0 = Instant::now();
+        let c = wait_closes(&b, i + 1, Duration::from_secs(5));
+        let took = t0.elapsed();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(c.get(i), Some(&Some(1001)), "{mode}: {c:?}");
+        // A Ping is due at most 300 ms after the last answer, then 300 ms to answer.
+        assert!(took < Duration::from_millis(1500), "{mode}: found after {took:?}");
+    }
+    assert!(h.wait_log("WST02022", Duration::from_secs(3)));
+    let log = std::fs::read_to_string(h.root.join("closes_log")).unwrap_or_default();
+    for mode in ["sync", "async"] {
+        let want = format!("/ws/frozen-{mode} client=- backend=- by=proxy");
+        assert!(
+            wskit::httpd::wait_until(Duration::from_secs(3), || {
+                std::fs::read_to_string(h.root.join("closes_log"))
+                    .unwrap_or_default()
+                    .contains(&want)
+            }),
+            "{want} in {log}"
+        );
+    }
+    let log = h.stop();
+    // WST02022 for the synchronous tunnel, WST02011 naming the same end for the other.
+    assert_eq!(log.matches("client answered no Ping within 300ms").count(), 2, "{log}");
+}
+
+/// Every rule of RFC 6455 section 5, broken by the client after a good frame: the good frame
+/// is echoed, the client gets Close 1002, the backend Close 1001, WST02021 names the rule.
+#[test]
+fn every_framing_violation_gets_its_close_codes() {
+    let b = Backend::start("rules");
+    let h = server(&b);
+    let m = Some(raw::MASK);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("must be masked", raw::frame(1, true, b"plain", None)),
+        ("reserved opcode", raw::frame(3, true, b"x", m)),
+        ("RSV bit", {
+            let mut f = raw::frame(1, true, b"x", m);
+            f[0] |= 0x40;
+            f
+        }),
+        ("fragmented control frame", raw::frame(9, false, b"", m)),
+        ("control frame over 125 bytes", raw::frame(9, true, &[0; 126], m)),
+        ("no message to continue", raw::frame(0, true, b"x", m)),
+        ("new data frame inside", {
+            let mut f = raw::frame(1, false, b"a", m);
+            f.extend(raw::frame(1, true, b"b", m));
+            f
+        }),
+    ];
+    let mut n = 0;
+    for (port, mode) in both(&h) {
+        for (rule, bad) in &cases {
+            let (mut s, mut pre) = open_raw(port, &format!("/ws/rule-{mode}"));
+            let mut bytes = raw::client_frame(1, b"good");
+            bytes.extend(bad);
+            s.write_all(&bytes).unwrap();
+            let (code, _) = read_to_close(&mut s, &mut pre);
+            assert_eq!(code, 1002, "{mode}: {rule}");
+            // As a client does: its Close answers, and the tunnel ends.
+            s.write_all(&raw::client_frame(8, &code.to_be_bytes())).unwrap();
+            n += 1;
+            let c = wait_closes(&b, n, Duration::from_secs(5));
+            assert_eq!(c.last(), Some(&Some(1001)), "{mode} {rule}: {c:?}");
+            assert!(h.wait_log(rule, Duration::from_secs(3)), "{mode}: {rule} not logged");
+        }
+        // A backend that masks its frames: it gets 1002, the client 1001.
+        let (mut s, mut pre) = open_raw(port, &format!("/ws/send-masked-{mode}"));
+        assert_eq!(read_to_close(&mut s, &mut pre), (1001, vec![]), "{mode}");
+        s.write_all(&raw::client_frame(8, &1001u16.to_be_bytes())).unwrap();
+        n += 1;
+        assert_eq!(wait_closes(&b, n, Duration::from_secs(5)).last(), Some(&Some(1002)));
+    }
+    let log = h.stop();
+    assert_eq!(log.matches("broke a framing rule").count(), n, "{log}");
+    assert!(log.contains("backend broke a framing rule: a server's frames must not be masked"));
+}
+
+/// `ProxyWebsocketMaxMessageSize 16M`: a 16 MiB message passes both ways; one byte more is
+/// refused with Close 1009 to its sender, 1001 to the backend.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_of_the_bound_passes_and_one_byte_more_is_refused() {
+    let b = Backend::start("bound");
+    let h = server(&b);
+    for (i, (port, mode)) in both(&h).into_iter().enumerate() {
+        let (mut ws, _) = connect(&format!("ws://127.0.0.1:{port}/ws/bound")).await.unwrap();
+        let m = Message::binary(payload(16 << 20, 3));
+        assert_eq!(echo(&mut ws, m.clone()).await, m, "{mode}: 16 MiB passes");
+        // Sent while reading: the proxy refuses the message from its header and reads no more
+        // of it, so the client learns why while its send is still under way.
+        let (mut tx, mut rx) = ws.split();
+        let send = tokio::spawn(async move {
+            let _ = tx.send(Message::binary(payload((16 << 20) + 1, 4))).await;
+        });
+        match next_data_or_close(&mut rx).await {
+            Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 1009, "{mode}"),
+            other => panic!("{mode}: {other:?}"),
+        }
+        send.abort();
+        assert_eq!(wait_closes(&b, i + 1, Duration::from_secs(5)).last(), Some(&Some(1001)));
+    }
+    let log = h.stop();
+    assert_eq!(log.matches("message over ProxyWebsocketMaxMessageSize").count(), 2, "{log}");
+}
+
+async fn next_data_or_close(
+    ws: &mut (impl futures_util::Stream<Item = tokio_tungstenite::tungstenite::Result<Message>> + Unpin),
+) -> Message {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.unwrap();
+        match m {
+            Some(Ok(m)) if m.is_ping() || m.is_pong() => continue,
+            Some(Ok(m)) => return m,
+            other => panic!("{other:?}"),
+        }
+    }
+}
