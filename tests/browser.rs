@@ -52,6 +52,38 @@ fn chromium_sees_1001_on_a_graceful_restart_and_reconnects() {
     assert!(log.contains("WST02014"), "{log}");
 }
 
+/// A page that sends nothing for 2.5 s stays connected through the module's Pings every
+/// 300 ms (timeout 300 ms): Chromium answers them by itself, and its Pongs never reach the
+/// backend.
+#[test]
+fn chromium_answers_the_modules_pings_and_stays_connected() {
+    let dir = TempDir::new("browser-pings");
+    let (h, plain, _tls) = server(&dir);
+    let url = format!(
+        "http://127.0.0.1:{}/page.html?quiet=ws://127.0.0.1:{}/ws2/quiet",
+        h.port, h.ports[2]
+    );
+    let browser = browse(&dir, &url);
+    let seen = reported(&h, &dir, "/report?");
+    drop(browser);
+    assert_eq!(seen, r#"{"open":true,"echo":"after 2.5 s of silence","close":1000}"#);
+    assert!(
+        !plain.events().iter().any(|e| matches!(e, wskit::backend::Event::Pong(_))),
+        "a Pong reached the backend: {:?}",
+        plain.events()
+    );
+    let log = h.stop();
+    let end = log
+        .lines()
+        .find(|l| l.contains("WST02011") && l.contains("/ws2/quiet"))
+        .unwrap_or_default();
+    let pings: u32 = end
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" Pings of the module to the client")?.parse().ok())
+        .unwrap_or(0);
+    assert!(pings >= 5, "{pings} Pings in 2.5 s at 300 ms: {end}");
+}
+
 /// Kills the browser's whole process group (it was started as a group leader) at drop.
 struct Browser(std::process::Child);
 impl Drop for Browser {
@@ -69,7 +101,7 @@ fn server(dir: &TempDir) -> (Httpd, Backend, Backend) {
     let tls = Backend::start_tls("tls", &pki.server);
     let h = Httpd::start(
         Config::new("browser.conf.in")
-            .ports(2)
+            .ports(3)
             .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
             .var("TLSBACKEND", tls.port())
             .var("CA", pki.ca_file.display())

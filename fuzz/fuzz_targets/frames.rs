@@ -1,9 +1,39 @@
 //! WebSocket frame tracking (src/frames.rs) on any byte stream: where the boundaries are, the
 //! messages counted and the Close code read must not depend on how the stream is cut into
 //! reads, and bounded reads (`to_boundary`, `skip` for spliced payloads) stop exactly there.
+//! Checked directions (strict framing, a message bound, the module's Pongs watched): the first
+//! broken rule and every Pong are found at the same stream offsets in any chunking, and what
+//! is held back never exceeds a header and a Pong.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mod_proxy_wstunnel::frames::Frames;
+use mod_proxy_wstunnel::frame_rules::{Rules, Violation};
+use mod_proxy_wstunnel::frames::{Event, Frames, MAX_HEADER, PING_LEN};
+
+/// Feeds `stream` in pieces of `piece` bytes to a checked direction: the offsets (just past)
+/// where Pongs ended, and the first broken rule with its offset (nothing is fed after it).
+fn checked(stream: &[u8], piece: usize, rules: Rules) -> (Vec<usize>, Option<(usize, Violation)>) {
+    let mut f = Frames::checked(Some(rules));
+    f.watch_pongs();
+    let (mut pongs, mut fed) = (Vec::new(), 0);
+    for chunk in stream.chunks(piece) {
+        let mut at = 0;
+        while at < chunk.len() {
+            let (n, event) = f.feed_checked(&chunk[at..]);
+            at += n;
+            assert!(f.held() <= (fed + at).min(MAX_HEADER + PING_LEN));
+            match event {
+                Event::None => {}
+                Event::Pong { frame_len, .. } => {
+                    assert!(frame_len <= fed + at);
+                    pongs.push(fed + at);
+                }
+                Event::Broke(v) => return (pongs, Some((fed + at, v))),
+            }
+        }
+        fed += chunk.len();
+    }
+    (pongs, None)
+}
 
 /// What a stream fed to `f` left behind: boundaries seen after each read and the totals.
 fn facts(f: &Frames) -> (bool, bool, u64, Option<u16>, bool) {
@@ -37,4 +67,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(agreed(&relay), agreed(&whole));
     // A Close that passed has a code (1005 when it carried none).
     assert_eq!(whole.close_seen(), whole.close_code().is_some());
+    let max = Some(cut as u64 * 8 + 1);
+    let (client, _) = Rules::for_tunnel(cut & 1 == 1, max, None).expect("a bound is set");
+    assert_eq!(
+        checked(stream, stream.len().max(1), client),
+        checked(stream, cut as usize % 13 + 1, client)
+    );
 });

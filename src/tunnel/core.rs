@@ -860,7 +860,9 @@ impl Core {
     /// What the logs say of a WebSocket tunnel that ended with `end` (None: not WebSocket).
     pub fn summary(&self, end: &End) -> Option<Summary> {
         let [c2b, b2c] = &self.dirs;
+        let pings = self.pinger.as_ref().map_or(0, |p| p.sent);
         Summary::of(end, [c2b.frames?, b2c.frames?], [c2b.ending, b2c.ending])
+            .map(|s| Summary { pings, ..s })
     }
 
     pub fn polite(&self) -> bool {

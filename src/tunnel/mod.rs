@@ -36,6 +36,6 @@ mod upgraded;
 pub use ends::run;
 #[cfg(feature = "httpd")]
 pub use handoff::connection_suspended;
-#[cfg(feature = "httpd")]
 pub use limits::Ping;
+#[cfg(feature = "httpd")]
 pub use upgraded::Established;

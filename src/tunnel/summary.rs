@@ -37,6 +37,8 @@ pub struct Summary {
     /// Whole messages client to backend, and backend to client.
     pub messages_in: u64,
     pub messages_out: u64,
+    /// Pings the module sent the client (`ProxyWebsocketPingInterval`).
+    pub pings: u32,
 }
 
 /// A number that grows with every call, across threads: which side began to end first. Taken
@@ -74,6 +76,7 @@ impl Summary {
             ended_by,
             messages_in: frames[0].messages(),
             messages_out: frames[1].messages(),
+            pings: 0,
         })
     }
 
@@ -90,8 +93,12 @@ impl Summary {
 
     /// The same facts in the error log's words.
     pub fn describe(&self) -> String {
+        let pings = match self.pings {
+            0 => String::new(),
+            n => format!(", {n} Pings of the module to the client"),
+        };
         format!(
-            "ended by the {}, Close from client {}, from backend {}, {} messages client to backend, {} backend to client",
+            "ended by the {}, Close from client {}, from backend {}, {} messages client to backend, {} backend to client{pings}",
             self.ended_by.name(),
             code(self.close_client),
             code(self.close_backend),
@@ -139,7 +146,8 @@ mod tests {
                 close_backend: Some(1000),
                 ended_by: EndedBy::Client,
                 messages_in: 1,
-                messages_out: 0
+                messages_out: 0,
+                pings: 0
             }
         );
         assert_eq!(

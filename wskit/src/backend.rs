@@ -14,6 +14,7 @@
 //! | `/send-masked`      | 101, a masked text frame (which a server must never send), then echo |
 //! | `/ping-client`      | 101, a Ping `backend-ping` of its own, then echo (Pongs are recorded) |
 //! | `/raw-echo`         | 101 for whatever was asked, then echoes raw bytes; FIN after the client's FIN |
+//! | `/raw-reframe-echo` | 101, then echoes each client frame as a server's (unmasked) frame of the same total length: its payload is the mask key and the masked payload, as they came |
 //! | `/raw-count`        | 101, reads to EOF, answers `got N bytes`, closes |
 //! | `/raw-fin-first`    | 101, sends `bye` and FIN, then counts what still arrives (recorded) |
 //! | `/raw-rst`          | 101, waits for one byte, then resets the connection |
@@ -338,7 +339,21 @@ async fn raw_mode<S: Conn>(
 ) -> std::io::Result<()> {
     let mut total = pre.len();
     let mut chunk = vec![0u8; 65536];
-    if path.contains("/raw-echo") {
+    if path.contains("/raw-reframe-echo") {
+        let mut r = Reframer::default();
+        let mut out = Vec::with_capacity(65536 + 14);
+        r.echo(&pre, &mut out);
+        sock.write_all(&out).await?;
+        loop {
+            let n = sock.read(&mut chunk).await?;
+            if n == 0 {
+                return sock.shutdown().await;
+            }
+            out.clear();
+            r.echo(&chunk[..n], &mut out);
+            sock.write_all(&out).await?;
+        }
+    } else if path.contains("/raw-echo") {
         sock.write_all(&pre).await?;
         loop {
             let n = sock.read(&mut chunk).await?;
@@ -534,5 +549,85 @@ impl Drop for BackendProcess {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A client's frames echoed as a server's: each masked frame becomes an unmasked one whose
+/// payload is the 4-byte key and the payload as it came (still masked: only its length
+/// matters), so the echo has the length of what was sent, and a proxy that checks framing
+/// (masked from the client, unmasked from the server) can be measured with a byte-counting
+/// load. Frames whose length grows past 125 or 65535 by the 4 bytes are not handled (the
+/// bench's sizes never do).
+#[derive(Default)]
+struct Reframer {
+    head: Vec<u8>,
+    /// Payload bytes of the current frame still to copy.
+    left: u64,
+}
+
+impl Reframer {
+    fn echo(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) {
+        while !bytes.is_empty() {
+            if self.left > 0 {
+                let n = (self.left as usize).min(bytes.len());
+                out.extend_from_slice(&bytes[..n]);
+                (self.left, bytes) = (self.left - n as u64, &bytes[n..]);
+                continue;
+            }
+            self.head.push(bytes[0]);
+            bytes = &bytes[1..];
+            let h = &self.head;
+            if h.len() < 2 {
+                continue;
+            }
+            let ext = match h[1] & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            };
+            let mask = if h[1] & 0x80 != 0 { 4 } else { 0 };
+            if h.len() < 2 + ext + mask {
+                continue;
+            }
+            let len = match ext {
+                2 => u16::from_be_bytes([h[2], h[3]]) as u64,
+                8 => u64::from_be_bytes(h[2..10].try_into().unwrap()),
+                _ => (h[1] & 0x7f) as u64,
+            };
+            let grown = len + mask as u64;
+            out.push(h[0]);
+            match ext {
+                2 => {
+                    out.push(126);
+                    out.extend_from_slice(&(grown as u16).to_be_bytes());
+                }
+                8 => {
+                    out.push(127);
+                    out.extend_from_slice(&grown.to_be_bytes());
+                }
+                _ => out.push(grown as u8),
+            }
+            out.extend_from_slice(&h[2 + ext..]);
+            self.left = len;
+            self.head.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reframed_echoes_keep_the_length_and_lose_the_mask_bit() {
+        for len in [0, 64, 120, 1000, 65536] {
+            let f = crate::raw::client_frame(2, &vec![7; len]);
+            for piece in [1, 3, f.len()] {
+                let (mut r, mut out) = (Reframer::default(), Vec::new());
+                f.chunks(piece).for_each(|c| r.echo(c, &mut out));
+                assert_eq!(out.len(), f.len(), "{len}");
+                assert_eq!((out[0], out[1] & 0x80), (0x82, 0), "{len}");
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@
 //!                  [--mt-module SO] [--before SO]
 //!                  [--workloads pp1,pp50,busy,tp1,tp8,idle,churn,storm]
 //!                  [--proxy-cpus LIST] [--client-cpus LIST] [--backend-cpus LIST]
-//!                  [--scale 1,2,4,8] [--conns N] [--storm N] [--tls] [--out FILE]
+//!                  [--scale 1,2,4,8] [--conns N] [--storm N] [--tls] [--checked] [--out FILE]
 //!        wst-bench --syscalls [--only TARGET]
 //! (`--only` runs one target, e.g. `--only "ours async"`, without ratios to the others.
 //! `--syscalls`: only 64 B ping-pong, each server's process tree under `strace -f -c`, and
@@ -19,6 +19,10 @@
 //! `--mt-module`: a build of ours with `--features multi-thread-runtime`, one more target.
 //! `--before`: an earlier build of ours (e.g. the last release), two more targets (sync and
 //! async), so that a change is measured against what it replaces in the same run.
+//! `--checked`: two more targets, ours sync and async with the WebSocket-aware relay's checks
+//! on (`ProxyWebsocketStrictFrames On`, `ProxyWebsocketMaxMessageSize 1G`,
+//! `ProxyWebsocketPingInterval 30s`); every target then echoes through the backend's
+//! `raw-reframe-echo`, whose frames are a server's (unmasked), as strict framing demands.
 //! `--tls`: clients speak wss:// to the proxy (a CA and certificate made at run time): stock,
 //! ours synchronous, ours asynchronous (suspended under event) and nginx `listen ssl`; httpd
 //! gets `AsyncRequestWorkerFactor 100`, the one setting the README documents for it.
@@ -64,6 +68,8 @@ struct Opts {
     workloads: Vec<String>,
     /// Clients speak TLS to the proxy.
     tls: bool,
+    /// Two more targets with the frame checks on; a framing-correct echo for all.
+    checked: bool,
     /// Where the servers, the load client and the echo backend run (CPU lists).
     proxy_cpus: Option<Vec<usize>>,
     client_cpus: Option<Vec<usize>>,
@@ -106,6 +112,7 @@ fn opts() -> Opts {
             .unwrap_or_default(),
         out: val("--out"),
         tls: args.iter().any(|a| a == "--tls"),
+        checked: args.iter().any(|a| a == "--checked"),
         proxy_cpus: cpu_list(val("--proxy-cpus"), "--proxy-cpus"),
         client_cpus: cpu_list(val("--client-cpus"), "--client-cpus"),
         backend_cpus: cpu_list(val("--backend-cpus"), "--backend-cpus"),
@@ -130,6 +137,9 @@ trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 type Conn = Box<dyn Stream>;
 
+/// The backend's echo: raw bytes, or (`--checked`) frames re-framed as a server's.
+static ECHO: std::sync::OnceLock<&str> = std::sync::OnceLock::new();
+
 /// With `--tls`: how clients speak TLS to the proxy (the run's CA).
 static TLS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
 
@@ -150,8 +160,9 @@ async fn open(hostport: &str, prefix: &str) -> std::io::Result<Conn> {
         }
     };
     let req = format!(
-        "GET {prefix}raw-echo HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {prefix}{} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        ECHO.get().copied().unwrap_or("raw-echo")
     );
     s.write_all(req.as_bytes()).await?;
     let mut head = Vec::new();
@@ -757,7 +768,7 @@ struct Results {
 }
 
 /// Every target, in the report's order.
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 13] = [
     "direct",
     "stock wstunnel (Off)",
     "stock proxy_http (On)",
@@ -769,6 +780,8 @@ const NAMES: [&str; 11] = [
     "nginx (listen ssl)",
     "before: ours sync",
     "before: ours async",
+    "ours sync, checked",
+    "ours async, checked",
 ];
 
 // One thread for the load: the servers get the rest of the machine, as a single-threaded load
@@ -821,7 +834,28 @@ async fn main() {
             Target { name: NAMES[10], kind: Kind::Httpd { module: m.into(), mode: async_on } },
         ]
     });
-    let targets: Vec<Target> = targets.into_iter().chain(mt).chain(before).collect();
+    let checks = "ProxyWebsocketStrictFrames On\nProxyWebsocketMaxMessageSize 1G\nProxyWebsocketPingInterval 30s";
+    if o.checked {
+        let _ = ECHO.set("raw-reframe-echo");
+    }
+    let checked = o.checked.then(|| {
+        let leak = |m: String| -> &'static str { Box::leak(m.into_boxed_str()) };
+        [
+            Target {
+                name: NAMES[11],
+                kind: Kind::Httpd { module: ours.clone(), mode: leak(format!("{off}\n{checks}")) },
+            },
+            Target {
+                name: NAMES[12],
+                kind: Kind::Httpd {
+                    module: ours.clone(),
+                    mode: leak(format!("{async_on}\n{checks}")),
+                },
+            },
+        ]
+    });
+    let targets: Vec<Target> =
+        targets.into_iter().chain(mt).chain(before).chain(checked.into_iter().flatten()).collect();
     // Over TLS: the proxies that terminate it (no direct backend, no HAProxy peer).
     let targets: Vec<Target> = if o.tls {
         targets
@@ -866,7 +900,11 @@ async fn main() {
         // Synchronous tunnels cap at MaxRequestWorkers.
         let sync = matches!(
             t.name,
-            "stock wstunnel (Off)" | "stock proxy_http (On)" | "ours sync" | "before: ours sync"
+            "stock wstunnel (Off)"
+                | "stock proxy_http (On)"
+                | "ours sync"
+                | "before: ours sync"
+                | "ours sync, checked"
         );
         if !sync && o.runs("busy") {
             r.pp_busy = ping_pong_median(&hostport, prefix, o.busy, &o, server.pid()).await;
