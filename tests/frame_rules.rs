@@ -258,3 +258,45 @@ async fn next_data_or_close(
         }
     }
 }
+
+/// Through TLS ends (wss:// clients, to ws:// and wss:// backends, in the request thread and
+/// asynchronously): a client that answers stays alive through the Pings, one that never
+/// reads again is found dead and its backend gets Close 1001.
+#[tokio::test(flavor = "multi_thread")]
+async fn pings_work_through_tls_ends() {
+    let site = tls_site("pings-tls", "frame_rules_tls.conf.in", |c| c.ports(2));
+    let h = &site.h;
+    let mut dead = 0;
+    for (port, mode) in [(h.ports[0], "sync"), (h.ports[1], "async")] {
+        for (prefix, backend) in [("/ws/", &site.b), ("/wss/", &site.tb)] {
+            let what = format!("{mode} {prefix}");
+            let url = format!("wss://localhost:{port}{prefix}alive");
+            let (mut ws, _) = connect_tls(&url, &site.pki).await.unwrap();
+            let end = tokio::time::Instant::now() + Duration::from_millis(1500);
+            let mut pings = 0;
+            while let Ok(Some(m)) = tokio::time::timeout_at(end, ws.next()).await {
+                assert!(matches!(m.unwrap(), Message::Ping(p) if p.len() == 12), "{what}");
+                pings += 1;
+            }
+            assert!(pings >= 3, "{what}: {pings} Pings");
+            let m = Message::text("alive");
+            assert_eq!(echo(&mut ws, m.clone()).await, m, "{what}");
+            ws.close(None).await.ok();
+            while let Some(Ok(_)) = ws.next().await {}
+            let before = closes(backend).len();
+            // A client that never reads nor writes again.
+            let (frozen, _) = tls_tunnel(port, &site.pki, &format!("{prefix}frozen")).await;
+            let t0 = Instant::now();
+            let c = wait_closes(backend, before + 1, Duration::from_secs(5));
+            assert_eq!(c.get(before), Some(&Some(1001)), "{what}: {c:?}");
+            assert!(t0.elapsed() < Duration::from_millis(1500), "{what}: {:?}", t0.elapsed());
+            drop(frozen);
+            dead += 1;
+        }
+    }
+    assert!(h.wait_log("answered no Ping", Duration::from_secs(3)));
+    assert!(wskit::httpd::wait_until(Duration::from_secs(5), || {
+        h.error_log().matches("client answered no Ping").count() == dead
+    }));
+    assert!(pongs(&site.b).is_empty() && pongs(&site.tb).is_empty(), "a Pong of ours passed");
+}

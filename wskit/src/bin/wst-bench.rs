@@ -13,7 +13,8 @@
 //!                  [--proxy-cpus LIST] [--client-cpus LIST] [--backend-cpus LIST]
 //!                  [--scale 1,2,4,8] [--conns N] [--storm N] [--tls] [--checked] [--out FILE]
 //!        wst-bench --syscalls [--only TARGET]
-//! (`--only` runs one target, e.g. `--only "ours async"`, without ratios to the others.
+//! (`--only` runs the targets it names, separated by `|`, e.g. `--only "ours async|ours async, checked"`,
+//! without ratios to the others.
 //! `--syscalls`: only 64 B ping-pong, each server's process tree under `strace -f -c`, and
 //! prints the system calls per round trip; strace slows everything, so no speeds.
 //! `--mt-module`: a build of ours with `--features multi-thread-runtime`, one more target.
@@ -83,6 +84,11 @@ struct Opts {
 }
 
 impl Opts {
+    /// Whether `--only` (names separated by `|`) lets target `t` run.
+    fn chosen(&self, t: &Target) -> bool {
+        self.only.as_deref().is_none_or(|n| n.split('|').any(|n| n == t.name))
+    }
+
     fn runs(&self, workload: &str) -> bool {
         self.workloads.is_empty() || self.workloads.iter().any(|w| w == workload)
     }
@@ -447,6 +453,17 @@ fn footprint(root: u32) -> Footprint {
     Footprint { rss, pss, threads }
 }
 
+/// Whether `back` is the echo of the small frame `msg`: the same bytes, or (`--checked`'s
+/// re-framing echo) the same bytes but the second, which loses the mask bit and counts the key.
+fn is_echo(back: &[u8], msg: &[u8]) -> bool {
+    match ECHO.get() {
+        Some(&"raw-reframe-echo") => {
+            back.len() == msg.len() && back[0] == msg[0] && back[2..] == msg[2..]
+        }
+        _ => back == msg,
+    }
+}
+
 /// Opens a WebSocket and sends `msg` (a frame) once, reading its echo.
 async fn open_and_echo(hostport: &str, prefix: &str, msg: &[u8]) -> std::io::Result<Conn> {
     let mut s = open(hostport, prefix).await?;
@@ -493,7 +510,7 @@ async fn idle(hostport: &str, prefix: &str, n: usize, hold: u64, pid: Option<u32
                 let ok = async {
                     s.write_all(&msg).await?;
                     s.read_exact(&mut back).await?;
-                    Ok::<_, std::io::Error>(back == msg)
+                    Ok::<_, std::io::Error>(is_echo(&back, &msg))
                 };
                 matches!(tokio::time::timeout(Duration::from_secs(10), ok).await, Ok(Ok(true)))
             })
@@ -882,7 +899,7 @@ async fn main() {
         return syscalls(&o, &targets, &backend).await;
     }
     let mut results: BTreeMap<&str, Results> = BTreeMap::new();
-    for t in targets.iter().filter(|t| o.only.as_deref().is_none_or(|n| n == t.name)) {
+    for t in targets.iter().filter(|t| o.chosen(t)) {
         let pcpus = o.proxy_cpus.as_deref();
         let Some(server) = start(t, &backend, pcpus) else {
             eprintln!("== {}: not installed, skipped", t.name);
@@ -967,7 +984,7 @@ async fn main() {
 /// System calls per 64 B round trip, at 1 and 50 connections, for each target's process tree.
 async fn syscalls(o: &Opts, targets: &[Target], backend: &BackendProcess) {
     let mut report = String::from("| target | 1 conn: syscalls per round trip | of which failed (EAGAIN) | 50 conns: syscalls per round trip | of which failed | 64 KiB pipelined, 8 conns: syscalls per MB relayed | of which failed |\n|---|---|---|---|---|---|---|\n");
-    for t in targets.iter().filter(|t| o.only.as_deref().is_none_or(|n| n == t.name)) {
+    for t in targets.iter().filter(|t| o.chosen(t)) {
         let Some(server) = start(t, backend, o.proxy_cpus.as_deref()) else { continue };
         let Some(pid) = server.pid() else { continue };
         eprintln!("== {}", t.name);
