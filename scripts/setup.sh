@@ -24,6 +24,7 @@ packages=(
     libanyevent-websocket-client-perl   # its WebSocket client
     chromium                    # the browser test (headless)
     dpkg-dev debhelper          # scripts/deb.sh: the Debian package
+    iproute2                    # tests/frame_rules.rs: a client cut off inside a network namespace
 )
 packages+=("${extra[@]}")
 

@@ -300,3 +300,87 @@ async fn pings_work_through_tls_ends() {
     }));
     assert!(pongs(&site.b).is_empty() && pongs(&site.tb).is_empty(), "a Pong of ours passed");
 }
+
+/// A network namespace with one end of a veth pair, the other end here; removed on drop.
+struct Netns {
+    name: String,
+    host_if: String,
+    host_addr: String,
+    ns_addr: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip").args(args).output().expect("ip (Debian: iproute2)");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let id = std::process::id();
+        let (name, host_if, ns_if) =
+            (format!("wst-{id}"), format!("wsth{}", id % 100_000), format!("wstn{}", id % 100_000));
+        let net = format!("10.231.{}", id % 250);
+        let n = Netns {
+            name: name.clone(),
+            host_if: host_if.clone(),
+            host_addr: format!("{net}.1"),
+            ns_addr: format!("{net}.2"),
+        };
+        ip(&["netns", "add", &name]);
+        ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if]);
+        ip(&["link", "set", &ns_if, "netns", &name]);
+        ip(&["addr", "add", &format!("{}/30", n.host_addr), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&["-n", &name, "addr", "add", &format!("{}/30", n.ns_addr), "dev", &ns_if]);
+        ip(&["-n", &name, "link", "set", &ns_if, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        n
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.host_if]).status();
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// A client whose network vanishes (its veth brought down: no FIN, no reset, nothing) is
+/// found dead within interval + timeout, and its backend gets Close 1001. The client runs in a
+/// network namespace of its own on this machine; nothing leaves it.
+#[test]
+fn a_client_cut_off_the_network_is_found_dead() {
+    let ns = Netns::new();
+    let b = Backend::start("netns");
+    let h = Httpd::start(
+        Config::new("frame_rules_netns.conf.in")
+            .ports(2)
+            .var("BACKEND", format!("127.0.0.1:{}", b.port()))
+            .var("HOSTADDR", &ns.host_addr),
+    );
+    for (i, (port, mode)) in [(h.ports[0], "sync"), (h.ports[1], "async")].into_iter().enumerate() {
+        ip(&["link", "set", &ns.host_if, "up"]);
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "frozen_client_process", "--ignored", "--nocapture"])
+            .env("WST_FROZEN_URL", format!("ws://{}:{port}/ws/cut-{mode}", ns.host_addr))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        assert!(lines.any(|l| l.unwrap().contains("READY")), "{mode}: the client did not start");
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(closes(&b).len(), i, "{mode}: a live client was taken for dead");
+        ip(&["link", "set", &ns.host_if, "down"]);
+        let t0 = Instant::now();
+        let c = wait_closes(&b, i + 1, Duration::from_secs(5));
+        let took = t0.elapsed();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(c.get(i), Some(&Some(1001)), "{mode}: {c:?}");
+        assert!(took < Duration::from_millis(1500), "{mode}: found after {took:?}");
+    }
+    let log = h.stop();
+    assert_eq!(log.matches("client answered no Ping within 300ms").count(), 2, "{log}");
+}
