@@ -385,6 +385,11 @@ impl Direction {
         self.ready > self.start || self.in_pipe > 0
     }
 
+    /// No byte in the buffer or the pipe, not even one held back: the buffer may go.
+    fn empty(&self) -> bool {
+        self.end == self.start && self.in_pipe == 0
+    }
+
     /// Holds no buffer (an idle direction).
     pub fn holds_nothing(&self) -> bool {
         self.buf.is_none()
@@ -398,7 +403,7 @@ impl Direction {
 
     /// When a kept buffer falls to be freed, if one is held and nothing is in flight.
     fn release_at(&self) -> Option<Tick> {
-        (self.buffers == Buffers::Keep && !self.pending() && self.buf.is_some())
+        (self.buffers == Buffers::Keep && self.empty() && self.buf.is_some())
             .then(|| self.active.after(RELEASE_AFTER))
     }
 
@@ -701,9 +706,9 @@ impl Direction {
     /// they are written, then goes to that thread's pool; an empty one goes now.
     fn share_buffers(&mut self) {
         self.buffers = Buffers::Share;
-        if !self.pending() {
+        if self.empty() {
             self.give_back();
-            (self.start, self.end) = (0, 0);
+            (self.start, self.ready, self.end) = (0, 0, 0);
         }
     }
 
@@ -1447,6 +1452,22 @@ mod tests {
             Some(End::Broke(Side::Client, v)) => assert!(v.rule.contains("masked"), "{v:?}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Bytes held back (a header not yet complete) are the sender's: a quiet second does not
+    /// free them, nor does the hand-over to the runtime.
+    #[test]
+    fn held_bytes_survive_a_quiet_second_and_the_hand_over() {
+        let (cr, br) = crate::frame_rules::Rules::for_tunnel(true, None, None).unwrap();
+        let frames = (Frames::checked(Some(cr)), Frames::checked(Some(br)));
+        let mut c = Core::new(Timeouts::default(), Buffers::Keep, Some(frames), &[], T0);
+        let f = frame(5);
+        read(&mut c.dirs[0], &f[..1], ms(1));
+        assert_eq!(c.dirs[0].next_write(), None, "half a header waits");
+        assert!(!c.dirs[0].release_if_quiet(ms(5_000)));
+        let mut c = Box::new(c).into_runtime();
+        read(&mut c.dirs[0], &f[1..], ms(5_001));
+        assert_eq!(write_all(&mut c.dirs[0], ms(5_002)), f);
     }
 
     /// A message over the bound is refused from its header: none of its payload moves.
