@@ -546,8 +546,7 @@ impl Direction {
             f.skip(n);
         }
         self.in_pipe = n;
-        self.waiting = now;
-        self.active = now;
+        (self.waiting, self.active, self.heard) = (now, now, now);
         self.splicing =
             bulk::after(self.frames.as_ref(), self.splicing, Next::Splice(limit), n, at_header);
         self.settle();
@@ -1468,6 +1467,16 @@ mod tests {
         let mut c = Box::new(c).into_runtime();
         read(&mut c.dirs[0], &f[1..], ms(5_001));
         assert_eq!(write_all(&mut c.dirs[0], ms(5_002)), f);
+    }
+
+    /// A client streaming a large message (spliced, never copied) is heard: no Ping is due.
+    #[test]
+    fn spliced_bytes_count_as_hearing_from_the_client() {
+        let mut c = pinging(1_000, 500);
+        c.dirs[0].spliced(CHUNK, CHUNK, ms(900));
+        c.dirs[0].wrote(CHUNK, ms(900));
+        assert!(!c.advance(ms(1_500)), "heard at 900 ms: the next Ping is due at 1.9 s");
+        assert_eq!(c.ping_deadline(), Some(ms(1_900)));
     }
 
     /// A message over the bound is refused from its header: none of its payload moves.
