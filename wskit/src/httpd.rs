@@ -67,7 +67,8 @@ pub fn httpd_binary() -> PathBuf {
 /// its local port (httpd then cannot bind), or the readiness check could connect to itself.
 /// The ports below the ephemeral range are never given out by the kernel, so the only
 /// contenders are other processes that choose ports like this; a cursor starting at a place
-/// that depends on the process id keeps concurrent test processes apart, and each port is
+/// that depends on the process id spreads concurrent test processes apart, each port is claimed
+/// for the life of this process in a directory every such process shares (`claim`), and it is
 /// still checked by binding it (as httpd will, with SO_REUSEADDR: a port in TIME_WAIT is fine).
 pub fn free_port() -> u16 {
     free_ports(1)[0]
@@ -93,11 +94,41 @@ fn next_port() -> u16 {
     let _ = CURSOR.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
     for _ in 0..span {
         let port = (LOW + CURSOR.fetch_add(1, Ordering::Relaxed) % span) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && claim(port) {
             return port;
         }
     }
     panic!("no free loopback port in {LOW}..{high}");
+}
+
+/// Claims `port` for this process among all processes that choose ports with `free_port` (test
+/// binaries, the bench, the demo, run side by side): a file named after the port, created only
+/// if absent, holding the owner's pid. A claim whose owner is gone is taken over. Without it,
+/// two processes could each find a port free and configure their httpds for it; the one that
+/// lost the bind would then be checked for readiness against the other's server.
+fn claim(port: u16) -> bool {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join("wst-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(port.to_string());
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => return write!(f, "{}", std::process::id()).is_ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                let alive = owner.trim().parse::<u32>().is_ok_and(|pid| {
+                    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+                });
+                // A file still being written has no pid yet: its owner is alive.
+                if alive || owner.trim().is_empty() {
+                    return false;
+                }
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(_) => return true,
+        }
+    }
+    false
 }
 
 /// A loopback port where nothing listens, for as long as this value lives. A port that was
