@@ -321,7 +321,11 @@ async fn a_busy_filtered_tunnel_whose_client_never_answers_ends_at_the_deadline(
         if close_at.is_none() && got.windows(4).any(|w| w == going_away) {
             close_at = Some(t0.elapsed());
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "the tunnel outlived the drain");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the tunnel outlived the drain (Close 1001 after {close_at:?}):\n{}",
+            h.error_log()
+        );
     }
     let close_at = close_at.expect("no Close 1001 before the end");
     assert!(

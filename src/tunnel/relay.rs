@@ -115,6 +115,13 @@ pub fn run(ends: Ends, stops: Stops) -> Outcome {
     }
     let now = Tick::now();
     core.set_handoff_at(stops.handoff_at.map(|t| tick_of(t, now)));
+    // A signal that came before the relay began (while the handshake went on) interrupted
+    // some other call: the relay asks about it once, as it would after an interrupted poll.
+    // (prefork runs child_stopping only once the request is over, so that ask is all a busy
+    // prefork child has.)
+    if let Some(f) = stops.on_signal {
+        f();
+    }
     let end = drive(&mut core, &mut io, &stops, ends.meter);
     if let Some((c2b, b2c)) = core.to_show(Tick::now(), true) {
         ends.meter.add(c2b, b2c);
