@@ -237,6 +237,23 @@ pub fn status_auto(port: u16) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u6
     (totals, children)
 }
 
+/// `/server-status?auto`'s totals once `done` holds of them, or as they are after `t`: for
+/// figures that a moment after a request changes (a tunnel's hand-over to the runtime).
+pub fn status_until(
+    port: u16,
+    t: Duration,
+    done: impl Fn(&BTreeMap<String, u64>) -> bool,
+) -> BTreeMap<String, u64> {
+    let end = std::time::Instant::now() + t;
+    loop {
+        let (totals, _) = status_auto(port);
+        if done(&totals) || std::time::Instant::now() > end {
+            return totals;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `/server-status?auto`: each child's asynchronous tunnels per relay thread
 /// (`async_per_thread=`), empty before its first relay thread.
 pub fn per_thread(port: u16) -> Vec<Vec<u64>> {
