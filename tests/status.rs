@@ -20,21 +20,6 @@ fn sum(children: &[BTreeMap<String, u64>], key: &str) -> u64 {
     children.iter().map(|c| c[key]).sum()
 }
 
-/// Polls `?auto` until `f` holds (counts change when relays notice), at most 5 s.
-fn wait_auto(
-    port: u16,
-    f: impl Fn(&BTreeMap<String, u64>, &[BTreeMap<String, u64>]) -> bool,
-) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u64>>) {
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (t, c) = status_auto(port);
-        if f(&t, &c) || Instant::now() > end {
-            return (t, c);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn server_status_shows_every_childs_tunnels() {
     let b = Backend::start("status");

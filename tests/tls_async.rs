@@ -339,7 +339,7 @@ async fn http_and_https_workers_tunnel_here_and_go_asynchronous() {
     assert_eq!(wait_count(&s.h, "WST01025", 2, Duration::from_secs(5)), 2, "{}", s.h.error_log());
     let (want_async, want_sync) = if event() { (4, 0) } else { (0, 4) };
     // Each tunnel leaves its request thread a moment after its first echo.
-    let status = status_until(s.h.port, Duration::from_secs(5), |t| {
+    let (status, _) = wait_auto(s.h.port, |t, _| {
         (t["WebSocketAsyncTunnels"], t["WebSocketSyncTunnels"]) == (want_async, want_sync)
     });
     assert_eq!(

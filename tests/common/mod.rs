@@ -237,18 +237,18 @@ pub fn status_auto(port: u16) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u6
     (totals, children)
 }
 
-/// `/server-status?auto`'s totals once `done` holds of them, or as they are after `t`: for
-/// figures that a moment after a request changes (a tunnel's hand-over to the runtime).
-pub fn status_until(
+/// Polls `/server-status?auto` until `f` holds of its totals and children (counts change a
+/// moment after a request: when relays notice, when a tunnel leaves its request thread), at
+/// most 5 s; returns them as they are then.
+pub fn wait_auto(
     port: u16,
-    t: Duration,
-    done: impl Fn(&BTreeMap<String, u64>) -> bool,
-) -> BTreeMap<String, u64> {
-    let end = std::time::Instant::now() + t;
+    f: impl Fn(&BTreeMap<String, u64>, &[BTreeMap<String, u64>]) -> bool,
+) -> (BTreeMap<String, u64>, Vec<BTreeMap<String, u64>>) {
+    let end = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let (totals, _) = status_auto(port);
-        if done(&totals) || std::time::Instant::now() > end {
-            return totals;
+        let (t, c) = status_auto(port);
+        if f(&t, &c) || std::time::Instant::now() > end {
+            return (t, c);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
