@@ -120,6 +120,47 @@ async fn frozen_client_process() {
     while let Some(Ok(_)) = ws.next().await {}
 }
 
+/// A client process (`frozen_client_process`, started through `launcher`, e.g. `ip netns exec
+/// NAME`) for `url`, alive for a second while it answers the Pings; then `cut` stops it from
+/// answering: within interval + timeout (and some slack) its backend gets Close 1001.
+fn found_dead(
+    b: &Backend,
+    mode: &str,
+    launcher: &[&str],
+    url: &str,
+    cut: impl FnOnce(&std::process::Child),
+) {
+    let seen = closes(b).len();
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match launcher.split_first() {
+        Some((program, args)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(args).arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
+    let mut child = cmd
+        .args(["--exact", "frozen_client_process", "--ignored", "--nocapture"])
+        .env("WST_FROZEN_URL", url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("READY")), "{mode}: the client did not start");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(closes(b).len(), seen, "{mode}: a live client was taken for dead");
+    cut(&child);
+    let t0 = Instant::now();
+    let c = wait_closes(b, seen + 1, Duration::from_secs(5));
+    let took = t0.elapsed();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(c.get(seen), Some(&Some(1001)), "{mode}: {c:?}");
+    // A Ping is due at most 300 ms after the last answer, then 300 ms to answer.
+    assert!(took < Duration::from_millis(1500), "{mode}: found after {took:?}");
+}
+
 /// A real client process, alive for a second (it answers the Pings), then frozen with
 /// SIGSTOP: within interval + timeout its backend gets Close 1001 and the access log says
 /// the proxy ended the tunnel; WST02022 says why.
@@ -127,27 +168,12 @@ async fn frozen_client_process() {
 fn a_frozen_client_is_found_dead() {
     let b = Backend::start("frozen");
     let h = server(&b);
-    for (i, (port, mode)) in both(&h).into_iter().enumerate() {
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "frozen_client_process", "--ignored", "--nocapture"])
-            .env("WST_FROZEN_URL", format!("ws://127.0.0.1:{port}/ws/frozen-{mode}"))
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        assert!(lines.any(|l| l.unwrap().contains("READY")), "{mode}: the client did not start");
-        std::thread::sleep(Duration::from_secs(1));
-        assert!(closes(&b).len() == i, "{mode}: a live client was taken for dead");
+    for (port, mode) in both(&h) {
+        let url = format!("ws://127.0.0.1:{port}/ws/frozen-{mode}");
         // SAFETY: the child's pid, ours to signal.
-        unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
-        let t0 = Instant::now();
-        let c = wait_closes(&b, i + 1, Duration::from_secs(5));
-        let took = t0.elapsed();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert_eq!(c.get(i), Some(&Some(1001)), "{mode}: {c:?}");
-        // A Ping is due at most 300 ms after the last answer, then 300 ms to answer.
-        assert!(took < Duration::from_millis(1500), "{mode}: found after {took:?}");
+        found_dead(&b, mode, &[], &url, |c| unsafe {
+            libc::kill(c.id() as i32, libc::SIGSTOP);
+        });
     }
     assert!(h.wait_log("WST02022", Duration::from_secs(3)));
     let log = std::fs::read_to_string(h.root.join("closes_log")).unwrap_or_default();
@@ -358,28 +384,12 @@ fn a_client_cut_off_the_network_is_found_dead() {
             .var("BACKEND", format!("127.0.0.1:{}", b.port()))
             .var("HOSTADDR", &ns.host_addr),
     );
-    for (i, (port, mode)) in [(h.ports[0], "sync"), (h.ports[1], "async")].into_iter().enumerate() {
+    for (port, mode) in [(h.ports[0], "sync"), (h.ports[1], "async")] {
         ip(&["link", "set", &ns.host_if, "up"]);
-        let mut child = std::process::Command::new("ip")
-            .args(["netns", "exec", &ns.name])
-            .arg(std::env::current_exe().unwrap())
-            .args(["--exact", "frozen_client_process", "--ignored", "--nocapture"])
-            .env("WST_FROZEN_URL", format!("ws://{}:{port}/ws/cut-{mode}", ns.host_addr))
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        assert!(lines.any(|l| l.unwrap().contains("READY")), "{mode}: the client did not start");
-        std::thread::sleep(Duration::from_secs(1));
-        assert_eq!(closes(&b).len(), i, "{mode}: a live client was taken for dead");
-        ip(&["link", "set", &ns.host_if, "down"]);
-        let t0 = Instant::now();
-        let c = wait_closes(&b, i + 1, Duration::from_secs(5));
-        let took = t0.elapsed();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert_eq!(c.get(i), Some(&Some(1001)), "{mode}: {c:?}");
-        assert!(took < Duration::from_millis(1500), "{mode}: found after {took:?}");
+        let url = format!("ws://{}:{port}/ws/cut-{mode}", ns.host_addr);
+        found_dead(&b, mode, &["ip", "netns", "exec", &ns.name], &url, |_| {
+            ip(&["link", "set", &ns.host_if, "down"])
+        });
     }
     let log = h.stop();
     assert_eq!(log.matches("client answered no Ping within 300ms").count(), 2, "{log}");
