@@ -220,22 +220,23 @@ pub fn set_keepalive(fd: RawFd) {
 /// A Close frame with `code` for `to`: masked with a fresh key towards the backend (frames
 /// from a client must be masked, RFC 6455 §5.3), unmasked towards the client.
 pub fn close_frame(code: u16, to_backend: bool) -> Vec<u8> {
-    crate::frames::close_frame(code, to_backend.then(random_mask))
+    crate::frames::close_frame(code, to_backend.then(random_bytes::<4>))
 }
 
-/// Four bytes no peer can predict: a masking key (RFC 6455 §5.3), or a Ping's token.
-pub fn random_mask() -> [u8; 4] {
-    let mut k = [0u8; 4];
-    // SAFETY: getrandom(2) writes at most 4 bytes into `k`, which has 4.
-    let n = unsafe { libc::getrandom(k.as_mut_ptr().cast(), 4, libc::GRND_NONBLOCK) };
-    if n != 4 {
-        // The mask only keeps intermediaries from mistaking frames for requests; any key
-        // the peer cannot predict will do.
-        k = (std::time::SystemTime::now()
+/// `N` bytes no peer can predict: a masking key (RFC 6455 §5.3), or a Ping's token.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut k = [0u8; N];
+    // SAFETY: getrandom(2) writes at most N bytes into `k`, which has N.
+    let n = unsafe { libc::getrandom(k.as_mut_ptr().cast(), N, libc::GRND_NONBLOCK) };
+    if n != N as isize {
+        // The bytes only keep intermediaries from mistaking frames for requests and tell the
+        // module's Pongs from others; any the peer cannot predict will do.
+        let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
-            .subsec_nanos())
-        .to_le_bytes();
+            .as_nanos()
+            .to_le_bytes();
+        k.iter_mut().zip(nanos.iter().cycle()).for_each(|(b, n)| *b = *n);
     }
     k
 }

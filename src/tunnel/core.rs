@@ -671,18 +671,16 @@ impl Direction {
         self.in_pipe == 0 && !self.eof_in && !self.shut_out && self.polite == Polite::Open
     }
 
-    /// The module's bytes (a Ping) go to the destination now, if the direction rests between
-    /// two frames with nothing in flight; false if it does not.
-    fn insert_own(&mut self, bytes: &[u8]) -> bool {
-        let resting = self.can_insert();
-        if resting {
-            self.load(bytes);
-            self.own = bytes.len();
-        }
-        resting
+    /// The module's bytes (a Ping) go to the destination next; the direction rests between
+    /// two frames with nothing in flight ([`Direction::can_insert`]).
+    fn insert_own(&mut self, bytes: &[u8]) {
+        debug_assert!(self.can_insert());
+        self.load(bytes);
+        self.own = bytes.len();
     }
 
-    /// Whether [`Direction::insert_own`] would succeed now.
+    /// Whether the module's bytes may go now: the direction rests between two frames with
+    /// nothing in flight.
     fn can_insert(&self) -> bool {
         self.frames.is_some_and(|f| f.at_boundary())
             && self.end == self.start
@@ -777,8 +775,7 @@ struct Pinger {
 
 impl Pinger {
     fn new(ping: super::limits::Ping) -> Pinger {
-        let (a, b) = (crate::sys::random_mask(), crate::sys::random_mask());
-        let token = [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]];
+        let token = crate::sys::random_bytes();
         Pinger { every: ping.every, wait: ping.wait, token, sent: 0, waiting: None }
     }
 
@@ -916,7 +913,8 @@ impl Core {
             None if now >= heard.after(p.every) && self.dirs[1].can_insert() => {
                 let frame = p.frame();
                 p.waiting = Some(now);
-                self.dirs[1].insert_own(&frame)
+                self.dirs[1].insert_own(&frame);
+                true
             }
             _ => false,
         }
