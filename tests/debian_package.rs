@@ -227,6 +227,11 @@ async fn both_routes_on_debian_layout(mpm: &str) {
         "{mpm}: Close 1001 after {waited:?}"
     );
     eprintln!("debian layout, {mpm}: ws:// and http:// upgrade=websocket ours and asynchronous; Close 1001 {:.1} s after apache2ctl graceful", waited.as_secs_f64());
+    // Its httpd is not one of wskit's, whose stop checks its log: the same check here.
+    let log = site.error_log();
+    for m in wskit::httpd::CRASH_MARKERS {
+        assert!(!log.contains(m), "{mpm}: the Debian layout's error.log contains '{m}':\n{log}");
+    }
 }
 
 /// Whether the request for `path` was handed to the asynchronous relay: its WST02010 line
