@@ -53,7 +53,6 @@ fn main() {
 
     let mut cc = cc::Build::new();
     cc.file("c_shim/mod_proxy_wstunnel.c")
-        .file("c_shim/record.c")
         .warnings(true)
         .flag_if_supported("-Wno-unused-parameter");
     for i in &incs {
@@ -98,7 +97,10 @@ fn main() {
         "process_score",
         "global_score",
         "scoreboard",
-        "wst_logio_probe",
+        "apr_os_sock_info_t",
+        "apr_array_header_t",
+        "apr_table_entry_t",
+        "apr_sockaddr_t",
         "ap_directive_t",
     ] {
         b = b.allowlist_type(t);
@@ -148,6 +150,15 @@ fn main() {
         "apr_socket_timeout_set",
         "apr_shm_create",
         "ap_run_log_transaction",
+        "ap_run_create_connection",
+        "ap_pre_connection",
+        "ap_ssl_bind_outgoing",
+        "ap_create_request",
+        "apr_os_sock_make",
+        "apr_bucket_alloc_create",
+        "apr_pool_create_unmanaged_ex",
+        "apr_table_unset",
+        "apr_sockaddr_info_get",
         "apr_pool_destroy",
         "ap_remove_output_filter_byhandle",
         "ap_shutdown_conn",

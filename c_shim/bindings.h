@@ -15,6 +15,7 @@
 #include <mpm_common.h>
 #include <scoreboard.h>
 #include <apr_shm.h>
+#include <apr_portable.h>
 #include <apr_strings.h>
 #include <apr_buckets.h>
 #include <apr_uri.h>

@@ -72,28 +72,5 @@ void wst_logio_add(conn_rec *c, apr_off_t in, apr_off_t out);
 int wst_encoded_slashes_nodecode(request_rec *r);
 
 
-/* The access-log record of an asynchronous tunnel (c_shim/record.c): a compact copy of the
- * request taken at the hand-over (NULL if out of memory), logged through mod_log_config when
- * the tunnel ends (returns 0 when mod_log_config is not loaded), freed either way by
- * wst_record_free. Safe to log from any thread. Used only when src/httpd/record.rs found at
- * startup that the running httpd is the one it assumes (wst_record_has_log_config,
- * wst_record_probe_logio). */
-typedef struct wst_record wst_record;
-wst_record *wst_record_take(request_rec *r);
-int wst_record_log(wst_record *rec, apr_off_t client_to_backend, apr_off_t backend_to_client,
-                   const char *const *env);
-void wst_record_free(wst_record *rec);
-int wst_record_has_log_config(void);
-/* mod_logio tried on a scratch connection: loaded, its optional functions present, where
- * adding 1 byte in and 2 bytes out wrote in the block record.c gives it (byte offsets, -1 if
- * nowhere), and whether anything past that block changed. */
-typedef struct {
-    int loaded;
-    int functions;
-    long in_at;
-    long out_at;
-    int beyond;
-} wst_logio_probe;
-void wst_record_probe_logio(wst_logio_probe *out);
 
 #endif

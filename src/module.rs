@@ -390,7 +390,10 @@ pub extern "C" fn wst_rs_post_config(
                 mpm::start_servers(),
                 mpm::is_threaded(),
             ));
-            crate::httpd::record::check(s);
+            if !crate::httpd::release::check(s) {
+                return INTERNAL_SERVER_ERROR;
+            }
+            crate::httpd::behaviours::check(s);
             if mpm::is_async()
                 && mpm::final_config_pass()
                 && s.and_virtual_hosts().any(|v| v.config().async_on())

@@ -429,6 +429,62 @@ pub fn async_fd<T: std::os::fd::AsRawFd>(fd: T) -> io::Result<tokio::io::unix::A
         .map_err(|e| e.into())
 }
 
+/// A TCP socket connected to itself on the loopback (bound to 127.0.0.1 and an ephemeral port,
+/// then connected to that same address: TCP's simultaneous open), closed with a reset (no
+/// TIME_WAIT left behind). httpd makes an access-log record's connection on it
+/// (`httpd::record`): its addresses are known to the kernel, as APR asks for them, and no peer
+/// can send or receive a byte on it.
+pub fn self_connected_socket() -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: socket(2) with constant flags; a non-negative result is a new descriptor we own.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+        sin_zero: [0; 8],
+    };
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let at = (&mut sa as *mut libc::sockaddr_in).cast::<libc::sockaddr>();
+    // SAFETY: bind, getsockname and connect read or fill one sockaddr_in of `len` bytes.
+    let ok = unsafe {
+        libc::bind(fd.as_raw_fd(), at, len) == 0
+            && libc::getsockname(fd.as_raw_fd(), at, &mut len) == 0
+            && libc::connect(fd.as_raw_fd(), at, len) == 0
+    };
+    if !ok {
+        return Err(io::Error::last_os_error());
+    }
+    set_linger_zero(fd.as_raw_fd());
+    Ok(fd)
+}
+
+/// A small kernel send buffer (`SO_SNDBUF`), so that a few writes fill it.
+pub fn set_send_buffer(fd: RawFd, bytes: i32) {
+    // SAFETY: setsockopt reads one int of the given size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&bytes as *const i32).cast(),
+            std::mem::size_of::<i32>() as u32,
+        )
+    };
+}
+
+/// Waits up to `ms` for `fd` to be readable (an error counts as readable: the read says it).
+pub fn wait_readable(fd: RawFd, ms: i32) {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll(2) on one pollfd we own for the call.
+    unsafe { libc::poll(&mut p, 1, ms) };
+}
+
 /// Makes `close` on a socket send a reset (SO_LINGER with a zero timeout).
 pub fn set_linger_zero(fd: RawFd) {
     let lin = libc::linger { l_onoff: 1, l_linger: 0 };

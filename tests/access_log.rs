@@ -104,12 +104,8 @@ async fn every_tunnel_is_logged_once_with_101_duration_and_bytes() {
             .collect::<String>()
     );
     assert_eq!(read_log(&h, "websockets_log").lines().count(), 2);
-    // The startup check found this httpd to be the one the module was built for.
-    assert!(
-        !h.error_log().contains("WST00007") && !h.error_log().contains("WST00006"),
-        "{}",
-        h.error_log()
-    );
+    // httpd made every end's connection and request (WST02023 would say why not).
+    assert!(!h.error_log().contains("WST02023"), "{}", h.error_log());
     h.stop();
 }
 

@@ -1,72 +1,36 @@
-//! What the end-of-tunnel access-log record (c_shim/record.c) assumes of the running httpd,
-//! and the startup check of each assumption (plain Rust, unit-tested without httpd). The
-//! record is rebuilt from the request and connection layouts of the headers the module was
-//! built with, and fills mod_logio's private per-connection record through mod_logio's own
-//! functions in a block of record.c's size; when any of that cannot be trusted, the record is
-//! never given to mod_log_config and the error log's WST02011 line stands alone.
+//! What the module assumes of the httpd it runs in, decided at startup (plain Rust, unit-tested
+//! without httpd; src/httpd/release.rs gathers the facts).
+//!
+//! httpd's promise to its modules is the module magic number (MMN, `ap_mmn.h`): within one
+//! major number, records only grow at their end and functions are only added, each addition
+//! raising the minor number. A module built against headers of MMN major.minor therefore
+//! works in every httpd of the same major and a minor at least as high, whatever its release;
+//! in one with a lower minor it may read a field or call a function that httpd does not have.
+//! httpd itself refuses a module of another major at `LoadModule`; the module refuses to
+//! start in an httpd of a lower minor (`WST00009`), and checks nothing else by version.
 
-/// An httpd version: major, minor, patch.
-pub type Version = (i32, i32, i32);
+/// A module magic number: major, minor.
+pub type Mmn = (i32, i32);
 
-/// mod_logio tried on a scratch connection (see c_shim/shim.h).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Logio {
-    pub loaded: bool,
-    pub functions: bool,
-    /// Byte offsets in the block where 1 byte in and 2 bytes out landed.
-    pub in_at: Option<usize>,
-    pub out_at: Option<usize>,
-    /// Something past the block changed.
-    pub beyond: bool,
-}
-
-/// What the running httpd showed at startup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Facts {
-    pub built_for: Version,
-    pub running: Version,
-    pub log_config: bool,
-    pub logio: Logio,
-}
-
-/// Why asynchronous tunnels' ends cannot go to mod_log_config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unusable {
-    /// Not an error: there is no access log to write to.
-    NoLogConfig,
-    /// Anything else: the administrator loses records and should know why.
-    Broken(String),
-}
-
-fn v((a, b, c): Version) -> String {
-    format!("{a}.{b}.{c}")
-}
-
-/// Whether every assumption holds.
-pub fn check(f: &Facts) -> Result<(), Unusable> {
-    if !f.log_config {
-        return Err(Unusable::NoLogConfig);
-    }
-    if f.built_for != f.running {
-        return Err(Unusable::Broken(format!(
-            "the module was built with httpd {}'s headers and runs in httpd {}: their request and connection records may be \
-             laid out differently (rebuild the module against this httpd)",
-            v(f.built_for),
-            v(f.running)
-        )));
-    }
-    let l = f.logio;
-    if l.loaded && !l.functions {
-        return Err(Unusable::Broken(
-            "mod_logio is loaded without its ap_logio_add_bytes_in/out functions".into(),
+/// Whether a module built against `built` may run in an httpd of `running`; why not if not.
+pub fn check_mmn(built: Mmn, running: Mmn) -> Result<(), String> {
+    let show = |(a, b): Mmn| format!("{a}.{b}");
+    if built.0 != running.0 {
+        return Err(format!(
+            "the module was built against httpd headers of module magic number {} and this httpd's is {}: \
+             another major number (install the build made for this httpd)",
+            show(built),
+            show(running)
         ));
     }
-    if l.loaded && (l.in_at.is_none() || l.out_at.is_none() || l.in_at == l.out_at || l.beyond) {
-        return Err(Unusable::Broken(format!(
-            "mod_logio's per-connection counters are not where the module expects them (bytes in at {:?}, out at {:?}, \
-             written past the block: {})",
-            l.in_at, l.out_at, l.beyond
-        )));
+    if running.1 < built.1 {
+        return Err(format!(
+            "the module was built against httpd headers of module magic number {} and this httpd's is {}: it is \
+             older than the headers and may lack what the module uses (install the build made for this httpd, or \
+             build the module against its headers)",
+            show(built),
+            show(running)
+        ));
     }
     Ok(())
 }
@@ -75,51 +39,14 @@ pub fn check(f: &Facts) -> Result<(), Unusable> {
 mod tests {
     use super::*;
 
-    fn facts() -> Facts {
-        Facts {
-            built_for: (2, 4, 71),
-            running: (2, 4, 71),
-            log_config: true,
-            logio: Logio {
-                loaded: true,
-                functions: true,
-                in_at: Some(0),
-                out_at: Some(8),
-                beyond: false,
-            },
-        }
-    }
-
     #[test]
-    fn the_record_goes_to_mod_log_config_only_when_every_assumption_holds() {
-        assert_eq!(check(&facts()), Ok(()));
-        let without_logio = Facts {
-            logio: Logio {
-                loaded: false,
-                functions: false,
-                in_at: None,
-                out_at: None,
-                beyond: false,
-            },
-            ..facts()
-        };
-        assert_eq!(check(&without_logio), Ok(()), "no %I/%O then, but the record is sound");
-        assert_eq!(check(&Facts { log_config: false, ..facts() }), Err(Unusable::NoLogConfig));
-        let other = check(&Facts { running: (2, 4, 72), ..facts() });
-        assert!(
-            matches!(&other, Err(Unusable::Broken(m)) if m.contains("2.4.71") && m.contains("2.4.72")),
-            "{other:?}"
-        );
-        for logio in [
-            Logio { functions: false, ..facts().logio },
-            Logio { in_at: None, ..facts().logio },
-            Logio { out_at: Some(0), ..facts().logio },
-            Logio { beyond: true, ..facts().logio },
-        ] {
-            assert!(
-                matches!(check(&Facts { logio, ..facts() }), Err(Unusable::Broken(_))),
-                "{logio:?}"
-            );
-        }
+    fn same_major_and_a_minor_at_least_the_builds_run() {
+        let built = (20120211, 142);
+        assert_eq!(check_mmn(built, built), Ok(()));
+        assert_eq!(check_mmn(built, (20120211, 150)), Ok(()), "a later 2.4 release");
+        let older = check_mmn(built, (20120211, 131)).unwrap_err();
+        assert!(older.contains("20120211.142") && older.contains("20120211.131"), "{older}");
+        let other = check_mmn(built, (20211221, 0)).unwrap_err();
+        assert!(other.contains("major"), "{other}");
     }
 }

@@ -2,12 +2,14 @@
 //! the C concepts they wrap (ngx-rust's model). Each wrapper borrows a pointer httpd
 //! guarantees valid for a known lifetime (a request, a connection, a pool, the configuration);
 //! module logic (`handler`, `canon`, `tunnel`) only sees these types and has no `unsafe`.
-//! [`outcome`] (what httpd's answers mean) and [`assumptions`] (what the running httpd must be
-//! for the end-of-tunnel record) are plain Rust, unit-tested without httpd.
+//! [`outcome`] (what httpd's answers mean) and [`assumptions`] (which httpd the module may run in,
+//! by its module magic number) are plain Rust, unit-tested without httpd.
 
 pub mod assumptions;
 pub mod outcome;
 
+#[cfg(feature = "httpd")]
+pub mod behaviours;
 #[cfg(feature = "httpd")]
 pub mod brigade;
 #[cfg(feature = "httpd")]
@@ -29,7 +31,11 @@ pub mod proxy;
 #[cfg(feature = "httpd")]
 pub mod record;
 #[cfg(feature = "httpd")]
+pub mod release;
+#[cfg(feature = "httpd")]
 pub mod request;
+#[cfg(feature = "httpd")]
+pub mod scratch;
 #[cfg(feature = "httpd")]
 pub mod server;
 #[cfg(feature = "httpd")]

@@ -1,10 +1,10 @@
 //! A request whose handler returned SUSPENDED (event MPM): the MPM forgets its connection and
 //! leaves the connection's pool, socket and mod_ssl state to the module. From the hand-over on
 //! one thread at a time uses it (the request thread until the handler returns, then the
-//! child's runtime). When the tunnel's end can be logged from a copy of the request (a
-//! `LogRecord`), the request itself is ended once the MPM lets go, as httpd ends one: logged
-//! (the hand-over's record) and its pool destroyed, which an idle tunnel would otherwise keep
-//! for its whole life; if not, the real request is logged at the tunnel's end. `finish` then
+//! child's runtime). The tunnel's end is logged from a copy of the request (a `LogRecord`), so
+//! the request itself is ended once the MPM lets go, as httpd ends one: logged (the
+//! hand-over's record) and its pool destroyed, which an idle tunnel would otherwise keep for
+//! its whole life (if the MPM never let go, at the tunnel's end). `finish` then
 //! destroys the connection's pool, whose cleanups close the socket, free mod_ssl's state and
 //! give the MPM its counts back (`suspended`, connections).
 //!
@@ -22,8 +22,6 @@ use crate::ffi;
 pub struct Suspended {
     /// The request, until it is logged and freed.
     r: Option<*mut ffi::request_rec>,
-    /// Whether it may be ended once the MPM lets go (its tunnel's end is logged otherwise).
-    end_early: bool,
     io: NonBlocking,
 }
 
@@ -33,11 +31,11 @@ pub struct Suspended {
 unsafe impl Send for Suspended {}
 
 impl Suspended {
-    /// Takes over the request; its handler must return SUSPENDED right after. `end_early`:
-    /// the tunnel's end is logged from a copy, so the request may be ended at the hand-over
+    /// Takes over the request; its handler must return SUSPENDED right after. The tunnel's end
+    /// is logged from a copy (`LogRecord`), so the request is ended at the hand-over
     /// ([`Suspended::handed_over`]).
-    pub fn take(r: &Request, end_early: bool) -> Suspended {
-        Suspended { r: Some(r.as_ptr()), end_early, io: NonBlocking::new(&r.connection()) }
+    pub fn take(r: &Request) -> Suspended {
+        Suspended { r: Some(r.as_ptr()), io: NonBlocking::new(&r.connection()) }
     }
 
     /// Whether the MPM's thread is done with the connection: the event MPM, after its
@@ -56,11 +54,17 @@ impl Suspended {
         &self.io
     }
 
-    /// Called once the MPM let go of the connection: ends the request now if it may be, and
-    /// gives its memory back to the system rather than to the connection's allocator, whose
-    /// free list (up to `MaxMemFree`) an idle tunnel would keep for its whole life.
+    /// Called once the wait for the MPM is over. If it let go of the connection, the request is
+    /// ended now, its memory given back to the system rather than to the connection's
+    /// allocator, whose free list (up to `MaxMemFree`) an idle tunnel would keep for its whole
+    /// life. If it did not (within a second), the child stops suspending TLS clients
+    /// (`behaviours`) and the request lives until the tunnel's end.
     pub fn handed_over(&mut self) {
-        if self.end_early && self.let_go() {
+        if !self.let_go() {
+            // SAFETY: the connection is live (its pool is freed in `finish`, later).
+            let s = unsafe { super::Connection::from_raw(self.io.as_ptr()) }.server();
+            super::behaviours::mpm_kept_a_suspended_connection(s);
+        } else {
             // SAFETY: the allocator is the connection's own (the event MPM makes one per
             // connection), used by this thread alone now; its limit is set back to the MPM's.
             unsafe {

@@ -14,7 +14,7 @@ use crate::httpd::codes::{DONE, SUSPENDED};
 use crate::httpd::log::{DEBUG, INFO, WARNING};
 use crate::httpd::nonblocking::NonBlocking;
 use crate::httpd::proxy::Backend;
-use crate::httpd::{mpm, Connection, Request};
+use crate::httpd::{behaviours, mpm, Connection, Request};
 use crate::rlog;
 use crate::status;
 use std::cell::Cell;
@@ -108,8 +108,10 @@ fn may_leave(
 ) -> Option<Client> {
     match (kind(client), kind(backconn)) {
         (Kind::Raw, Kind::Raw) => Some(Client::Raw),
-        (Kind::Tls, Kind::Raw) if mpm::is_async() => Some(Client::Suspended),
-        (Kind::Tls, Kind::Tls) if mpm::is_async() && room_to_hold(r, backend.worker()) => {
+        (Kind::Tls, Kind::Raw) if behaviours::may_suspend() => Some(Client::Suspended),
+        (Kind::Tls, Kind::Tls)
+            if behaviours::may_suspend() && room_to_hold(r, backend.worker()) =>
+        {
             Some(Client::Suspended)
         }
         _ => None,

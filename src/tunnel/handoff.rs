@@ -91,10 +91,8 @@ pub enum Client {
 /// held and driven through its filters, and goes back to mod_proxy when the tunnel ends. The
 /// client: see [`Client`]. The worker's busy count is held until the
 /// tunnel really ends. When it ends, WST02011 goes to the error log, and its access-log
-/// record through mod_log_config (the whole tunnel: the core moves with it and counts from the
-/// 101 on), the request's own being the hand-over's (`wstunnel-handoff`). Where that
-/// record cannot be kept (`LogRecord::take`), a suspended request lives on and is logged at
-/// the tunnel's end by httpd's own log hooks.
+/// record through httpd's log hooks (the whole tunnel: the core moves with it and counts from the
+/// 101 on; `LogRecord`), the request's own being the hand-over's (`wstunnel-handoff`).
 /// On failure the board's entry and the core come back, for the request thread to relay on.
 pub(super) fn handoff(
     t: &mut Upgraded,
@@ -151,7 +149,6 @@ pub(super) fn handoff(
     let what = format!("\"{}\" from {}", r.the_request(), client.remote_ip());
     let record = LogRecord::take(r);
     let arrived = r.request_time_us();
-    let record_taken = record.is_some();
     let slow_turn = {
         let what = what.clone();
         Box::new(move |took: std::time::Duration| {
@@ -166,9 +163,7 @@ pub(super) fn handoff(
     let on_end = Box::new(move |rep: detached::Report| {
         drop(busy);
         let (c2b, b2c) = (rep.client_to_backend, rep.backend_to_client);
-        if let Some(record) = record {
-            record.log(c2b, b2c, rep.summary.as_ref().map(Summary::env).as_ref());
-        }
+        record.log(c2b, b2c, rep.summary.as_ref().map(Summary::env).as_ref());
         let ws = rep.summary.as_ref().map_or(String::new(), |s| format!("; {}", s.describe()));
         let how = format!("{}{ws}", rep.ending.describe());
         let msg = format!(
@@ -182,7 +177,7 @@ pub(super) fn handoff(
     board.detach();
     let filtered = match how {
         Client::Raw => [None, held],
-        Client::Suspended => [Some(Tls::boxed(Suspended::take(r, record_taken))), held],
+        Client::Suspended => [Some(Tls::boxed(Suspended::take(r))), held],
     };
     let tunnel = detached::Tunnel {
         client: cfd,
@@ -194,9 +189,7 @@ pub(super) fn handoff(
         slow_turn,
     };
     if how == Client::Suspended {
-        if record_taken {
-            r.set_env("wstunnel-handoff", "1");
-        }
+        r.set_env("wstunnel-handoff", "1");
         // The runtime may touch the connection only once the MPM has let go of it.
         waiting().insert(client.identity(), tunnel);
         return Ok(());

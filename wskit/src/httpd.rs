@@ -302,7 +302,8 @@ impl Httpd {
         panic!("httpd could not bind free ports in 5 attempts");
     }
 
-    fn try_start(cfg: &Config) -> Result<Httpd, String> {
+    /// Starts httpd once; its exit status, stderr and error log if it exits at start-up.
+    pub fn try_start(cfg: &Config) -> Result<Httpd, String> {
         let root = make_root();
         // Children run as an unprivileged user when we are root: they must read the tree.
         let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(&root).status();
