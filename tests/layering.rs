@@ -137,14 +137,13 @@ fn the_shim_registers_and_adapts_only() {
         "keepalive",
         "->replied",
         "getpid",
-    ];
-    // record.c copies a connection's fields into the record it rebuilds at a tunnel's end;
-    // those copies are not decisions.
-    let copies = [
-        "int keepalives;",
-        "rec->keepalives = c->keepalives;",
-        "c->keepalives = rec->keepalives;",
-        "c->keepalive = AP_CONN_CLOSE;",
+        // Issue 28: no record of httpd's or another module's made by the build's sizeof, no
+        // hook picked out of a hook array by its name.
+        "apr_pcalloc",
+        "sizeof(request_rec",
+        "sizeof(conn_rec",
+        "szName",
+        "ap_hook_get_",
     ];
     let mut files: Vec<_> = std::fs::read_dir(root().join("c_shim"))
         .unwrap()
@@ -152,12 +151,12 @@ fn the_shim_registers_and_adapts_only() {
         .filter(|p| p.extension().is_some_and(|x| x == "c" || x == "h"))
         .collect();
     files.sort();
-    assert!(files.len() >= 4, "{files:?}");
+    assert!(files.len() >= 3, "{files:?}");
     let mut bad = Vec::new();
     for p in &files {
         for (n, l) in code(p) {
             for f in forbidden {
-                if l.contains(f) && !copies.contains(&l.trim()) {
+                if l.contains(f) {
                     bad.push(format!("{}:{n}: {}", rel(p), l.trim()));
                 }
             }

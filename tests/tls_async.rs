@@ -62,6 +62,15 @@ async fn more_idle_wss_tunnels_than_request_threads() {
     let notices: Vec<String> =
         s.h.error_log().lines().filter(|l| l.contains("WST00008")).map(String::from).collect();
     assert_eq!(notices.len(), 1, "said once at startup: {notices:?}");
+    // Both behaviours a suspended connection relies on were seen: core's push at startup, the
+    // MPM letting go at each hand-over (WST02024 otherwise).
+    let pushed: Vec<String> =
+        s.h.error_log().lines().filter(|l| l.contains("WST00010")).map(String::from).collect();
+    assert!(
+        pushed.len() == 1 && pushed[0].contains(":info]") && pushed[0].contains("arrived"),
+        "{pushed:?}"
+    );
+    assert!(!s.h.error_log().contains("WST02024"), "{}", s.h.error_log());
     // It says what the running values mean (tls_async.conf.in: 10 threads, factor 100).
     assert!(
         notices[0].contains("with ThreadsPerChild 10 and AsyncRequestWorkerFactor 100, a child")

@@ -331,7 +331,20 @@ impl Httpd {
             .expect("start httpd");
         let mut h = Httpd { root, port, ports, child: Some(child) };
         h.wait_ready()?;
+        h.check_release();
         Ok(h)
+    }
+
+    /// With `$WST_HTTPD_RELEASE` set (test.sh's run in a second httpd release), the server must
+    /// say at startup that it is that release: the suites must not pass in another httpd.
+    fn check_release(&self) {
+        let Ok(release) = std::env::var("WST_HTTPD_RELEASE") else { return };
+        let said = format!("Apache/{release} ");
+        assert!(
+            wait_until(Duration::from_secs(5), || self.error_log().contains(&said)),
+            "httpd is not {release}:\n{}",
+            self.error_log()
+        );
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
