@@ -250,8 +250,7 @@ impl LogRecord {
         let mut rd = Reader::from_bytes(&self.packed);
         let local = rd.string().unwrap_or_default();
         let remote = rd.string().unwrap_or_default();
-        let fd =
-            thread_socket().map_err(|e| format!("a socket for it: {e}"))?;
+        let fd = thread_socket().map_err(|e| format!("a socket for it: {e}"))?;
         let addresses = (
             ip_port(local).ok_or("the connection had no local address")?,
             ip_port(remote).ok_or("the connection had no remote address")?,
