@@ -20,7 +20,7 @@ second=$(scripts/second-httpd.sh | tail -1)
 cargo test --release --workspace -- --test-threads="${WST_TEST_THREADS:-4}"
 release=$("$second/bin/httpd" -v | sed -n 's|^Server version: Apache/\([0-9.]*\).*|\1|p')
 echo "== the module built against the installed httpd's headers, in httpd $release ($second)"
-HTTPD="$second/bin/httpd" APXS="$second/bin/apxs" WST_HTTPD_RELEASE="$release" \
+HTTPD="$second/bin/httpd" WST_HTTPD_APXS="$second/bin/apxs" WST_HTTPD_RELEASE="$release" \
     cargo test --release --test access_log --test async_tunnels --test tls_async --test drain \
     --test panic_probe -- --test-threads="${WST_TEST_THREADS:-4}"
 for mpm in worker prefork; do

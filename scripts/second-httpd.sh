@@ -9,7 +9,8 @@
 # patches left out): that is httpd as its project releases it.
 #
 # Prints the prefix on its last line: $prefix/bin/httpd and $prefix/bin/apxs (wskit's HTTPD and
-# APXS) run the suites there. Built once per release: a finished prefix is reused. The installed
+# WST_HTTPD_APXS; not APXS, with which build.rs would build the module against these headers)
+# run the suites there. Built once per release: a finished prefix is reused. The installed
 # release's sources are fetched beside the second's (target/second-httpd/src-<release>/).
 # Usage: scripts/second-httpd.sh [version]
 set -euo pipefail

@@ -29,8 +29,13 @@ pub fn our_module() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/release/libmod_proxy_wstunnel.so"))
 }
 
+/// The apxs of the httpd under test: `$WST_HTTPD_APXS`, else `$APXS`, else `apxs`. Its own
+/// variable, because build.rs builds the module with `$APXS`: pointing the tests at another
+/// httpd must not rebuild the module against that httpd's headers.
 fn apxs_query(name: &str) -> Option<String> {
-    let apxs = std::env::var("APXS").unwrap_or_else(|_| "apxs".into());
+    let apxs = std::env::var("WST_HTTPD_APXS")
+        .or_else(|_| std::env::var("APXS"))
+        .unwrap_or_else(|_| "apxs".into());
     let out = Command::new(apxs).args(["-q", name]).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
