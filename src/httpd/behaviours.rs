@@ -39,21 +39,21 @@ pub fn mpm_kept_a_suspended_connection(s: Server) {
 }
 
 /// Startup: tries core's output filter on a loopback connection httpd makes. Called in the
-/// parent before the children start, so they inherit the verdict.
+/// parent, on the configuration pass that starts the children (they inherit the verdict);
+/// httpd's first pass only reads the configuration.
 pub fn check(s: Server) {
-    if !super::mpm::is_async() {
+    if !super::mpm::is_async() || !super::mpm::final_config_pass() {
         return;
     }
     let verdict = core_pushes_held_bytes(s);
     SUSPEND.store(verdict.is_ok(), Ordering::Relaxed);
     match verdict {
-        Ok(n) if super::mpm::final_config_pass() => slog!(
+        Ok(n) => slog!(
             s,
             INFO,
             "WST00010: core's output filter, called with no brigade, wrote what it held without waiting (all {n} \
              bytes of a connection whose socket was full arrived): TLS clients' tunnels may leave their request threads"
         ),
-        Ok(_) => {}
         Err(why) => slog!(
             s,
             ERR,

@@ -250,11 +250,11 @@ impl LogRecord {
         let mut rd = Reader::from_bytes(&self.packed);
         let local = rd.string().unwrap_or_default();
         let remote = rd.string().unwrap_or_default();
-        let fd = thread_socket().map_err(|e| format!("a socket for it: {e}"))?;
         let addresses = (
             ip_port(local).ok_or("the connection had no local address")?,
             ip_port(remote).ok_or("the connection had no remote address")?,
         );
+        let fd = thread_socket().map_err(|e| format!("a socket for it: {e}"))?;
         let conn = Scratch::new(self.server, self.conn_id, fd, Some(addresses))?;
         // SAFETY: `conn` is a connection httpd made in the pool `Scratch` owns, used by this
         // thread alone; the request is httpd's own (ap_create_request) in a sub-pool of it.
@@ -317,11 +317,7 @@ impl LogRecord {
             for (k, v) in env.into_iter().flatten() {
                 ffi::apr_table_setn(r.subprocess_env, pool.strdup(k), pool.strdup(v));
             }
-            ffi::wst_logio_add(
-                c,
-                client_to_backend as ffi::apr_off_t,
-                backend_to_client as ffi::apr_off_t,
-            );
+            super::Connection::from_raw(c).logio_add(client_to_backend, backend_to_client);
             ffi::ap_run_log_transaction(r);
         }
         Ok(())
