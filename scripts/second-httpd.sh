@@ -41,12 +41,20 @@ EOF
 apt_private=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/apt/parts"
     -o "Dir::State::Lists=$work/apt/lists")
 
-pick() {
-    # Every 2.4 source version on offer whose upstream release differs from the installed one;
-    # the newer ones first (closest first), then the older ones (closest first).
+# Every apache2 source version on offer: "upstream-release debian-version" per line.
+versions() {
     apt-cache "${apt_private[@]}" showsrc apache2 2>/dev/null | sed -n 's/^Version: //p' | sort -u |
         while read -r v; do
             up=${v%%-*}; up=${up#*:}
+            echo "$up $v"
+        done
+}
+
+pick() {
+    # Every 2.4 source version on offer whose upstream release differs from the installed one;
+    # the newer ones first (closest first), then the older ones (closest first).
+    versions |
+        while read -r up v; do
             case "$up" in 2.4.*) ;; *) continue ;; esac
             [ "$up" = "$installed_upstream" ] && continue
             if dpkg --compare-versions "$up" gt "$installed_upstream"; then
@@ -54,8 +62,7 @@ pick() {
             else
                 echo "1 $up $v"
             fi
-        done | sort -k1,1n -k2,2V | awk '$1 == 0 { print; next } { old[++n] = $0 } END { for (i = n; i > 0; i--) print old[i] }' |
-        cat
+        done | sort -k1,1n -k2,2V | awk '$1 == 0 { print; next } { old[++n] = $0 } END { for (i = n; i > 0; i--) print old[i] }'
 }
 
 want=${1:-}
@@ -74,10 +81,9 @@ fetch_source() {
 [ -n "$(ls "$work/apt/lists" 2>/dev/null | grep -v partial)" ] || apt-get "${apt_private[@]}" update -qq >&2
 # The installed release's sources too, for tests/httpd_sources.rs, when the mirror has them (a
 # security update's sources may be only on security.debian.org, which the machine may not reach).
-for v in $(apt-cache "${apt_private[@]}" showsrc apache2 2>/dev/null | sed -n 's/^Version: //p' | sort -u); do
-    up=${v%%-*}; up=${up#*:}
+while read -r up v; do
     [ "$up" = "$installed_upstream" ] && fetch_source "$v" "$up" && break
-done
+done < <(versions)
 [ -f "$work/src-$installed_upstream/httpd-$installed_upstream/server/core.c" ] ||
     echo "second-httpd: the installed release's sources ($installed_upstream) are not on this mirror" >&2
 

@@ -13,7 +13,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn source_trees() -> Vec<PathBuf> {
+/// The source trees, fetched once per test binary (both tests read them).
+fn source_trees() -> &'static [PathBuf] {
+    static TREES: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    TREES.get_or_init(fetch_source_trees)
+}
+
+fn fetch_source_trees() -> Vec<PathBuf> {
     let root = wskit::httpd::workspace_root();
     let out = Command::new(root.join("scripts/second-httpd.sh")).output().expect("second-httpd.sh");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
