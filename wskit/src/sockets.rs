@@ -166,9 +166,13 @@ pub struct Watched {
 }
 
 impl Watched {
-    /// When bytes last moved before `t`.
+    /// When bytes last moved before the end at `t`, not counting the two samples just before
+    /// it: an end writes bytes of its own first (a TLS close_notify, a Close frame) that a
+    /// sample may catch a moment before the FIN or reset it sees next, and those are the
+    /// end, not traffic.
     pub fn last_before(&self, t: Instant) -> Instant {
-        self.moved.iter().copied().filter(|m| *m < t).max().unwrap_or(self.moved[0])
+        let ending = t.checked_sub(2 * SAMPLE).unwrap_or(t);
+        self.moved.iter().copied().filter(|m| *m < ending).max().unwrap_or(self.moved[0])
     }
 }
 
@@ -192,10 +196,13 @@ pub async fn watch(fd: RawFd, me: u16, peer: u16, t: Duration) -> Watched {
             seen = now;
             w.moved.push(Instant::now());
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(SAMPLE).await;
     }
     w
 }
+
+/// How often [`watch`] samples a connection.
+const SAMPLE: Duration = Duration::from_millis(20);
 
 /// Bytes in a socket's receive queue.
 pub fn unread(fd: RawFd) -> usize {
