@@ -16,7 +16,7 @@ use crate::httpd::{Connection, Request};
 use crate::response::{self, BodyDecoder, BodyFraming, Head, HeadError};
 use crate::rlog;
 use crate::scheme::Scheme;
-use crate::tunnel::{self, Ping};
+use crate::tunnel::{self, Core, Ping};
 use crate::upgrade::{self, Decision, Policy};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -131,7 +131,9 @@ pub fn handle<'r>(r: &Request<'r>, args: &SchemeArgs<'r>) -> i32 {
 }
 
 /// A ws:// or wss:// request: the protocol to ask the backend for, or 426 (with the
-/// protocols the worker allows) when the client's request cannot be tunnelled.
+/// protocols the worker allows) when the client's request cannot be tunnelled. Never inlined
+/// (see [`handshake`]).
+#[inline(never)]
 fn websocket_offer(r: &Request, args: &SchemeArgs) -> Result<String, i32> {
     let policy = Policy::from_worker(&args.worker.upgrade());
     let client_upgrade = r.header_in_str("Upgrade");
@@ -157,7 +159,8 @@ fn websocket_offer(r: &Request, args: &SchemeArgs) -> Result<String, i32> {
 
 /// A request to an http:// or https:// worker: the protocol to ask the backend for when this
 /// module takes the upgrade from mod_proxy_http (`upgrade::claim_http`); None leaves the
-/// request, untouched, to mod_proxy_http.
+/// request, untouched, to mod_proxy_http. Never inlined (see [`handshake`]).
+#[inline(never)]
 fn proxy_http_upgrade(r: &Request, args: &SchemeArgs) -> Option<String> {
     let client_upgrade = r.header_in_str("Upgrade")?;
     let url = String::from_utf8_lossy(args.url());
@@ -206,13 +209,31 @@ fn proxy_upgrade<'r>(
     args: &SchemeArgs<'r>,
     offer: &str,
 ) -> i32 {
-    let mut target = match backend.determine(args) {
-        Ok(t) => t,
-        Err(status) => return status,
-    };
+    match handshake(r, backend, scheme, args, offer) {
+        Ok((backconn, core)) => {
+            tunnel::run(r, tunnel::Established { backend, backconn: &backconn, scheme, core })
+        }
+        Err(status) => status,
+    }
+}
+
+/// Asks the backend to upgrade and sends its 101 on to the client: the backend's connection
+/// and the tunnel's core; else the handler's status.
+/// Never inlined: the pages of the request thread's stack that the handshake touches stay in
+/// its memory for as long as the thread lives, so the handshake's locals (the answer's head,
+/// its fields) must not sit in a frame that lasts through the tunnel, under the relay's.
+#[inline(never)]
+fn handshake<'r>(
+    r: &Request<'r>,
+    backend: &mut Backend<'r>,
+    scheme: Scheme,
+    args: &SchemeArgs<'r>,
+    offer: &str,
+) -> Result<(Connection<'r>, Box<Core>), i32> {
+    let mut target = backend.determine(args)?;
     if !backend.connect() {
         rlog!(r, ERR, "WST01010: failed to make connection to backend: {}", backend.hostname());
-        return SERVICE_UNAVAILABLE;
+        return Err(SERVICE_UNAVAILABLE);
     }
     let backconn = match backend.create_connection() {
         Ok(c) => c,
@@ -234,13 +255,10 @@ fn proxy_upgrade<'r>(
                     backend.hostname()
                 );
             }
-            return status;
+            return Err(status);
         }
     };
-    let head = match backend.request_head(args, &mut target) {
-        Ok(bb) => bb,
-        Err(status) => return status,
-    };
+    let head = backend.request_head(args, &mut target)?;
     let status =
         backend.send(head, upgrade::request_lines(offer, !scheme.is_websocket()).as_bytes());
     if status != OK {
@@ -250,7 +268,7 @@ fn proxy_upgrade<'r>(
             "WST01013: sending the upgrade request to {} failed (status {status})",
             backend.hostname()
         );
-        return status;
+        return Err(status);
     }
     rlog!(
         r,
@@ -270,7 +288,7 @@ fn proxy_upgrade<'r>(
                 backend.hostname()
             );
             r.connection().set_aborted();
-            return DONE;
+            return Err(DONE);
         }
         Err(Waiting::Failed(why)) => {
             rlog!(
@@ -279,7 +297,7 @@ fn proxy_upgrade<'r>(
                 "WST01015: no valid answer to the upgrade request from {}: {why}",
                 backend.hostname()
             );
-            return BAD_GATEWAY;
+            return Err(BAD_GATEWAY);
         }
     };
     if head.status != 101 {
@@ -290,7 +308,7 @@ fn proxy_upgrade<'r>(
             backend.hostname(),
             head.status
         );
-        return relay_refusal(r, &backconn, &head, surplus);
+        return Err(relay_refusal(r, &backconn, &head, surplus));
     }
     let answered = head.get_all("Upgrade");
     if !upgrade::accepts_101(offer, answered.as_deref()) {
@@ -301,7 +319,7 @@ fn proxy_upgrade<'r>(
             backend.hostname(),
             answered.as_deref().unwrap_or("(none)")
         );
-        return BAD_GATEWAY;
+        return Err(BAD_GATEWAY);
     }
     send_101(r, &head);
     let config = r.server_config();
@@ -309,9 +327,8 @@ fn proxy_upgrade<'r>(
     let frames = websocket.then(|| frames_for(&config, &head));
     let ping = websocket.then(|| Ping::new(config.ping_interval, config.ping_timeout)).flatten();
     let idle = config.idle_timeout();
-    let established =
-        tunnel::Established { backend, backconn: &backconn, surplus, idle, scheme, frames, ping };
-    tunnel::run(r, established)
+    let core = tunnel::Established::core(r, backend, frames, &surplus, idle, ping);
+    Ok((backconn, core))
 }
 
 /// Each direction's frames, with the rules the server's directives set for them: the RSV bits

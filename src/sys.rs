@@ -511,6 +511,67 @@ pub fn thread_usage() -> (std::time::Duration, u64) {
     (tv(u.ru_utime) + tv(u.ru_stime), u.ru_nvcsw as u64)
 }
 
+/// Gives back to the kernel the pages of the calling thread's stack below the caller's frame.
+/// A request thread that relays a synchronous tunnel waits in poll(2) for as long as the
+/// tunnel lasts; the pages that deeper calls touched before (the handshake through mod_proxy
+/// and the filters, the core's set-up) are unused until it returns, but stay in its memory:
+/// a page more than stock's tunnel per idle tunnel. Nothing lives below the stack pointer of a
+/// function that calls out (no red zone across a call), so what lies below this function's
+/// frame, less a margin for the madvise call itself, reads as zero pages if touched again.
+#[inline(never)]
+pub fn trim_stack() {
+    thread_local! {
+        /// The lowest address of this thread's stack above its guard, once asked.
+        static LOW: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    }
+    let Some(low) = LOW.with(|l| {
+        if l.get().is_none() {
+            l.set(stack_low());
+        }
+        l.get()
+    }) else {
+        return;
+    };
+    let marker = 0u8;
+    let here = std::hint::black_box(&marker) as *const u8 as usize;
+    let end = here.saturating_sub(MARGIN) & !(PAGE - 1);
+    // At most TRIM below: deeper excursions are rare, and a process's main thread (prefork's
+    // request thread) has a stack that grows on demand, which the kernel keeps a megabyte
+    // of gap below, so the window holds nothing but that stack.
+    let start = low.max(end.saturating_sub(TRIM));
+    if end > start {
+        // SAFETY: [start, end) is this thread's own stack below every live frame (the
+        // caller's and this one's are above `here`, and the madvise call needs less than
+        // MARGIN); MADV_DONTNEED only drops its pages, which read as zeros when touched
+        // again (a hole not yet mapped is skipped).
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+}
+
+/// How far below the caller [`trim_stack`] looks.
+const TRIM: usize = 256 * 1024;
+/// Room left below [`trim_stack`]'s frame: its call to madvise, a plain system call stub.
+const MARGIN: usize = 256;
+
+const PAGE: usize = 4096;
+
+/// The lowest usable address of the calling thread's stack (above its guard pages).
+fn stack_low() -> Option<usize> {
+    // SAFETY: an all-zero pthread_attr_t is only storage for pthread_getattr_np to fill; the
+    // attributes are read, then destroyed once filled.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let (mut addr, mut size, mut guard) = (std::ptr::null_mut(), 0usize, 0usize);
+        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0
+            && libc::pthread_attr_getguardsize(&attr, &mut guard) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        ok.then(|| (addr as usize + guard + PAGE - 1) & !(PAGE - 1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +583,44 @@ mod tests {
         // SAFETY: mincore only reports on the range; it writes one byte per page into vec.
         let rc = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr()) };
         (rc == 0).then_some(vec)
+    }
+
+    /// Touches `kib` KiB of stack below the caller, and returns the lowest address touched.
+    #[inline(never)]
+    fn go_deep(kib: usize) -> usize {
+        let mut page = [0u8; 1024];
+        std::hint::black_box(&mut page)[0] = 1;
+        let here = page.as_ptr() as usize;
+        if kib <= 1 {
+            here
+        } else {
+            go_deep(kib - 1).min(here)
+        }
+    }
+
+    /// The stack pages a deep call touched stay resident after it returned, and go once
+    /// trimmed; the caller's own frames stay.
+    #[test]
+    fn trimming_the_stack_gives_back_the_pages_below_the_caller() {
+        std::thread::spawn(|| {
+            let low = go_deep(64) & !(PAGE - 1);
+            let marker = 0u8;
+            let here = std::hint::black_box(&marker) as *const u8 as usize & !(PAGE - 1);
+            let resident = |from: usize, to: usize| {
+                residency(from, to - from)
+                    .expect("the stack is mapped")
+                    .iter()
+                    .filter(|p| *p & 1 == 1)
+                    .count()
+            };
+            let below = here - 2 * PAGE;
+            assert_eq!(resident(low, below), (below - low) / PAGE, "the deep call's pages");
+            trim_stack();
+            assert_eq!(resident(low, below), 0, "given back");
+            assert_eq!(resident(here, here + PAGE), 1, "the caller's page stays");
+        })
+        .join()
+        .unwrap();
     }
 
     /// Pages of `b` the kernel holds in memory: the buffer's own cost (process RSS moves with

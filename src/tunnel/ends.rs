@@ -6,7 +6,6 @@ use super::core::{Core, End};
 use super::filter_ends::{Stream, Tls};
 use super::filters::Filters;
 use super::handoff::{async_handoff_at, handoff, room_to_hold, Client};
-use super::limits::Timeouts;
 use super::relay::{self, Ends, Peer, Stops};
 use super::summary::Summary;
 use super::upgraded::{Established, Upgraded};
@@ -121,11 +120,6 @@ fn may_leave(
 /// Relays between the client and the backend until the tunnel ends or leaves for the
 /// runtime. Returns the handler's status (never an error page: the 101 is out).
 pub fn run<'r>(r: &Request<'r>, e: Established<'_, 'r>) -> i32 {
-    // Writes may wait as long as httpd would let a blocking write wait on either side.
-    let timeouts = Timeouts {
-        ping: e.ping,
-        ..Timeouts::new(e.idle, e.backend.socket_timeout(), r.server().timeout())
-    };
     let mut t = Upgraded { r, client: r.connection(), backend: e.backend, backconn: e.backconn };
     r.enter_tunnel_mode();
     debug_assert!(!e.scheme.is_tls() || t.backconn.is_tls(), "a {:?} backend speaks TLS", e.scheme);
@@ -145,8 +139,7 @@ pub fn run<'r>(r: &Request<'r>, e: Established<'_, 'r>) -> i32 {
         polite: Some(super::shutdown::polite_until),
         handoff_at,
     };
-    let core = relay::core(timeouts, e.frames, &e.surplus);
-    let mut out = relay_here(&t, core, stops, board.meter());
+    let mut out = relay_here(&t, e.core, stops, board.meter());
     if let (End::Handoff, Some(how)) = (&out.end, leave) {
         let (c2b, b2c) = out.moved();
         match handoff(&mut t, how, out.core, board) {
@@ -172,6 +165,15 @@ pub fn run<'r>(r: &Request<'r>, e: Established<'_, 'r>) -> i32 {
             }
         }
     }
+    ended_here(r, &t.client, &out);
+    DONE
+}
+
+/// A tunnel that ended on its request thread: its error-log line, its access-log variables,
+/// and the client closed at once where lingering would only wait. Out of `run`'s frame,
+/// which lasts through the tunnel (see [`handoff`]).
+#[inline(never)]
+fn ended_here(r: &Request, client: &Connection, out: &relay::Outcome) {
     let (c2b, b2c) = out.moved();
     let summary = out.core.summary(&out.end);
     log_end(r, &out.end, c2b, b2c, summary.as_ref());
@@ -183,13 +185,12 @@ pub fn run<'r>(r: &Request<'r>, e: Established<'_, 'r>) -> i32 {
         // Close the client now, without lingering or flushing: the tunnel is over on both
         // sides, and a client that stopped reading would otherwise hold the thread for
         // `Timeout` after its tunnel ended.
-        t.client.set_aborted();
+        client.set_aborted();
     }
-    DONE
 }
 
 /// One run of the poll driver over the two ends as they are now, with the tunnel's core.
-fn relay_here(t: &Upgraded, core: Core, stops: Stops, meter: status::Meter) -> relay::Outcome {
+fn relay_here(t: &Upgraded, core: Box<Core>, stops: Stops, meter: status::Meter) -> relay::Outcome {
     // Bytes read from a raw client through httpd's filters are counted by mod_logio already;
     // through a TLS or HTTP/2 end, mod_logio (or mod_http2) counts every byte itself.
     let client_filtered = Cell::new(0u64);

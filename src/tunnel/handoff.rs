@@ -94,12 +94,15 @@ pub enum Client {
 /// record through httpd's log hooks (the whole tunnel: the core moves with it and counts from the
 /// 101 on; `LogRecord`), the request's own being the hand-over's (`wstunnel-handoff`).
 /// On failure the board's entry and the core come back, for the request thread to relay on.
+/// Never inlined into the handler's frame, which lasts through every synchronous tunnel:
+/// the stack pages a frame touches stay in the thread's memory.
+#[inline(never)]
 pub(super) fn handoff(
     t: &mut Upgraded,
     how: Client,
-    core: Core,
+    core: Box<Core>,
     mut board: status::Entry,
-) -> Result<(), Box<(std::io::Error, status::Entry, Core)>> {
+) -> Result<(), Box<(std::io::Error, status::Entry, Box<Core>)>> {
     let (r, client, backconn) = (t.r, &t.client, t.backconn);
     let backend = &mut *t.backend;
     // A suspended tunnel is spawned from the MPM's hook, where nothing can fall back: the
@@ -179,15 +182,8 @@ pub(super) fn handoff(
         Client::Raw => [None, held],
         Client::Suspended => [Some(Tls::boxed(Suspended::take(r))), held],
     };
-    let tunnel = detached::Tunnel {
-        client: cfd,
-        filtered,
-        backend: bfd,
-        core: Box::new(core),
-        board,
-        on_end,
-        slow_turn,
-    };
+    let tunnel =
+        detached::Tunnel { client: cfd, filtered, backend: bfd, core, board, on_end, slow_turn };
     if how == Client::Suspended {
         r.set_env("wstunnel-handoff", "1");
         // The runtime may touch the connection only once the MPM has let go of it.
@@ -206,7 +202,7 @@ pub(super) fn handoff(
             let (tunnel, e) = *failed;
             let mut board = tunnel.board;
             board.attach();
-            Err(Box::new((e, board, *tunnel.core)))
+            Err(Box::new((e, board, tunnel.core)))
         }
     }
 }

@@ -32,6 +32,7 @@ pub(crate) mod handoff;
 #[cfg(feature = "httpd")]
 mod upgraded;
 
+pub use self::core::Core;
 #[cfg(feature = "httpd")]
 pub use ends::run;
 #[cfg(feature = "httpd")]

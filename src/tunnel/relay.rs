@@ -48,7 +48,7 @@ pub struct Stops {
 #[derive(Debug)]
 pub struct Outcome {
     pub end: End,
-    pub core: Core,
+    pub core: Box<Core>,
 }
 
 impl Outcome {
@@ -77,15 +77,18 @@ pub struct Ends<'a> {
     pub client: Peer<'a>,
     pub backend: Peer<'a>,
     /// A new one ([`core`]), or one a relay left (a hand-over that failed).
-    pub core: Core,
+    pub core: Box<Core>,
     /// Where the bytes are counted as they move (the status board).
     pub meter: Meter,
 }
 
 /// A core for this driver, on a thread of its own: `frames` where each direction's WebSocket
 /// frames stand (None for other protocols), `backend_pre` the backend's bytes behind its 101.
-pub fn core(timeouts: Timeouts, frames: Option<(Frames, Frames)>, backend_pre: &[u8]) -> Core {
-    Core::new(timeouts, Buffers::Keep, frames, backend_pre, Tick::now())
+/// Boxed, as the runtime's are: it travels from the handler through the relay (and maybe to
+/// the runtime), and every frame of the request thread's stack that held it by value stays
+/// touched memory for as long as the tunnel lasts.
+pub fn core(timeouts: Timeouts, frames: Option<(Frames, Frames)>, backend_pre: &[u8]) -> Box<Core> {
+    Box::new(Core::new(timeouts, Buffers::Keep, frames, backend_pre, Tick::now()))
 }
 
 /// The moment `t` on the core's clock.
@@ -260,6 +263,8 @@ impl Io for PollIo<'_> {
 fn drive(core: &mut Core, io: &mut PollIo, stops: &Stops, meter: Meter) -> End {
     let signals = sys::SignalsHeld::new();
     let mut pipes = [Pipe::default(), Pipe::default()];
+    // The stack was trimmed, and nothing has been relayed since.
+    let mut trimmed = false;
     loop {
         let now = Tick::now();
         let mut more = false;
@@ -281,12 +286,20 @@ fn drive(core: &mut Core, io: &mut PollIo, stops: &Stops, meter: Meter) -> End {
         if let Some(end) = core.ended(now).or_else(|| core.expired(now)) {
             return end;
         }
-        // Quiet for a while: the buffers go, so an idle tunnel costs its thread only.
+        // Quiet for a while: the buffers go, and the stack pages deeper calls touched, so an
+        // idle tunnel costs its thread only what it needs to wait.
+        let mut quiet = true;
         for (d, pipe) in core.dirs.iter_mut().zip(pipes.iter_mut()) {
             if d.release_if_quiet(now) {
                 pipe.close();
+            } else {
+                quiet = false;
             }
         }
+        if quiet && !trimmed {
+            sys::trim_stack();
+        }
+        trimmed = quiet;
         // What to wait for: each side's reads its direction wants, writes the other one has.
         let want = |s: Side| {
             let read = core.dirs[s.index()].next_read(io.filters_hold(s)).is_some();
