@@ -66,8 +66,8 @@ fn idle_stacks(module: std::path::PathBuf) -> Vec<u64> {
             s
         })
         .collect();
-    // Past the relay's quiet second.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Well past the relay's quiet second, after which it trims its stack.
+    std::thread::sleep(Duration::from_millis(2500));
     let all: Vec<u64> = h.children().into_iter().flat_map(stacks).collect();
     drop(held);
     h.stop();

@@ -7,7 +7,7 @@
 //!
 //! Pure Rust over file descriptors: unit-tested with socket pairs, no httpd needed.
 
-use super::core::{Buffers, Core, Tick};
+use super::core::{Buffers, Core, Tick, RELEASE_AFTER};
 pub use super::core::{End, Side};
 use super::filters::{self, Filters, Readiness};
 use super::limits::Timeouts;
@@ -263,8 +263,8 @@ impl Io for PollIo<'_> {
 fn drive(core: &mut Core, io: &mut PollIo, stops: &Stops, meter: Meter) -> End {
     let signals = sys::SignalsHeld::new();
     let mut pipes = [Pipe::default(), Pipe::default()];
-    // The stack was trimmed, and nothing has been relayed since.
-    let mut trimmed = false;
+    // Since when both directions have held nothing, and whether the stack was trimmed since.
+    let (mut quiet_since, mut trimmed): (Option<Tick>, bool) = (None, false);
     loop {
         let now = Tick::now();
         let mut more = false;
@@ -296,10 +296,26 @@ fn drive(core: &mut Core, io: &mut PollIo, stops: &Stops, meter: Meter) -> End {
                 quiet = false;
             }
         }
-        if quiet && !trimmed {
-            sys::trim_stack();
-        }
-        trimmed = quiet;
+        // The stack is trimmed once per quiet spell, a second into it as the buffers are: a
+        // trim at every pause would cost short tunnels a TLB flush across the child's CPUs and
+        // page faults on the next handshake (churn: 1.2x the CPU per WebSocket).
+        let trim_at = match (quiet, trimmed) {
+            (false, _) => {
+                (quiet_since, trimmed) = (None, false);
+                None
+            }
+            (true, true) => None,
+            (true, false) => {
+                let at = quiet_since.get_or_insert(now).after(RELEASE_AFTER);
+                if now >= at {
+                    sys::trim_stack();
+                    trimmed = true;
+                    None
+                } else {
+                    Some(at)
+                }
+            }
+        };
         // What to wait for: each side's reads its direction wants, writes the other one has.
         let want = |s: Side| {
             let read = core.dirs[s.index()].next_read(io.filters_hold(s)).is_some();
@@ -318,7 +334,7 @@ fn drive(core: &mut Core, io: &mut PollIo, stops: &Stops, meter: Meter) -> End {
                 p.fd = -1;
             }
         }
-        let timeout_ms = match core.next_deadline(now) {
+        let timeout_ms = match core.next_deadline(now).into_iter().chain(trim_at).min() {
             _ if more => 0,
             None => -1,
             // The coarse clock may lag a few ms: never wake before the deadline.
