@@ -96,6 +96,17 @@ impl Opts {
 
 fn opts() -> Opts {
     let args: Vec<String> = std::env::args().collect();
+    // The usage is the module documentation's: without this, `--help` ran the whole bench.
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        let usage = include_str!("wst-bench.rs")
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        println!("{usage}");
+        std::process::exit(0);
+    }
     let val =
         |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let quick = args.iter().any(|a| a == "--quick");
@@ -1131,95 +1142,106 @@ fn render(o: &Opts, r: &BTreeMap<&str, Results>) -> String {
     let nginx = get("nginx");
     let direct = get("direct");
     let names: Vec<&str> = NAMES.into_iter().filter(|n| r.contains_key(n)).collect();
-    s += "## 64 B ping-pong\n\n| target | 1 conn msgs/s | 1 conn p50 µs | vs stock | 50 conns msgs/s | vs stock | vs nginx | vs direct | p50 µs | p99 µs | proxy CPU-s per 1M round trips | vs stock | vs nginx | machine CPU-s per 1M | vs nginx |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    // A workload left out with --workloads has no section; a figure of one that ran but
+    // gave nothing says "failed".
+    let missing = |w: &str| if o.runs(w) { "failed" } else { "–" };
     let msgs = |x: &Option<PingPong>| x.as_ref().map(|p| p.msgs_per_s);
     let cpu_m = |x: &Option<PingPong>| x.as_ref().and_then(|p| p.cpu_s_per_m);
     let machine_m = |x: &Option<PingPong>| x.as_ref().map(|p| p.machine_s_per_m);
-    for &n in &names {
-        let x = get(n);
-        let (m1, m50) = (msgs(&x.pp1), msgs(&x.pp50));
-        let p50_1 = x.pp1.as_ref().map(|p| p.p50_us as f64);
-        s += &format!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            m1.map_or("failed".into(), |v| format!("{v:.0}")),
-            p50_1.map_or("–".into(), |v| format!("{v:.0}")),
-            ratio(p50_1, stock.pp1.as_ref().map(|p| p.p50_us as f64)),
-            m50.map_or("failed".into(), |v| format!("{v:.0}")),
-            ratio(m50, msgs(&stock.pp50)),
-            ratio(m50, msgs(&nginx.pp50)),
-            ratio(m50, msgs(&direct.pp50)),
-            x.pp50.as_ref().map_or("–".into(), |p| p.p50_us.to_string()),
-            x.pp50.as_ref().map_or("–".into(), |p| p.p99_us.to_string()),
-            cpu_m(&x.pp50).map_or("–".into(), |c| format!("{c:.1}")),
-            ratio(cpu_m(&x.pp50), cpu_m(&stock.pp50)),
-            ratio(cpu_m(&x.pp50), cpu_m(&nginx.pp50)),
-            machine_m(&x.pp50).map_or("–".into(), |c| format!("{c:.1}")),
-            ratio(machine_m(&x.pp50), machine_m(&nginx.pp50)),
-        );
+    if o.runs("pp1") || o.runs("pp50") {
+        s += "## 64 B ping-pong\n\n| target | 1 conn msgs/s | 1 conn p50 µs | vs stock | 50 conns msgs/s | vs stock | vs nginx | vs direct | p50 µs | p99 µs | proxy CPU-s per 1M round trips | vs stock | vs nginx | machine CPU-s per 1M | vs nginx |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        for &n in &names {
+            let x = get(n);
+            let (m1, m50) = (msgs(&x.pp1), msgs(&x.pp50));
+            let p50_1 = x.pp1.as_ref().map(|p| p.p50_us as f64);
+            s += &format!(
+                "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                m1.map_or(missing("pp1").into(), |v| format!("{v:.0}")),
+                p50_1.map_or("–".into(), |v| format!("{v:.0}")),
+                ratio(p50_1, stock.pp1.as_ref().map(|p| p.p50_us as f64)),
+                m50.map_or(missing("pp50").into(), |v| format!("{v:.0}")),
+                ratio(m50, msgs(&stock.pp50)),
+                ratio(m50, msgs(&nginx.pp50)),
+                ratio(m50, msgs(&direct.pp50)),
+                x.pp50.as_ref().map_or("–".into(), |p| p.p50_us.to_string()),
+                x.pp50.as_ref().map_or("–".into(), |p| p.p99_us.to_string()),
+                cpu_m(&x.pp50).map_or("–".into(), |c| format!("{c:.1}")),
+                ratio(cpu_m(&x.pp50), cpu_m(&stock.pp50)),
+                ratio(cpu_m(&x.pp50), cpu_m(&nginx.pp50)),
+                machine_m(&x.pp50).map_or("–".into(), |c| format!("{c:.1}")),
+                ratio(machine_m(&x.pp50), machine_m(&nginx.pp50)),
+            );
+        }
     }
-    s += &format!(
+    if o.runs("busy") {
+        s += &format!(
         "\n## 64 B ping-pong, {} busy connections (targets that hold more than MaxRequestWorkers)\n\n| target | msgs/s | vs nginx | p50 µs | p99 µs | proxy CPU-s per 1M round trips | vs nginx | machine CPU-s per 1M | vs nginx |\n|---|---|---|---|---|---|---|---|---|\n",
         o.busy
     );
-    for &n in &names {
-        let x = get(n);
-        let Some(p) = &x.pp_busy else { continue };
-        s += &format!(
-            "| {n} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
-            p.msgs_per_s,
-            ratio(Some(p.msgs_per_s), msgs(&nginx.pp_busy)),
-            p.p50_us,
-            p.p99_us,
-            p.cpu_s_per_m.map_or("–".into(), |c| format!("{c:.1}")),
-            ratio(p.cpu_s_per_m, cpu_m(&nginx.pp_busy)),
-            p.machine_s_per_m,
-            ratio(Some(p.machine_s_per_m), machine_m(&nginx.pp_busy)),
-        );
+        for &n in &names {
+            let x = get(n);
+            let Some(p) = &x.pp_busy else { continue };
+            s += &format!(
+                "| {n} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
+                p.msgs_per_s,
+                ratio(Some(p.msgs_per_s), msgs(&nginx.pp_busy)),
+                p.p50_us,
+                p.p99_us,
+                p.cpu_s_per_m.map_or("–".into(), |c| format!("{c:.1}")),
+                ratio(p.cpu_s_per_m, cpu_m(&nginx.pp_busy)),
+                p.machine_s_per_m,
+                ratio(Some(p.machine_s_per_m), machine_m(&nginx.pp_busy)),
+            );
+        }
     }
-    s += "\n## 64 KiB messages pipelined (unlimited in flight)\n\n| target | 1 conn MB/s | 8 conns MB/s | vs stock | vs proxy_http | vs nginx | vs direct | proxy CPU-s per GB (8 conns) | vs proxy_http | vs nginx | machine CPU-s per GB | vs nginx |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-    let mb = |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).map(|t| t.mb_per_s);
-    let cpu_gb =
-        |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).and_then(|t| t.cpu_s_per_gb);
-    let machine_gb =
-        |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).map(|t| t.machine_s_per_gb);
-    let show = |t: &Option<Throughput>| match t {
-        None => "failed".to_string(),
-        Some(t) if t.stalled => format!("stalled ({:.0} MB/s before)", t.mb_per_s),
-        Some(t) => format!("{:.0}", t.mb_per_s),
-    };
-    for &n in &names {
-        let x = get(n);
-        let cpu = cpu_gb(&x.tp8);
-        s += &format!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            show(&x.tp1),
-            show(&x.tp8),
-            ratio(mb(&x.tp8), mb(&stock.tp8)),
-            ratio(mb(&x.tp8), mb(&http.tp8)),
-            ratio(mb(&x.tp8), mb(&nginx.tp8)),
-            ratio(mb(&x.tp8), mb(&direct.tp8)),
-            cpu.map_or("–".into(), |c| format!("{c:.2}")),
-            ratio(cpu, cpu_gb(&http.tp8)),
-            ratio(cpu, cpu_gb(&nginx.tp8)),
-            machine_gb(&x.tp8).map_or("–".into(), |c| format!("{c:.2}")),
-            ratio(machine_gb(&x.tp8), machine_gb(&nginx.tp8)),
-        );
+    if o.runs("tp1") || o.runs("tp8") {
+        s += "\n## 64 KiB messages pipelined (unlimited in flight)\n\n| target | 1 conn MB/s | 8 conns MB/s | vs stock | vs proxy_http | vs nginx | vs direct | proxy CPU-s per GB (8 conns) | vs proxy_http | vs nginx | machine CPU-s per GB | vs nginx |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        let mb = |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).map(|t| t.mb_per_s);
+        let cpu_gb =
+            |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).and_then(|t| t.cpu_s_per_gb);
+        let machine_gb =
+            |t: &Option<Throughput>| t.as_ref().filter(|t| !t.stalled).map(|t| t.machine_s_per_gb);
+        let show = |t: &Option<Throughput>, w: &str| match t {
+            None => missing(w).to_string(),
+            Some(t) if t.stalled => format!("stalled ({:.0} MB/s before)", t.mb_per_s),
+            Some(t) => format!("{:.0}", t.mb_per_s),
+        };
+        for &n in &names {
+            let x = get(n);
+            let cpu = cpu_gb(&x.tp8);
+            s += &format!(
+                "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                show(&x.tp1, "tp1"),
+                show(&x.tp8, "tp8"),
+                ratio(mb(&x.tp8), mb(&stock.tp8)),
+                ratio(mb(&x.tp8), mb(&http.tp8)),
+                ratio(mb(&x.tp8), mb(&nginx.tp8)),
+                ratio(mb(&x.tp8), mb(&direct.tp8)),
+                cpu.map_or("–".into(), |c| format!("{c:.2}")),
+                ratio(cpu, cpu_gb(&http.tp8)),
+                ratio(cpu, cpu_gb(&nginx.tp8)),
+                machine_gb(&x.tp8).map_or("–".into(), |c| format!("{c:.2}")),
+                ratio(machine_gb(&x.tp8), machine_gb(&nginx.tp8)),
+            );
+        }
     }
-    s += &format!(
+    if o.runs("idle") {
+        s += &format!(
         "\n## Idle WebSockets (httpd: MaxRequestWorkers 150; held {}s, then one echo on each)\n\n| target | asked | opened | echoed after the hold | PSS growth per tunnel KiB (process tree) | RSS growth per tunnel KiB | threads |\n|---|---|---|---|---|---|---|\n",
         o.hold
     );
-    for &n in &names {
-        if let Some(i) = &get(n).idle {
-            s += &format!(
-                "| {n} | {} | {} | {} | {} | {} | {} |\n",
-                i.asked,
-                i.opened,
-                i.echoed,
-                i.pss_kib_per_tunnel.map_or("–".into(), |v| format!("{v:.1}")),
-                i.rss_kib_per_tunnel.map_or("–".into(), |v| format!("{v:.1}")),
-                i.threads.map_or("–".into(), |v| v.to_string())
-            );
+        for &n in &names {
+            if let Some(i) = &get(n).idle {
+                s += &format!(
+                    "| {n} | {} | {} | {} | {} | {} | {} |\n",
+                    i.asked,
+                    i.opened,
+                    i.echoed,
+                    i.pss_kib_per_tunnel.map_or("–".into(), |v| format!("{v:.1}")),
+                    i.rss_kib_per_tunnel.map_or("–".into(), |v| format!("{v:.1}")),
+                    i.threads.map_or("–".into(), |v| v.to_string())
+                );
+            }
         }
     }
     if names.iter().any(|n| get(n).churn.is_some()) {
