@@ -304,6 +304,30 @@ impl Drop for SignalsHeld {
     }
 }
 
+/// Starts a thread of the module's own (a relay thread, the drain's clock) that takes none of
+/// the signals httpd's threads wait for. A signal sent to a process goes to any one of its
+/// threads that does not hold it: prefork tells a busy child of a graceful stop by SIGUSR1
+/// only, which its request thread must get to drain its tunnel; a thread of ours that let it
+/// in took it (once, in CI: a prefork child whose relay was busy as the signal came never
+/// drained, and its tunnel was cut at httpd's deadline without a Close). A new thread starts
+/// with its creator's mask, so holding every signal around the spawn leaves no moment in
+/// which it could take one; faults stay deliverable ([`SignalsHeld`]).
+pub fn spawn_thread<F, T>(name: String, f: F) -> io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let _held = SignalsHeld::new();
+    std::thread::Builder::new().name(name).spawn(f)
+}
+
+/// Runs `f` (which starts threads of its own, as a runtime's builder does) holding every
+/// signal, so the threads it starts take none; see [`spawn_thread`].
+pub fn with_signals_held<T>(f: impl FnOnce() -> T) -> T {
+    let _held = SignalsHeld::new();
+    f()
+}
+
 /// What [`wait_backend`] saw.
 #[cfg(feature = "httpd")]
 #[derive(Debug, PartialEq, Eq)]
@@ -575,6 +599,36 @@ fn stack_low() -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The signals the calling thread holds, as `(signal, held)`.
+    fn held(signals: &[i32]) -> Vec<(i32, bool)> {
+        // SAFETY: a zeroed sigset_t is storage for pthread_sigmask to fill; with a null new
+        // set it only reads this thread's mask.
+        let set = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set);
+            set
+        };
+        // SAFETY: `set` is initialised.
+        signals.iter().map(|&s| (s, unsafe { libc::sigismember(&set, s) } == 1)).collect()
+    }
+
+    #[test]
+    fn the_modules_threads_hold_httpds_signals_and_leave_their_creators_as_they_were() {
+        let httpds = [libc::SIGHUP, libc::SIGINT, libc::SIGUSR1, libc::SIGTERM, libc::SIGWINCH];
+        let faults = [libc::SIGSEGV, libc::SIGBUS, libc::SIGABRT];
+        let before = held(&httpds);
+        let (ours, theirs) =
+            spawn_thread("wst-test".into(), move || (held(&httpds), held(&faults)))
+                .unwrap()
+                .join()
+                .unwrap();
+        assert!(ours.iter().all(|(_, h)| *h), "{ours:?}");
+        assert!(theirs.iter().all(|(_, h)| !*h), "faults stay deliverable: {theirs:?}");
+        assert_eq!(held(&httpds), before, "the spawning thread's mask is restored");
+        assert!(with_signals_held(|| held(&httpds)).iter().all(|(_, h)| *h));
+        assert_eq!(held(&httpds), before);
+    }
 
     /// mincore(2) of [addr, addr+len): one byte per page (bit 0: in memory); None when part
     /// of the range is not mapped (ENOMEM).

@@ -40,21 +40,26 @@ fn half_sent(port: u16) -> (TcpStream, Vec<u8>) {
 }
 
 async fn expect_going_away(ws: &mut Ws) {
+    if let Err(e) = going_away(ws).await {
+        panic!("{e}");
+    }
+}
+
+/// The Close 1001 and the end of the stream, or what came instead.
+async fn going_away(ws: &mut Ws) -> Result<(), String> {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("no close within 5 s");
+        let Ok(m) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await else {
+            return Err("no close within 5 s".into());
+        };
         match m {
-            Some(Ok(Message::Close(Some(f)))) => {
-                assert_eq!(f.code, CloseCode::Away);
-                break;
-            }
+            Some(Ok(Message::Close(Some(f)))) if f.code == CloseCode::Away => break,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            other => panic!("expected Close 1001, got {other:?}"),
+            other => return Err(format!("expected Close 1001, got {other:?}")),
         }
     }
     // Reading on sends our Close back and sees the end of the stream.
     while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {}
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,8 +101,17 @@ async fn graceful_stop_closes_every_websocket_with_1001_at_a_frame_boundary() {
         s.write_all(rest).unwrap();
         s.write_all(&raw::client_frame(8, &1001u16.to_be_bytes())).unwrap();
     }
-    for ws in sync_ws.iter_mut().chain(async_ws.iter_mut()) {
-        expect_going_away(ws).await;
+    let tunnels = sync_ws.iter_mut().map(|w| ("synchronous", w));
+    for (i, (kind, ws)) in
+        tunnels.chain(async_ws.iter_mut().map(|w| ("asynchronous", w))).enumerate()
+    {
+        if let Err(e) = going_away(ws).await {
+            panic!(
+                "{kind} tunnel {i}, {:?} after the signal: {e}\n{}",
+                t0.elapsed(),
+                h.error_log()
+            );
+        }
     }
     h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
     let took = t0.elapsed();
@@ -351,4 +365,105 @@ async fn a_busy_filtered_tunnel_whose_client_never_answers_ends_at_the_deadline(
     );
     let log = h.stop();
     assert_eq!(log.matches("WST02007").count(), 1, "{log}");
+}
+
+/// The module's own threads (the asynchronous relay, the drain's clock) hold every signal that
+/// is not a fault: a signal sent to a process goes to any one of its threads that lets it in,
+/// and prefork tells a busy child of a graceful stop by such a signal only (SIGUSR1), which
+/// the thread relaying its synchronous tunnel must get. A prefork child that had handed a
+/// tunnel over, busy relaying another when the signal came, gave it to a relay thread
+/// instead: its synchronous tunnel never drained and was cut at httpd's deadline without a
+/// Close (one CI run). Here every child's threads are looked at during a drain, and busy
+/// synchronous tunnels beside asynchronous ones all get their 1001.
+#[tokio::test(flavor = "multi_thread")]
+async fn signals_meant_for_httpd_reach_httpds_threads_only() {
+    let b = Backend::start("drain-signals");
+    let mut h = server(&b);
+    let async_url = format!("ws://127.0.0.1:{}/echo/signals", h.ports[0]);
+    let mut detached = Vec::new();
+    for _ in 0..8 {
+        detached.push(connect(&async_url).await.unwrap().0);
+    }
+    assert_eq!(wait_count(&h, "WST02010", 8, Duration::from_secs(3)), 8, "{}", h.error_log());
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        let (ws, _) = connect(&h.url("/echo/signals")).await.unwrap();
+        let (mut tx, mut rx) = ws.split();
+        use futures_util::SinkExt;
+        // 64 KB messages back to back: the relay is seldom waiting when a signal comes.
+        let writer = tokio::spawn(async move {
+            let body = Message::binary(vec![7u8; 65536]);
+            while tx.send(body.clone()).await.is_ok() {}
+        });
+        let reader = tokio::spawn(async move {
+            let mut echoed = 0u64;
+            loop {
+                match tokio::time::timeout(Duration::from_secs(8), rx.next()).await {
+                    Ok(Some(Ok(Message::Binary(_)))) => echoed += 1,
+                    Ok(Some(Ok(Message::Close(f)))) => return Ok((f.map(|f| f.code), echoed)),
+                    Ok(Some(Ok(_))) => {}
+                    other => return Err(format!("after {echoed} echoes: {other:?}")),
+                }
+            }
+        });
+        busy.push((writer, reader));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    h.signal(libc::SIGWINCH);
+    // Every thread the module started, in every child, holds httpd's signals: the relay's
+    // from its first tunnel on, the drain's clock once the drain began.
+    let mut seen = std::collections::BTreeSet::new();
+    while t0.elapsed() < Duration::from_millis(1200) {
+        for pid in h.children() {
+            for (name, blocked) in module_threads(pid) {
+                for sig in
+                    [libc::SIGHUP, libc::SIGINT, libc::SIGUSR1, libc::SIGTERM, libc::SIGWINCH]
+                {
+                    assert!(
+                        blocked & (1 << (sig - 1)) != 0,
+                        "{name} of {pid} lets signal {sig} in"
+                    );
+                }
+                seen.insert(name.split('-').take(2).collect::<Vec<_>>().join("-"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.contains("wst-async") && seen.contains("wst-drain"), "{seen:?}");
+    for (i, (writer, reader)) in busy.into_iter().enumerate() {
+        let got = reader.await.unwrap();
+        writer.abort();
+        match got {
+            Ok((Some(CloseCode::Away), echoed)) => {
+                assert!(echoed > 10, "busy tunnel {i}: {echoed}")
+            }
+            other => panic!(
+                "busy tunnel {i}, {:?} after the signal: {other:?}\n{}",
+                t0.elapsed(),
+                h.error_log()
+            ),
+        }
+    }
+    for ws in detached.iter_mut() {
+        expect_going_away(ws).await;
+    }
+    h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
+    h.stop();
+}
+
+/// The threads of process `pid` named `wst-…` (the module's), with their blocked signals.
+fn module_threads(pid: u32) -> Vec<(String, u64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let mut out = Vec::new();
+    for t in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else { continue };
+        let field =
+            |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
+        let (Some(name), Some(blk)) = (field("Name:"), field("SigBlk:")) else { continue };
+        if name.starts_with("wst-") {
+            out.push((name, u64::from_str_radix(&blk, 16).unwrap_or(0)));
+        }
+    }
+    out
 }

@@ -284,12 +284,15 @@ fn start_relays(n: usize) -> io::Result<Vec<Relay>> {
 type Runtime = tokio::runtime::Runtime;
 #[cfg(feature = "multi-thread-runtime")]
 fn start_relays(n: usize) -> io::Result<Vec<Relay>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(n)
-        .thread_name("wst-async")
-        .enable_io()
-        .enable_time()
-        .build()?;
+    // Its threads start as it is built, and take none of httpd's signals (sys::spawn_thread).
+    let runtime = crate::sys::with_signals_held(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .thread_name("wst-async")
+            .enable_io()
+            .enable_time()
+            .build()
+    })?;
     Ok(vec![Relay { runtime, tunnels: AtomicUsize::new(0) }])
 }
 
@@ -309,9 +312,9 @@ mod current {
             let rt =
                 tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
             let handle = rt.handle().clone();
-            std::thread::Builder::new()
-                .name(format!("wst-async-{i}"))
-                .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+            crate::sys::spawn_thread(format!("wst-async-{i}"), move || {
+                rt.block_on(std::future::pending::<()>())
+            })?;
             Ok(Runtime { handle })
         }
 
@@ -367,8 +370,13 @@ pub fn spawn(t: Tunnel) -> Result<(), Box<(Tunnel, io::Error)>> {
         drop(live);
     };
     match turn_limit() {
-        Some(limit) => rt.spawn(timed(task, limit, slow_turn)),
-        None => rt.spawn(task),
+        // (The multi-threaded runtime's spawn returns a handle, which the tunnel never needs.)
+        Some(limit) => {
+            rt.spawn(timed(task, limit, slow_turn));
+        }
+        None => {
+            rt.spawn(task);
+        }
     }
     Ok(())
 }

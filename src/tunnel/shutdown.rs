@@ -182,7 +182,7 @@ pub fn child_stopping(graceful: bool, graceful_shutdown_timeout_secs: i32) {
         return;
     }
     let server_draining = state().server_draining.get().copied().unwrap_or(|| true);
-    let _ = std::thread::Builder::new().name("wst-drain".into()).spawn(move || {
+    let _ = crate::sys::spawn_thread("wst-drain".into(), move || {
         while !server_draining() {
             std::thread::sleep(WATCH_EVERY);
         }
