@@ -8,8 +8,6 @@ use common::*;
 use futures_util::StreamExt;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -388,21 +386,14 @@ async fn signals_meant_for_httpd_reach_httpds_threads_only() {
     }
     assert_eq!(wait_count(&h, "WST02010", 8, Duration::from_secs(3)), 8, "{}", h.error_log());
     let mut busy = Vec::new();
-    let calm = Arc::new(AtomicBool::new(false));
     for _ in 0..3 {
         let (ws, _) = connect(&h.url("/echo/signals")).await.unwrap();
         let (mut tx, mut rx) = ws.split();
         use futures_util::SinkExt;
-        // 64 KB messages back to back around the signal (the relay is seldom waiting when it
-        // comes), one every 10 ms after that, not to starve the suite's other tests.
-        let calm = calm.clone();
+        // 64 KB messages back to back: the relay is seldom waiting when a signal comes.
         let writer = tokio::spawn(async move {
             let body = Message::binary(vec![7u8; 65536]);
-            while tx.send(body.clone()).await.is_ok() {
-                if calm.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
+            while tx.send(body.clone()).await.is_ok() {}
         });
         let reader = tokio::spawn(async move {
             let mut echoed = 0u64;
@@ -424,9 +415,6 @@ async fn signals_meant_for_httpd_reach_httpds_threads_only() {
     // from its first tunnel on, the drain's clock once the drain began.
     let mut seen = std::collections::BTreeSet::new();
     while t0.elapsed() < Duration::from_millis(1200) {
-        if t0.elapsed() > Duration::from_millis(300) {
-            calm.store(true, Ordering::Relaxed);
-        }
         for pid in h.children() {
             for (name, blocked) in module_threads(pid) {
                 for sig in
