@@ -172,6 +172,9 @@ pub fn pump<I: Io>(
                 match io.recv(src, &mut scratch) {
                     Ok(n) => {
                         d.discarded(&scratch[..n], now);
+                        // A read like any other: a sender flooding through the polite end
+                        // must not keep the other direction's Close and the deadline waiting.
+                        reads += 1;
                         progressed = true;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -184,5 +187,55 @@ pub fn pump<I: Io>(
         if !progressed {
             return Ok(Pumped::default());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::Frames;
+    use crate::tunnel::core::Buffers;
+
+    /// A sender that always has more (zeros: empty continuation frames, never a Close) and a
+    /// destination that takes everything.
+    struct Flood {
+        reads: usize,
+    }
+
+    impl Io for Flood {
+        fn recv(&mut self, _: Side, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            assert!(self.reads < 1_000, "the pump never gave the other direction its turn");
+            buf.fill(0);
+            Ok(buf.len())
+        }
+        fn send(&mut self, _: Side, bytes: &[u8]) -> io::Result<usize> {
+            Ok(bytes.len())
+        }
+        fn splice_in(&mut self, _: Side, _: RawFd, _: usize) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn splice_out(&mut self, _: RawFd, _: Side, _: usize) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn shutdown(&mut self, _: Side) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Bytes dropped after our Close count against the reads of a turn as any read does: a
+    /// sender that floods through the polite end cannot keep the pump from returning, so the
+    /// other direction's Close and the deadline still come (one CI run: a flooding client's
+    /// relay spun here, its Close never went out, the tunnel outlived the drain).
+    #[test]
+    fn dropping_a_flood_after_the_close_gives_the_turn_back() {
+        let now = Tick::now();
+        let mut d = Direction::new(Side::Client, Buffers::Share, Some(Frames::default()), &[], now);
+        d.close_politely(crate::frames::GOING_AWAY);
+        let mut io = Flood { reads: 0 };
+        let p = pump(&mut d, &mut Pipe::default(), &mut io, now).unwrap();
+        assert!(d.finished(), "the Close and the FIN went");
+        assert_eq!(d.next_read(false), Some(Want::Discard));
+        assert!(p.more && io.reads == MAX_READS, "{p:?} after {} reads", io.reads);
     }
 }
