@@ -84,6 +84,45 @@ fn chromium_answers_the_modules_pings_and_stays_connected() {
     assert!(pings >= 5, "{pings} Pings in 2.5 s at 300 ms: {end}");
 }
 
+/// The browser's own permessage-deflate (Chromium offers it on every WebSocket) through strict
+/// frames, as the Debian package configures them: the backend accepts it, the browser's
+/// compressed messages (RSV1) reach the backend and the backend's reach the browser, with the
+/// module's Pings between them.
+#[test]
+fn chromium_compresses_through_strict_frames_with_permessage_deflate() {
+    let dir = TempDir::new("browser-deflate");
+    let (h, plain, _tls) = server(&dir);
+    let url = format!(
+        "http://127.0.0.1:{}/page.html?deflate=ws://127.0.0.1:{}/ws2/deflate",
+        h.port, h.ports[3]
+    );
+    let browser = browse(&dir, &url);
+    let seen = reported(&h, &dir, "/report?");
+    drop(browser);
+    assert_eq!(seen, r#"{"extensions":"permessage-deflate","same":6,"close":1000}"#);
+    let inflated: Vec<_> = plain
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            wskit::backend::Event::Inflated { wire, plain, .. } => Some((wire, plain)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(inflated.len(), 6, "the browser's messages were not all compressed: {inflated:?}");
+    assert!(inflated.iter().all(|(wire, plain)| wire < plain), "{inflated:?}");
+    let log = h.stop();
+    let end = log
+        .lines()
+        .find(|l| l.contains("WST02011") && l.contains("/ws2/deflate"))
+        .unwrap_or_default();
+    assert!(!log.contains("broke a framing rule"), "{log}");
+    let pings: u32 = end
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" Pings of the module to the client")?.parse().ok())
+        .unwrap_or(0);
+    assert!(pings >= 1, "no Ping of the module between the messages: {end}");
+}
+
 /// Kills the browser's whole process group (it was started as a group leader) at drop.
 struct Browser(std::process::Child);
 impl Drop for Browser {
@@ -101,7 +140,7 @@ fn server(dir: &TempDir) -> (Httpd, Backend, Backend) {
     let tls = Backend::start_tls("tls", &pki.server);
     let h = Httpd::start(
         Config::new("browser.conf.in")
-            .ports(3)
+            .ports(4)
             .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
             .var("TLSBACKEND", tls.port())
             .var("CA", pki.ca_file.display())

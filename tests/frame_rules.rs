@@ -245,6 +245,118 @@ fn every_framing_violation_gets_its_close_codes() {
     assert!(log.contains("backend broke a framing rule: a server's frames must not be masked"));
 }
 
+/// A raw client's next data frame; the module's Pings that come first are answered and
+/// counted in `pings`.
+fn next_data(s: &mut std::net::TcpStream, pre: &mut Vec<u8>, pings: &mut u32) -> raw::Frame {
+    loop {
+        let f = raw::read_frame(s, pre);
+        if f.opcode != 9 {
+            return f;
+        }
+        *pings += 1;
+        s.write_all(&raw::client_frame(10, &f.payload)).unwrap();
+    }
+}
+
+/// Sends nothing for `t` but answers the module's Pings, as a client does between messages.
+fn answer_pings_for(s: &mut std::net::TcpStream, pre: &mut Vec<u8>, pings: &mut u32, t: Duration) {
+    use std::io::Read;
+    let end = Instant::now() + t;
+    let mut chunk = [0u8; 4096];
+    while let Some(left) = end.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut chunk) {
+            Ok(n) => pre.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => panic!("{e}"),
+        }
+        while let Some(f) = raw::take_frame(pre) {
+            assert_eq!(f.opcode, 9, "only Pings come to a quiet client");
+            *pings += 1;
+            s.write_all(&raw::client_frame(10, &f.payload)).unwrap();
+        }
+    }
+    s.set_read_timeout(None).unwrap();
+}
+
+/// permessage-deflate under strict frames (the Debian package's setting): the client's offer
+/// reaches the backend and its answer the client, and compressed messages (RSV1 on a first
+/// frame; one message in three frames) pass both ways under one compression context per
+/// direction, the module's Pings between them. RSV1 stays where RFC 7692 puts it: on a
+/// continuation frame it is refused with 1002, extension or not.
+#[test]
+fn permessage_deflate_passes_strict_frames_both_ways() {
+    use wskit::deflate::{Deflater, Inflater};
+    let b = Backend::start("deflate");
+    let h = server(&b);
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    let compressed = |f: Vec<u8>| [vec![f[0] | 0x40], f[1..].to_vec()].concat();
+    let m = Some(raw::MASK);
+    for (port, mode) in both(&h) {
+        let mut s = raw::connect(port);
+        s.write_all(raw::handshake(&format!("/ws/deflate-{mode}"), offer).as_bytes()).unwrap();
+        let resp = raw::read_response(&mut s);
+        assert_eq!(resp.status, 101, "{}", resp.head);
+        let answer = resp.header("Sec-WebSocket-Extensions");
+        assert_eq!(answer.as_deref(), Some("permessage-deflate"), "{mode}: {}", resp.head);
+        let (mut pre, mut pings) = (resp.rest, 0);
+        let (mut tx, mut rx) = (Deflater::default(), Inflater::default());
+        for i in 0..6 {
+            let msg = format!("message {i} of the {mode} client; ").repeat(100 << i);
+            let z = tx.compress(msg.as_bytes());
+            let bytes = match i {
+                3 => {
+                    let (a, rest) = z.split_at(z.len() / 3);
+                    let (b, c) = rest.split_at(rest.len() / 2);
+                    let mut f = compressed(raw::frame(1, false, a, m));
+                    f.extend(raw::frame(0, false, b, m));
+                    f.extend(raw::frame(0, true, c, m));
+                    f
+                }
+                _ => compressed(raw::client_frame(1, &z)),
+            };
+            s.write_all(&bytes).unwrap();
+            let f = next_data(&mut s, &mut pre, &mut pings);
+            assert_eq!((f.fin, f.rsv, f.opcode), (true, 0x40, 1), "{mode}: message {i}");
+            assert_eq!(rx.inflate(&f.payload).as_deref(), Some(msg.as_bytes()), "{mode}: {i}");
+            if i == 2 {
+                answer_pings_for(&mut s, &mut pre, &mut pings, Duration::from_millis(700));
+            }
+        }
+        assert!(pings >= 1, "{mode}: no Ping of the module between the messages");
+        let mut bad = compressed(raw::frame(1, false, &tx.compress(b"x"), m));
+        bad.extend(compressed(raw::frame(0, true, b"", m)));
+        s.write_all(&bad).unwrap();
+        let f = next_data(&mut s, &mut pre, &mut pings);
+        assert_eq!((f.opcode, &f.payload[..2]), (8, &1002u16.to_be_bytes()[..]), "{mode}");
+        s.write_all(&raw::client_frame(8, &1002u16.to_be_bytes())).unwrap();
+    }
+    let closes = wait_closes(&b, 2, Duration::from_secs(5));
+    assert_eq!(closes, [Some(1001), Some(1001)]);
+    let inflated: Vec<(usize, usize, usize)> = b
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Inflated { wire, frames, plain } => Some((wire, frames, plain)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(inflated.len(), 12, "{inflated:?}");
+    assert_eq!(inflated.iter().filter(|m| m.1 == 3).count(), 2, "{inflated:?}");
+    assert!(inflated.iter().all(|(wire, _, plain)| wire < plain), "{inflated:?}");
+    let log = h.stop();
+    let refused = "RSV bit that no negotiated extension defines";
+    assert_eq!(log.matches(refused).count(), 2, "{log}");
+    assert_eq!(log.matches("broke a framing rule").count(), 2, "{log}");
+}
+
 /// `ProxyWebsocketMaxMessageSize 16M`: a 16 MiB message passes both ways; one byte more is
 /// refused with Close 1009 to its sender, 1001 to the backend.
 #[tokio::test(flavor = "multi_thread")]

@@ -12,6 +12,7 @@
 //! | `/burst`            | 101 and a text frame in the same write, then echo |
 //! | `/whoami`           | 101, a text frame `backend NAME`, then echo |
 //! | `/send-masked`      | 101, a masked text frame (which a server must never send), then echo |
+//! | `/deflate`          | echo with permessage-deflate (RFC 7692) when the client offers it: every message echoed compressed, every compressed one received recorded |
 //! | `/ping-client`      | 101, a Ping `backend-ping` of its own, then echo (Pongs are recorded) |
 //! | `/raw-echo`         | 101 for whatever was asked, then echoes raw bytes; FIN after the client's FIN |
 //! | `/raw-reframe-echo` | 101, then echoes each client frame as a server's (unmasked) frame of the same total length: its payload is the mask key and the masked payload, as they came |
@@ -45,6 +46,9 @@ pub enum Event {
     Close(Option<u16>),
     /// A WebSocket echo received a Pong with this payload.
     Pong(Vec<u8>),
+    /// `/deflate`: a compressed message came, `wire` bytes in `frames` frames, `plain` bytes
+    /// once inflated.
+    Inflated { wire: usize, frames: usize, plain: usize },
     /// `/raw-deaf`: the request's path, when bytes last moved on the connection (a queue of
     /// its socket or of the proxy's changed) and when the proxy's end of it came (a FIN or a
     /// reset).
@@ -161,9 +165,12 @@ pub fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(h.digest().bytes())
 }
 
-fn switching(head: &str, name: &str) -> String {
+fn switching(head: &str, name: &str, extensions: Option<&str>) -> String {
     let proto = header(head, "Upgrade").unwrap_or("websocket");
     let mut s = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {proto}\r\nConnection: Upgrade\r\nX-Backend: {name}\r\n");
+    if let Some(e) = extensions {
+        s += &format!("Sec-WebSocket-Extensions: {e}\r\n");
+    }
     if let Some(k) = header(head, "Sec-WebSocket-Key") {
         s += &format!("Sec-WebSocket-Accept: {}\r\n", accept_key(k));
     }
@@ -263,7 +270,13 @@ async fn serve<S: Conn>(
         tokio::time::sleep(Duration::from_secs(3600)).await;
         return Ok(());
     }
-    let hello = switching(&head, &name);
+    if path.contains("/deflate") {
+        let offered = header(&head, "Sec-WebSocket-Extensions").is_some_and(crate::deflate::named);
+        let hello = switching(&head, &name, offered.then_some("permessage-deflate"));
+        sock.write_all(hello.as_bytes()).await?;
+        return deflate_echo(sock, buf, offered, ev).await;
+    }
+    let hello = switching(&head, &name, None);
     if path.contains("/raw-") {
         sock.write_all(hello.as_bytes()).await?;
         return raw_mode(sock, buf, &path, ev).await;
@@ -328,6 +341,73 @@ async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             // a close, reading on drives the reply out and then ends.
             _ => {}
         }
+    }
+}
+
+/// `/deflate`, frame by frame: a message is echoed whole, compressed when `compressing`
+/// (RSV1 on its one frame); Pings are answered, a Close is recorded and echoed, then FIN.
+async fn deflate_echo<S: Conn>(
+    mut sock: S,
+    mut buf: Vec<u8>,
+    compressing: bool,
+    ev: Arc<Mutex<Vec<Event>>>,
+) -> std::io::Result<()> {
+    use crate::raw::{server_frame, take_frame};
+    let (mut tx, mut rx) =
+        (crate::deflate::Deflater::default(), crate::deflate::Inflater::default());
+    // The message being received: its opcode, whether it is compressed, its frames and payload.
+    let mut msg: Option<(u8, bool, usize, Vec<u8>)> = None;
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        while let Some(f) = take_frame(&mut buf) {
+            match f.opcode {
+                8 => {
+                    let code = f.payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+                    ev.lock().unwrap().push(Event::Close(code));
+                    sock.write_all(&server_frame(8, &f.payload[..f.payload.len().min(2)])).await?;
+                    return sock.shutdown().await;
+                }
+                9 => sock.write_all(&server_frame(10, &f.payload)).await?,
+                10 => ev.lock().unwrap().push(Event::Pong(f.payload)),
+                0..=2 => {
+                    let m = msg.get_or_insert((f.opcode, f.rsv & 0x40 != 0, 0, Vec::new()));
+                    m.2 += 1;
+                    m.3.extend_from_slice(&f.payload);
+                    if !f.fin {
+                        continue;
+                    }
+                    let (opcode, compressed, frames, data) = msg.take().unwrap();
+                    let plain = match compressed {
+                        false => data,
+                        true => {
+                            let Some(plain) = rx.inflate(&data) else {
+                                // 1007: not the stream this context expected.
+                                let close = server_frame(8, &1007u16.to_be_bytes());
+                                return sock.write_all(&close).await;
+                            };
+                            let (wire, n) = (data.len(), plain.len());
+                            ev.lock().unwrap().push(Event::Inflated { wire, frames, plain: n });
+                            plain
+                        }
+                    };
+                    let out = match compressing {
+                        false => server_frame(opcode, &plain),
+                        true => {
+                            let mut out = server_frame(opcode, &tx.compress(&plain));
+                            out[0] |= 0x40;
+                            out
+                        }
+                    };
+                    sock.write_all(&out).await?;
+                }
+                _ => return Ok(()),
+            }
+        }
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return sock.shutdown().await;
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod cpus;
+pub mod deflate;
 pub mod h2ws;
 pub mod hostile;
 pub mod httpd;

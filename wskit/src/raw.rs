@@ -200,19 +200,47 @@ pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
-/// Reads one unmasked server frame with a payload under 126 bytes: (opcode, payload).
-pub fn read_small_frame(s: &mut TcpStream, pre: &mut Vec<u8>) -> (u8, Vec<u8>) {
-    let mut chunk = [0u8; 4096];
+/// One frame as it came off the wire, its payload unmasked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub fin: bool,
+    /// The RSV bits as they are in the first byte (0x40 is RSV1).
+    pub rsv: u8,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+/// Takes one whole frame off the front of `buf`, when it holds one: the one frame parser of
+/// the test kit.
+pub fn take_frame(buf: &mut Vec<u8>) -> Option<Frame> {
+    let second = *buf.get(1)?;
+    let (len, mut at) = match second & 0x7f {
+        126 => (u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize, 4),
+        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
+        n => (n as usize, 2),
+    };
+    let mask: Option<[u8; 4]> = match second & 0x80 {
+        0 => None,
+        _ => {
+            at += 4;
+            Some(buf.get(at - 4..at)?.try_into().ok()?)
+        }
+    };
+    let mut payload = buf.get(at..at.checked_add(len)?)?.to_vec();
+    if let Some(k) = mask {
+        payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= k[i % 4]);
+    }
+    let first = buf[0];
+    buf.drain(..at + len);
+    Some(Frame { fin: first & 0x80 != 0, rsv: first & 0x70, opcode: first & 0x0f, payload })
+}
+
+/// Reads one whole frame from `s`, `pre` holding what was already read after the last one.
+pub fn read_frame(s: &mut TcpStream, pre: &mut Vec<u8>) -> Frame {
+    let mut chunk = [0u8; 65536];
     loop {
-        if pre.len() >= 2 {
-            let len = (pre[1] & 0x7f) as usize;
-            assert!(len < 126, "small frames only");
-            if pre.len() >= 2 + len {
-                let op = pre[0] & 0x0f;
-                let payload = pre[2..2 + len].to_vec();
-                pre.drain(..2 + len);
-                return (op, payload);
-            }
+        if let Some(f) = take_frame(pre) {
+            return f;
         }
         let n = s.read(&mut chunk).unwrap();
         assert!(n > 0, "closed before a whole frame");
@@ -220,7 +248,39 @@ pub fn read_small_frame(s: &mut TcpStream, pre: &mut Vec<u8>) -> (u8, Vec<u8>) {
     }
 }
 
+/// Reads one unmasked server frame with a payload under 126 bytes: (opcode, payload).
+pub fn read_small_frame(s: &mut TcpStream, pre: &mut Vec<u8>) -> (u8, Vec<u8>) {
+    let f = read_frame(s, pre);
+    assert!(f.payload.len() < 126, "small frames only");
+    (f.opcode, f.payload)
+}
+
 /// An upgrade request for an arbitrary protocol (or none: `upgrade` empty omits the header).
 pub fn upgrade_request(path: &str, upgrade: &str, version: &str) -> String {
     request_head("GET", path, version, upgrade, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_taken_only_once_it_is_whole() {
+        for len in [0, 125, 126, 65535, 65536] {
+            for mask in [None, Some(MASK)] {
+                let payload = pattern(len);
+                let mut wire = frame(2, false, &payload, mask);
+                wire[0] |= 0x40;
+                let whole = wire.len();
+                wire.extend(server_frame(9, b"next"));
+                for cut in [0, 1, 2, whole - 1].into_iter().filter(|c| *c < whole) {
+                    assert_eq!(take_frame(&mut wire[..cut].to_vec()), None, "{len} cut at {cut}");
+                }
+                let f = take_frame(&mut wire).unwrap();
+                assert_eq!((f.fin, f.rsv, f.opcode, f.payload), (false, 0x40, 2, payload));
+                assert_eq!(take_frame(&mut wire).map(|f| f.payload), Some(b"next".to_vec()));
+                assert!(wire.is_empty());
+            }
+        }
+    }
 }
