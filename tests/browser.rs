@@ -57,30 +57,15 @@ fn chromium_sees_1001_on_a_graceful_restart_and_reconnects() {
 /// backend.
 #[test]
 fn chromium_answers_the_modules_pings_and_stays_connected() {
-    let dir = TempDir::new("browser-pings");
-    let (h, plain, _tls) = server(&dir);
-    let url = format!(
-        "http://127.0.0.1:{}/page.html?quiet=ws://127.0.0.1:{}/ws2/quiet",
-        h.port, h.ports[2]
-    );
-    let browser = browse(&dir, &url);
-    let seen = reported(&h, &dir, "/report?");
-    drop(browser);
+    let (_dir, h, plain, seen) =
+        page("browser-pings", |h| format!("quiet=ws://127.0.0.1:{}/ws2/quiet", h.ports[2]));
     assert_eq!(seen, r#"{"open":true,"echo":"after 2.5 s of silence","close":1000}"#);
     assert!(
         !plain.events().iter().any(|e| matches!(e, wskit::backend::Event::Pong(_))),
         "a Pong reached the backend: {:?}",
         plain.events()
     );
-    let log = h.stop();
-    let end = log
-        .lines()
-        .find(|l| l.contains("WST02011") && l.contains("/ws2/quiet"))
-        .unwrap_or_default();
-    let pings: u32 = end
-        .split(", ")
-        .find_map(|p| p.strip_suffix(" Pings of the module to the client")?.parse().ok())
-        .unwrap_or(0);
+    let (pings, end) = module_pings(&h.stop(), "/ws2/quiet");
     assert!(pings >= 5, "{pings} Pings in 2.5 s at 300 ms: {end}");
 }
 
@@ -90,15 +75,8 @@ fn chromium_answers_the_modules_pings_and_stays_connected() {
 /// module's Pings between them.
 #[test]
 fn chromium_compresses_through_strict_frames_with_permessage_deflate() {
-    let dir = TempDir::new("browser-deflate");
-    let (h, plain, _tls) = server(&dir);
-    let url = format!(
-        "http://127.0.0.1:{}/page.html?deflate=ws://127.0.0.1:{}/ws2/deflate",
-        h.port, h.ports[3]
-    );
-    let browser = browse(&dir, &url);
-    let seen = reported(&h, &dir, "/report?");
-    drop(browser);
+    let (_dir, h, plain, seen) =
+        page("browser-deflate", |h| format!("deflate=ws://127.0.0.1:{}/ws2/deflate", h.ports[3]));
     assert_eq!(seen, r#"{"extensions":"permessage-deflate","same":6,"close":1000}"#);
     let inflated: Vec<_> = plain
         .events()
@@ -111,16 +89,31 @@ fn chromium_compresses_through_strict_frames_with_permessage_deflate() {
     assert_eq!(inflated.len(), 6, "the browser's messages were not all compressed: {inflated:?}");
     assert!(inflated.iter().all(|(wire, plain)| wire < plain), "{inflated:?}");
     let log = h.stop();
-    let end = log
-        .lines()
-        .find(|l| l.contains("WST02011") && l.contains("/ws2/deflate"))
-        .unwrap_or_default();
     assert!(!log.contains("broke a framing rule"), "{log}");
-    let pings: u32 = end
+    let (pings, end) = module_pings(&log, "/ws2/deflate");
+    assert!(pings >= 1, "no Ping of the module between the messages: {end}");
+}
+
+/// Starts the server, opens page.html?`query` in Chromium, waits for the page's report and
+/// closes the browser: the test's folder, the server, the plain backend and the report.
+fn page(name: &str, query: impl Fn(&Httpd) -> String) -> (TempDir, Httpd, Backend, String) {
+    let dir = TempDir::new(name);
+    let (h, plain, _tls) = server(&dir);
+    let browser = browse(&dir, &format!("http://127.0.0.1:{}/page.html?{}", h.port, query(&h)));
+    let seen = reported(&h, &dir, "/report?");
+    drop(browser);
+    (dir, h, plain, seen)
+}
+
+/// How many Pings of its own the module sent the client of the tunnel for `path`, by its end
+/// record (`WST02011`); and that record.
+fn module_pings(log: &str, path: &str) -> (u32, String) {
+    let end = log.lines().find(|l| l.contains("WST02011") && l.contains(path)).unwrap_or_default();
+    let pings = end
         .split(", ")
         .find_map(|p| p.strip_suffix(" Pings of the module to the client")?.parse().ok())
         .unwrap_or(0);
-    assert!(pings >= 1, "no Ping of the module between the messages: {end}");
+    (pings, end.to_string())
 }
 
 /// Kills the browser's whole process group (it was started as a group leader) at drop.
