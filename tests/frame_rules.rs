@@ -193,6 +193,35 @@ fn a_frozen_client_is_found_dead() {
     assert_eq!(log.matches("client answered no Ping within 300ms").count(), 2, "{log}");
 }
 
+/// A length field with its top bit set (RFC 6455 §5.2) loses the breaker's frame positions:
+/// nothing it sends after it can be told apart, a Close included, so none is waited for. The
+/// client gets Close 1002 and the backend 1001 as for every broken rule, and the tunnel ends
+/// as soon as the backend has answered, not at the 5 s bound for an answering Close.
+#[test]
+fn a_length_with_its_top_bit_set_ends_the_tunnel_without_waiting_for_a_close() {
+    use std::io::Read;
+    let b = Backend::start("topbit");
+    let h = server(&b);
+    for (n, (port, mode)) in both(&h).into_iter().enumerate() {
+        let (mut s, mut pre) = open_raw(port, &format!("/ws/topbit-{mode}"));
+        let mut bytes = raw::client_frame(1, b"good");
+        bytes.extend([0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0]);
+        bytes.extend(raw::MASK);
+        bytes.extend(b"what follows cannot be framed");
+        let t0 = Instant::now();
+        s.write_all(&bytes).unwrap();
+        assert_eq!(read_to_close(&mut s, &mut pre).0, 1002, "{mode}");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut rest = [0u8; 64];
+        assert!(matches!(s.read(&mut rest), Ok(0)), "{mode}: the tunnel did not end");
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(2), "{mode}: ended after {took:?}");
+        assert_eq!(wait_closes(&b, n + 1, Duration::from_secs(5)).last(), Some(&Some(1001)));
+    }
+    let log = h.stop();
+    assert_eq!(log.matches("payload length with its top bit set").count(), 2, "{log}");
+}
+
 /// Every rule of RFC 6455 section 5, broken by the client after a good frame: the good frame
 /// is echoed, the client gets Close 1002, the backend Close 1001, WST02021 names the rule.
 #[test]
