@@ -12,46 +12,85 @@ use tokio_tungstenite::tungstenite::Message;
 use wskit::h2ws::{self, H2Outcome};
 use wskit::Pki;
 
-async fn open(port: u16, tls: Option<&Pki>, path: &str) -> Result<H2Outcome, String> {
+/// The h2.conf.in server (h2c on the main port, h2 over TLS on `ports[0]`) with a ws:// and
+/// a wss:// echo backend.
+struct H2Server {
+    h: Httpd,
+    pki: Pki,
+    plain: Backend,
+    tls: Backend,
+    _dir: TempDir,
+}
+
+impl H2Server {
+    fn start(name: &str) -> H2Server {
+        let dir = TempDir::new(name);
+        let pki = Pki::generate(&dir.0);
+        let plain = Backend::start("plain");
+        let tls = Backend::start_tls("tls", &pki.server);
+        let h = Httpd::start(
+            Config::new("h2.conf.in")
+                .ports(1)
+                .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
+                .var("TLSBACKEND", tls.port())
+                .var("CA", pki.ca_file.display())
+                .var("SERVERCERT", pki.server.cert_file.display())
+                .var("SERVERKEY", pki.server.key_file.display()),
+        );
+        H2Server { h, pki, plain, tls, _dir: dir }
+    }
+}
+
+/// Something an h2 connection runs over: TCP or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A connection to the front end and its URL scheme: cleartext, or TLS with ALPN `h2`; None
+/// where the server declined HTTP/2 over TLS.
+async fn front_end(port: u16, tls: Option<&Pki>) -> Result<Option<(Box<dyn Io>, &str)>, String> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let Some(pki) = tls else { return Ok(Some((Box::new(tcp), "http"))) };
+    let connector = tokio_rustls::TlsConnector::from(pki.client_config(&[b"h2", b"http/1.1"]));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let s = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+    // The server declined HTTP/2: no extended CONNECT on this connection.
+    Ok((s.get_ref().1.alpn_protocol() == Some(b"h2"))
+        .then(|| (Box::new(s) as Box<dyn Io>, "https")))
+}
+
+/// A WebSocket over an HTTP/2 stream of the front end, spoken by tungstenite.
+async fn open(port: u16, tls: Option<&Pki>, path: &str) -> Result<H2Outcome, String> {
     let fut = async {
-        match tls {
-            None => h2ws::connect(tcp, &format!("http://localhost:{port}{path}"), ws_config())
-                .await
-                .map_err(|e| e.to_string()),
-            Some(pki) => {
-                let connector =
-                    tokio_rustls::TlsConnector::from(pki.client_config(&[b"h2", b"http/1.1"]));
-                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-                let s = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
-                if s.get_ref().1.alpn_protocol() != Some(b"h2") {
-                    // The server declined HTTP/2: no extended CONNECT on this connection.
-                    return Ok(H2Outcome::NotEnabled);
-                }
-                h2ws::connect(s, &format!("https://localhost:{port}{path}"), ws_config())
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        }
+        let Some((io, scheme)) = front_end(port, tls).await? else {
+            return Ok(H2Outcome::NotEnabled);
+        };
+        let url = format!("{scheme}://localhost:{port}{path}");
+        h2ws::connect(io, &url, ws_config()).await.map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(20), fut).await.expect("HTTP/2 WebSocket set-up hung")
+}
+
+/// The same with `headers` in the CONNECT: the stream as raw WebSocket frames, and the answer's
+/// headers.
+async fn open_raw(
+    port: u16,
+    tls: Option<&Pki>,
+    path: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<H2Outcome<(tokio::io::DuplexStream, h2ws::HeaderMap)>, String> {
+    let fut = async {
+        let Some((io, scheme)) = front_end(port, tls).await? else {
+            return Ok(H2Outcome::NotEnabled);
+        };
+        let url = format!("{scheme}://localhost:{port}{path}");
+        h2ws::connect_raw(io, &url, headers).await.map_err(|e| e.to_string())
     };
     tokio::time::timeout(Duration::from_secs(20), fut).await.expect("HTTP/2 WebSocket set-up hung")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn websockets_over_http2_front_ends() {
-    let dir = TempDir::new("pki");
-    let pki = Pki::generate(&dir.0);
-    let plain = Backend::start("plain");
-    let tls = Backend::start_tls("tls", &pki.server);
-    let h = Httpd::start(
-        Config::new("h2.conf.in")
-            .ports(1)
-            .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
-            .var("TLSBACKEND", tls.port())
-            .var("CA", pki.ca_file.display())
-            .var("SERVERCERT", pki.server.cert_file.display())
-            .var("SERVERKEY", pki.server.key_file.display()),
-    );
+    let H2Server { h, pki, plain, tls, _dir } = H2Server::start("pki");
     let front_ends = [("h2c", h.port, None), ("h2", h.ports[0], Some(&pki))];
     for (front, port, tls_front) in front_ends {
         for (path, backend) in [("/ws2/over-h2", &plain), ("/wss2/over-h2", &tls)] {
@@ -101,6 +140,69 @@ async fn websockets_over_http2_front_ends() {
     assert!(log.contains("WST02006"), "HTTP/2 streams must take the filtered path:\n{log}");
 }
 
+/// A browser's permessage-deflate over HTTP/2 streams (RFC 8441 with RFC 7692), strict frames
+/// on: the offer in the CONNECT reaches the backend as `Sec-WebSocket-Extensions`, its answer
+/// comes back in the 200, and compressed messages (RSV1) pass both ways through mod_http2 and
+/// the module, under one compression context per direction.
+#[tokio::test(flavor = "multi_thread")]
+async fn permessage_deflate_over_http2_streams() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use wskit::deflate::{Deflater, Inflater};
+    use wskit::raw;
+    let H2Server { h, pki, plain, tls: _, _dir } = H2Server::start("pki-deflate");
+    let offer = [("sec-websocket-extensions", "permessage-deflate; client_max_window_bits")];
+    let mut streams = 0;
+    for (front, port, tls_front) in [("h2c", h.port, None), ("h2", h.ports[0], Some(&pki))] {
+        let (pipe, answer) = match open_raw(port, tls_front, "/ws2/deflate-h2", &offer).await {
+            Ok(H2Outcome::Open(open)) => open,
+            // As in websockets_over_http2_front_ends: no h2 over TLS under prefork.
+            Ok(H2Outcome::NotEnabled) if front == "h2" && mpm() == "prefork" => continue,
+            Ok(H2Outcome::NotEnabled) => panic!("{front}: server did not enable extended CONNECT"),
+            Ok(H2Outcome::Refused(s, body)) => panic!("{front}: {s}: {body}\n{}", h.error_log()),
+            Err(e) => panic!("{front}: {e}\n{}", h.error_log()),
+        };
+        let ext = answer.get("sec-websocket-extensions").and_then(|v| v.to_str().ok());
+        assert_eq!(ext, Some("permessage-deflate"), "{front}: {answer:?}");
+        streams += 1;
+        let (mut rd, mut wr) = tokio::io::split(pipe);
+        let (mut tx, mut rx, mut buf) = (Deflater::default(), Inflater::default(), Vec::new());
+        let mut next_frame = async || loop {
+            if let Some(f) = raw::take_frame(&mut buf) {
+                return f;
+            }
+            let mut chunk = [0u8; 65536];
+            let n = tokio::time::timeout(Duration::from_secs(20), rd.read(&mut chunk))
+                .await
+                .expect("echo hung")
+                .unwrap();
+            assert!(n > 0, "{front}: the stream ended");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        for i in 0..5 {
+            let msg = format!("message {i} over {front}; ").repeat(100 << i);
+            let mut f = raw::client_frame(1, &tx.compress(msg.as_bytes()));
+            f[0] |= 0x40;
+            wr.write_all(&f).await.unwrap();
+            let echo = next_frame().await;
+            assert_eq!((echo.rsv, echo.opcode), (0x40, 1), "{front}: message {i}");
+            let same = rx.inflate(&echo.payload).is_some_and(|m| m == msg.as_bytes());
+            assert!(same, "{front}: message {i} came back otherwise");
+        }
+        wr.write_all(&raw::client_frame(8, &1000u16.to_be_bytes())).await.unwrap();
+        let close = next_frame().await;
+        assert_eq!((close.opcode, &close.payload[..]), (8, &1000u16.to_be_bytes()[..]), "{front}");
+    }
+    let inflated = plain
+        .events()
+        .iter()
+        .filter(|e| matches!(e, wskit::backend::Event::Inflated { .. }))
+        .count();
+    assert_eq!(inflated, 5 * streams, "{:?}", plain.events());
+    let log = h.stop();
+    assert!(!log.contains("broke a framing rule"), "{log}");
+    assert_eq!(log.matches("\"GET /ws2/deflate-h2 HTTP/").count(), streams, "{log}");
+}
+
 /// A graceful stop ends a WebSocket over an HTTP/2 stream politely too: the client gets
 /// Close 1001 through mod_http2 (the stream takes the filtered path, as over TLS).
 #[tokio::test(flavor = "multi_thread")]
@@ -116,19 +218,7 @@ async fn a_graceful_stop_closes_a_busy_http2_websocket_with_1001() {
 }
 
 async fn graceful_stop_closes_an_http2_websocket(busy: bool) {
-    let dir = TempDir::new("pki-drain");
-    let pki = Pki::generate(&dir.0);
-    let plain = Backend::start("plain");
-    let tls = Backend::start_tls("tls", &pki.server);
-    let mut h = Httpd::start(
-        Config::new("h2.conf.in")
-            .ports(1)
-            .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
-            .var("TLSBACKEND", tls.port())
-            .var("CA", pki.ca_file.display())
-            .var("SERVERCERT", pki.server.cert_file.display())
-            .var("SERVERKEY", pki.server.key_file.display()),
-    );
+    let H2Server { mut h, plain, pki: _, tls: _, _dir } = H2Server::start("pki-drain");
     let Ok(H2Outcome::Open(mut ws)) = open(h.port, None, "/ws2/drain-h2").await else {
         panic!("no h2c WebSocket")
     };

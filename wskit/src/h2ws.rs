@@ -1,17 +1,19 @@
 //! WebSockets over HTTP/2 (RFC 8441): an extended CONNECT with `:protocol websocket` on an
 //! h2 connection (cleartext prior knowledge or TLS with ALPN `h2`), the stream's DATA frames
 //! then carrying the WebSocket frames. Built on the `h2` crate; the stream is bridged to a
-//! tokio duplex pipe so that tungstenite speaks WebSocket over it.
+//! tokio duplex pipe, over which tungstenite speaks WebSocket ([`connect`]) or a test its own
+//! frames ([`connect_raw`]).
 
 use bytes::Bytes;
+pub use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 /// How an extended CONNECT ended.
-pub enum H2Outcome {
+pub enum H2Outcome<S = WebSocketStream<DuplexStream>> {
     /// 200: a WebSocket over the stream.
-    Open(WebSocketStream<DuplexStream>),
+    Open(S),
     /// The server did not enable extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL).
     NotEnabled,
     /// The server answered with this status (and this body).
@@ -20,6 +22,25 @@ pub enum H2Outcome {
 
 /// Speaks HTTP/2 on `io` and asks for a WebSocket at `https_or_http://authority/path`.
 pub async fn connect<T>(io: T, url: &str, cfg: WebSocketConfig) -> Result<H2Outcome, h2::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Ok(match connect_raw(io, url, &[]).await? {
+        H2Outcome::Open((pipe, _)) => {
+            H2Outcome::Open(WebSocketStream::from_raw_socket(pipe, Role::Client, Some(cfg)).await)
+        }
+        H2Outcome::NotEnabled => H2Outcome::NotEnabled,
+        H2Outcome::Refused(status, body) => H2Outcome::Refused(status, body),
+    })
+}
+
+/// The same with `headers` added to the CONNECT: the stream as a pipe of raw WebSocket frames
+/// and the answer's headers.
+pub async fn connect_raw<T>(
+    io: T,
+    url: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<H2Outcome<(DuplexStream, http::HeaderMap)>, h2::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -39,13 +60,16 @@ where
     let mut req = http::Request::builder()
         .method(http::Method::CONNECT)
         .uri(url)
-        .header("sec-websocket-version", "13")
-        .body(())
-        .unwrap();
+        .header("sec-websocket-version", "13");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let mut req = req.body(()).unwrap();
     req.extensions_mut().insert(h2::ext::Protocol::from_static("websocket"));
     let (resp, mut tx) = send.send_request(req, false)?;
     let resp = resp.await?;
     let status = resp.status().as_u16();
+    let answer = resp.headers().clone();
     let mut rx = resp.into_body();
     if status != 200 {
         let mut body = Vec::new();
@@ -92,5 +116,5 @@ where
         }
         let _ = tx.send_data(Bytes::new(), true);
     });
-    Ok(H2Outcome::Open(WebSocketStream::from_raw_socket(ours, Role::Client, Some(cfg)).await))
+    Ok(H2Outcome::Open((ours, answer)))
 }
