@@ -9,7 +9,6 @@ use common::*;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use wskit::Pki;
 
 fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into())
@@ -37,8 +36,7 @@ fn percent_decode(s: &str) -> String {
 /// reconnects to the new generation at once.
 #[test]
 fn chromium_sees_1001_on_a_graceful_restart_and_reconnects() {
-    let dir = TempDir::new("browser-drain");
-    let (h, _plain, _tls) = server(&dir);
+    let (dir, h, _plain, _tls) = server("browser-drain");
     let url =
         format!("http://127.0.0.1:{}/page.html?drain=ws://127.0.0.1:{}/ws2/drain", h.port, h.port);
     let browser = browse(&dir, &url);
@@ -97,8 +95,7 @@ fn chromium_compresses_through_strict_frames_with_permessage_deflate() {
 /// Starts the server, opens page.html?`query` in Chromium, waits for the page's report and
 /// closes the browser: the test's folder, the server, the plain backend and the report.
 fn page(name: &str, query: impl Fn(&Httpd) -> String) -> (TempDir, Httpd, Backend, String) {
-    let dir = TempDir::new(name);
-    let (h, plain, _tls) = server(&dir);
+    let (dir, h, plain, _tls) = server(name);
     let browser = browse(&dir, &format!("http://127.0.0.1:{}/page.html?{}", h.port, query(&h)));
     let seen = reported(&h, &dir, "/report?");
     drop(browser);
@@ -126,26 +123,16 @@ impl Drop for Browser {
     }
 }
 
-/// The browser.conf.in server with the page in its document root.
-fn server(dir: &TempDir) -> (Httpd, Backend, Backend) {
-    let pki = Pki::generate(&dir.0.join("pki"));
-    let plain = Backend::start("plain");
-    let tls = Backend::start_tls("tls", &pki.server);
-    let h = Httpd::start(
-        Config::new("browser.conf.in")
-            .ports(4)
-            .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
-            .var("TLSBACKEND", tls.port())
-            .var("CA", pki.ca_file.display())
-            .var("SERVERCERT", pki.server.cert_file.display())
-            .var("SERVERKEY", pki.server.key_file.display()),
-    );
+/// The browser.conf.in server with the page in its document root: the test's folder (the
+/// browser's profile goes there too), the server, its ws:// backend and its wss:// one.
+fn server(name: &str) -> (TempDir, Httpd, Backend, Backend) {
+    let TlsSite { _dir: dir, h, b, tb, .. } = tls_site(name, "browser.conf.in", |c| c.ports(4));
     let page =
         std::fs::read_to_string(wskit::httpd::workspace_root().join("tests/browser/page.html"))
             .unwrap();
     std::fs::write(h.root.join("htdocs/page.html"), page).unwrap();
     let _ = Command::new("chmod").arg("a+r").arg(h.root.join("htdocs/page.html")).status();
-    (h, plain, tls)
+    (dir, h, b, tb)
 }
 
 /// Starts headless Chromium on `url`.
@@ -197,8 +184,7 @@ fn reported(h: &Httpd, dir: &TempDir, path: &str) -> String {
 
 #[test]
 fn chromium_page_talks_through_ws_and_wss() {
-    let dir = TempDir::new("browser");
-    let (h, plain, tls) = server(&dir);
+    let (dir, h, plain, tls) = server("browser");
     let url = format!(
         "http://127.0.0.1:{}/page.html?ws=ws://127.0.0.1:{}/ws2/browser&wss=wss://localhost:{}/wss2/browser&wssasync=wss://localhost:{}/ws2/browser-async",
         h.port, h.port, h.ports[0], h.ports[1]

@@ -12,33 +12,9 @@ use tokio_tungstenite::tungstenite::Message;
 use wskit::h2ws::{self, H2Outcome};
 use wskit::Pki;
 
-/// The h2.conf.in server (h2c on the main port, h2 over TLS on `ports[0]`) with a ws:// and
-/// a wss:// echo backend.
-struct H2Server {
-    h: Httpd,
-    pki: Pki,
-    plain: Backend,
-    tls: Backend,
-    _dir: TempDir,
-}
-
-impl H2Server {
-    fn start(name: &str) -> H2Server {
-        let dir = TempDir::new(name);
-        let pki = Pki::generate(&dir.0);
-        let plain = Backend::start("plain");
-        let tls = Backend::start_tls("tls", &pki.server);
-        let h = Httpd::start(
-            Config::new("h2.conf.in")
-                .ports(1)
-                .var("BACKEND", format!("127.0.0.1:{}", plain.port()))
-                .var("TLSBACKEND", tls.port())
-                .var("CA", pki.ca_file.display())
-                .var("SERVERCERT", pki.server.cert_file.display())
-                .var("SERVERKEY", pki.server.key_file.display()),
-        );
-        H2Server { h, pki, plain, tls, _dir: dir }
-    }
+/// The h2.conf.in server: h2c on the main port, h2 over TLS on `ports[0]`.
+fn h2_site(name: &str) -> TlsSite {
+    tls_site(name, "h2.conf.in", |c| c.ports(1))
 }
 
 /// Something an h2 connection runs over: TCP or TLS.
@@ -90,7 +66,7 @@ async fn open_raw(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn websockets_over_http2_front_ends() {
-    let H2Server { h, pki, plain, tls, _dir } = H2Server::start("pki");
+    let TlsSite { h, pki, b: plain, tb: tls, _dir } = h2_site("h2");
     let front_ends = [("h2c", h.port, None), ("h2", h.ports[0], Some(&pki))];
     for (front, port, tls_front) in front_ends {
         for (path, backend) in [("/ws2/over-h2", &plain), ("/wss2/over-h2", &tls)] {
@@ -149,7 +125,7 @@ async fn permessage_deflate_over_http2_streams() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use wskit::deflate::{Deflater, Inflater};
     use wskit::raw;
-    let H2Server { h, pki, plain, tls: _, _dir } = H2Server::start("pki-deflate");
+    let TlsSite { h, pki, b: plain, _dir, .. } = h2_site("h2-deflate");
     let offer = [("sec-websocket-extensions", "permessage-deflate; client_max_window_bits")];
     let mut streams = 0;
     for (front, port, tls_front) in [("h2c", h.port, None), ("h2", h.ports[0], Some(&pki))] {
@@ -218,7 +194,7 @@ async fn a_graceful_stop_closes_a_busy_http2_websocket_with_1001() {
 }
 
 async fn graceful_stop_closes_an_http2_websocket(busy: bool) {
-    let H2Server { mut h, plain, pki: _, tls: _, _dir } = H2Server::start("pki-drain");
+    let TlsSite { mut h, b: plain, _dir, .. } = h2_site("h2-drain");
     let Ok(H2Outcome::Open(mut ws)) = open(h.port, None, "/ws2/drain-h2").await else {
         panic!("no h2c WebSocket")
     };
