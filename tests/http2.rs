@@ -7,14 +7,15 @@
 mod common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use wskit::h2ws::{self, H2Outcome};
 use wskit::Pki;
 
-/// The h2.conf.in server: h2c on the main port, h2 over TLS on `ports[0]`.
+/// The h2.conf.in server: h2c on the main port, h2 over TLS on `ports[0]`, h2c with the
+/// module's Pings on `ports[1]`.
 fn h2_site(name: &str) -> TlsSite {
-    tls_site(name, "h2.conf.in", |c| c.ports(1))
+    tls_site(name, "h2.conf.in", |c| c.ports(2))
 }
 
 /// Something an h2 connection runs over: TCP or TLS.
@@ -122,7 +123,7 @@ async fn websockets_over_http2_front_ends() {
 /// the module, under one compression context per direction.
 #[tokio::test(flavor = "multi_thread")]
 async fn permessage_deflate_over_http2_streams() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use wskit::deflate::{Deflater, Inflater};
     use wskit::raw;
     let TlsSite { h, pki, b: plain, _dir, .. } = h2_site("h2-deflate");
@@ -142,17 +143,10 @@ async fn permessage_deflate_over_http2_streams() {
         streams += 1;
         let (mut rd, mut wr) = tokio::io::split(pipe);
         let (mut tx, mut rx, mut buf) = (Deflater::default(), Inflater::default(), Vec::new());
-        let mut next_frame = async || loop {
-            if let Some(f) = raw::take_frame(&mut buf) {
-                return f;
-            }
-            let mut chunk = [0u8; 65536];
-            let n = tokio::time::timeout(Duration::from_secs(20), rd.read(&mut chunk))
-                .await
-                .expect("echo hung")
-                .unwrap();
-            assert!(n > 0, "{front}: the stream ended");
-            buf.extend_from_slice(&chunk[..n]);
+        let mut next_frame = async || {
+            let next = raw::next_frame(&mut rd, &mut buf);
+            let f = tokio::time::timeout(Duration::from_secs(20), next).await.expect("echo hung");
+            f.unwrap().unwrap_or_else(|| panic!("{front}: the stream ended"))
         };
         for i in 0..5 {
             let msg = format!("message {i} over {front}; ").repeat(100 << i);
@@ -177,6 +171,59 @@ async fn permessage_deflate_over_http2_streams() {
     let log = h.stop();
     assert!(!log.contains("broke a framing rule"), "{log}");
     assert_eq!(log.matches("\"GET /ws2/deflate-h2 HTTP/").count(), streams, "{log}");
+}
+
+/// The module's Pings over an HTTP/2 stream (h2c, every 300 ms, timeout 300 ms): a client
+/// that answers them stays through 1.5 s of silence and its Pongs never reach the backend;
+/// one that stops answering (its h2 connection still alive: mod_http2 answers h2 PINGs) is
+/// taken for dead, and the backend gets Close 1001.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_modules_pings_keep_an_http2_websocket_and_find_it_dead() {
+    use tokio::io::AsyncWriteExt;
+    use wskit::backend::Event;
+    use wskit::raw;
+    let TlsSite { h, b: plain, _dir, .. } = h2_site("h2-pings");
+    let (pipe, _) = match open_raw(h.ports[1], None, "/ws2/pings-h2", &[]).await {
+        Ok(H2Outcome::Open(open)) => open,
+        Ok(_) => panic!("no h2c WebSocket\n{}", h.error_log()),
+        Err(e) => panic!("{e}\n{}", h.error_log()),
+    };
+    let (mut rd, mut wr) = tokio::io::split(pipe);
+    let mut buf = Vec::new();
+    let (quiet_until, mut pings) = (Instant::now() + Duration::from_millis(1500), 0);
+    while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
+        let Ok(f) = tokio::time::timeout(left, raw::next_frame(&mut rd, &mut buf)).await else {
+            break;
+        };
+        let f = f.unwrap().expect("the stream ended while the client answered every Ping");
+        assert_eq!((f.opcode, f.payload.len()), (9, 12), "only the module's Pings come");
+        pings += 1;
+        wr.write_all(&raw::client_frame(10, &f.payload)).await.unwrap();
+    }
+    assert!(pings >= 3, "{pings} Pings in 1.5 s at 300 ms");
+    wr.write_all(&raw::client_frame(1, b"still here")).await.unwrap();
+    let echo = loop {
+        let f = raw::next_frame(&mut rd, &mut buf).await.unwrap().expect("no echo");
+        match f.opcode {
+            9 => wr.write_all(&raw::client_frame(10, &f.payload)).await.unwrap(),
+            _ => break f,
+        }
+    };
+    assert_eq!((echo.opcode, &echo.payload[..]), (1, &b"still here"[..]));
+    // Now it reads on but answers nothing.
+    let deaf = Instant::now();
+    let reader =
+        tokio::spawn(
+            async move { while let Ok(Some(_)) = raw::next_frame(&mut rd, &mut buf).await {} },
+        );
+    let close = plain.wait_for(Duration::from_secs(5), |e| matches!(e, Event::Close(_)));
+    let took = deaf.elapsed();
+    assert!(matches!(close, Some(Event::Close(Some(1001)))), "{:?}", plain.events());
+    assert!(took < Duration::from_millis(2000), "found dead after {took:?}");
+    assert!(!plain.events().iter().any(|e| matches!(e, Event::Pong(_))), "{:?}", plain.events());
+    reader.abort();
+    let log = h.stop();
+    assert!(log.contains("WST02022"), "{log}");
 }
 
 /// A graceful stop ends a WebSocket over an HTTP/2 stream politely too: the client gets

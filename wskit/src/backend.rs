@@ -352,63 +352,55 @@ async fn deflate_echo<S: Conn>(
     compressing: bool,
     ev: Arc<Mutex<Vec<Event>>>,
 ) -> std::io::Result<()> {
-    use crate::raw::{server_frame, take_frame};
+    use crate::raw::{next_frame, server_frame};
     let (mut tx, mut rx) =
         (crate::deflate::Deflater::default(), crate::deflate::Inflater::default());
     // The message being received: its opcode, whether it is compressed, its frames and payload.
     let mut msg: Option<(u8, bool, usize, Vec<u8>)> = None;
-    let mut chunk = vec![0u8; 65536];
-    loop {
-        while let Some(f) = take_frame(&mut buf) {
-            match f.opcode {
-                8 => {
-                    let code = f.payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-                    ev.lock().unwrap().push(Event::Close(code));
-                    sock.write_all(&server_frame(8, &f.payload[..f.payload.len().min(2)])).await?;
-                    return sock.shutdown().await;
-                }
-                9 => sock.write_all(&server_frame(10, &f.payload)).await?,
-                10 => ev.lock().unwrap().push(Event::Pong(f.payload)),
-                0..=2 => {
-                    let m = msg.get_or_insert((f.opcode, f.rsv & 0x40 != 0, 0, Vec::new()));
-                    m.2 += 1;
-                    m.3.extend_from_slice(&f.payload);
-                    if !f.fin {
-                        continue;
-                    }
-                    let (opcode, compressed, frames, data) = msg.take().unwrap();
-                    let plain = match compressed {
-                        false => data,
-                        true => {
-                            let Some(plain) = rx.inflate(&data) else {
-                                // 1007: not the stream this context expected.
-                                let close = server_frame(8, &1007u16.to_be_bytes());
-                                return sock.write_all(&close).await;
-                            };
-                            let (wire, n) = (data.len(), plain.len());
-                            ev.lock().unwrap().push(Event::Inflated { wire, frames, plain: n });
-                            plain
-                        }
-                    };
-                    let out = match compressing {
-                        false => server_frame(opcode, &plain),
-                        true => {
-                            let mut out = server_frame(opcode, &tx.compress(&plain));
-                            out[0] |= 0x40;
-                            out
-                        }
-                    };
-                    sock.write_all(&out).await?;
-                }
-                _ => return Ok(()),
+    while let Some(f) = next_frame(&mut sock, &mut buf).await? {
+        match f.opcode {
+            8 => {
+                let code = f.payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+                ev.lock().unwrap().push(Event::Close(code));
+                sock.write_all(&server_frame(8, &f.payload[..f.payload.len().min(2)])).await?;
+                return sock.shutdown().await;
             }
+            9 => sock.write_all(&server_frame(10, &f.payload)).await?,
+            10 => ev.lock().unwrap().push(Event::Pong(f.payload)),
+            0..=2 => {
+                let m = msg.get_or_insert((f.opcode, f.rsv & 0x40 != 0, 0, Vec::new()));
+                m.2 += 1;
+                m.3.extend_from_slice(&f.payload);
+                if !f.fin {
+                    continue;
+                }
+                let (opcode, compressed, frames, data) = msg.take().unwrap();
+                let plain = match compressed {
+                    false => data,
+                    true => {
+                        let Some(plain) = rx.inflate(&data) else {
+                            // 1007: not the stream this context expected.
+                            return sock.write_all(&server_frame(8, &1007u16.to_be_bytes())).await;
+                        };
+                        let (wire, n) = (data.len(), plain.len());
+                        ev.lock().unwrap().push(Event::Inflated { wire, frames, plain: n });
+                        plain
+                    }
+                };
+                let out = match compressing {
+                    false => server_frame(opcode, &plain),
+                    true => {
+                        let mut out = server_frame(opcode, &tx.compress(&plain));
+                        out[0] |= 0x40;
+                        out
+                    }
+                };
+                sock.write_all(&out).await?;
+            }
+            _ => return Ok(()),
         }
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            return sock.shutdown().await;
-        }
-        buf.extend_from_slice(&chunk[..n]);
     }
+    sock.shutdown().await
 }
 
 async fn raw_mode<S: Conn>(

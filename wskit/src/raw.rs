@@ -248,6 +248,25 @@ pub fn read_frame(s: &mut TcpStream, pre: &mut Vec<u8>) -> Frame {
     }
 }
 
+/// Reads one whole frame from an asynchronous stream, `pre` holding what was already read after
+/// the last one; None: the stream ended first.
+pub async fn next_frame<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    pre: &mut Vec<u8>,
+) -> std::io::Result<Option<Frame>> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 65536];
+    loop {
+        if let Some(f) = take_frame(pre) {
+            return Ok(Some(f));
+        }
+        match r.read(&mut chunk).await? {
+            0 => return Ok(None),
+            n => pre.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 /// Reads one unmasked server frame with a payload under 126 bytes: (opcode, payload).
 pub fn read_small_frame(s: &mut TcpStream, pre: &mut Vec<u8>) -> (u8, Vec<u8>) {
     let f = read_frame(s, pre);
