@@ -13,6 +13,7 @@ mod bulk;
 mod conformance;
 pub mod core;
 pub mod detached;
+mod end;
 pub mod filters;
 pub mod limits;
 mod pump;

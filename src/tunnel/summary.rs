@@ -3,7 +3,7 @@
 //! [`Summary::of`]; the request's environment (`wstunnel-*`, for `%{...}e` in any
 //! `LogFormat`), the end lines (`WST02001`...) and `WST02011` all use it.
 
-use super::core::{End, Side};
+use super::end::{End, Side};
 use crate::frames::Frames;
 use std::sync::atomic::{AtomicU64, Ordering};
 
