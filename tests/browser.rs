@@ -76,16 +76,9 @@ fn chromium_compresses_through_strict_frames_with_permessage_deflate() {
     let (_dir, h, plain, seen) =
         page("browser-deflate", |h| format!("deflate=ws://127.0.0.1:{}/ws2/deflate", h.ports[3]));
     assert_eq!(seen, r#"{"extensions":"permessage-deflate","same":6,"close":1000}"#);
-    let inflated: Vec<_> = plain
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            wskit::backend::Event::Inflated { wire, plain, .. } => Some((wire, plain)),
-            _ => None,
-        })
-        .collect();
+    let inflated = plain.inflated();
     assert_eq!(inflated.len(), 6, "the browser's messages were not all compressed: {inflated:?}");
-    assert!(inflated.iter().all(|(wire, plain)| wire < plain), "{inflated:?}");
+    assert!(inflated.iter().all(|(wire, _, plain)| wire < plain), "{inflated:?}");
     let log = h.stop();
     assert!(!log.contains("broke a framing rule"), "{log}");
     let (pings, end) = module_pings(&log, "/ws2/deflate");

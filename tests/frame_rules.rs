@@ -324,11 +324,10 @@ fn answer_pings_for(s: &mut std::net::TcpStream, pre: &mut Vec<u8>, pings: &mut 
 /// not.
 #[test]
 fn permessage_deflate_passes_strict_frames_both_ways() {
-    use wskit::deflate::{Deflater, Inflater};
+    use wskit::deflate::{compressed, Deflater, Inflater};
     let b = Backend::start("deflate");
     let h = server(&b);
     let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
-    let compressed = |f: Vec<u8>| [vec![f[0] | 0x40], f[1..].to_vec()].concat();
     let m = Some(raw::MASK);
     for (port, mode) in both(&h) {
         let mut s = raw::connect(port);
@@ -375,14 +374,7 @@ fn permessage_deflate_passes_strict_frames_both_ways() {
     }
     let closes = wait_closes(&b, 2, Duration::from_secs(5));
     assert_eq!(closes, [Some(1001), Some(1001)]);
-    let inflated: Vec<(usize, usize, usize)> = b
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Inflated { wire, frames, plain } => Some((wire, frames, plain)),
-            _ => None,
-        })
-        .collect();
+    let inflated = b.inflated();
     assert_eq!(inflated.len(), 14, "{inflated:?}");
     assert_eq!(inflated.iter().filter(|m| m.2 > 17 << 20).count(), 2, "{inflated:?}");
     assert_eq!(inflated.iter().filter(|m| m.1 == 3).count(), 2, "{inflated:?}");

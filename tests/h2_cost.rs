@@ -346,12 +346,9 @@ impl H2 {
         let got = self
             .wait(t, |s| {
                 let st = s.streams.get_mut(&id)?;
-                if st.data.len() >= 2 {
-                    let len = (st.data[1] & 0x7f) as usize;
-                    if len < 126 && st.data.len() >= 2 + len {
-                        let frame: Vec<u8> = st.data.drain(..2 + len).collect();
-                        return Some(frame[0] == 0x81 && &frame[2..] == msg.as_bytes());
-                    }
+                if let Some(f) = wskit::raw::take_frame(&mut st.data) {
+                    let text = f.fin && f.rsv == 0 && f.opcode == 1 && !f.masked;
+                    return Some(text && f.payload == msg.as_bytes());
                 }
                 (st.ended || st.reset.is_some()).then_some(false)
             })

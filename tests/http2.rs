@@ -35,16 +35,26 @@ async fn front_end(port: u16, tls: Option<&Pki>) -> Result<Option<(Box<dyn Io>, 
         .then(|| (Box::new(s) as Box<dyn Io>, "https")))
 }
 
-/// A WebSocket over an HTTP/2 stream of the front end, spoken by tungstenite.
-async fn open(port: u16, tls: Option<&Pki>, path: &str) -> Result<H2Outcome, String> {
+/// Asks the front end for a WebSocket at `path` over an HTTP/2 stream with `connect`
+/// (`h2ws::connect` or `connect_raw`), given the connection and the URL.
+async fn on_front_end<O>(
+    port: u16,
+    tls: Option<&Pki>,
+    path: &str,
+    connect: impl AsyncFnOnce(Box<dyn Io>, String) -> Result<H2Outcome<O>, h2ws::Error>,
+) -> Result<H2Outcome<O>, String> {
     let fut = async {
         let Some((io, scheme)) = front_end(port, tls).await? else {
             return Ok(H2Outcome::NotEnabled);
         };
-        let url = format!("{scheme}://localhost:{port}{path}");
-        h2ws::connect(io, &url, ws_config()).await.map_err(|e| e.to_string())
+        connect(io, format!("{scheme}://localhost:{port}{path}")).await.map_err(|e| e.to_string())
     };
     tokio::time::timeout(Duration::from_secs(20), fut).await.expect("HTTP/2 WebSocket set-up hung")
+}
+
+/// A WebSocket over an HTTP/2 stream of the front end, spoken by tungstenite.
+async fn open(port: u16, tls: Option<&Pki>, path: &str) -> Result<H2Outcome, String> {
+    on_front_end(port, tls, path, async |io, url| h2ws::connect(io, &url, ws_config()).await).await
 }
 
 /// The same with `headers` in the CONNECT: the stream as raw WebSocket frames, and the answer's
@@ -55,14 +65,7 @@ async fn open_raw(
     path: &str,
     headers: &[(&'static str, &str)],
 ) -> Result<H2Outcome<(tokio::io::DuplexStream, h2ws::HeaderMap)>, String> {
-    let fut = async {
-        let Some((io, scheme)) = front_end(port, tls).await? else {
-            return Ok(H2Outcome::NotEnabled);
-        };
-        let url = format!("{scheme}://localhost:{port}{path}");
-        h2ws::connect_raw(io, &url, headers).await.map_err(|e| e.to_string())
-    };
-    tokio::time::timeout(Duration::from_secs(20), fut).await.expect("HTTP/2 WebSocket set-up hung")
+    on_front_end(port, tls, path, async |io, url| h2ws::connect_raw(io, &url, headers).await).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -124,7 +127,7 @@ async fn websockets_over_http2_front_ends() {
 #[tokio::test(flavor = "multi_thread")]
 async fn permessage_deflate_over_http2_streams() {
     use tokio::io::AsyncWriteExt;
-    use wskit::deflate::{Deflater, Inflater};
+    use wskit::deflate::{compressed, Deflater, Inflater};
     use wskit::raw;
     let TlsSite { h, pki, b: plain, _dir, .. } = h2_site("h2-deflate");
     let offer = [("sec-websocket-extensions", "permessage-deflate; client_max_window_bits")];
@@ -150,8 +153,7 @@ async fn permessage_deflate_over_http2_streams() {
         };
         for i in 0..5 {
             let msg = format!("message {i} over {front}; ").repeat(100 << i);
-            let mut f = raw::client_frame(1, &tx.compress(msg.as_bytes()));
-            f[0] |= 0x40;
+            let f = compressed(raw::client_frame(1, &tx.compress(msg.as_bytes())));
             wr.write_all(&f).await.unwrap();
             let echo = next_frame().await;
             assert_eq!((echo.rsv, echo.opcode), (0x40, 1), "{front}: message {i}");
@@ -162,12 +164,7 @@ async fn permessage_deflate_over_http2_streams() {
         let close = next_frame().await;
         assert_eq!((close.opcode, &close.payload[..]), (8, &1000u16.to_be_bytes()[..]), "{front}");
     }
-    let inflated = plain
-        .events()
-        .iter()
-        .filter(|e| matches!(e, wskit::backend::Event::Inflated { .. }))
-        .count();
-    assert_eq!(inflated, 5 * streams, "{:?}", plain.events());
+    assert_eq!(plain.inflated().len(), 5 * streams, "{:?}", plain.events());
     let log = h.stop();
     assert!(!log.contains("broke a framing rule"), "{log}");
     assert_eq!(log.matches("\"GET /ws2/deflate-h2 HTTP/").count(), streams, "{log}");

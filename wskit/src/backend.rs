@@ -129,6 +129,18 @@ impl Backend {
             .collect()
     }
 
+    /// `/deflate`: the compressed messages received so far, as (bytes on the wire, frames,
+    /// bytes inflated).
+    pub fn inflated(&self) -> Vec<(usize, usize, usize)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Inflated { wire, frames, plain } => Some((wire, frames, plain)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Waits up to `t` for an event matching `f`.
     pub fn wait_for(&self, t: Duration, f: impl Fn(&Event) -> bool) -> Option<Event> {
         let end = Instant::now() + t;
@@ -389,11 +401,7 @@ async fn deflate_echo<S: Conn>(
                 };
                 let out = match compressing {
                     false => server_frame(opcode, &plain),
-                    true => {
-                        let mut out = server_frame(opcode, &tx.compress(&plain));
-                        out[0] |= 0x40;
-                        out
-                    }
+                    true => crate::deflate::compressed(server_frame(opcode, &tx.compress(&plain))),
                 };
                 sock.write_all(&out).await?;
             }

@@ -52,6 +52,12 @@ impl Inflater {
     }
 }
 
+/// The first frame of a compressed message: `frame` with RSV1 set (RFC 7692 §6).
+pub fn compressed(mut frame: Vec<u8>) -> Vec<u8> {
+    frame[0] |= 0x40;
+    frame
+}
+
 /// Whether an offer or answer (`Sec-WebSocket-Extensions`) names permessage-deflate.
 pub fn named(extensions: &str) -> bool {
     extensions.split(',').any(|e| {

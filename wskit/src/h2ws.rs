@@ -5,6 +5,7 @@
 //! frames ([`connect_raw`]).
 
 use bytes::Bytes;
+pub use h2::Error;
 pub use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};

@@ -207,6 +207,8 @@ pub struct Frame {
     /// The RSV bits as they are in the first byte (0x40 is RSV1).
     pub rsv: u8,
     pub opcode: u8,
+    /// It came masked (as a client's must, and a server's must not).
+    pub masked: bool,
     pub payload: Vec<u8>,
 }
 
@@ -232,7 +234,9 @@ pub fn take_frame(buf: &mut Vec<u8>) -> Option<Frame> {
     }
     let first = buf[0];
     buf.drain(..at + len);
-    Some(Frame { fin: first & 0x80 != 0, rsv: first & 0x70, opcode: first & 0x0f, payload })
+    let (fin, rsv, opcode, masked) =
+        (first & 0x80 != 0, first & 0x70, first & 0x0f, mask.is_some());
+    Some(Frame { fin, rsv, opcode, masked, payload })
 }
 
 /// Reads one whole frame from `s`, `pre` holding what was already read after the last one.
@@ -296,7 +300,8 @@ mod tests {
                     assert_eq!(take_frame(&mut wire[..cut].to_vec()), None, "{len} cut at {cut}");
                 }
                 let f = take_frame(&mut wire).unwrap();
-                assert_eq!((f.fin, f.rsv, f.opcode, f.payload), (false, 0x40, 2, payload));
+                let got = (f.fin, f.rsv, f.opcode, f.masked, f.payload);
+                assert_eq!(got, (false, 0x40, 2, mask.is_some(), payload));
                 assert_eq!(take_frame(&mut wire).map(|f| f.payload), Some(b"next".to_vec()));
                 assert!(wire.is_empty());
             }
