@@ -472,8 +472,15 @@ fn threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
 }
 
+/// The one child (ServerLimit 1), once it is there: httpd listens before it forks its
+/// children, so a server that just answered its port may have none yet.
 fn only_child(h: &Httpd) -> u32 {
-    let kids = h.children();
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut kids = h.children();
+    while kids.is_empty() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+        kids = h.children();
+    }
     assert_eq!(kids.len(), 1, "ServerLimit 1 must give exactly one child: {kids:?}");
     kids[0]
 }
