@@ -366,7 +366,12 @@ impl Httpd {
                 let _ = std::fs::remove_dir_all(&self.root);
                 return Err(log);
             }
-            if all.iter().all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok()) {
+            // httpd listens (the MPM's open_logs hook) before every module's post_config has
+            // run, so a server whose configuration then fails answers for a moment: it is up
+            // only once the MPM says so (a notice, logged at every LogLevel).
+            if all.iter().all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
+                && self.error_log().contains("resuming normal operations")
+            {
                 return Ok(());
             }
             assert!(
