@@ -13,8 +13,8 @@ echo "== rustfmt (rustfmt.toml: max_width 100)"
 rustfmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo fmt --all --check
 (cd fuzz && cargo fmt --check)
-echo "== clippy on the module (warnings are errors)"
-cargo clippy --release --lib -- -D warnings
+echo "== clippy on the module, its tests and the test kit, every feature (warnings are errors)"
+cargo clippy --release --workspace --all-targets --all-features -- -D warnings
 echo "== a second httpd 2.4 release, built from Debian's source of it (scripts/second-httpd.sh)"
 second=$(scripts/second-httpd.sh | tail -1)
 cargo test --release --workspace -- --test-threads="${WST_TEST_THREADS:-4}"

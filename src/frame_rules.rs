@@ -193,7 +193,8 @@ mod tests {
     #[test]
     fn every_strict_rule_names_itself() {
         let masked = |b0: u8, len: u8| vec![b0, 0x80 | len, 1, 2, 3, 4];
-        let table: [(&[Vec<u8>], Vec<u8>, &str); 7] = [
+        type Case<'a> = (&'a [Vec<u8>], Vec<u8>, &'a str);
+        let table: [Case; 7] = [
             (&[], vec![0x81, 0x05], "must be masked"),
             (&[], masked(0x83, 0), "reserved opcode"),
             (&[], masked(0xc1, 1), "RSV bit"),

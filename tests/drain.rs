@@ -3,6 +3,10 @@
 //! clients see a clean close instead of an abnormal one (1006), and a message in flight
 //! arrives whole first. Synchronous and asynchronous tunnels alike.
 
+// Each test takes its file's serialising lock on its own thread (block_on, not a runtime
+// worker) and holds it for its whole run, across its awaits: that is the lock's purpose.
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 use common::*;
 use futures_util::StreamExt;

@@ -3,6 +3,10 @@
 //! file descriptor growth in the children), graceful restart and stop with many live tunnels.
 //! Resets and half-closes each way are rows of the edge table (tests/edge_table.rs).
 
+// Each test takes its file's serialising lock on its own thread (block_on, not a runtime
+// worker) and holds it for its whole run, across its awaits: that is the lock's purpose.
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};

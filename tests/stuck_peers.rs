@@ -9,6 +9,10 @@
 //! during a graceful stop at the drain's end. Under worker and prefork (TLS tunnels stay in
 //! their request threads) the limits must hold alike.
 
+// Each test takes its file's serialising lock on its own thread (block_on, not a runtime
+// worker) and holds it for its whole run, across its awaits: that is the lock's purpose.
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
@@ -87,13 +91,12 @@ async fn watch(c: &Stuck, t: Duration) -> Watched {
     wskit::sockets::watch(c.s.get_ref().0.as_raw_fd(), c.me, c.proxy, t).await
 }
 
+/// When each echo was asked for and how long it took; the Close code if the server closed.
+type Echoes = (Vec<(Instant, Duration)>, Option<CloseCode>);
+
 /// An ordinary wss:// client: a 16-byte message every 100 ms until `stop`; when each echo
 /// was asked for and how long it took, and the Close code if the server closed the tunnel.
-fn ordinary(
-    url: String,
-    pki: &Pki,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(Vec<(Instant, Duration)>, Option<CloseCode>)> {
+fn ordinary(url: String, pki: &Pki, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Echoes> {
     let pki = pki.clone();
     tokio::spawn(async move {
         let (mut ws, _) = connect_tls(&url, &pki).await.unwrap();

@@ -229,7 +229,7 @@ fn mpm_connections(h: &Httpd) -> u64 {
     ka.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 8192];
     // The response, then the server's close when the keep-alive expires.
-    while ka.read(&mut buf).map_or(false, |n| n > 0) {}
+    while ka.read(&mut buf).is_ok_and(|n| n > 0) {}
     std::thread::sleep(Duration::from_millis(100));
     status_auto(h.port).0["ConnsTotal"]
 }
