@@ -163,35 +163,17 @@ async fn ten_thousand_short_tunnels_leave_no_descriptors_behind() {
     let b = Backend::start("cycles");
     let h = server(&format!("127.0.0.1:{}", b.port()));
     let url = h.url("/echo/cycle");
-    let cycle = |n: usize| {
+    let open = move |_| {
         let url = url.clone();
-        async move {
-            let workers: Vec<_> = (0..8)
-                .map(|_| {
-                    let url = url.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..n / 8 {
-                            let (mut ws, _) = connect(&url).await.unwrap();
-                            let m = Message::text("x");
-                            assert_eq!(echo(&mut ws, m.clone()).await, m);
-                            ws.close(None).await.unwrap();
-                            while let Some(Ok(_)) = ws.next().await {}
-                        }
-                    })
-                })
-                .collect();
-            for w in workers {
-                w.await.unwrap();
-            }
-        }
+        async move { connect(&url).await.unwrap().0 }
     };
-    cycle(400).await;
+    churn(400, open.clone()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let fds = |pids: &[u32]| pids.iter().map(|p| fd_count(*p).unwrap_or(0)).sum::<usize>();
     let pids = h.children();
     let before = fds(&pids);
     let t0 = Instant::now();
-    cycle(10_000).await;
+    churn(10_000, open).await;
     let took = t0.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let still: Vec<u32> = pids.iter().copied().filter(|p| process_alive(*p)).collect();

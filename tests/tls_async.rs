@@ -691,33 +691,13 @@ async fn ten_thousand_suspended_wss_tunnels_leave_no_trace() {
     let s = site("tls-cycles");
     // Half of them to the wss:// backend (its connections held, then given back).
     let port = s.h.ports[0];
-    let cycle = |n: usize| {
-        let pki = s.pki.clone();
-        async move {
-            let workers: Vec<_> = (0..8)
-                .map(|w| {
-                    let url = format!(
-                        "wss://localhost:{port}/{}/c",
-                        if w % 2 == 0 { "ws2" } else { "wss2" }
-                    );
-                    let pki = pki.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..n / 8 {
-                            let (mut ws, _) = connect_tls(&url, &pki).await.unwrap();
-                            let m = Message::text("x");
-                            assert_eq!(echo(&mut ws, m.clone()).await, m);
-                            ws.close(None).await.unwrap();
-                            while let Some(Ok(_)) = ws.next().await {}
-                        }
-                    })
-                })
-                .collect();
-            for w in workers {
-                w.await.unwrap();
-            }
-        }
+    let pki = s.pki.clone();
+    let open = move |w: usize| {
+        let url = format!("wss://localhost:{port}/{}/c", if w % 2 == 0 { "ws2" } else { "wss2" });
+        let pki = pki.clone();
+        async move { connect_tls(&url, &pki).await.unwrap().0 }
     };
-    cycle(1000).await;
+    churn(1000, open.clone()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pids = s.h.children();
     let fds =
@@ -725,7 +705,7 @@ async fn ten_thousand_suspended_wss_tunnels_leave_no_trace() {
     let rss = |pids: &[u32]| pids.iter().map(|p| wskit::httpd::rss_kib(*p)).sum::<u64>();
     let (fds0, rss0) = (fds(&pids), rss(&pids));
     let t0 = Instant::now();
-    cycle(10_000).await;
+    churn(10_000, open).await;
     let took = t0.elapsed();
     assert_eq!(
         wait_count(&s.h, "WST02011", 11_000, Duration::from_secs(30)),

@@ -59,6 +59,32 @@ pub async fn round_trip(url: &str) -> String {
     resp.headers().get("x-backend").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
 }
 
+/// `n` short tunnels, eight at a time: each is opened by `open` (given its worker's number,
+/// 0 to 7), echoes one text message and ends with the closing handshake.
+pub async fn churn<F, Fut>(n: usize, open: F)
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Ws> + Send,
+{
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let open = open.clone();
+            tokio::spawn(async move {
+                for _ in 0..n / 8 {
+                    let mut ws = open(w).await;
+                    let m = Message::text("x");
+                    assert_eq!(echo(&mut ws, m.clone()).await, m);
+                    ws.close(None).await.unwrap();
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+}
+
 /// The HTTP status of a failed WebSocket handshake.
 pub async fn refused_status(url: &str) -> u16 {
     match connect(url).await {
