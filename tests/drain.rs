@@ -174,6 +174,21 @@ async fn drain_timeout_bounds_tunnels_when_httpd_waits_forever() {
     h.stop();
 }
 
+/// httpd, told to stop gracefully at `t0`, has exited within 4 s (its 3 s grace and a
+/// margin), and each backend got Close 1001.
+fn stopped_with_going_away(h: &mut Httpd, t0: Instant, backends: &[&Backend]) {
+    h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
+    assert!(t0.elapsed() < Duration::from_secs(4), "graceful stop took {:?}", t0.elapsed());
+    for b in backends {
+        assert!(
+            b.events().iter().any(|e| matches!(e, Event::Close(Some(1001)))),
+            "{}: {:?}",
+            b.name,
+            b.events()
+        );
+    }
+}
+
 /// An httpd with a TLS front end (to a ws:// backend, on `ports[0]`) and a wss:// backend (for
 /// ws:// clients on the main port): drain_tls.conf.in.
 fn tls_site(name: &str, grace: &str, drain: &str) -> TlsSite {
@@ -205,16 +220,7 @@ async fn tunnels_with_a_tls_end_close_with_1001_too() {
         "closed {:?} after the signal: no drain",
         t0.elapsed()
     );
-    h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
-    assert!(t0.elapsed() < Duration::from_secs(4), "graceful stop took {:?}", t0.elapsed());
-    for b in [&plain, &tls] {
-        assert!(
-            b.events().iter().any(|e| matches!(e, Event::Close(Some(1001)))),
-            "{}: {:?}",
-            b.name,
-            b.events()
-        );
-    }
+    stopped_with_going_away(&mut h, t0, &[&plain, &tls]);
     let log = h.stop();
     assert_eq!(log.matches("WST02014").count(), 2, "{log}");
 }
@@ -287,16 +293,7 @@ async fn a_tls_tunnel_that_never_pauses_still_closes_with_1001() {
     let closed = t0.elapsed();
     // (Its 1001 proves it ended before the deadline, which cuts it off without one.)
     assert!(closed > Duration::from_millis(1200), "closed {closed:?} after the signal: no drain");
-    h.wait_exit(Duration::from_secs(15)).expect("httpd did not stop");
-    assert!(t0.elapsed() < Duration::from_secs(4), "graceful stop took {:?}", t0.elapsed());
-    for b in [&plain, &tls] {
-        assert!(
-            b.events().iter().any(|e| matches!(e, Event::Close(Some(1001)))),
-            "{}: {:?}",
-            b.name,
-            b.events()
-        );
-    }
+    stopped_with_going_away(&mut h, t0, &[&plain, &tls]);
     let log = h.stop();
     let ends: Vec<&str> = log.lines().filter(|l| l.contains("WST02014")).collect();
     assert_eq!(ends.len(), 2, "{log}");
