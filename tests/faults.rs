@@ -260,15 +260,7 @@ async fn graceful_restart_and_stop_with_many_live_tunnels() {
         gone < Duration::from_secs(5),
         "old children took {gone:?} to go with GracefulShutdownTimeout 3"
     );
-    let mut closed = 0;
-    for mut ws in first {
-        if let Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) =
-            tokio::time::timeout(Duration::from_secs(1), ws.next()).await
-        {
-            closed += 1;
-        }
-    }
-    assert_eq!(closed, n, "tunnels of the old generation left open");
+    assert_eq!(count_ended(first).await, n, "tunnels of the old generation left open");
     eprintln!("graceful restart with {n} tunnels: {served} new WebSockets served meanwhile (slowest {slowest:?}), old children gone after {gone:?}");
 
     let second = open(n, "second").await;

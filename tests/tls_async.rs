@@ -827,15 +827,7 @@ async fn restarts_and_stops_with_a_thousand_suspended_wss_tunnels() {
         served >= 50 && refused * 20 <= served,
         "{served} new tunnels served during the restart, {refused} closed early"
     );
-    let mut closed = 0;
-    for mut ws in first {
-        if let Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) =
-            tokio::time::timeout(Duration::from_secs(1), ws.next()).await
-        {
-            closed += 1;
-        }
-    }
-    assert_eq!(closed, n, "tunnels of the old generation left open");
+    assert_eq!(count_ended(first).await, n, "tunnels of the old generation left open");
     eprintln!("graceful restart with {n} suspended wss tunnels: {served} new ones served meanwhile ({refused} closed early), old children gone after {gone:?}");
 
     let mut second = open_many(&url, &s.pki, n - n / 5).await;

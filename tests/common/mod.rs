@@ -85,6 +85,20 @@ where
     }
 }
 
+/// How many of `tunnels` the server has ended: each gets a second to show a Close, an error or
+/// the end of its stream.
+pub async fn count_ended(tunnels: Vec<Ws>) -> usize {
+    let mut ended = 0;
+    for mut ws in tunnels {
+        if let Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) =
+            tokio::time::timeout(Duration::from_secs(1), ws.next()).await
+        {
+            ended += 1;
+        }
+    }
+    ended
+}
+
 /// The HTTP status of a failed WebSocket handshake.
 pub async fn refused_status(url: &str) -> u16 {
     match connect(url).await {
