@@ -204,28 +204,10 @@ async fn graceful_restart_and_stop_with_many_live_tunnels() {
     let mut h = server(&format!("127.0.0.1:{}", b.port()));
     let open = |n: usize, tag: &'static str| {
         let url = h.url(&format!("/echo/{tag}"));
-        async move {
-            let mut all = Vec::with_capacity(n);
-            for chunk in 0..n / 50 {
-                let tasks: Vec<_> = (0..50)
-                    .map(|i| {
-                        let url = url.clone();
-                        tokio::spawn(async move {
-                            let (mut ws, _) = connect(&url)
-                                .await
-                                .unwrap_or_else(|e| panic!("tunnel {}: {e}", chunk * 50 + i));
-                            let m = Message::text("live");
-                            assert_eq!(echo(&mut ws, m.clone()).await, m);
-                            ws
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    all.push(t.await.unwrap());
-                }
-            }
-            all
-        }
+        open_live(n, 50, move || {
+            let url = url.clone();
+            async move { connect(&url).await }
+        })
     };
     let first = open(n, "first").await;
     let old_children = h.children();

@@ -756,26 +756,12 @@ async fn open_many(url: &str, pki: &Pki, n: usize) -> Vec<Ws> {
 
 /// Opens `n` tunnels, `at_once` handshakes at a time, each echoing once.
 async fn open_at_most(url: &str, pki: &Pki, n: usize, at_once: usize) -> Vec<Ws> {
-    let mut all = Vec::with_capacity(n);
-    for chunk in 0..n / at_once {
-        let tasks: Vec<_> = (0..at_once)
-            .map(|i| {
-                let (url, pki) = (url.to_string(), pki.clone());
-                tokio::spawn(async move {
-                    let (mut ws, _) = connect_tls(&url, &pki)
-                        .await
-                        .unwrap_or_else(|e| panic!("tunnel {}: {e}", chunk * at_once + i));
-                    let m = Message::text("live");
-                    assert_eq!(echo(&mut ws, m.clone()).await, m);
-                    ws
-                })
-            })
-            .collect();
-        for t in tasks {
-            all.push(t.await.unwrap());
-        }
-    }
-    all
+    let (url, pki) = (url.to_string(), pki.clone());
+    open_live(n, at_once, move || {
+        let (url, pki) = (url.clone(), pki.clone());
+        async move { connect_tls(&url, &pki).await }
+    })
+    .await
 }
 
 /// 1,000 suspended wss:// tunnels (a fifth of them to a wss:// backend) through a graceful

@@ -13,6 +13,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub use wskit::{Backend, Config, Httpd};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// httpd's answer to a WebSocket handshake.
+pub type Handshake = http::Response<Option<Vec<u8>>>;
 
 pub fn ws_config() -> WebSocketConfig {
     let mut c = WebSocketConfig::default();
@@ -22,9 +24,7 @@ pub fn ws_config() -> WebSocketConfig {
 }
 
 /// Opens a WebSocket through httpd; returns the stream and the 101 response.
-pub async fn connect(
-    url: &str,
-) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
+pub async fn connect(url: &str) -> Result<(Ws, Handshake), tokio_tungstenite::tungstenite::Error> {
     let req = url.into_client_request()?;
     tokio::time::timeout(
         Duration::from_secs(20),
@@ -85,6 +85,36 @@ where
     }
 }
 
+/// Opens `n` tunnels with `open`, `at_once` handshakes at a time, each echoing once; all of
+/// them must open.
+pub async fn open_live<F, Fut>(n: usize, at_once: usize, open: F) -> Vec<Ws>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(Ws, Handshake), tokio_tungstenite::tungstenite::Error>>
+        + Send,
+{
+    let mut all = Vec::with_capacity(n);
+    for chunk in 0..n / at_once {
+        let tasks: Vec<_> = (0..at_once)
+            .map(|i| {
+                let open = open.clone();
+                tokio::spawn(async move {
+                    let (mut ws, _) = open()
+                        .await
+                        .unwrap_or_else(|e| panic!("tunnel {}: {e}", chunk * at_once + i));
+                    let m = Message::text("live");
+                    assert_eq!(echo(&mut ws, m.clone()).await, m);
+                    ws
+                })
+            })
+            .collect();
+        for t in tasks {
+            all.push(t.await.unwrap());
+        }
+    }
+    all
+}
+
 /// How many of `tunnels` the server has ended: each gets a second to show a Close, an error or
 /// the end of its stream.
 pub async fn count_ended(tunnels: Vec<Ws>) -> usize {
@@ -112,7 +142,7 @@ pub async fn refused_status(url: &str) -> u16 {
 pub async fn connect_tls(
     url: &str,
     pki: &wskit::Pki,
-) -> Result<(Ws, http::Response<Option<Vec<u8>>>), tokio_tungstenite::tungstenite::Error> {
+) -> Result<(Ws, Handshake), tokio_tungstenite::tungstenite::Error> {
     let req = url.into_client_request()?;
     let connector = tokio_tungstenite::Connector::Rustls(pki.client_config(&[b"http/1.1"]));
     tokio::time::timeout(
