@@ -349,10 +349,7 @@ async fn bybusyness_sees_every_live_tunnel() {
         assert_eq!(on_one, 3, "{mode}: bybusyness spreads live tunnels evenly");
         // Close the tunnels on member one: it is now the idle one, so it gets the next three.
         let (gone, kept): (Vec<_>, Vec<_>) = live.into_iter().partition(|(_, w)| w == "one");
-        for (mut ws, _) in gone {
-            ws.close(None).await.ok();
-            while let Some(Ok(_)) = ws.next().await {}
-        }
+        close_all(gone.into_iter().map(|(ws, _)| ws)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut again = Vec::new();
         for i in 0..3 {

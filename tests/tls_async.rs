@@ -271,10 +271,7 @@ async fn bybusyness_sees_suspended_tunnels_on_both_kinds_of_member() {
     );
     // Close the ws:// member's tunnels: it is now the idle one, so it gets the next three.
     let (gone, kept): (Vec<_>, Vec<_>) = live.into_iter().partition(|(_, w)| *w == plain);
-    for (mut ws, _) in gone {
-        ws.close(None).await.ok();
-        while let Some(Ok(_)) = ws.next().await {}
-    }
+    close_all(gone.into_iter().map(|(ws, _)| ws)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut again = Vec::new();
     for i in 0..3 {

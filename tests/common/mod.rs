@@ -115,6 +115,14 @@ where
     all
 }
 
+/// Ends each of `tunnels` with the closing handshake: a Close, then read to the server's.
+pub async fn close_all(tunnels: impl IntoIterator<Item = Ws>) {
+    for mut ws in tunnels {
+        ws.close(None).await.ok();
+        while let Some(Ok(_)) = ws.next().await {}
+    }
+}
+
 /// How many of `tunnels` the server has ended: each gets a second to show a Close, an error or
 /// the end of its stream.
 pub async fn count_ended(tunnels: Vec<Ws>) -> usize {
