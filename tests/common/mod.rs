@@ -69,8 +69,10 @@ where
     let workers: Vec<_> = (0..8)
         .map(|w| {
             let open = open.clone();
+            // Worker w's share of the n; the first n % 8 take one more.
+            let share = n / 8 + usize::from(w < n % 8);
             tokio::spawn(async move {
-                for _ in 0..n / 8 {
+                for _ in 0..share {
                     let mut ws = open(w).await;
                     let m = Message::text("x");
                     assert_eq!(echo(&mut ws, m.clone()).await, m);
@@ -94,14 +96,12 @@ where
         + Send,
 {
     let mut all = Vec::with_capacity(n);
-    for chunk in 0..n / at_once {
-        let tasks: Vec<_> = (0..at_once)
+    while all.len() < n {
+        let tasks: Vec<_> = (all.len()..n.min(all.len() + at_once))
             .map(|i| {
                 let open = open.clone();
                 tokio::spawn(async move {
-                    let (mut ws, _) = open()
-                        .await
-                        .unwrap_or_else(|e| panic!("tunnel {}: {e}", chunk * at_once + i));
+                    let (mut ws, _) = open().await.unwrap_or_else(|e| panic!("tunnel {i}: {e}"));
                     let m = Message::text("live");
                     assert_eq!(echo(&mut ws, m.clone()).await, m);
                     ws
